@@ -1,0 +1,216 @@
+"""The shared vocabulary every architecture is built from.
+
+- ``StackedLinear``: ``n`` independent linear maps held as one ``(n, d_in, d_out)`` weight and run as one
+  batched matmul. Initialised like ``nn.Linear`` with the fan-in of *one* member.
+- ``ExpertBank``: ``n`` MLP experts (or task columns, or towers) made of ``StackedLinear`` layers.
+- ``StackedGate``: several softmax gates over the same number of choices, one batched matmul.
+- ``ExtractionLevel``: one CGC-style extraction level (Tang et al., RecSys 2020, eq. 1-4). Single-task,
+  Shared-Bottom, OMoE, MMoE and CGC are settings of one level; PLE stacks levels.
+- ``Towers``: one MLP tower per task on top, returning ``{task: logits}``.
+
+Shape letters used in comments: B batch, d features, n members of a stack, N experts of a level,
+T tasks, C choices of a gate, h hidden units.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class StackedLinear(nn.Module):
+    """``n`` independent ``nn.Linear(d_in, d_out)`` run as one batched matmul.
+
+    Input ``(B, d_in)`` is shared by all members; input ``(n, B, d_in)`` gives each member its own rows.
+    Output is always ``(n, B, d_out)``.
+    """
+
+    def __init__(self, n: int, d_in: int, d_out: int, bias: bool = True) -> None:
+        super().__init__()
+        self.n, self.d_in, self.d_out = n, d_in, d_out
+        self.weight = nn.Parameter(torch.empty(n, d_in, d_out))
+        self.bias = nn.Parameter(torch.empty(n, d_out)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # nn.Linear's default (kaiming_uniform with a=sqrt(5)) reduces to U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+        # with fan_in the input width of one member, not of the whole stack.
+        bound = 1.0 / math.sqrt(self.d_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            # (B, d_in) @ (n, d_in, d_out) broadcasts to (n, B, d_out): one matmul for all members
+            out = torch.matmul(x, self.weight)
+            return out if self.bias is None else out + self.bias.unsqueeze(1)
+        if self.bias is None:
+            return torch.bmm(x, self.weight)
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)  # (n, B, d_out)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, d_in={self.d_in}, d_out={self.d_out}, bias={self.bias is not None}"
+
+
+class ExpertBank(nn.Module):
+    """``n`` MLPs of identical shape (ReLU, dropout after every layer) as stacked weights.
+
+    ``forward`` maps ``(B, d_in)`` or ``(n, B, d_in)`` to ``(n, B, widths[-1])``. ``layer(i, x)`` runs one
+    layer, for architectures that act between layers (Cross-Stitch).
+    """
+
+    def __init__(self, n: int, d_in: int, widths: list[int], dropout: float = 0.0) -> None:
+        super().__init__()
+        if not widths:
+            raise ValueError("an expert needs at least one layer")
+        dims = [d_in, *widths]
+        self.layers = nn.ModuleList(StackedLinear(n, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.n, self.d_out = n, widths[-1]
+
+    def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(torch.relu(self.layers[i](x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(len(self.layers)):
+            x = self.layer(i, x)
+        return x
+
+
+class StackedGate(nn.Module):
+    """``n`` softmax gates over ``n_choices``: g(x) = softmax(W_g x) (MMoE eq. 5), batched.
+
+    With a single choice the gate is the constant 1 and has no parameters (a gate-free level).
+    Input ``(B, d)`` (every gate sees the same rows) or ``(n, B, d)``; output ``(n, B, n_choices)``.
+    """
+
+    def __init__(self, n: int, d_in: int, n_choices: int) -> None:
+        super().__init__()
+        self.n, self.n_choices = n, n_choices
+        self.proj = StackedLinear(n, d_in, n_choices) if n_choices > 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.proj is None:
+            batch = x.shape[-2]
+            return x.new_ones(self.n, batch, 1)
+        return torch.softmax(self.proj(x), dim=-1)
+
+
+class ExtractionLevel(nn.Module):
+    """One Customized Gate Control level (PLE paper, eq. 1-4).
+
+    Experts are held in one bank, ordered ``[shared_0..shared_{S-1}, task0_0..task0_{K-1}, task1_0, ...]``.
+    Task k's gate mixes its own K experts and the S shared experts:
+
+        g^k(x) = softmax(W_g^k x),   E^k(x) = [E_k,1..E_k,K, E_s,1..E_s,S],   f^k(x) = g^k(x)^T E^k(x)
+
+    ``shared_gate`` adds the PLE gate over all N experts that feeds the next level's shared experts.
+    ``tied_gates`` uses one gate for every task (OMoE). With one choice per task the gates vanish
+    (Shared-Bottom with S=1, K=0; single-task with S=0, K=1).
+
+    ``forward(x)`` takes ``(B, d)`` (first level: every expert and gate reads the input) or a pair
+    ``(task_inputs (T, B, d), shared_input (B, d))`` (upper PLE levels: task k's experts and gate read
+    task k's output of the level below, shared experts and the shared gate read the shared output).
+    It returns ``(task_outputs (T, B, h), shared_output (B, h) or None)``.
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        n_tasks: int,
+        n_shared: int,
+        n_specific: int,
+        widths: list[int],
+        dropout: float = 0.0,
+        *,
+        tied_gates: bool = False,
+        shared_gate: bool = False,
+    ) -> None:
+        super().__init__()
+        if n_shared + n_specific < 1:
+            raise ValueError("an extraction level needs at least one expert per task")
+        if n_shared < 0 or n_specific < 0:
+            raise ValueError("expert counts must be non-negative")
+        if tied_gates and n_specific:
+            raise ValueError("tied gates need every task to see the same experts (no task-specific experts)")
+        self.n_tasks, self.n_shared, self.n_specific = n_tasks, n_shared, n_specific
+        self.n_experts = n_shared + n_tasks * n_specific
+        self.experts = ExpertBank(self.n_experts, d_in, widths, dropout)
+        self.d_out = self.experts.d_out
+        n_choices = n_shared + n_specific
+        self.task_gates = StackedGate(1 if tied_gates else n_tasks, d_in, n_choices)
+        self.shared_gate = StackedGate(1, d_in, self.n_experts) if shared_gate else None
+        # Which experts task k's gate weighs: (T, C), own experts first, then the shared ones.
+        own = torch.arange(n_tasks).unsqueeze(1) * n_specific + n_shared + torch.arange(n_specific)
+        shared = torch.arange(n_shared).expand(n_tasks, n_shared)
+        self.register_buffer("choices", torch.cat([own, shared], dim=1), persistent=False)
+        # Which task's input each expert reads on upper levels: -1 for shared experts. (N,)
+        group = torch.cat([torch.full((n_shared,), -1), torch.arange(n_tasks).repeat_interleave(n_specific)])
+        self.register_buffer("expert_group", group, persistent=False)
+
+    def _expert_inputs(self, task_in: torch.Tensor, shared_in: torch.Tensor) -> torch.Tensor:
+        # (N, B, d): shared experts read the shared input, task k's experts read task k's input
+        parts = []
+        if self.n_shared:
+            parts.append(shared_in.expand(self.n_shared, *shared_in.shape))
+        if self.n_specific:
+            parts.append(task_in.repeat_interleave(self.n_specific, dim=0))
+        return torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
+
+    def forward(self, x):
+        if isinstance(x, torch.Tensor):
+            expert_in, gate_in, shared_in = x, x, x
+        else:
+            task_in, shared_in = x
+            expert_in, gate_in = self._expert_inputs(task_in, shared_in), task_in
+        experts = self.experts(expert_in)  # (N, B, h)
+        gates = self.task_gates(gate_in)  # (T or 1, B, C)
+        batch = experts.shape[1]
+        gates = gates.expand(self.n_tasks, batch, gates.shape[-1])
+        # Scatter each task's C gate weights into a dense (T, B, N) mixing matrix, so one batched matmul
+        # mixes all tasks without gathering copies of the expert outputs.
+        index = self.choices.unsqueeze(1).expand(self.n_tasks, batch, self.choices.shape[1])
+        mix = experts.new_zeros(self.n_tasks, batch, self.n_experts).scatter(-1, index, gates)
+        task_out = torch.einsum("tbn,nbh->tbh", mix, experts)  # (T, B, h)
+        shared_out = None
+        if self.shared_gate is not None:
+            g = self.shared_gate(shared_in)[0]  # (B, N)
+            shared_out = torch.einsum("bn,nbh->bh", g, experts)
+        return task_out, shared_out
+
+
+class Towers(nn.Module):
+    """One MLP tower per task, h^k in y_k = h^k(f^k(x)), hidden layers stacked across tasks.
+
+    Input ``(T, B, d)`` (task k's tower reads row k) or ``(B, d)`` (every tower reads the same rows).
+    The output layers are stacked when every task has the same output width, one ``nn.Linear`` per task
+    otherwise (multi-class beside binary tasks). Returns ``{task: (B, out_dim) logits}``.
+    """
+
+    def __init__(
+        self, d_in: int, task_names: list[str], out_dims: list[int], widths: list[int], dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.task_names = list(task_names)
+        n = len(task_names)
+        self.hidden = ExpertBank(n, d_in, widths, dropout) if widths else None
+        d_last = widths[-1] if widths else d_in
+        self.uniform = len(set(out_dims)) == 1
+        if self.uniform:
+            self.head = StackedLinear(n, d_last, out_dims[0])
+        else:
+            self.head = nn.ModuleList(nn.Linear(d_last, o) for o in out_dims)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.hidden is not None:
+            x = self.hidden(x)  # (T, B, h)
+        if self.uniform:
+            out = self.head(x)  # (T, B, o)
+            return {name: out[k] for k, name in enumerate(self.task_names)}
+        return {
+            name: head(x[k] if x.dim() == 3 else x)
+            for k, (name, head) in enumerate(zip(self.task_names, self.head))
+        }

@@ -1,0 +1,58 @@
+"""Architecture registry (timm-style): one file and one ``@register("name")`` add an architecture.
+
+Every registered class is an ``nn.Module`` built as ``cls(d_in, tasks, **options)`` where ``tasks`` maps
+task names to output widths, whose ``forward`` maps ``(B, d_in)`` features to ``{task: (B, out_dim)}``.
+Its keyword-only constructor arguments (int, float or bool, with defaults) are its options.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from bench.errors import UnknownChoice
+
+_REGISTRY: dict[str, type[nn.Module]] = {}
+
+
+def register(name: str):
+    """Class decorator adding an architecture to the registry under ``name``."""
+
+    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"architecture {name!r} is registered twice")
+        _REGISTRY[name] = cls
+        cls.arch_name = name
+        return cls
+
+    return wrap
+
+
+def available() -> list[str]:
+    """Registered architecture names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[nn.Module]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownChoice("architecture", name, _REGISTRY) from None
+
+
+def options(name: str) -> dict[str, Any]:
+    """The options of an architecture and their defaults: ``{option: default}``."""
+    sig = inspect.signature(get(name).__init__)
+    return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+def create(name: str, d_in: int, tasks: Mapping[str, int], **opts: Any) -> nn.Module:
+    """Build architecture ``name`` for ``d_in`` features and ``tasks`` (name -> output width)."""
+    valid = options(name)
+    for key in opts:
+        if key not in valid:
+            raise UnknownChoice(f"option of {name}", key, valid)
+    return get(name)(d_in, dict(tasks), **opts)

@@ -1,0 +1,42 @@
+"""The ``bench`` command. Each sub-command lives in ``bench.commands.<name>`` with ``add_parser`` and ``run``.
+
+User mistakes (``UserError``) are reported on one line and exit with status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import UserError
+
+COMMANDS = ("train",)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(prog="bench", description="Benchmark multi-task learning architectures.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    handlers = {}
+    for name in COMMANDS:
+        module = importlib.import_module(f"bench.commands.{name}")
+        module.add_parser(sub)
+        handlers[name] = module.run
+    return parser, handlers
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, handlers = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return handlers[args.command](args) or 0
+    except UserError as err:
+        print(f"bench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bench {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""``bench train``: fit one configuration and print its per-task validation and test metrics."""
+
+from __future__ import annotations
+
+import argparse
+
+from tabulate import tabulate
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train one configuration and print per-task metrics",
+        description="Train one architecture with one configuration; print per-task validation and test metrics.",
+    )
+    p.add_argument("--dataset", default="synthetic", help="registered dataset (default: synthetic)")
+    p.add_argument("--arch", required=True, help="registered architecture")
+    p.add_argument(
+        "--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+        help="a training setting (lr, batch_size, max_epochs, ...) or architecture option; repeatable",
+    )
+    p.add_argument(
+        "--data", dest="data_options", action="append", default=[], metavar="KEY=VALUE",
+        help="a dataset option (e.g. p=0.9 for synthetic); repeatable",
+    )
+    p.add_argument("--tasks", default=None, help="comma-separated tasks to train on (default: all of the dataset's)")
+    p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench import architectures, datasets
+    from bench.config import parse_assignments
+    from bench.system import TrainConfig, split_config
+    from bench.train import fit
+
+    architectures.get(args.arch)  # unknown names fail before any work
+    datasets.get(args.dataset)
+    defaults = {**{k: v for k, v in vars(TrainConfig()).items()}, **architectures.options(args.arch)}
+    config = parse_assignments(args.settings, defaults, f"config key for {args.arch}")
+    split_config(args.arch, config)  # validates values before the data is loaded
+    data_opts = parse_assignments(args.data_options, datasets.options(args.dataset), f"option of dataset {args.dataset}")
+    data = datasets.load(args.dataset, **data_opts)
+    if args.tasks:
+        data = data.select_tasks([t.strip() for t in args.tasks.split(",") if t.strip()])
+    result = fit(
+        args.arch, data, config, evaluate_test=True, accelerator=args.accelerator, progress=not args.no_progress
+    )
+    rows = []
+    for task in data.tasks:
+        for metric, value in result.val_metrics[task.name].items():
+            rows.append([task.name, metric, value, result.test_metrics[task.name][metric]])
+    print(
+        f"{args.arch} on {data.name}: best epoch {result.best_epoch} of {result.epochs}, "
+        f"{result.n_params:,} parameters, {result.seconds:.1f} s"
+    )
+    print(tabulate(rows, headers=["task", "metric", "validation", "test"], floatfmt=".4f"))
+    return 0

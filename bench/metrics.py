@@ -1,0 +1,74 @@
+"""Losses and whole-split metrics per task kind, and the validation objective.
+
+binary: BCE with logits; AUC and log loss.  regression: MSE; MSE and MAE.
+multiclass: cross-entropy; accuracy and log loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("auc", "logloss"),
+    "regression": ("mse", "mae"),
+    "multiclass": ("accuracy", "logloss"),
+}
+PRIMARY: dict[str, str] = {"binary": "auc", "regression": "mse", "multiclass": "accuracy"}
+HIGHER_IS_BETTER: dict[str, bool] = {"auc": True, "accuracy": True, "logloss": False, "mse": False, "mae": False}
+
+
+def task_loss(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean loss of one task. ``logits (B, out_dim)``, ``y (B,)`` as stored in a ``Split``."""
+    if kind == "binary":
+        return F.binary_cross_entropy_with_logits(logits.squeeze(-1), y)
+    if kind == "regression":
+        return F.mse_loss(logits.squeeze(-1), y)
+    return F.cross_entropy(logits, y.long())
+
+
+def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """ROC AUC as the Mann-Whitney U statistic, ties counted half: P(score_pos > score_neg) + P(=)/2."""
+    scores, labels = scores.double().flatten(), labels.flatten() > 0.5
+    n_pos = int(labels.sum())
+    n_neg = labels.numel() - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    _, inverse, counts = torch.unique(scores, return_inverse=True, return_counts=True)
+    # average 1-based rank of each distinct value: ranks of a tie group of size c ending at s are s-c+1..s
+    ends = counts.cumsum(0).double()
+    avg_rank = ends - (counts.double() - 1) / 2
+    rank_sum_pos = avg_rank[inverse][labels].sum().item()
+    return (rank_sum_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def task_metrics(kind: str, logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Metrics of one task over a whole split."""
+    logits, y = logits.detach().float(), y.detach().float()
+    if kind == "binary":
+        z = logits.squeeze(-1)
+        return {"auc": auc(z, y), "logloss": F.binary_cross_entropy_with_logits(z, y).item()}
+    if kind == "regression":
+        err = logits.squeeze(-1) - y
+        return {"mse": err.square().mean().item(), "mae": err.abs().mean().item()}
+    target = y.long()
+    return {
+        "accuracy": (logits.argmax(-1) == target).float().mean().item(),
+        "logloss": F.cross_entropy(logits, target).item(),
+    }
+
+
+def oriented(metric: str, value: float) -> float:
+    """The value with "higher is better" orientation (lower-is-better metrics negated)."""
+    return value if HIGHER_IS_BETTER[metric] else -value
+
+
+def objective(tasks, metrics: dict[str, dict[str, float]], target: str = "mean") -> float:
+    """The validation objective to maximise: the mean over tasks of each task's primary metric in
+    higher-is-better orientation, or one task's (``target`` = its name)."""
+    values = {t.name: oriented(PRIMARY[t.kind], metrics[t.name][PRIMARY[t.kind]]) for t in tasks}
+    if target == "mean":
+        return sum(values.values()) / len(values)
+    return values[target]

@@ -1,0 +1,283 @@
+"""The one LightningModule that trains any architecture: losses, metrics, logging and optimisers.
+
+Architectures are plain ``nn.Module``s returning ``{task: logits}`` (``bench.architectures``); nothing about
+training is written per architecture. ``make_system(name, data.tasks, data.d_in, ...)`` returns a module that
+a plain ``lightning.Trainer().fit(system, datamodule=MTLDataModule(data))`` trains, early-stops on the
+validation objective and leaves at its best epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+from torch import nn
+
+from bench import architectures
+from bench.datasets import BatchLoader, MTLData, Task
+from bench.errors import UnknownChoice, UserError
+
+from .metrics import METRICS, objective, task_loss, task_metrics
+
+OPTIMIZERS = ("adam", "adamw")
+
+
+@dataclass
+class TrainConfig:
+    """How one configuration is trained (everything but the architecture's own options)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"  # adam: L2 added to the gradient; adamw: decoupled decay
+    batch_size: int = 256
+    max_epochs: int = 30
+    patience: int = 5  # epochs without a better validation objective before stopping
+    eval_batch_size: int = 65_536
+    seed: int = 0
+    objective: str = "mean"  # "mean" over tasks, or one task's name
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise UnknownChoice("optimizer", self.optimizer, OPTIMIZERS)
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserError(f"lr must be a positive number, got {self.lr}")
+        if self.weight_decay < 0:
+            raise UserError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("batch_size", "max_epochs", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.patience < 0:
+            raise UserError(f"patience must be >= 0, got {self.patience}")
+
+
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+
+
+def split_config(arch: str, config: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """Split a flat config into training settings and architecture options; unknown keys are an error."""
+    arch_keys = architectures.options(arch)
+    train, opts = {}, {}
+    for key, value in config.items():
+        if key in TRAIN_KEYS:
+            train[key] = value
+        elif key in arch_keys:
+            opts[key] = value
+        else:
+            raise UnknownChoice(f"config key for {arch}", key, [*TRAIN_KEYS, *arch_keys])
+    return TrainConfig(**train), opts
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two optimiser groups: decayed weights, and biases plus what a module lists in ``no_weight_decay()``
+    (named by prefix), which are never decayed."""
+    exempt: set[str] = set()
+    for prefix, module in model.named_modules():
+        if hasattr(module, "no_weight_decay"):
+            exempt |= {f"{prefix}.{n}" if prefix else n for n in module.no_weight_decay()}
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.endswith("bias") or any(name == e or name.startswith(e + ".") for e in exempt):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+class KeepBest(Callback):
+    """Keeps a copy of the weights of the best validation epoch (as judged by the system) and restores them
+    when fitting ends, so the module is left at its best epoch without checkpoint files."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and pl_module.best_epoch == trainer.current_epoch:
+            self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.state is not None:
+            pl_module.load_state_dict(self.state)
+
+
+class MTLSystem(L.LightningModule):
+    """Trains ``model`` on ``tasks``: weighted sum of per-task losses, whole-split metrics per task.
+
+    Logged per epoch: ``train_loss``, ``val/<task>/<metric>`` and ``val_objective`` (higher is better);
+    after ``trainer.test``: ``test/<task>/<metric>``. ``history`` holds one dict per validation epoch,
+    ``best_epoch``, ``best_objective`` and ``val_metrics`` describe the best validation epoch so far (the
+    weights ``KeepBest`` restores), ``test_metrics`` the last test run.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tasks: list[Task],
+        train: TrainConfig | None = None,
+        loss_weights: dict[str, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.tasks = list(tasks)
+        self.train_config = train or TrainConfig()
+        if self.train_config.objective != "mean" and self.train_config.objective not in [t.name for t in tasks]:
+            raise UnknownChoice("objective", self.train_config.objective, ["mean", *[t.name for t in tasks]])
+        weights = loss_weights or {}
+        for name in weights:
+            if name not in [t.name for t in tasks]:
+                raise UnknownChoice("task in loss_weights", name, [t.name for t in tasks])
+        self.loss_weights = [float(weights.get(t.name, 1.0)) for t in self.tasks]
+        self.history: list[dict[str, Any]] = []
+        self.val_metrics: dict[str, dict[str, float]] = {}
+        self.test_metrics: dict[str, dict[str, float]] = {}
+        self.best_epoch: int | None = None
+        self.best_objective = -math.inf
+        self.last_objective: float | None = None
+        self._outputs: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
+        self._loss_sum: torch.Tensor | None = None
+        self._steps = 0
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(x)
+
+    def loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        """sum_k w_k L_k(logits_k, y[:, k])."""
+        total = 0.0
+        for k, task in enumerate(self.tasks):
+            total = total + self.loss_weights[k] * task_loss(task.kind, out[task.name], y[:, k])
+        return total
+
+    # --- training: no per-step logging or host sync; the epoch's mean loss is logged at its end
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.loss(self.model(x), y)
+        detached = loss.detach()
+        self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
+        self._steps += 1
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self._steps:
+            mean = (self._loss_sum / self._steps).item()
+            self.log("train_loss", mean)
+            if self.history and self.history[-1]["epoch"] == self.current_epoch:
+                self.history[-1]["train_loss"] = mean
+        self._loss_sum, self._steps = None, 0
+
+    # --- evaluation: logits of the whole split are gathered, then metrics computed once
+    def _collect(self, batch) -> None:
+        x, y = batch
+        self._outputs.append((self.model(x), y))
+
+    def _split_metrics(self) -> dict[str, dict[str, float]]:
+        outs, ys = zip(*self._outputs)
+        self._outputs = []
+        y = torch.cat(ys)
+        return {
+            t.name: task_metrics(t.kind, torch.cat([o[t.name] for o in outs]), y[:, k])
+            for k, t in enumerate(self.tasks)
+        }
+
+    def validation_step(self, batch, batch_idx) -> None:
+        self._collect(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self._split_metrics()
+        if self.trainer.sanity_checking:
+            return
+        value = objective(self.tasks, metrics, self.train_config.objective)
+        if not math.isfinite(value):
+            value = -math.inf  # a diverged epoch never counts as the best
+        self.last_objective = value
+        flat = {f"val/{task}/{m}": v for task, ms in metrics.items() for m, v in ms.items()}
+        self.log_dict({**flat, "val_objective": value})
+        self.history.append({"epoch": self.current_epoch, "val_objective": value, **flat})
+        if value > self.best_objective:
+            self.best_objective, self.best_epoch, self.val_metrics = value, self.current_epoch, metrics
+
+    def test_step(self, batch, batch_idx) -> None:
+        self._collect(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_metrics = self._split_metrics()
+        self.log_dict({f"test/{task}/{m}": v for task, ms in self.test_metrics.items() for m, v in ms.items()})
+
+    def configure_optimizers(self):
+        cfg = self.train_config
+        cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        return cls(param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
+
+    def configure_callbacks(self):
+        # mode "max": val_objective is oriented so that higher is better; check_finite stops a diverged run
+        return [
+            EarlyStopping("val_objective", mode="max", patience=self.train_config.patience, check_finite=True),
+            KeepBest(),
+        ]
+
+    def metric_names(self) -> dict[str, tuple[str, ...]]:
+        return {t.name: METRICS[t.kind] for t in self.tasks}
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self.train_config)
+
+
+def make_system(
+    arch: str,
+    tasks: list[Task],
+    d_in: int,
+    config: dict[str, Any] | None = None,
+    loss_weights: dict[str, float] | None = None,
+) -> MTLSystem:
+    """A ready LightningModule for architecture ``arch`` and a flat ``config`` of training settings
+    (``TrainConfig`` fields) and architecture options. Weights are initialised from ``config["seed"]``."""
+    train, opts = split_config(arch, dict(config or {}))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train.seed)
+        try:
+            model = architectures.create(arch, d_in, {t.name: t.out_dim for t in tasks}, **opts)
+        except (TypeError, ValueError) as err:
+            if isinstance(err, UserError):
+                raise
+            raise UserError(f"invalid options for {arch}: {err}") from None
+    return MTLSystem(model, tasks, train, loss_weights)
+
+
+class MTLDataModule(L.LightningDataModule):
+    """Serves an ``MTLData`` from tensors moved once to the training device; batches are slices."""
+
+    def __init__(self, data: MTLData, batch_size: int = 256, eval_batch_size: int = 65_536, seed: int = 0) -> None:
+        super().__init__()
+        self.data, self.batch_size, self.eval_batch_size, self.seed = data, batch_size, eval_batch_size, seed
+        self._on_device: dict[str, Any] = {}
+
+    @classmethod
+    def for_system(cls, data: MTLData, system: MTLSystem) -> MTLDataModule:
+        cfg = system.train_config
+        return cls(data, cfg.batch_size, cfg.eval_batch_size, cfg.seed)
+
+    def _split(self, name: str):
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        key = f"{name}@{device}"
+        if key not in self._on_device:
+            self._on_device[key] = getattr(self.data, name).to(device)
+        return self._on_device[key]
+
+    def train_dataloader(self) -> BatchLoader:
+        return BatchLoader(self._split("train"), self.batch_size, shuffle=True, seed=self.seed)
+
+    def val_dataloader(self) -> BatchLoader:
+        return BatchLoader(self._split("val"), self.eval_batch_size)
+
+    def test_dataloader(self) -> BatchLoader:
+        return BatchLoader(self._split("test"), self.eval_batch_size)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch  # already on the training device

@@ -1,0 +1,103 @@
+"""Fit one configuration and evaluate it: the unit of work of ``bench train`` and of every study trial."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import torch
+
+from bench.datasets import MTLData
+
+from .system import MTLDataModule, MTLSystem, make_system
+
+
+@dataclass
+class FitResult:
+    """What one fit produced: metrics of the best epoch on validation, and on test only when asked."""
+
+    arch: str
+    config: dict[str, Any]
+    val_metrics: dict[str, dict[str, float]]
+    val_objective: float
+    best_epoch: int | None
+    epochs: int
+    n_params: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    test_metrics: dict[str, dict[str, float]] | None = None
+
+
+def count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's per-fit banners (GPU/TPU availability, 'fit' summaries) and known-benign warnings."""
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=".*The number of training batches.*")
+    warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
+
+
+def make_trainer(max_epochs: int, *, accelerator: str = "auto", progress: bool = False, callbacks=None) -> L.Trainer:
+    """A Trainer with per-step work cut to the minimum: no logger, no checkpoint files, no sanity pass."""
+    return L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        num_sanity_val_steps=0,
+        callbacks=callbacks or [],
+    )
+
+
+def fit(
+    arch: str,
+    data: MTLData,
+    config: dict[str, Any] | None = None,
+    *,
+    evaluate_test: bool = False,
+    accelerator: str = "auto",
+    progress: bool = False,
+    callbacks=None,
+    loss_weights: dict[str, float] | None = None,
+) -> FitResult:
+    """Train ``arch`` with ``config`` on ``data``; select the best epoch on validation; read the test split only
+    when ``evaluate_test`` (the final stage), never during search."""
+    quiet_lightning()
+    config = dict(config or {})
+    system: MTLSystem = make_system(arch, data.tasks, data.d_in, config, loss_weights)
+    cfg = system.train_config
+    L.seed_everything(cfg.seed, verbose=False)  # dropout draws
+    dm = MTLDataModule.for_system(data, system)
+    trainer = make_trainer(cfg.max_epochs, accelerator=accelerator, progress=progress, callbacks=callbacks)
+    start = time.perf_counter()
+    trainer.fit(system, datamodule=dm)
+    seconds = time.perf_counter() - start
+    test = None
+    if evaluate_test:
+        trainer.test(system, datamodule=dm, verbose=False)
+        test = system.test_metrics
+    return FitResult(
+        arch=arch,
+        config=config,
+        val_metrics=system.val_metrics,
+        val_objective=system.best_objective,
+        best_epoch=system.best_epoch,
+        epochs=len(system.history),
+        n_params=count_params(system.model),
+        seconds=seconds,
+        history=system.history,
+        test_metrics=test,
+    )
