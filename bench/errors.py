@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Bad input from the user (a name, an option, a file): reported without a traceback."""
 
 
-class UnknownChoice(UserError, ValueError):
+class UnknownChoice(UserError):
     """A name that is not among the valid choices; the message lists them."""
 
     def __init__(self, what: str, name: str, choices) -> None:

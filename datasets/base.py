@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from bench.errors import UnknownChoice, UserError
+
 TASK_KINDS = ("binary", "regression", "multiclass")
 
 
@@ -20,9 +22,9 @@ class Task:
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
-            raise ValueError(f"task {self.name!r}: unknown kind {self.kind!r}; valid choices: {', '.join(TASK_KINDS)}")
+            raise UnknownChoice(f"kind of task {self.name!r}", self.kind, TASK_KINDS)
         if self.kind == "multiclass" and (self.n_classes is None or self.n_classes < 2):
-            raise ValueError(f"task {self.name!r}: a multiclass task needs n_classes >= 2")
+            raise UserError(f"task {self.name!r}: a multiclass task needs n_classes >= 2")
 
     @property
     def out_dim(self) -> int:
@@ -42,7 +44,7 @@ class Split:
 
     def __post_init__(self) -> None:
         if self.x.dim() != 2 or self.y.dim() != 2 or len(self.x) != len(self.y):
-            raise ValueError(f"a split needs x (N, d) and y (N, T), got {tuple(self.x.shape)} and {tuple(self.y.shape)}")
+            raise UserError(f"a split needs x (N, d) and y (N, T), got {tuple(self.x.shape)} and {tuple(self.y.shape)}")
 
     def __len__(self) -> int:
         return len(self.x)
@@ -67,11 +69,11 @@ class MTLData:
         for split_name in ("train", "val", "test"):
             split = getattr(self, split_name)
             if len(split) == 0:
-                raise ValueError(f"data set {self.name!r}: the {split_name} split is empty")
+                raise UserError(f"data set {self.name!r}: the {split_name} split is empty")
             if split.y.shape[1] != len(self.tasks):
-                raise ValueError(f"data set {self.name!r}: {split.y.shape[1]} label columns for {len(self.tasks)} tasks")
+                raise UserError(f"data set {self.name!r}: {split.y.shape[1]} label columns for {len(self.tasks)} tasks")
             if split.x.shape[1] != self.train.x.shape[1]:
-                raise ValueError(f"data set {self.name!r}: feature widths differ between splits")
+                raise UserError(f"data set {self.name!r}: feature widths differ between splits")
 
     @property
     def d_in(self) -> int:
@@ -86,7 +88,9 @@ class MTLData:
         known = self.task_names
         for n in names:
             if n not in known:
-                raise ValueError(f"data set {self.name!r}: unknown task {n!r}; valid choices: {', '.join(known)}")
+                raise UnknownChoice("task", n, known)
+        if len(set(names)) != len(names) or not names:
+            raise UserError(f"data set {self.name!r}: tasks must be distinct and at least one, got {names}")
         idx = [known.index(n) for n in names]
 
         def pick(s: Split) -> Split:
@@ -107,7 +111,7 @@ class BatchLoader:
 
     def __init__(self, split: Split, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"batch_size must be >= 1, got {batch_size}")
         self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, shuffle, seed
         self.epoch = 0
 

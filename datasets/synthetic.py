@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from bench.errors import UserError
+
 from .base import MTLData, Split, Task
 from .registry import register_dataset
 
@@ -25,7 +27,7 @@ def correlated_factors(n_tasks: int, p: float) -> torch.Tensor:
     """Lower-triangular L (T, T) with L L^T = (1 - p) I + p 11^T, zero pivots allowed (p = 1)."""
     lo = -1.0 / (n_tasks - 1) if n_tasks > 1 else -1.0
     if not lo <= p <= 1.0:
-        raise ValueError(f"correlation p={p} is not valid for {n_tasks} tasks; it must lie in [{lo:g}, 1]")
+        raise UserError(f"correlation p={p} is not valid for {n_tasks} tasks; it must lie in [{lo:g}, 1]")
     gram = torch.full((n_tasks, n_tasks), p, dtype=torch.float64).fill_diagonal_(1.0)
     L = torch.zeros_like(gram)
     for i in range(n_tasks):  # Cholesky-Banachiewicz, tolerant of a singular (p = 1) Gram matrix
@@ -54,12 +56,12 @@ def synthetic(
 ) -> MTLData:
     """MMoE synthetic regression tasks ``y1..yT`` whose weight vectors have pairwise cosine ``p``."""
     if n_tasks < 1 or d < n_tasks:
-        raise ValueError(f"need 1 <= n_tasks <= d, got n_tasks={n_tasks}, d={d}")
+        raise UserError(f"need 1 <= n_tasks <= d, got n_tasks={n_tasks}, d={d}")
     if m < 0 or noise_std < 0:
-        raise ValueError("m and noise_std must be non-negative")
+        raise UserError("m and noise_std must be non-negative")
     n_val, n_test = round(n_samples * val_fraction), round(n_samples * test_fraction)
     if min(n_val, n_test, n_samples - n_val - n_test) < 1:
-        raise ValueError(f"n_samples={n_samples} with these fractions leaves an empty split")
+        raise UserError(f"n_samples={n_samples} with these fractions leaves an empty split")
     g = torch.Generator().manual_seed(seed)
     f64 = torch.float64
     # orthonormal u_1..u_T: QR of a Gaussian matrix

@@ -39,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     defaults = {**{k: v for k, v in vars(TrainConfig()).items()}, **architectures.options(args.arch)}
     config = parse_assignments(args.settings, defaults, f"config key for {args.arch}")
     split_config(args.arch, config)  # validates values before the data is loaded
-    data_opts = parse_assignments(args.data_options, datasets.options(args.dataset), f"option of dataset {args.dataset}")
+    data_opts = parse_assignments(
+        args.data_options, datasets.options(args.dataset), f"option of dataset {args.dataset}"
+    )
     data = datasets.load(args.dataset, **data_opts)
     if args.tasks:
         data = data.select_tasks([t.strip() for t in args.tasks.split(",") if t.strip()])

@@ -1,0 +1,103 @@
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from bench import architectures, datasets
+from bench.datasets import MTLData, Split, Task
+from bench.errors import UserError
+from bench.system import MTLDataModule, MTLSystem, TrainConfig, make_system, param_groups
+from bench.train import fit
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return datasets.load("synthetic", n_samples=600, d=8, seed=3)
+
+
+def test_weight_decay_excludes_biases_and_stitches_by_name():
+    model = architectures.create("cross_stitch", 5, {"a": 1, "b": 1})
+    decay, no_decay = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(not names[id(p)].endswith("bias") and names[id(p)] != "stitch" for p in decay["params"])
+    assert {names[id(p)] for p in no_decay["params"]} == {
+        n for n in names.values() if n.endswith("bias") or n == "stitch"
+    }
+
+
+class EchoModel(nn.Module):
+    """Task a's logit is feature 0, task b's is feature 1."""
+
+    def forward(self, x):
+        return {"a": x[:, :1], "b": x[:, 1:2]}
+
+
+def test_metric_for_task_k_uses_task_k_labels():
+    g = torch.Generator().manual_seed(0)
+
+    def split(n):
+        x = torch.randn(n, 2, generator=g)
+        # a's labels follow feature 0; b's labels follow minus feature 1: AUC 1 and 0 if matched right,
+        # about 0.5 each if a task were scored against the other task's labels
+        y = torch.stack([(x[:, 0] > 0).float(), (x[:, 1] < 0).float()], 1)
+        return Split(x, y)
+
+    data = MTLData("echo", [Task("a", "binary"), Task("b", "binary")], split(50), split(400), split(50))
+    system = MTLSystem(EchoModel(), data.tasks)
+    L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).validate(
+        system, datamodule=MTLDataModule(data, eval_batch_size=64)
+    )
+    assert system.val_metrics["a"]["auc"] == pytest.approx(1.0)
+    assert system.val_metrics["b"]["auc"] == pytest.approx(0.0)
+
+
+def test_loss_for_task_k_uses_task_k_labels():
+    tasks = [Task("a", "regression"), Task("b", "regression")]
+    system = MTLSystem(EchoModel(), tasks, loss_weights={"b": 0.0})
+    x = torch.tensor([[1.0, 5.0]])
+    assert system.loss(system(x), torch.tensor([[1.0, 0.0]])).item() == 0.0  # a exact; b weighted out
+    assert system.loss(system(x), torch.tensor([[0.0, 5.0]])).item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("arch", architectures.available())
+def test_plain_trainer_fits_any_architecture(arch, tiny, tmp_path):
+    system = make_system(arch, tiny.tasks, tiny.d_in, {"max_epochs": 2, "batch_size": 128})
+    trainer = L.Trainer(max_epochs=2, default_root_dir=tmp_path, enable_progress_bar=False, logger=False)
+    trainer.fit(system, datamodule=MTLDataModule.for_system(tiny, system))
+    assert len(system.history) == 2 and system.best_epoch in (0, 1)
+    assert set(system.val_metrics) == {"y1", "y2"}
+
+
+def test_best_epoch_weights_are_restored_and_match_reported_metrics(tiny):
+    res = fit("mmoe", tiny, {"max_epochs": 6, "patience": 2, "lr": 0.05}, evaluate_test=False)
+    best = max(range(len(res.history)), key=lambda i: res.history[i]["val_objective"])
+    assert res.best_epoch == res.history[best]["epoch"]
+    assert res.val_objective == pytest.approx(res.history[best]["val_objective"])
+    assert res.val_metrics["y1"]["mse"] == pytest.approx(res.history[best]["val/y1/mse"])
+    assert res.test_metrics is None  # search-stage fits never read the test split
+
+
+def test_early_stopping_stops_before_max_epochs(tiny):
+    # lr 0 never improves after the first epoch: patience 1 stops at epoch 2 of 50
+    res = fit("shared_bottom", tiny, {"max_epochs": 50, "patience": 1, "lr": 1e-12})
+    assert res.epochs <= 3 and res.best_epoch == 0
+
+
+def test_fit_is_reproducible_by_seed(tiny):
+    a = fit("cgc", tiny, {"max_epochs": 2, "seed": 4}, evaluate_test=True)
+    b = fit("cgc", tiny, {"max_epochs": 2, "seed": 4}, evaluate_test=True)
+    c = fit("cgc", tiny, {"max_epochs": 2, "seed": 5}, evaluate_test=True)
+    assert a.test_metrics == b.test_metrics
+    assert a.test_metrics != c.test_metrics
+
+
+def test_bad_training_settings_are_user_errors(tiny):
+    with pytest.raises(UserError, match="optimizer"):
+        TrainConfig(optimizer="sgd")
+    with pytest.raises(UserError, match="unknown config key for mmoe 'lrr'"):
+        make_system("mmoe", tiny.tasks, tiny.d_in, {"lrr": 0.1})
+    with pytest.raises(UserError, match="objective"):
+        make_system("mmoe", tiny.tasks, tiny.d_in, {"objective": "y9"})
+    with pytest.raises(UserError, match="invalid options for mmoe"):
+        make_system("mmoe", tiny.tasks, tiny.d_in, {"expert_units": 0})
