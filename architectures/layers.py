@@ -169,16 +169,17 @@ class ExtractionLevel(nn.Module):
         experts = self.experts(expert_in)  # (N, B, h)
         gates = self.task_gates(gate_in)  # (T or 1, B, C)
         batch = experts.shape[1]
-        gates = gates.expand(self.n_tasks, batch, gates.shape[-1])
-        # Scatter each task's C gate weights into a dense (T, B, N) mixing matrix, so one batched matmul
-        # mixes all tasks without gathering copies of the expert outputs.
-        index = self.choices.unsqueeze(1).expand(self.n_tasks, batch, self.choices.shape[1])
-        mix = experts.new_zeros(self.n_tasks, batch, self.n_experts).scatter(-1, index, gates)
-        task_out = torch.einsum("tbn,nbh->tbh", mix, experts)  # (T, B, h)
+        gates = gates.expand(self.n_tasks, batch, gates.shape[-1]).transpose(1, 2).contiguous()  # (T, C, B)
+        # Scatter each task's C gate weights into a dense (T, N, B) mixing tensor (zero for experts the task
+        # does not see), then f^k = sum_n mix[k, n] * E_n for all tasks at once. An elementwise product summed
+        # over N beats a bmm over B tiny (T, N) @ (N, h) matrices on CPU and gathers no copies of expert outputs.
+        index = self.choices.unsqueeze(-1).expand(self.n_tasks, self.choices.shape[1], batch)
+        mix = experts.new_zeros(self.n_tasks, self.n_experts, batch).scatter(1, index, gates)
+        task_out = (mix.unsqueeze(-1) * experts).sum(1)  # (T, N, B, 1) * (N, B, h) -> (T, B, h)
         shared_out = None
         if self.shared_gate is not None:
-            g = self.shared_gate(shared_in)[0]  # (B, N)
-            shared_out = torch.einsum("bn,nbh->bh", g, experts)
+            g = self.shared_gate(shared_in)[0].T.contiguous()  # (N, B)
+            shared_out = (g.unsqueeze(-1) * experts).sum(0)  # (B, h)
         return task_out, shared_out
 
 
