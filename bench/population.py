@@ -1,0 +1,330 @@
+"""Population training: S members of one architecture and shape trained together as one stacked model.
+
+Members differ in what does not change shapes: seed (initialisation, data order), learning rate, weight
+decay, optimiser (adam / adamw), patience, max_epochs and objective. Each member keeps its own data order,
+optimiser state, early stopping, best epoch, metrics and history, and is numerically the model
+``bench.train.fit(arch, data, config_s)`` would train alone (up to float rounding; with dropout > 0 the
+dropout masks differ, so only the distribution matches). Used for the multi-seed final stage of studies and
+for repeated-run experiments: ``train_population(arch, data, seed_configs(config, range(8)))``.
+
+How: the S models are built by ``make_system`` (so each is initialised from its own seed exactly as ``fit``
+does), their parameters stacked into ``(S, ...)`` tensors, and the forward pass is ``torch.func.vmap`` of
+``functional_call`` over the stack. Member s reads its own rows ``x[perm_s[batch]]`` -> ``(S, B, d)``, with
+``perm_s`` the permutation ``BatchLoader(train, batch_size, shuffle=True, seed=seed_s)`` draws; every member
+has the same number of rows and batch size, so batch boundaries (the final partial batch included) coincide.
+The loss summed over members has, for each member's parameters, exactly that member's gradient.
+
+Why not Lightning: a LightningModule owns one model, one optimiser with scalar learning rates and one
+early-stopping state, and stops the whole loop at once. A population needs per-member optimiser coefficients
+(``StackedAdam``), per-member early stopping and best-weight keeping, and drops members from the stack as they
+stop so that stragglers do not pay for finished members. That loop is short, so it is written in plain torch
+here; its semantics (Adam/AdamW of ``torch.optim``, the decay/no-decay split of ``param_groups``,
+``EarlyStopping(mode="max", check_finite=True)`` on the float32 logged objective, ``KeepBest``) follow
+``bench.system`` and are checked against ``bench.train.fit`` in ``tests/test_population.py``.
+
+There is no host sync per step: losses are summed on the device and read once per epoch with the validation
+metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from bench import architectures
+from bench.datasets import BatchLoader, MTLData, Split
+from bench.errors import UserError
+
+from .metrics import objective, task_loss, task_metrics
+from .system import TrainConfig, make_system, param_groups, split_config
+from .train import FitResult, count_params
+
+BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW defaults, as used by MTLSystem
+EPS = 1e-8
+
+
+def seed_configs(config: dict[str, Any], seeds) -> list[dict[str, Any]]:
+    """One config per seed: ``config`` with ``seed`` replaced (the repeated-run population)."""
+    return [{**config, "seed": int(s)} for s in seeds]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``/``gpu`` or ``cuda:N``."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "gpu":
+        name = "cuda"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:N, gpu") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:N, gpu")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
+    return dev
+
+
+class StackedAdam:
+    """Adam / AdamW as ``torch.optim`` computes them, over parameters stacked along dim 0 (one member per row),
+    with each member's own learning rate, weight decay and kind of decay.
+
+        g  <- g + lambda_s theta                   (adam, decayed parameters only: L2 in the gradient)
+        theta <- (1 - lr_s lambda_s) theta          (adamw, decayed parameters only: decoupled decay)
+        m  <- beta1 m + (1 - beta1) g,   v <- beta2 v + (1 - beta2) g^2
+        theta <- theta - (lr_s / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    ``decayed`` names the parameters of ``param_groups``' decayed group; the others are never decayed. All
+    members step together, so the step count t is shared.
+    """
+
+    def __init__(
+        self,
+        params: dict[str, torch.Tensor],
+        decayed: set[str],
+        lr: list[float],
+        weight_decay: list[float],
+        decoupled: list[bool],
+    ) -> None:
+        self.params, self.decayed, self.t = params, decayed, 0
+        device = next(iter(params.values())).device
+        self.exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
+        self.exp_avg_sq = {k: torch.zeros_like(v) for k, v in params.items()}
+        # per-member coefficients, computed in double as torch.optim does with Python floats
+        self.lr = torch.tensor(lr, dtype=torch.float64, device=device)  # (S,)
+        self.l2 = torch.tensor([0.0 if d else w for w, d in zip(weight_decay, decoupled)], device=device)
+        self.shrink = torch.tensor(
+            [1.0 - r * w if d else 1.0 for r, w, d in zip(lr, weight_decay, decoupled)], device=device
+        )  # (S,) float32, as torch.optim's ``param.mul_(1 - lr * weight_decay)`` casts its scalar
+        self.any_l2 = any(w > 0 and not d for w, d in zip(weight_decay, decoupled))
+        self.any_shrink = any(w > 0 and d for w, d in zip(weight_decay, decoupled))
+
+    @staticmethod
+    def _rows(coef: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return coef.view(-1, *([1] * (like.dim() - 1)))  # (S, 1, ..., 1) broadcasts over a member's tensor
+
+    @torch.no_grad()
+    def step(self, grads: dict[str, torch.Tensor | None]) -> None:
+        self.t += 1
+        beta1, beta2 = BETAS
+        bc1 = 1 - beta1**self.t
+        bc2_sqrt = math.sqrt(1 - beta2**self.t)
+        neg_step = (-(self.lr / bc1)).float()  # (S,) -lr_s / (1 - beta1^t)
+        for name, p in self.params.items():
+            g = grads.get(name)
+            if g is None:  # unused in this step: torch.optim leaves such a parameter and its state alone
+                continue
+            if name in self.decayed:
+                if self.any_l2:
+                    g = g + self._rows(self.l2, p) * p
+                if self.any_shrink:
+                    p.mul_(self._rows(self.shrink, p))
+            m, v = self.exp_avg[name], self.exp_avg_sq[name]
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = (v.sqrt() / bc2_sqrt).add_(EPS)
+            p.add_(m.mul(self._rows(neg_step, p)).div_(denom))
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Drop the members not in ``rows`` (indices into the current stack) from the optimiser state."""
+        for state in (self.exp_avg, self.exp_avg_sq):
+            for k in state:
+                state[k] = state[k][rows]
+        self.lr, self.l2, self.shrink = self.lr[rows], self.l2[rows], self.shrink[rows]
+
+
+@dataclass
+class _Member:
+    """Bookkeeping of one member, as ``MTLSystem`` + ``EarlyStopping`` + ``KeepBest`` keep it for one fit."""
+
+    config: dict[str, Any]
+    train: TrainConfig
+    loader: BatchLoader  # only its ``permutation(epoch)`` is used: the data order ``fit`` would see
+    history: list[dict[str, Any]] = field(default_factory=list)
+    val_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    best_objective: float = -math.inf
+    best_epoch: int | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    es_best: torch.Tensor = field(default_factory=lambda: torch.tensor(-math.inf))  # float32, as logged
+    wait: int = 0
+    final_state: dict[str, torch.Tensor] | None = None
+    seconds: float = 0.0
+
+    def early_stop(self, value: float) -> bool:
+        """``EarlyStopping(mode="max", check_finite=True)`` on the float32 value ``self.log`` would store."""
+        current = torch.tensor(value, dtype=torch.float32)
+        if not torch.isfinite(current):
+            return True
+        if current > self.es_best:
+            self.es_best, self.wait = current, 0
+            return False
+        self.wait += 1
+        return self.wait >= self.train.patience
+
+
+def _check_configs(arch: str, configs: list[dict[str, Any]]) -> list[TrainConfig]:
+    """Split every config; members must share everything that fixes shapes or batch boundaries."""
+    if not configs:
+        raise UserError("a population needs at least one config")
+    defaults = architectures.options(arch)
+    trains, shapes = [], []
+    for cfg in configs:
+        train, opts = split_config(arch, dict(cfg))
+        trains.append(train)
+        shapes.append({**defaults, **opts})
+    for i, (train, opts) in enumerate(zip(trains[1:], shapes[1:]), start=1):
+        for key, value in opts.items():
+            if value != shapes[0][key]:
+                raise UserError(
+                    f"population members must share the architecture options; {key} is {shapes[0][key]!r} "
+                    f"in config 0 but {value!r} in config {i} (members may differ in: seed, lr, weight_decay, "
+                    "optimizer, patience, max_epochs, objective, eval_batch_size)"
+                )
+        if train.batch_size != trains[0].batch_size:
+            raise UserError(
+                f"population members must share batch_size; it is {trains[0].batch_size} in config 0 but "
+                f"{train.batch_size} in config {i}"
+            )
+    return trains
+
+
+def train_population(
+    arch: str,
+    data: MTLData,
+    configs: list[dict[str, Any]],
+    *,
+    evaluate_test: bool = False,
+    device: str | torch.device = "auto",
+    loss_weights: dict[str, float] | None = None,
+) -> list[FitResult]:
+    """Train one member per config of ``configs`` (flat configs as ``bench.train.fit`` takes) as one stacked
+    model; return one ``FitResult`` per config, in order, as ``fit(arch, data, config, evaluate_test=...)``
+    would. ``seconds`` is the wall time from the start until that member stopped. The test split is read
+    (once, with each member's best weights) only when ``evaluate_test``."""
+    trains = _check_configs(arch, configs)
+    dev = resolve_device(device)
+    systems = [make_system(arch, data.tasks, data.d_in, dict(cfg), loss_weights) for cfg in configs]
+    template = systems[0].model.to(dev)  # runs every member via functional_call; its own weights are unused
+    tasks, weights = systems[0].tasks, systems[0].loss_weights
+    decayed_ids = {id(p) for p in param_groups(template, 1.0)[0]["params"]}
+    decayed = {name for name, p in template.named_parameters() if id(p) in decayed_ids}
+    trainable = {name for name, p in template.named_parameters() if p.requires_grad}
+    stacked, _ = stack_module_state([s.model for s in systems])  # (S, ...) per parameter, detached copies
+    params = {k: v.to(dev).detach().requires_grad_() for k, v in stacked.items() if k in trainable}
+    n_params = count_params(template)
+    del systems, stacked
+
+    train = data.train.to(dev)
+    val = data.val.to(dev)
+    members = [
+        _Member(dict(cfg), t, BatchLoader(train, t.batch_size, shuffle=True, seed=t.seed))
+        for cfg, t in zip(configs, trains)
+    ]
+    opt = StackedAdam(
+        params,
+        decayed & set(params),
+        [t.lr for t in trains],
+        [t.weight_decay for t in trains],
+        [t.optimizer == "adamw" for t in trains],
+    )
+    # one member's rows per vmap lane; the eval chunk is shared by S lanes, so it is divided by S
+    eval_rows = max(1, min(t.eval_batch_size for t in trains) // len(configs))
+    batch_size, n_train = trains[0].batch_size, len(train)
+
+    def member_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = functional_call(template, p, (x,))
+        total = 0.0
+        for k, task in enumerate(tasks):  # sum_k w_k L_k, as MTLSystem.loss
+            total = total + weights[k] * task_loss(task.kind, out[task.name], y[:, k])
+        return total
+
+    batched_loss = vmap(member_loss, randomness="different")  # (S, B, d), (S, B, T) -> (S,)
+    forward_shared = vmap(lambda p, x: functional_call(template, p, (x,)), in_dims=(0, None))
+
+    @torch.no_grad()
+    def predict(p: dict[str, torch.Tensor], split: Split) -> dict[str, torch.Tensor]:
+        """{task: (S, N, out_dim)} logits of every member on a whole split, in chunks of ``eval_rows``."""
+        template.eval()
+        chunks = [forward_shared(p, split.x[i : i + eval_rows]) for i in range(0, len(split), eval_rows)]
+        template.train()
+        return {t.name: torch.cat([c[t.name] for c in chunks], dim=1) for t in tasks}
+
+    def metrics_of(logits: dict[str, torch.Tensor], split: Split, row: int) -> dict[str, dict[str, float]]:
+        return {t.name: task_metrics(t.kind, logits[t.name][row], split.y[:, k]) for k, t in enumerate(tasks)}
+
+    active = list(range(len(members)))  # member index of each row of the stack
+    template.train()
+    start = time.perf_counter()
+    # forked RNG: dropout draws are reproducible from the first seed and leave the caller's RNG untouched
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(trains[0].seed)
+        epoch = 0
+        while active:
+            perms = torch.stack([members[m].loader.permutation(epoch) for m in active])  # (S, N) on dev
+            loss_sum = torch.zeros(len(active), device=dev)
+            n_steps = 0
+            for lo in range(0, n_train, batch_size):
+                rows = perms[:, lo : lo + batch_size]  # (S, B): member s's batch, as its BatchLoader slices it
+                losses = batched_loss(params, train.x[rows], train.y[rows])  # (S,)
+                grads = torch.autograd.grad(losses.sum(), list(params.values()), allow_unused=True)
+                opt.step(dict(zip(params, grads)))
+                loss_sum += losses.detach()
+                n_steps += 1
+            train_loss = (loss_sum / n_steps).tolist()
+            logits = predict(params, val)
+            stopped = []
+            for row, m in enumerate(active):
+                mem = members[m]
+                metrics = metrics_of(logits, val, row)
+                value = objective(tasks, metrics, mem.train.objective)
+                if not math.isfinite(value):
+                    value = -math.inf  # a diverged epoch never counts as the best
+                flat = {f"val/{task}/{name}": v for task, ms in metrics.items() for name, v in ms.items()}
+                mem.history.append({"epoch": epoch, "val_objective": value, **flat, "train_loss": train_loss[row]})
+                if value > mem.best_objective:
+                    mem.best_objective, mem.best_epoch, mem.val_metrics = value, epoch, metrics
+                    mem.best_state = {k: v[row].detach().clone() for k, v in params.items()}
+                if mem.early_stop(value) or epoch + 1 >= mem.train.max_epochs:
+                    mem.final_state = {k: v[row].detach().clone() for k, v in params.items()}
+                    mem.seconds = time.perf_counter() - start
+                    stopped.append(row)
+            if stopped:
+                keep = [row for row in range(len(active)) if row not in stopped]
+                active = [active[row] for row in keep]
+                if active:  # stopped members leave the stack: no compute is spent on them any more
+                    index = torch.tensor(keep, device=dev)
+                    params = {k: v.detach()[index].requires_grad_() for k, v in params.items()}
+                    opt.params = params
+                    opt.keep(index)
+            epoch += 1
+
+    test_logits = None
+    if evaluate_test:
+        best = {k: torch.stack([(m.best_state or m.final_state)[k] for m in members]) for k in members[0].final_state}
+        test = data.test.to(dev)
+        test_logits = predict(best, test)
+    results = []
+    for i, (arch_config, mem) in enumerate(zip(configs, members)):
+        results.append(
+            FitResult(
+                arch=arch,
+                config=dict(arch_config),
+                val_metrics=mem.val_metrics,
+                val_objective=mem.best_objective,
+                best_epoch=mem.best_epoch,
+                epochs=len(mem.history),
+                n_params=n_params,
+                seconds=mem.seconds,
+                history=mem.history,
+                test_metrics=metrics_of(test_logits, test, i) if test_logits is not None else None,
+            )
+        )
+    return results
