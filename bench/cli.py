@@ -11,7 +11,7 @@ import sys
 
 from .errors import UserError
 
-COMMANDS = ("train",)
+COMMANDS = ("train", "run", "leaderboard")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -1,0 +1,41 @@
+"""``bench leaderboard --study NAME``: rebuild leaderboard/<study>.md and its plots from the stored results."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "leaderboard",
+        help="rebuild a study's leaderboard from its stored results",
+        description="Rebuild leaderboard/<study>.md and its plots from runs/<study>/ alone (no training).",
+    )
+    p.add_argument("--study", required=True, help="a study name (or a path to its .toml file)")
+    p.add_argument("--runs-dir", default="runs", type=Path, help="where runs/<study>/ is stored (default: runs)")
+    p.add_argument("--output", default="leaderboard", type=Path, help="leaderboard directory (default: leaderboard)")
+    p.add_argument("--no-plots", action="store_true", help="write the markdown without plots")
+    p.add_argument("--quiet", action="store_true", help="do not print the leaderboard")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench import leaderboard
+    from bench.errors import UserError
+
+    name = args.study
+    if name.endswith(".toml") or "/" in name:
+        from bench.study import load_study
+
+        name = load_study(name).name
+    root = args.runs_dir / name
+    if not (root / "study.json").is_file():
+        known = sorted(p.name for p in args.runs_dir.glob("*") if (p / "study.json").is_file()) \
+            if args.runs_dir.is_dir() else []
+        raise UserError(f"no stored results for study {name!r} in {args.runs_dir}/; studies with results: "
+                        f"{', '.join(known) or 'none'}")
+    path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots)
+    if not args.quiet:
+        print(text)
+    print(f"leaderboard written to {path}")
+    return 0

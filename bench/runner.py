@@ -1,0 +1,301 @@
+"""Running a study: the search stage (one Optuna study per unit) and the final stage (best config x seeds).
+
+A *unit* is what gets its own Optuna study and its own tuned configuration: (dataset, architecture) for the
+multi-task architectures, and (dataset, single_task, task) for the single-task baselines, each tuned on its own
+task's validation metric and trained on that task alone (the MMoE paper's protocol).
+
+Everything resumes: the search runs only the trials missing from each unit's budget, the final stage only the
+seeds missing from the store (or stored for a different configuration). The test split is read only in
+``final_stage``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .config import config_hash
+from .errors import UserError
+from .metrics import PRIMARY
+from .search import Hooks, make_objective
+from .study import Study, optuna_class
+
+
+@dataclass(frozen=True)
+class Unit:
+    dataset: str  # the dataset's label in the study
+    arch: str
+    target: str  # "mean", the study's main task, or (single_task) the one task trained and tuned
+
+    @property
+    def optuna_name(self) -> str:
+        name = f"{self.dataset}/{self.arch}"
+        return f"{name}/{self.target}" if self.arch == "single_task" else name
+
+    def __str__(self) -> str:
+        return f"{self.dataset} | {self.arch}" + (f"[{self.target}]" if self.arch == "single_task" else "")
+
+
+# --- data and units --------------------------------------------------------------------------------------
+def load_data(study: Study) -> dict[str, Any]:
+    """Every dataset of the study, loaded and checked (tasks, objective) before anything is written."""
+    from bench import datasets
+
+    out = {}
+    for spec in study.datasets:
+        try:
+            data = datasets.load(spec.name, **spec.options)
+        except (ValueError, FileNotFoundError, OSError) as err:
+            if isinstance(err, UserError):
+                raise
+            raise UserError(f"dataset {spec.label} ({spec.name}): {err}") from None
+        if spec.tasks:
+            for t in spec.tasks:
+                if t not in data.task_names:
+                    raise UserError(f"dataset {spec.label}: unknown task {t!r}; valid choices: "
+                                    f"{', '.join(data.task_names)}")
+            data = data.select_tasks(list(spec.tasks))
+        if study.objective != "mean" and study.objective not in data.task_names:
+            raise UserError(f"unknown objective {study.objective!r} for dataset {spec.label}; valid choices: "
+                            f"{', '.join(['mean', *data.task_names])}")
+        out[spec.label] = data
+    return out
+
+
+def units(study: Study, data: dict[str, Any]) -> list[Unit]:
+    out = []
+    for spec in study.datasets:
+        for arch in study.architectures:
+            if arch == "single_task":
+                out += [Unit(spec.label, arch, t) for t in data[spec.label].task_names]
+            else:
+                out.append(Unit(spec.label, arch, study.objective))
+    return out
+
+
+def unit_data(unit: Unit, data):
+    return data.select_tasks([unit.target]) if unit.arch == "single_task" else data
+
+
+def unit_fixed(study: Study, unit: Unit) -> dict[str, Any]:
+    """Config entries set by the study, not searched: budget, search seed, objective."""
+    objective = "mean" if unit.arch == "single_task" else unit.target
+    return {"max_epochs": study.budget.max_epochs, "patience": study.budget.patience, "seed": 0,
+            "objective": objective}
+
+
+# --- Optuna plumbing -------------------------------------------------------------------------------------
+def open_storage(root: Path, url: str | None):
+    """The study's own journal file (no server; file locks make it safe for several local processes), or a
+    database URL shared by many workers."""
+    if url:
+        return url
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    root.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(root / "optuna.journal")))
+
+
+def _counted(trial) -> bool:
+    """Trials that count toward the budget: finished ones, and failures of the configuration itself (not an
+    interruption, not a spec mistake)."""
+    from optuna.trial import TrialState
+
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and "error" in trial.user_attrs
+
+
+def progress_state(optuna_study) -> tuple[int, float]:
+    """(trials counted toward the budget, their seconds)."""
+    counted = [t for t in optuna_study.get_trials(deepcopy=False) if _counted(t)]
+    return len(counted), sum(t.user_attrs.get("seconds", 0.0) for t in counted)
+
+
+def open_unit_study(study: Study, unit: Unit, storage, n_done: int | None = None):
+    import optuna
+
+    sampler_kw = {k: v for k, v in study.sampler.items() if k != "kind"}
+    pruner_kw = {k: v for k, v in study.pruner.items() if k != "kind"}
+    opt = optuna.create_study(storage=storage, study_name=unit.optuna_name, direction="maximize",
+                              load_if_exists=True, pruner=optuna_class("pruner", study.pruner["kind"])(**pruner_kw))
+    # a resumed unit continues the sampler's random stream where it left off instead of repeating its draws
+    done = len(opt.get_trials(deepcopy=False))
+    sampler_kw["seed"] = int(sampler_kw.get("seed", 0)) + done
+    opt.sampler = optuna_class("sampler", study.sampler["kind"])(**sampler_kw)
+    if "spec_hash" not in opt.user_attrs:
+        opt.set_user_attr("spec_hash", study.spec_hash)
+    return opt
+
+
+def _state(trial) -> str:
+    from optuna.trial import TrialState
+
+    return {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(trial.state, "failed")
+
+
+def search_rows(study: Study, unit: Unit, data, optuna_study) -> list[dict[str, Any]]:
+    """Tidy rows of every counted trial of a unit (see ``bench.store``)."""
+    from .store import git_commit, versions
+
+    kinds = {t.name: t.kind for t in data.tasks}
+    rows = []
+    for trial in optuna_study.get_trials(deepcopy=False):
+        if not _counted(trial):
+            continue
+        attrs = trial.user_attrs
+        state = _state(trial)
+        curve = [v for v in attrs.get("curve", []) if math.isfinite(v)]
+        value = trial.value if state == "complete" else (curve[-1] if state == "pruned" and curve else None)
+        base = {
+            "study": study.name, "dataset": unit.dataset, "architecture": unit.arch, "target": unit.target,
+            "stage": "search", "trial": trial.number, "seed": attrs.get("config", {}).get("seed", 0),
+            "status": state, "split": "val", "n_params": attrs.get("n_params"), "seconds": attrs.get("seconds"),
+            "epochs": len(attrs.get("curve", [])), "config_hash": attrs.get("config_hash"),
+            "config": json.dumps(attrs.get("config", {}), sort_keys=True), "git_commit": git_commit(),
+            "versions": versions(), "hardware": attrs.get("hardware"),
+            "finished_at": trial.datetime_complete.replace(microsecond=0).isoformat()
+            if trial.datetime_complete else None,
+        }
+        rows.append({**base, "task": "*", "kind": "", "metric": "objective", "value": value})
+        for task, metrics in attrs.get("val_metrics", {}).items():
+            for metric, v in metrics.items():
+                rows.append({**base, "task": task, "kind": kinds.get(task, ""), "metric": metric, "value": v})
+    return rows
+
+
+# --- the final stage -------------------------------------------------------------------------------------
+def final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, accelerator: str = "auto",
+                hooks: Hooks | None = None, unit: Unit | None = None) -> list[dict[str, Any]]:
+    """Retrain ``config`` once per seed (config ``seed`` = the seed) and evaluate validation and, once, test.
+
+    Returns tidy rows (split, task, kind, metric, value, seed, n_params, seconds, epochs, config_hash, config);
+    the caller adds the study's columns. A population trainer that fits all seeds as one stacked model can
+    replace this function: same arguments, same rows.
+    """
+    from .store import now
+    from .train import fit
+
+    hooks = hooks or Hooks()
+    kinds = {t.name: t.kind for t in data.tasks}
+    rows = []
+    for seed in seeds:
+        cfg = {**config, "seed": seed}
+        for hook in hooks.final_start:
+            hook(unit, seed, cfg)
+        result = fit(arch, data, cfg, evaluate_test=True, accelerator=accelerator)
+        base = {"seed": seed, "n_params": result.n_params, "seconds": result.seconds, "epochs": result.epochs,
+                "config_hash": config_hash(config), "config": json.dumps(cfg, sort_keys=True), "status": "complete",
+                "finished_at": now()}
+        seed_rows = [
+            {**base, "split": split, "task": task, "kind": kinds[task], "metric": metric, "value": value}
+            for split, per_task in (("val", result.val_metrics), ("test", result.test_metrics))
+            for task, metrics in per_task.items()
+            for metric, value in metrics.items()
+        ]
+        for hook in hooks.final_end:
+            hook(unit, seed, cfg, seed_rows)
+        rows += seed_rows
+    return rows
+
+
+# --- the whole study -------------------------------------------------------------------------------------
+def _fmt(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.5g}"
+
+
+def run_study(
+    study: Study,
+    runs_dir: Path,
+    *,
+    storage: str | None = None,
+    accelerator: str = "auto",
+    hooks: Hooks | None = None,
+    out: Callable[[str], None] = print,
+) -> Path:
+    """Run what is missing of ``study``; returns its store directory ``runs_dir/<study>``."""
+    import optuna
+    import polars as pl
+
+    from . import store
+    from .train import quiet_lightning
+
+    quiet_lightning()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    hooks = hooks or Hooks()
+    data = load_data(study)  # all checks pass before anything is written
+    root = Path(runs_dir) / study.name
+    root.mkdir(parents=True, exist_ok=True)
+    store.write_meta(root, study.meta())
+    if study.path is not None:
+        shutil.copyfile(study.path, root / "spec.toml")
+    hw = store.hardware(accelerator)
+    storage_obj = open_storage(root, storage)
+    all_units = units(study, data)
+    budget = study.budget
+
+    def note_hardware(unit, trial, config):
+        trial.set_user_attr("hardware", hw)
+
+    hooks = replace(hooks, trial_start=[note_hardware, *hooks.trial_start])
+
+    for i, unit in enumerate(all_units, 1):
+        udata = unit_data(unit, data[unit.dataset])
+        opt = open_unit_study(study, unit, storage_obj)
+        if opt.user_attrs.get("spec_hash") != study.spec_hash:
+            out(f"[{unit}] note: this Optuna study was started by a different version of the spec")
+        done, spent = progress_state(opt)
+        remaining = budget.trials - done
+        time_left = None if budget.timeout is None else budget.timeout - spent
+        if remaining > 0 and (time_left is None or time_left > 0):
+            out(f"[{unit}] search: {done}/{budget.trials} trials done, running {remaining} ({i}/{len(all_units)})")
+
+            def report(s, trial, unit=unit):
+                n, _ = progress_state(s)
+                best = s.best_value if any(_state(t) == "complete" for t in s.get_trials(deepcopy=False)) else None
+                value = trial.value if trial.value is not None else (trial.user_attrs.get("curve") or [None])[-1]
+                out(f"[{unit}] trial {n}/{budget.trials} {_state(trial):<8} value {_fmt(value)}  "
+                    f"best {_fmt(best)}  {trial.user_attrs.get('seconds', 0.0):.1f} s")
+                if "user_error" in trial.user_attrs:
+                    s.stop()
+
+            objective = make_objective(unit, udata, study.search[unit.arch], unit_fixed(study, unit),
+                                       accelerator=accelerator, hooks=hooks)
+            opt.optimize(objective, n_trials=remaining, timeout=time_left, catch=(Exception,), callbacks=[report])
+            last = opt.get_trials(deepcopy=False)[-1]
+            if "user_error" in last.user_attrs:
+                raise UserError(f"{unit}: {last.user_attrs['user_error']}")
+        rows = search_rows(study, unit, udata, opt)
+        if rows:
+            store.write_atomic(store.frame(rows), store.search_path(root, unit.dataset, unit.arch, unit.target))
+
+        # final stage: the best configuration retrained with every final seed not yet stored for it
+        complete = [t for t in opt.get_trials(deepcopy=False) if _state(t) == "complete"]
+        if not complete:
+            out(f"[{unit}] no complete trial: skipping the final stage")
+            continue
+        best = opt.best_trial
+        config = best.user_attrs["config"]
+        chash = config_hash(config)
+        for seed in study.final_seeds:
+            old = store.read_final_seed(root, unit.dataset, unit.arch, unit.target, seed)
+            if old is not None and old["config_hash"].unique().to_list() == [chash]:
+                continue
+            rows = final_stage(udata, unit.arch, config, [seed], accelerator=accelerator, hooks=hooks, unit=unit)
+            common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.arch,
+                      "target": unit.target, "stage": "final", "trial": best.number,
+                      "git_commit": store.git_commit(), "versions": store.versions(), "hardware": hw}
+            df = store.frame([{**r, **common} for r in rows])
+            store.write_atomic(df, store.final_path(root, unit.dataset, unit.arch, unit.target, seed))
+            test = df.filter(pl.col("split") == "test")
+            summary = ", ".join(f"{r['task']} {r['metric']}={r['value']:.4f}" for r in test.iter_rows(named=True)
+                                if r["metric"] == PRIMARY[r["kind"]])
+            out(f"[{unit}] final seed {seed} ({study.final_seeds.index(seed) + 1}/{len(study.final_seeds)}): "
+                f"test {summary}  {rows[0]['seconds']:.1f} s")
+    return root

@@ -1,0 +1,162 @@
+"""The tidy results store of a study: long-format rows in parquet files under ``runs/<study>/``.
+
+Layout of ``runs/<study>/``::
+
+    study.json                        the spec's metadata (budget, datasets and options, spec hash): with the
+                                      rows below, all the leaderboard needs
+    spec.toml                         a copy of the spec file that was run
+    optuna.journal                    Optuna JournalStorage (file backend): one Optuna study per unit, named
+                                      "<dataset>/<arch>" or "<dataset>/single_task/<task>" (unless --storage)
+    results/search/<dataset>/<unit>.parquet
+                                      search-stage rows of one unit, re-exported from Optuna after its trials
+    results/final/<dataset>/<unit>/seed-<k>.parquet
+                                      one final run (best config retrained with seed k, test evaluated once)
+
+``<unit>`` is the architecture's name, or ``single_task@<task>`` for the per-task single-task baselines.
+Every file is written whole to a temporary name and renamed, so a crash never leaves a partial file, and
+workers writing different units or seeds never touch the same file. ``read(dir)`` concatenates them all.
+
+One row per (study, dataset, architecture, target, stage, trial, seed, split, task, metric):
+
+- ``stage`` "search": ``split`` "val"; for every finished trial one row ``task`` "*", ``metric`` "objective"
+  (the best validation objective; for a pruned trial the last reported one; null for a failure), plus
+  for complete trials one row per task and metric at the best epoch. ``status`` complete/pruned/failed.
+- ``stage`` "final": ``split`` "val" and "test", one row per task and metric; ``trial`` is the search trial
+  whose configuration was retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+SCHEMA: dict[str, pl.DataType] = {
+    "study": pl.String,
+    "dataset": pl.String,
+    "architecture": pl.String,
+    "target": pl.String,  # what the unit was tuned for: "mean", a main task, or single_task's own task
+    "stage": pl.String,
+    "trial": pl.Int64,
+    "seed": pl.Int64,
+    "status": pl.String,
+    "split": pl.String,
+    "task": pl.String,
+    "kind": pl.String,  # task kind (binary/regression/multiclass); "" for the objective row
+    "metric": pl.String,
+    "value": pl.Float64,
+    "n_params": pl.Int64,
+    "seconds": pl.Float64,
+    "epochs": pl.Int64,
+    "config_hash": pl.String,
+    "config": pl.String,  # JSON
+    "git_commit": pl.String,
+    "versions": pl.String,  # JSON: python and package versions
+    "hardware": pl.String,
+    "finished_at": pl.String,  # ISO 8601, UTC
+}
+
+
+def empty() -> pl.DataFrame:
+    return pl.DataFrame(schema=SCHEMA)
+
+
+def frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Rows (dicts with SCHEMA's keys; missing ones null) as a frame with the store's schema."""
+    return pl.DataFrame([{k: r.get(k) for k in SCHEMA} for r in rows], schema=SCHEMA, orient="row")
+
+
+def write_atomic(df: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        df.write_parquet(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def unit_name(arch: str, target: str) -> str:
+    return f"{arch}@{target}" if arch == "single_task" else arch
+
+
+def search_path(root: Path, dataset: str, arch: str, target: str) -> Path:
+    return root / "results" / "search" / dataset / f"{unit_name(arch, target)}.parquet"
+
+
+def final_path(root: Path, dataset: str, arch: str, target: str, seed: int) -> Path:
+    return root / "results" / "final" / dataset / unit_name(arch, target) / f"seed-{seed}.parquet"
+
+
+def read(root: Path) -> pl.DataFrame:
+    """All rows stored under ``root`` (a ``runs/<study>/`` directory), in a stable order."""
+    files = sorted((root / "results").glob("**/*.parquet"))
+    if not files:
+        return empty()
+    df = pl.concat([pl.read_parquet(f) for f in files], how="vertical")
+    return df.sort(["dataset", "architecture", "target", "stage", "trial", "seed", "split", "task", "metric"],
+                   nulls_last=True)
+
+
+def read_final_seed(root: Path, dataset: str, arch: str, target: str, seed: int) -> pl.DataFrame | None:
+    path = final_path(root, dataset, arch, target, seed)
+    return pl.read_parquet(path) if path.is_file() else None
+
+
+def write_meta(root: Path, meta: dict[str, Any]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / ".study.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, root / "study.json")
+
+
+def read_meta(root: Path) -> dict[str, Any]:
+    return json.loads((root / "study.json").read_text())
+
+
+# --- provenance ------------------------------------------------------------------------------------------
+@cache
+def git_commit() -> str:
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+@cache
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for pkg in ("mtl-bench", "torch", "lightning", "optuna", "polars"):
+        try:
+            found[pkg] = version(pkg)
+        except PackageNotFoundError:
+            found[pkg] = "unknown"
+    return json.dumps(found, sort_keys=True)
+
+
+def hardware(accelerator: str = "cpu") -> str:
+    import torch
+
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU {cpu}, {os.cpu_count()} cores"
+
+
+def now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()

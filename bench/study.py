@@ -1,0 +1,362 @@
+"""Study specs: a declarative TOML file describing one benchmark, validated on load.
+
+    name = "quickstart"                  # defaults to the file's stem
+    architectures = ["mmoe", "ple"]      # default: all registered
+    objective = "mean"                   # or one task's name (the MMoE paper's "main task" protocol)
+    seeds = 5                            # final seeds: 1..seeds (the search trains with seed 0)
+
+    [budget]                             # the same for every architecture
+    trials = 20                          # per (dataset, architecture); per task for single_task
+    max_epochs = 30
+    patience = 5                         # early stopping
+    timeout = 600                        # optional: seconds of trials per (dataset, architecture)
+
+    [sampler]                            # kind = "tpe" | "random", other keys go to the Optuna sampler
+    seed = 0
+
+    [pruner]                             # kind = "median" | "percentile" | "hyperband" | "successive_halving" | "none"
+    kind = "median"
+    n_warmup_steps = 2
+
+    [[datasets]]
+    name = "synthetic"
+    label = "p0.9"                       # optional: a distinct name in the study (default: the dataset's name)
+    tasks = ["y1", "y2"]                 # optional subset
+    options = { p = 0.9, n_samples = 4000 }
+
+    [search.all]                         # overrides for every architecture
+    batch_size = [128, 256]              # a list: categorical
+    [search.mmoe]
+    n_experts = { low = 2, high = 8 }    # a range: int if both bounds are ints; log = true, step = ...
+    dropout = 0.1                        # a scalar: fixed
+
+Every name is checked (keys, architectures, datasets and their options, search-space keys) and reported on
+one line listing the valid choices, before anything is written.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import coerce, config_hash
+from .errors import UnknownChoice, UserError
+
+STUDY_KEYS = ("name", "description", "architectures", "objective", "seeds", "budget", "sampler", "pruner",
+              "datasets", "search")
+BUDGET_KEYS = ("trials", "max_epochs", "patience", "timeout")
+DATASET_KEYS = ("name", "label", "tasks", "options")
+RANGE_KEYS = ("low", "high", "log", "step")
+# TrainConfig fields a search space may set; the others are set by the budget, the seeds and the objective
+SEARCHABLE_TRAIN_KEYS = ("lr", "weight_decay", "optimizer", "batch_size", "eval_batch_size")
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One search-space entry: a fixed ``value``, a list of ``choices``, or a ``low``..``high`` range."""
+
+    value: Any = None
+    choices: tuple | None = None
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.choices is not None:
+            return "categorical"
+        if self.low is not None:
+            return "int" if isinstance(self.low, int) and isinstance(self.high, int) else "float"
+        return "fixed"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    label: str
+    options: dict[str, Any] = field(default_factory=dict)
+    tasks: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    trials: int = 20
+    max_epochs: int = 30
+    patience: int = 5
+    timeout: float | None = None
+
+
+@dataclass
+class Study:
+    name: str
+    datasets: list[DatasetSpec]
+    architectures: list[str]
+    budget: Budget
+    search: dict[str, dict[str, Param]]  # arch -> param -> Param: built-in defaults merged with the spec's
+    objective: str = "mean"
+    seeds: int = 5
+    sampler: dict[str, Any] = field(default_factory=lambda: {"kind": "tpe", "seed": 0})
+    pruner: dict[str, Any] = field(default_factory=lambda: {"kind": "median"})
+    description: str = ""
+    path: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final_seeds(self) -> list[int]:
+        return list(range(1, self.seeds + 1))
+
+    @property
+    def spec_hash(self) -> str:
+        return config_hash(self.raw)
+
+    def meta(self) -> dict[str, Any]:
+        """What the leaderboard needs besides the result rows (stored as ``runs/<study>/study.json``)."""
+        return {
+            "study": self.name,
+            "description": self.description,
+            "spec_hash": self.spec_hash,
+            "architectures": self.architectures,
+            "objective": self.objective,
+            "seeds": self.final_seeds,
+            "budget": {"trials": self.budget.trials, "max_epochs": self.budget.max_epochs,
+                       "patience": self.budget.patience, "timeout": self.budget.timeout},
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "datasets": {d.label: {"name": d.name, "options": d.options, "tasks": list(d.tasks or [])}
+                         for d in self.datasets},
+        }
+
+
+# --- finding a spec ----------------------------------------------------------------------------------------
+def study_dirs() -> list[Path]:
+    """Where study names are looked up: ``studies/`` in the current directory, then in the installed repo."""
+    repo = Path(__file__).resolve().parents[1] / "studies"
+    dirs = [Path.cwd() / "studies"]
+    if repo.resolve() != dirs[0].resolve():
+        dirs.append(repo)
+    return dirs
+
+
+def available_studies() -> list[str]:
+    names = set()
+    for d in study_dirs():
+        if d.is_dir():
+            names |= {p.stem for p in d.glob("*.toml")}
+    return sorted(names)
+
+
+def find_study(name_or_path: str) -> Path:
+    """A study name found in ``studies/`` or a path to a ``.toml`` file."""
+    path = Path(name_or_path)
+    if name_or_path.endswith(".toml") or path.parent != Path("."):
+        if not path.is_file():
+            raise UserError(f"study file {name_or_path!r} does not exist")
+        return path
+    for d in study_dirs():
+        candidate = d / f"{name_or_path}.toml"
+        if candidate.is_file():
+            return candidate
+    raise UnknownChoice("study", name_or_path, available_studies())
+
+
+def load_study(name_or_path: str) -> Study:
+    path = find_study(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"{path}: invalid TOML: {err}") from None
+    return parse_study(raw, default_name=path.stem, path=path)
+
+
+# --- validation ------------------------------------------------------------------------------------------
+def _check_keys(what: str, table: Any, valid) -> dict:
+    if not isinstance(table, dict):
+        raise UserError(f"{what} must be a table, got {table!r}")
+    for key in table:
+        if key not in valid:
+            raise UnknownChoice(f"key in {what}", key, valid)
+    return table
+
+
+def _typed(what: str, value: Any, kind: type) -> Any:
+    return coerce(what, value, kind())  # a TOML value of the wrong type is a one-line error
+
+
+def parse_param(where: str, spec: Any) -> Param:
+    """A search-space entry from TOML: scalar (fixed), list (categorical) or ``{low, high[, log, step]}``."""
+    if isinstance(spec, list):
+        if not spec:
+            raise UserError(f"{where}: an empty list of choices")
+        return Param(choices=tuple(spec))
+    if isinstance(spec, dict):
+        _check_keys(where, spec, RANGE_KEYS)
+        if "low" not in spec or "high" not in spec:
+            raise UserError(f"{where}: a range needs both 'low' and 'high'")
+        low, high = spec["low"], spec["high"]
+        for bound in (low, high):
+            if isinstance(bound, bool) or not isinstance(bound, int | float):
+                raise UserError(f"{where}: bounds must be numbers, got {bound!r}")
+        if not low < high:
+            raise UserError(f"{where}: low must be < high, got {low} and {high}")
+        log = bool(spec.get("log", False))
+        if log and low <= 0:
+            raise UserError(f"{where}: a log range needs low > 0, got {low}")
+        step = spec.get("step")
+        if step is not None and log:
+            raise UserError(f"{where}: a range cannot have both 'log' and 'step'")
+        return Param(low=low, high=high, log=log, step=step)
+    return Param(value=spec)
+
+
+def _check_param_values(where: str, param: Param, default: Any) -> None:
+    """Fixed values and choices must have the option's type (ranges are numeric by construction)."""
+    values = [param.value] if param.kind == "fixed" else list(param.choices or ())
+    for v in values:
+        coerce(where, v, default)
+    if param.kind in ("int", "float") and isinstance(default, bool | str):
+        raise UserError(f"{where}: a numeric range for a {type(default).__name__} option")
+    if param.kind == "float" and isinstance(default, int) and not isinstance(default, bool):
+        raise UserError(f"{where}: integer option with non-integer bounds")
+
+
+def search_keys(arch: str) -> dict[str, Any]:
+    """The keys a search space for ``arch`` may set, with their defaults."""
+    from bench import architectures
+    from bench.system import TrainConfig
+
+    train = TrainConfig()
+    return {**{k: getattr(train, k) for k in SEARCHABLE_TRAIN_KEYS}, **architectures.options(arch)}
+
+
+def _optuna_kwargs(what: str, table: dict, kinds: tuple[str, ...], default_kind: str) -> dict[str, Any]:
+    """A sampler or pruner table: ``kind`` plus keyword arguments of that Optuna class, checked by name."""
+    if not isinstance(table, dict):
+        raise UserError(f"{what} must be a table, got {table!r}")
+    table = dict(table)
+    kind = table.pop("kind", default_kind)
+    if kind not in kinds:
+        raise UnknownChoice(what, kind, kinds)
+    cls = optuna_class(what, kind)
+    params = inspect.signature(cls).parameters
+    valid = {n: p.default for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    for key, value in table.items():
+        if key not in valid:
+            raise UnknownChoice(f"option of {what} {kind}", key, valid)
+        default = valid[key]
+        if isinstance(default, bool | int | float | str) and default is not None:
+            table[key] = coerce(f"{what}.{key}", value, default)
+    return {"kind": kind, **table}
+
+
+def optuna_class(what: str, kind: str):
+    import optuna
+
+    if what == "sampler":
+        return {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}[kind]
+    return {
+        "median": optuna.pruners.MedianPruner,
+        "percentile": optuna.pruners.PercentilePruner,
+        "hyperband": optuna.pruners.HyperbandPruner,
+        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+        "none": optuna.pruners.NopPruner,
+    }[kind]
+
+
+def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | None = None) -> Study:
+    """Validate a parsed TOML table into a ``Study``; every mistake is a one-line ``UserError``."""
+    from bench import architectures, datasets
+
+    from .search import default_space
+
+    _check_keys("study spec", raw, STUDY_KEYS)
+    name = _typed("name", raw.get("name", default_name), str)
+    if not LABEL_RE.match(name):
+        raise UserError(f"study name {name!r} must be letters, digits, '_', '.', '+' or '-'")
+
+    archs = raw.get("architectures", architectures.available())
+    if not isinstance(archs, list) or not archs:
+        raise UserError("architectures must be a non-empty list of names")
+    for arch in archs:
+        if arch not in architectures.available():
+            raise UnknownChoice("architecture", arch, architectures.available())
+    if len(set(archs)) != len(archs):
+        raise UserError("architectures lists a name twice")
+
+    budget_raw = _check_keys("budget", raw.get("budget", {}), BUDGET_KEYS)
+    b = Budget()
+    budget = Budget(
+        trials=_typed("budget.trials", budget_raw.get("trials", b.trials), int),
+        max_epochs=_typed("budget.max_epochs", budget_raw.get("max_epochs", b.max_epochs), int),
+        patience=_typed("budget.patience", budget_raw.get("patience", b.patience), int),
+        timeout=_typed("budget.timeout", budget_raw["timeout"], float) if "timeout" in budget_raw else None,
+    )
+    if budget.trials < 1 or budget.max_epochs < 1 or budget.patience < 0:
+        raise UserError("budget: trials and max_epochs must be >= 1, patience >= 0")
+    if budget.timeout is not None and budget.timeout <= 0:
+        raise UserError("budget.timeout must be > 0 seconds")
+
+    seeds = _typed("seeds", raw.get("seeds", 5), int)
+    if seeds < 1:
+        raise UserError(f"seeds must be >= 1, got {seeds}")
+    objective = _typed("objective", raw.get("objective", "mean"), str)
+
+    ds_raw = raw.get("datasets")
+    if not isinstance(ds_raw, list) or not ds_raw:
+        raise UserError("a study needs at least one [[datasets]] entry")
+    specs: list[DatasetSpec] = []
+    for i, entry in enumerate(ds_raw):
+        _check_keys(f"datasets[{i}]", entry, DATASET_KEYS)
+        if "name" not in entry:
+            raise UserError(f"datasets[{i}] needs a name; valid choices: {', '.join(datasets.available())}")
+        ds_name = entry["name"]
+        datasets.get(ds_name)  # UnknownChoice lists the registered datasets
+        valid_opts = datasets.options(ds_name)
+        opts = {}
+        for key, value in _check_keys(f"options of dataset {ds_name}", entry.get("options", {}), valid_opts).items():
+            opts[key] = coerce(f"{ds_name}.{key}", value, valid_opts[key])
+        label = _typed(f"datasets[{i}].label", entry.get("label", ds_name), str)
+        if not LABEL_RE.match(label):
+            raise UserError(f"dataset label {label!r} must be letters, digits, '_', '.', '+' or '-'")
+        tasks = entry.get("tasks")
+        if tasks is not None and not (isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks)):
+            raise UserError(f"datasets[{i}].tasks must be a non-empty list of task names")
+        specs.append(DatasetSpec(ds_name, label, opts, tuple(tasks) if tasks else None))
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise UserError(f"dataset labels must be distinct, got {labels}; give each entry a 'label'")
+
+    search_raw = _check_keys("search", raw.get("search", {}), ["all", *architectures.available()])
+    space: dict[str, dict[str, Param]] = {}
+    for arch in archs:
+        valid = search_keys(arch)
+        merged = dict(default_space(arch))
+        for section in ("all", arch):
+            table = search_raw.get(section, {})
+            if not isinstance(table, dict):
+                raise UserError(f"search.{section} must be a table")
+            for key, value in table.items():
+                if key not in valid:
+                    if section == "all" and any(key in search_keys(a) for a in archs):
+                        continue  # an option some architectures have (e.g. n_experts) applies to those
+                    raise UnknownChoice(f"search key for {arch}", key, valid)
+                merged[key] = parse_param(f"search.{section}.{key}", value)
+        for key, param in merged.items():
+            _check_param_values(f"search.{arch}.{key}", param, valid[key])
+        space[arch] = merged
+
+    sampler = _optuna_kwargs("sampler", raw.get("sampler", {}), SAMPLERS, "tpe")
+    sampler.setdefault("seed", 0)
+    pruner = _optuna_kwargs("pruner", raw.get("pruner", {}), PRUNERS, "median")
+
+    return Study(
+        name=name, datasets=specs, architectures=list(archs), budget=budget, search=space, objective=objective,
+        seeds=seeds, sampler=sampler, pruner=pruner, description=str(raw.get("description", "")), path=path, raw=raw,
+    )

@@ -1,0 +1,123 @@
+"""End to end through the CLI: a tiny study, its leaderboard checked against the stored rows, and a rerun that
+adds nothing."""
+
+from __future__ import annotations
+
+import re
+import statistics
+
+import optuna
+import pytest
+
+from bench import store
+from bench.cli import main
+from bench.metrics import PRIMARY
+
+SPEC = """
+name = "e2e"
+architectures = ["single_task", "shared_bottom", "mmoe"]
+seeds = 2
+
+[budget]
+trials = 2
+max_epochs = 3
+patience = 1
+
+[pruner]
+kind = "median"
+n_startup_trials = 1
+
+[[datasets]]
+name = "synthetic"
+label = "syn"
+options = { n_samples = 300, d = 8, p = 0.5 }
+
+[search.all]
+batch_size = [64]
+expert_units = [8, 16]
+tower_units = [8]
+n_experts = 2
+"""
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def table_rows(markdown: str, heading: str) -> tuple[list[str], list[list[str]]]:
+    """Header and body cells of the first table under ``## heading``."""
+    section = markdown.split(f"## {heading}\n", 1)[1]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    return cells[0], [c for c in cells[2:]]
+
+
+def test_cli_study_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "e2e.toml").write_text(SPEC)
+    assert main(["run", "--study", "e2e", "--accelerator", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "[syn | mmoe] trial 2/2" in out and "final seed 2 (2/2)" in out and "# Leaderboard: e2e" in out
+
+    md_path = tmp_path / "leaderboard" / "e2e.md"
+    markdown = md_path.read_text()
+    root = tmp_path / "runs" / "e2e"
+    rows = store.read(root)
+
+    # columns and rows of the dataset's table
+    header, body = table_rows(markdown, "syn")
+    assert header == ["rank", "architecture", "y1 mse", "y2 mse", "gain y1", "gain y2", "Δm", "seesaw", "params",
+                      "trials c/p/f", "s/trial"]
+    assert sorted(r[1] for r in body) == ["mmoe", "shared_bottom", "single_task"]
+    by_arch = {r[1]: dict(zip(header, r, strict=True)) for r in body}
+
+    # values recomputed from the stored rows with plain Python
+    test = [r for r in rows.iter_rows(named=True)
+            if r["stage"] == "final" and r["split"] == "test" and r["metric"] == PRIMARY[r["kind"]]]
+
+    def mean(arch, task):
+        vals = [r["value"] for r in test if r["architecture"] == arch and r["task"] == task]
+        assert len(vals) == 2  # two final seeds
+        return statistics.mean(vals), statistics.stdev(vals)
+
+    deltas = {}
+    for arch in by_arch:
+        rel = []
+        for task in ("y1", "y2"):
+            m, s = mean(arch, task)
+            assert by_arch[arch][f"{task} mse"] == f"{m:.4f} ± {s:.4f}"
+            base, _ = mean("single_task", task)
+            gain = -(m - base)  # MSE: lower is better, the sign is flipped
+            rel.append(gain / base)
+            if arch != "single_task":
+                assert by_arch[arch][f"gain {task}"].startswith(f"{gain:+.4f} ± ")
+        deltas[arch] = 100 * sum(rel) / 2
+        assert by_arch[arch]["Δm"] == f"{deltas[arch]:+.2f}%"
+    assert [r[1] for r in body] == sorted(deltas, key=lambda a: -deltas[a])  # ranked by Delta_m
+    assert by_arch["single_task"]["gain y1"] == "—"
+    # trials: 2 per unit; single-task has one unit per task
+    counts = {a: sum(int(x) for x in by_arch[a]["trials c/p/f"].split("/")) for a in by_arch}
+    assert counts == {"single_task": 4, "shared_bottom": 2, "mmoe": 2}
+    assert re.search(r"!\[syn: test metric .*\]\(e2e/syn-metrics\.png\)", markdown)
+    assert (tmp_path / "leaderboard" / "e2e" / "syn-gain.png").stat().st_size > 0
+
+    # a rerun adds no trial and no final run, and rebuilds byte-identical markdown
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(root / "optuna.journal")))
+    n_trials = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(journal)}
+    finals = {p: p.stat().st_mtime_ns for p in (root / "results" / "final").glob("**/*.parquet")}
+    assert sum(n_trials.values()) == 8 and len(finals) == 4 * 2
+    assert main(["run", "--study", "e2e", "--accelerator", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "trial" not in out.split("# Leaderboard")[0] and "final seed" not in out
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(root / "optuna.journal")))
+    assert {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(journal)} == n_trials
+    assert {p: p.stat().st_mtime_ns for p in (root / "results" / "final").glob("**/*.parquet")} == finals
+    assert md_path.read_text() == markdown
+    assert main(["leaderboard", "--study", "e2e", "--quiet"]) == 0
+    assert md_path.read_text() == markdown
