@@ -24,6 +24,11 @@ def add_parser(sub) -> None:
         help="a dataset option (e.g. p=0.9 for synthetic); repeatable",
     )
     p.add_argument("--tasks", default=None, help="comma-separated tasks to train on (default: all of the dataset's)")
+    p.add_argument(
+        "--data-dir", default=None,
+        help="folder holding the data files (default: $BENCH_DATA_DIR, then ~/.cache/mtl-bench); missing official "
+        "files are downloaded into it",
+    )
     p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -31,6 +36,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from bench import architectures, datasets
     from bench.config import parse_assignments
+    from bench.errors import UserError
     from bench.system import TrainConfig, split_config
     from bench.train import fit
 
@@ -42,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     data_opts = parse_assignments(
         args.data_options, datasets.options(args.dataset), f"option of dataset {args.dataset}"
     )
+    if args.data_dir is not None:
+        if "data_dir" not in datasets.options(args.dataset):
+            raise UserError(f"dataset {args.dataset} reads no data files; --data-dir does not apply to it")
+        data_opts["data_dir"] = args.data_dir
     data = datasets.load(args.dataset, **data_opts)
     if args.tasks:
         data = data.select_tasks([t.strip() for t in args.tasks.split(",") if t.strip()])

@@ -1,0 +1,149 @@
+"""UCI Adult: ``adult.data`` (32,561 rows) and ``adult.test`` (16,281 rows), 15 comma-separated fields, no header.
+
+Tasks (binary): ``income`` (> 50K) and ``never_married`` (marital status ``Never-married``, the same meaning as
+census-income group 1). The official ``adult.test`` opens with a note line (``|1x3 Cross validator``) and its
+labels end in ``.`` (``>50K.``); both it and the cleaned copy without them are read.
+
+Never features: the label sources (income, marital status), ``relationship`` (its levels Husband, Wife and
+Unmarried are defined by marital status) and ``fnlwgt`` (a sampling weight, like census-income's instance
+weight). ``?`` (missing) stays its own level of a categorical column. Continuous columns (age, education_num,
+capital_gain, capital_loss, hours_per_week) are standardised, the rest one-hot encoded, with training statistics.
+
+Splits: ``split="official"`` trains on adult.data and splits adult.test 1:1 at random (seeded) into validation
+and test (as census-income's paper protocol); ``split="random"`` pools the files present and splits them by
+``val_fraction``/``test_fraction``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from bench.errors import UnknownChoice, UserError
+
+from . import preprocess, sources
+from .base import MTLData, Split, Task
+from .preprocess import encode_features, label_tensor, parse_names, read_records, to_numbers
+from .registry import register_dataset
+from .sources import OfficialFile
+
+COLUMNS = [
+    "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation", "relationship",
+    "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country", "income",
+]
+CONTINUOUS = ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
+EXCLUDED = ["income", "marital_status", "relationship", "fnlwgt"]
+NOMINAL = [c for c in COLUMNS if c not in CONTINUOUS and c not in EXCLUDED]
+INCOME_LABELS = {"<=50K": 0.0, ">50K": 1.0}  # adult.test writes them with a trailing "."
+NEVER_MARRIED = "Never-married"
+TASKS = ("income", "never_married")
+SPLIT_MODES = ("official", "random")
+
+FILES = {
+    "data": OfficialFile(
+        "adult.data", "adult", "adult/adult.data", rows=32_561, fields=15,
+        sha256=("5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",),
+    ),
+    "test": OfficialFile(
+        "adult.test", "adult", "adult/adult.test", rows=16_281, fields=15,
+        # the official file, and the cleaned copy (no note line, no "." after labels) in /work/shared/data
+        sha256=(
+            "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
+            "710432867c555a7b7eb850b83724172b75e288ff12ca59f19a8bf4aadb3edf1c",
+        ),
+    ),
+}
+
+
+def parse_file(path: Path) -> pl.DataFrame:
+    """One file: continuous columns as floats, nominal ones as strings, both labels as 0/1."""
+    frame = read_records(path, COLUMNS).with_columns(pl.col("income").str.strip_suffix("."))
+    bad = frame.filter(~pl.col("income").is_in(list(INCOME_LABELS)))
+    if len(bad):
+        raise UserError(
+            f"{path}:{bad['line'][0]}: income label {bad['income'][0]!r} is neither "
+            f"{' nor '.join(map(repr, INCOME_LABELS))} (a trailing '.' is allowed)"
+        )
+    frame = to_numbers(frame, CONTINUOUS, path)
+    return frame.with_columns(
+        pl.col("income").replace_strict(INCOME_LABELS, return_dtype=pl.Float32).alias("y_income"),
+        (pl.col("marital_status") == NEVER_MARRIED).cast(pl.Float32).alias("y_never_married"),
+    )
+
+
+def choose_tasks(tasks) -> list[str]:
+    names = parse_names(tasks, "tasks")
+    if names is None:
+        return list(TASKS)
+    if not names:
+        raise UserError(f"adult: tasks is empty; valid choices: {', '.join(TASKS)}")
+    for name in names:
+        if name not in TASKS:
+            raise UnknownChoice("task of dataset adult", name, TASKS)
+    if len(set(names)) != len(names):
+        raise UserError(f"adult: a task is listed twice in {names}")
+    return names
+
+
+@register_dataset("adult")
+def adult(
+    *,
+    data_dir: str = "",
+    tasks: list[str] | None = None,
+    split: str = "official",
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    download: bool = True,
+    cache: bool = True,
+) -> MTLData:
+    """UCI Adult: income > 50K and never married."""
+    names = choose_tasks(tasks)
+    if split not in SPLIT_MODES:
+        raise UnknownChoice("adult split", split, SPLIT_MODES)
+    if split == "official":
+        files = {k: sources.fetch(spec, data_dir, download=download) for k, spec in FILES.items()}
+    else:
+        preprocess.check_fractions(val_fraction, test_fraction)
+        root = sources.resolve_data_dir(data_dir)
+        present = {k: p for k, spec in FILES.items() if (p := sources.locate(spec, root)) is not None}
+        files = present or {k: sources.fetch(spec, data_dir, download=download) for k, spec in FILES.items()}
+    options = {"split": split, "seed": seed}
+    if split == "random":
+        options.update(val_fraction=val_fraction, test_fraction=test_fraction)
+
+    def build() -> MTLData:
+        parsed = {k: parse_file(p) for k, p in files.items()}
+        if split == "official":
+            val_idx, test_idx = preprocess.halve(len(parsed["test"]), seed)
+            frames = {"train": parsed["data"], "val": preprocess.take(parsed["test"], val_idx),
+                      "test": preprocess.take(parsed["test"], test_idx)}
+        else:
+            pooled = pl.concat([parsed[k] for k in FILES if k in parsed])
+            idx = preprocess.random_split(len(pooled), val_fraction, test_fraction, seed)
+            frames = {s: preprocess.take(pooled, i) for s, i in idx.items()}
+        enc = encode_features(frames, CONTINUOUS, NOMINAL)
+        ys = label_tensor(frames, [f"y_{t}" for t in TASKS])
+        return MTLData(
+            name="adult",
+            tasks=[Task(t, "binary") for t in TASKS],
+            train=Split(enc.x["train"], ys["train"]),
+            val=Split(enc.x["val"], ys["val"]),
+            test=Split(enc.x["test"], ys["test"]),
+            feature_names=enc.names,
+            info={
+                "options": options,
+                "rows": {k: len(f) for k, f in parsed.items()},
+                "positives": {k: {t: int(f[f"y_{t}"].sum()) for t in TASKS} for k, f in parsed.items()},
+                "feature_groups": enc.groups,
+                "excluded_columns": EXCLUDED,
+            },
+        )
+
+    code = sources.code_digest(preprocess, sources, sys.modules[__name__])
+    data = sources.cached("adult", options, files, build, code=code, use_cache=cache)
+    data = data.select_tasks(names)
+    data.info["tasks"] = names
+    return data

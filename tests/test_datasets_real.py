@@ -1,0 +1,111 @@
+"""census-income and adult on the real files in shared/data (skipped when that folder is absent).
+
+The official census .data file is not there, so census runs on the random re-split of the test file alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import datasets
+from bench.datasets import adult as adult_mod
+from bench.datasets import census as census_mod
+from bench.datasets import sources
+from bench.errors import UserError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+CENSUS_TEST = SHARED / "census-income-kdd" / "census-income.test.gz"
+ADULT = SHARED / "adult"
+need_census = pytest.mark.skipif(not CENSUS_TEST.is_file(), reason=f"real census file absent: {CENSUS_TEST}")
+need_adult = pytest.mark.skipif(
+    not (ADULT / "adult.data").is_file() or not (ADULT / "adult.test").is_file(),
+    reason=f"real adult files absent: {ADULT}",
+)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tensor-cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated(cache_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv(sources.CACHE_DIR_ENV, str(cache_dir))
+    monkeypatch.delenv(sources.DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv(sources.BASE_URL_ENV, (tmp_path / "no-server").as_uri())
+
+
+def census_all_tasks():
+    return datasets.load("census-income", data_dir=str(SHARED), split="random", tasks=list(census_mod.TASKS))
+
+
+@need_census
+def test_census_test_file_is_the_official_one():
+    assert sources.file_sha256(CENSUS_TEST) in census_mod.FILES["test"].sha256
+    frame = census_mod.parse_file(CENSUS_TEST)
+    assert len(frame) == 99_762
+    assert [c for c in census_mod.COLUMNS if c not in frame.columns] == []
+
+
+@need_census
+def test_census_rates_and_features_on_real_rows():
+    data = census_all_tasks()
+    assert data.info["rows"] == {"test": 99_762}
+    y = torch.cat([data.train.y, data.val.y, data.test.y])
+    assert len(y) == 99_762
+    rates = dict(zip(data.task_names, y.mean(0).tolist(), strict=True))
+    assert round(rates["income"], 3) == 0.062
+    assert round(rates["never_married"], 3) == 0.432
+    assert 0.1 < rates["education"] < 0.3  # Associates degree or higher
+    # no feature column comes from education, marital status, the instance weight or the label
+    sources_of_features = {n.split("=")[0].split(":")[0] for n in data.feature_names}
+    assert sources_of_features == set(census_mod.CONTINUOUS) | set(census_mod.NOMINAL)
+    for banned in ("education", "marital_stat", "instance_weight", "income", "detailed_household"):
+        assert not any(n.startswith(banned) for n in data.feature_names), banned
+    levels = [n.split("=", 1)[1] for n in data.feature_names if "=" in n]
+    assert not any("never marr" in lv.lower() or "degree" in lv.lower() for lv in levels)
+
+
+@need_census
+def test_census_cache_hit_is_identical():
+    first = census_all_tasks()
+    second = census_all_tasks()
+    assert second.info["cache"] == "hit"
+    assert second.feature_names == first.feature_names
+    assert torch.equal(second.test.x, first.test.x) and torch.equal(second.test.y, first.test.y)
+
+
+@need_census
+def test_census_paper_protocol_needs_the_data_file():
+    with pytest.raises(UserError, match=r"census-income.data.gz not found in .*census-income-mld"):
+        datasets.load("census-income", data_dir=str(SHARED), download=False)
+
+
+@need_adult
+def test_adult_real_counts():
+    data = datasets.load("adult", data_dir=str(SHARED))
+    assert data.info["rows"] == {"data": 32_561, "test": 16_281}
+    assert len(data.train) == 32_561 and len(data.val) + len(data.test) == 16_281
+    positives = int(data.train.y[:, 0].sum())
+    assert (32_561 - positives, positives) == (24_720, 7_841)
+    assert data.info["positives"]["data"]["income"] == 7_841
+    sources_of_features = {n.split("=")[0] for n in data.feature_names}
+    assert sources_of_features.isdisjoint(adult_mod.EXCLUDED)
+
+
+@need_adult
+def test_adult_official_test_format_matches_the_published_digest(tmp_path):
+    """Rebuilding the official adult.test (note line, labels ending in '.') from the cleaned copy gives the
+    official file's SHA-256, and both parse to the same rows."""
+    lines = (ADULT / "adult.test").read_text().rstrip("\n").split("\n")
+    official = "|1x3 Cross validator\n" + "\n".join(f"{line}." for line in lines) + "\n\n"
+    path = tmp_path / "adult.test"
+    path.write_text(official)
+    assert hashlib.sha256(official.encode()).hexdigest() == adult_mod.FILES["test"].sha256[0]
+    a, b = adult_mod.parse_file(path), adult_mod.parse_file(ADULT / "adult.test")
+    assert len(a) == len(b) == 16_281
+    assert a.drop("line").equals(b.drop("line"))
