@@ -46,6 +46,7 @@ from .train import FitResult, count_params
 
 BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW defaults, as used by MTLSystem
 EPS = 1e-8
+CPU_GROUP = 8
 
 
 def seed_configs(config: dict[str, Any], seeds) -> list[dict[str, Any]]:
@@ -73,17 +74,26 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def default_members_per_call(device: torch.device, n_members: int) -> int:
+    """How many members one vmap call runs: all of them on a GPU; on a CPU, CPU_GROUP."""
+    return n_members if device.type == "cuda" else min(n_members, CPU_GROUP)
+
+
 class StackedAdam:
-    """Adam / AdamW as ``torch.optim`` computes them, over parameters stacked along dim 0 (one member per row),
-    with each member's own learning rate, weight decay and kind of decay.
+    """Adam / AdamW as ``torch.optim`` computes them, for S members at once, each with its own learning rate,
+    weight decay and kind of decay.
 
         g  <- g + lambda_s theta                   (adam, decayed parameters only: L2 in the gradient)
         theta <- (1 - lr_s lambda_s) theta          (adamw, decayed parameters only: decoupled decay)
         m  <- beta1 m + (1 - beta1) g,   v <- beta2 v + (1 - beta2) g^2
         theta <- theta - (lr_s / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    ``decayed`` names the parameters of ``param_groups``' decayed group; the others are never decayed. All
-    members step together, so the step count t is shared.
+    All parameters live in one ``(S, P)`` buffer, member s in row s; ``params`` are ``(S, ...)`` views of it
+    (leaves that require grad), so one step is a handful of ops on that buffer whatever the number of
+    parameter tensors. ``decayed`` names the parameters of ``param_groups``' decayed group; the others are
+    never decayed. All members step together, so the step count t is shared. A parameter that gets no
+    gradient counts as a zero gradient (``torch.optim`` would skip it; every registered architecture uses all
+    of its parameters in every step).
     """
 
     def __init__(
@@ -94,51 +104,70 @@ class StackedAdam:
         weight_decay: list[float],
         decoupled: list[bool],
     ) -> None:
-        self.params, self.decayed, self.t = params, decayed, 0
-        device = next(iter(params.values())).device
-        self.exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
-        self.exp_avg_sq = {k: torch.zeros_like(v) for k, v in params.items()}
-        # per-member coefficients, computed in double as torch.optim does with Python floats
+        first = next(iter(params.values()))
+        n, device = first.shape[0], first.device
+        self.shapes = {k: v.shape[1:] for k, v in params.items()}
+        self.flat = torch.cat([v.detach().reshape(n, -1) for v in params.values()], dim=1).contiguous()  # (S, P)
+        decay = torch.cat(
+            [torch.full((v[0].numel(),), float(k in decayed), device=device) for k, v in params.items()]
+        )  # (P,) 1 where decayed
+        # per-member coefficients; those torch.optim computes from Python floats are computed in double here
         self.lr = torch.tensor(lr, dtype=torch.float64, device=device)  # (S,)
-        self.l2 = torch.tensor([0.0 if d else w for w, d in zip(weight_decay, decoupled)], device=device)
-        self.shrink = torch.tensor(
+        l2 = torch.tensor([0.0 if d else w for w, d in zip(weight_decay, decoupled)], device=device)
+        shrink = torch.tensor(
             [1.0 - r * w if d else 1.0 for r, w, d in zip(lr, weight_decay, decoupled)], device=device
-        )  # (S,) float32, as torch.optim's ``param.mul_(1 - lr * weight_decay)`` casts its scalar
+        )
+        self.l2 = l2[:, None] * decay  # (S, P): lambda_s on decayed entries, else 0
+        self.shrink = torch.where(decay > 0, shrink[:, None], torch.ones_like(shrink)[:, None])  # (S, P)
         self.any_l2 = any(w > 0 and not d for w, d in zip(weight_decay, decoupled))
         self.any_shrink = any(w > 0 and d for w, d in zip(weight_decay, decoupled))
+        self.exp_avg = torch.zeros_like(self.flat)
+        self.exp_avg_sq = torch.zeros_like(self.flat)
+        self.t = 0
+        self.params = self.unflatten(self.flat, requires_grad=True)
 
-    @staticmethod
-    def _rows(coef: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return coef.view(-1, *([1] * (like.dim() - 1)))  # (S, 1, ..., 1) broadcasts over a member's tensor
+    def unflatten(self, flat: torch.Tensor, requires_grad: bool = False) -> dict[str, torch.Tensor]:
+        """``{name: (S, ...) view}`` of an ``(S, P)`` buffer laid out as this optimiser's."""
+        out, start = {}, 0
+        for name, shape in self.shapes.items():
+            size = math.prod(shape)
+            view = flat[:, start : start + size].view(flat.shape[0], *shape)
+            out[name] = view.requires_grad_() if requires_grad else view
+            start += size
+        return out
+
+    def flatten(self, grads: list[torch.Tensor | None], n: int) -> torch.Tensor:
+        """The ``(n, P)`` gradient buffer of ``n`` members from gradients of ``unflatten``'s views (in order)."""
+        return torch.cat(
+            [
+                gr.reshape(n, -1) if gr is not None else self.flat.new_zeros(n, math.prod(shape))
+                for gr, shape in zip(grads, self.shapes.values())
+            ],
+            dim=1,
+        )
 
     @torch.no_grad()
-    def step(self, grads: dict[str, torch.Tensor | None]) -> None:
+    def step(self, g: torch.Tensor) -> None:
+        """One step from the ``(S, P)`` gradient of every member (``flatten``)."""
         self.t += 1
         beta1, beta2 = BETAS
         bc1 = 1 - beta1**self.t
         bc2_sqrt = math.sqrt(1 - beta2**self.t)
-        neg_step = (-(self.lr / bc1)).float()  # (S,) -lr_s / (1 - beta1^t)
-        for name, p in self.params.items():
-            g = grads.get(name)
-            if g is None:  # unused in this step: torch.optim leaves such a parameter and its state alone
-                continue
-            if name in self.decayed:
-                if self.any_l2:
-                    g = g + self._rows(self.l2, p) * p
-                if self.any_shrink:
-                    p.mul_(self._rows(self.shrink, p))
-            m, v = self.exp_avg[name], self.exp_avg_sq[name]
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            denom = (v.sqrt() / bc2_sqrt).add_(EPS)
-            p.add_(m.mul(self._rows(neg_step, p)).div_(denom))
+        neg_step = (-(self.lr / bc1)).float()[:, None]  # (S, 1): -lr_s / (1 - beta1^t)
+        if self.any_l2:
+            g = g.addcmul_(self.l2, self.flat)
+        if self.any_shrink:
+            self.flat.mul_(self.shrink)
+        self.exp_avg.lerp_(g, 1 - beta1)  # g may be modified above: it is the caller's temporary
+        self.exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (self.exp_avg_sq.sqrt() / bc2_sqrt).add_(EPS)
+        self.flat.add_(self.exp_avg.mul(neg_step).div_(denom))
 
     def keep(self, rows: torch.Tensor) -> None:
-        """Drop the members not in ``rows`` (indices into the current stack) from the optimiser state."""
-        for state in (self.exp_avg, self.exp_avg_sq):
-            for k in state:
-                state[k] = state[k][rows]
+        """Keep only the members ``rows`` (indices into the current stack); ``params`` are new views."""
+        self.flat, self.exp_avg, self.exp_avg_sq = self.flat[rows], self.exp_avg[rows], self.exp_avg_sq[rows]
         self.lr, self.l2, self.shrink = self.lr[rows], self.l2[rows], self.shrink[rows]
+        self.params = self.unflatten(self.flat, requires_grad=True)
 
 
 @dataclass
@@ -152,10 +181,10 @@ class _Member:
     val_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     best_objective: float = -math.inf
     best_epoch: int | None = None
-    best_state: dict[str, torch.Tensor] | None = None
+    best_state: torch.Tensor | None = None  # (P,) row of the flat parameter buffer at the best epoch
     es_best: torch.Tensor = field(default_factory=lambda: torch.tensor(-math.inf))  # float32, as logged
     wait: int = 0
-    final_state: dict[str, torch.Tensor] | None = None
+    final_state: torch.Tensor | None = None  # (P,) row when the member stopped
     seconds: float = 0.0
 
     def early_stop(self, value: float) -> bool:
@@ -204,6 +233,7 @@ def train_population(
     evaluate_test: bool = False,
     device: str | torch.device = "auto",
     loss_weights: dict[str, float] | None = None,
+    members_per_call: int | None = None,
 ) -> list[FitResult]:
     """Train one member per config of ``configs`` (flat configs as ``bench.train.fit`` takes) as one stacked
     model; return one ``FitResult`` per config, in order, as ``fit(arch, data, config, evaluate_test=...)``
@@ -218,9 +248,9 @@ def train_population(
     decayed = {name for name, p in template.named_parameters() if id(p) in decayed_ids}
     trainable = {name for name, p in template.named_parameters() if p.requires_grad}
     stacked, _ = stack_module_state([s.model for s in systems])  # (S, ...) per parameter, detached copies
-    params = {k: v.to(dev).detach().requires_grad_() for k, v in stacked.items() if k in trainable}
+    stacked = {k: v.to(dev) for k, v in stacked.items() if k in trainable}
     n_params = count_params(template)
-    del systems, stacked
+    del systems
 
     train = data.train.to(dev)
     val = data.val.to(dev)
@@ -229,15 +259,19 @@ def train_population(
         for cfg, t in zip(configs, trains)
     ]
     opt = StackedAdam(
-        params,
-        decayed & set(params),
+        stacked,
+        decayed & set(stacked),
         [t.lr for t in trains],
         [t.weight_decay for t in trains],
         [t.optimizer == "adamw" for t in trains],
     )
+    del stacked
     # one member's rows per vmap lane; the eval chunk is shared by S lanes, so it is divided by S
     eval_rows = max(1, min(t.eval_batch_size for t in trains) // len(configs))
     batch_size, n_train = trains[0].batch_size, len(train)
+    if members_per_call is not None and members_per_call < 1:
+        raise UserError(f"members_per_call must be >= 1, got {members_per_call}")
+    group = members_per_call or default_members_per_call(dev, len(configs))
 
     def member_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = functional_call(template, p, (x,))
@@ -273,13 +307,18 @@ def train_population(
             n_steps = 0
             for lo in range(0, n_train, batch_size):
                 rows = perms[:, lo : lo + batch_size]  # (S, B): member s's batch, as its BatchLoader slices it
-                losses = batched_loss(params, train.x[rows], train.y[rows])  # (S,)
-                grads = torch.autograd.grad(losses.sum(), list(params.values()), allow_unused=True)
-                opt.step(dict(zip(params, grads)))
-                loss_sum += losses.detach()
+                xb, yb = train.x[rows], train.y[rows]  # (S, B, d), (S, B, T)
+                grads = []
+                for a in range(0, len(active), group):  # groups of members per vmap call (see members_per_call)
+                    p = opt.params if group >= len(active) else opt.unflatten(opt.flat[a : a + group], True)
+                    losses = batched_loss(p, xb[a : a + group], yb[a : a + group])  # (G,)
+                    g = torch.autograd.grad(losses.sum(), list(p.values()), allow_unused=True)
+                    grads.append(opt.flatten(g, len(losses)))
+                    loss_sum[a : a + group] += losses.detach()
+                opt.step(grads[0] if len(grads) == 1 else torch.cat(grads))
                 n_steps += 1
             train_loss = (loss_sum / n_steps).tolist()
-            logits = predict(params, val)
+            logits = predict(opt.params, val)
             stopped = []
             for row, m in enumerate(active):
                 mem = members[m]
@@ -291,24 +330,21 @@ def train_population(
                 mem.history.append({"epoch": epoch, "val_objective": value, **flat, "train_loss": train_loss[row]})
                 if value > mem.best_objective:
                     mem.best_objective, mem.best_epoch, mem.val_metrics = value, epoch, metrics
-                    mem.best_state = {k: v[row].detach().clone() for k, v in params.items()}
+                    mem.best_state = opt.flat[row].clone()
                 if mem.early_stop(value) or epoch + 1 >= mem.train.max_epochs:
-                    mem.final_state = {k: v[row].detach().clone() for k, v in params.items()}
+                    mem.final_state = opt.flat[row].clone()
                     mem.seconds = time.perf_counter() - start
                     stopped.append(row)
             if stopped:
                 keep = [row for row in range(len(active)) if row not in stopped]
                 active = [active[row] for row in keep]
                 if active:  # stopped members leave the stack: no compute is spent on them any more
-                    index = torch.tensor(keep, device=dev)
-                    params = {k: v.detach()[index].requires_grad_() for k, v in params.items()}
-                    opt.params = params
-                    opt.keep(index)
+                    opt.keep(torch.tensor(keep, device=dev))
             epoch += 1
 
     test_logits = None
     if evaluate_test:
-        best = {k: torch.stack([(m.best_state or m.final_state)[k] for m in members]) for k in members[0].final_state}
+        best = opt.unflatten(torch.stack([m.final_state if m.best_state is None else m.best_state for m in members]))
         test = data.test.to(dev)
         test_logits = predict(best, test)
     results = []

@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-experts", type=int, default=8)
     p.add_argument("--n-samples", type=int, default=10_000, help="synthetic rows (80%% train)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument(
+        "--members-per-call", type=int, default=None, help="members per vmap call (default: the library's choice)"
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of each mode; the best is kept")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
@@ -67,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         return time.perf_counter() - t0
 
     def population() -> None:
-        assert all(r.epochs == args.epochs for r in train_population(args.arch, data, configs, device=dev))
+        assert all(
+            r.epochs == args.epochs
+            for r in train_population(args.arch, data, configs, device=dev, members_per_call=args.members_per_call)
+        )
 
     def sequential() -> None:
         for cfg in configs[:n_seq]:

@@ -75,7 +75,8 @@ def test_members_stop_independently(data):
         {**base, "seed": 1, "lr": 3e-3, "patience": 20, "max_epochs": 8},
         {**base, "seed": 2, "lr": 3e-3, "patience": 20, "max_epochs": 3},
     ]
-    pop = train_population("mmoe", data, configs, evaluate_test=True, device="cpu")
+    # two members per vmap call: groups of 2 + 1, regrouped as members leave the stack
+    pop = train_population("mmoe", data, configs, evaluate_test=True, device="cpu", members_per_call=2)
     epochs = [r.epochs for r in pop]
     assert epochs[0] < 8 and epochs[1] == 8 and epochs[2] == 3
     # the early-stopped member is left at its best epoch: its test metrics are those fit reports after
@@ -91,11 +92,12 @@ def test_stacked_adam_matches_torch_optim():
     settings = [(1e-2, 0.1, False), (3e-3, 0.0, False), (5e-2, 0.2, True)]  # (lr, weight decay, decoupled)
     models = [make_system("cross_stitch", tasks, 6, {"seed": s}).model for s in range(len(settings))]
     names = [n for n, _ in models[0].named_parameters()]
-    stacked = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).clone() for n in names}
+    stacked = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]) for n in names}
     decayed_ids = {id(p) for p in param_groups(models[0], 1.0)[0]["params"]}
     decayed = {n for n, p in models[0].named_parameters() if id(p) in decayed_ids}
     assert "stitch" not in decayed and any(n.endswith("bias") for n in names)
     opt = StackedAdam(stacked, decayed, *map(list, zip(*settings)))
+    assert list(opt.params) == names
     refs = []
     for m, (lr, wd, decoupled) in zip(models, settings):
         cls = torch.optim.AdamW if decoupled else torch.optim.Adam
@@ -103,14 +105,18 @@ def test_stacked_adam_matches_torch_optim():
     g = torch.Generator().manual_seed(0)
     for _ in range(5):
         grads = {n: torch.randn(v.shape, generator=g) for n, v in stacked.items()}
-        opt.step(grads)
+        opt.step(opt.flatten([grads[n] for n in names], len(settings)))
         for s, (m, ref) in enumerate(zip(models, refs)):
             for n, p in m.named_parameters():
                 p.grad = grads[n][s].clone()
             ref.step()
     for s, m in enumerate(models):
         for n, p in m.named_parameters():
-            torch.testing.assert_close(stacked[n][s], p.detach(), rtol=1e-6, atol=1e-7)
+            torch.testing.assert_close(opt.params[n][s], p.detach(), rtol=1e-6, atol=1e-7)
+    # dropping a member keeps the others' parameters and state
+    opt.keep(torch.tensor([0, 2]))
+    for n, p in models[2].named_parameters():
+        torch.testing.assert_close(opt.params[n][1], p.detach(), rtol=1e-6, atol=1e-7)
 
 
 def test_test_split_read_only_when_asked(data):
@@ -146,6 +152,11 @@ def test_dropout_population_is_reproducible(data):
 def test_bad_population_is_a_user_error(data, configs, message):
     with pytest.raises(UserError, match=message):
         train_population("mmoe", data, configs, device="cpu")
+
+
+def test_members_per_call_must_be_positive(data):
+    with pytest.raises(UserError, match="members_per_call must be >= 1"):
+        train_population("mmoe", data, [{}], device="cpu", members_per_call=0)
 
 
 def test_unknown_device_is_a_user_error(data):
