@@ -140,3 +140,13 @@ def test_invalid_fixed_value_is_a_user_error(tmp_path, bad):
     study = parse_study(tiny_study(architectures=["mmoe"], search={"mmoe": bad}))
     with pytest.raises(UserError, match="lr must be a positive number"):
         run_study(study, tmp_path / "runs", accelerator="cpu", out=lambda line: None)
+
+
+def test_storage_url_shared_database(tmp_path):
+    """--storage URL: the Optuna studies live in that database, the results in runs/<study>/ as usual."""
+    raw = tiny_study(architectures=["mmoe"], seeds=1, budget={"trials": 1, "max_epochs": 2, "patience": 1})
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    root = run_study(parse_study(raw), tmp_path / "runs", storage=url, accelerator="cpu", out=lambda line: None)
+    assert not (root / "optuna.journal").exists()
+    assert len(optuna.load_study(study_name="synthetic/mmoe", storage=url).trials) == 1
+    assert store.read(root).filter(store.read(root)["stage"] == "final").height > 0
