@@ -11,42 +11,44 @@ columns, 0.9 / 0.1 for two tasks as in the paper's best setting), then one tower
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from .base import check_dropout, widths
+from .base import TowerOptions, widths
 from .layers import ExpertBank, Towers
 from .registry import register
 
 
+@dataclass
+class CrossStitchOptions(TowerOptions):
+    column_units: int = 64
+    column_layers: int = 2
+    self_weight: float = 0.9  # alpha_kk at initialisation; 1 - self_weight is spread over the other columns
+
+
 @register("cross_stitch")
 class CrossStitch(nn.Module):
-    def __init__(
-        self,
-        d_in: int,
-        tasks: Mapping[str, int],
-        *,
-        column_units: int = 64,
-        column_layers: int = 2,
-        tower_units: int = 32,
-        tower_layers: int = 1,
-        dropout: float = 0.0,
-        self_weight: float = 0.9,
-    ) -> None:
+    Options = CrossStitchOptions
+
+    def __init__(self, d_in: int, tasks: Mapping[str, int], **options: Any) -> None:
         super().__init__()
-        check_dropout(dropout)
+        o = self.Options(**options)
         if not tasks:
             raise ValueError("at least one task is needed")
         n = len(tasks)
         self.task_names = list(tasks)
-        cw = widths(column_units, column_layers)
-        self.columns = ExpertBank(n, d_in, cw, dropout)  # column k is task k's network
-        off = (1.0 - self_weight) / (n - 1) if n > 1 else 0.0
-        init = torch.full((n, n), off).fill_diagonal_(self_weight if n > 1 else 1.0)
+        cw = widths(o.column_units, o.column_layers)
+        self.columns = ExpertBank(n, d_in, cw, o.dropout)  # column k is task k's network
+        off = (1.0 - o.self_weight) / (n - 1) if n > 1 else 0.0
+        init = torch.full((n, n), off).fill_diagonal_(o.self_weight if n > 1 else 1.0)
         # one (T, T) cross-stitch unit after each hidden layer
         self.stitch = nn.Parameter(init.expand(len(cw), n, n).clone())
-        self.towers = Towers(cw[-1], list(tasks), list(tasks.values()), widths(tower_units, tower_layers), dropout)
+        self.towers = Towers(
+            cw[-1], list(tasks), list(tasks.values()), widths(o.tower_units, o.tower_layers), o.dropout
+        )
 
     def no_weight_decay(self) -> set[str]:
         # decaying the mixing matrices would pull every task toward zero rather than toward independence

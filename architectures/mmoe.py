@@ -7,27 +7,21 @@ n shared experts, one softmax gate per task.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass
 
-from .base import MultiTaskNet
+from .base import ExpertOptions, LevelSettings, MultiTaskNet
 from .registry import register
+
+
+@dataclass
+class MMoEOptions(ExpertOptions):
+    n_experts: int = 8
 
 
 @register("mmoe")
 class MMoE(MultiTaskNet):
-    def __init__(
-        self,
-        d_in: int,
-        tasks: Mapping[str, int],
-        *,
-        n_experts: int = 8,
-        expert_units: int = 64,
-        expert_layers: int = 1,
-        tower_units: int = 32,
-        tower_layers: int = 1,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__(
-            d_in, tasks, n_levels=1, n_shared=n_experts, n_specific=0, expert_units=expert_units,
-            expert_layers=expert_layers, tower_units=tower_units, tower_layers=tower_layers, dropout=dropout,
-        )
+    Options = MMoEOptions
+
+    @staticmethod
+    def levels_of(o: MMoEOptions) -> LevelSettings:
+        return LevelSettings(n_shared=o.n_experts, n_specific=0)

@@ -10,29 +10,23 @@ at level j read task k's output of level j-1. A one-level PLE is CGC.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass
 
-from .base import MultiTaskNet
+from .base import ExpertOptions, LevelSettings, MultiTaskNet
 from .registry import register
+
+
+@dataclass
+class PLEOptions(ExpertOptions):
+    n_levels: int = 2
+    n_shared: int = 2
+    n_specific: int = 2
 
 
 @register("ple")
 class PLE(MultiTaskNet):
-    def __init__(
-        self,
-        d_in: int,
-        tasks: Mapping[str, int],
-        *,
-        n_levels: int = 2,
-        n_shared: int = 2,
-        n_specific: int = 2,
-        expert_units: int = 64,
-        expert_layers: int = 1,
-        tower_units: int = 32,
-        tower_layers: int = 1,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__(
-            d_in, tasks, n_levels=n_levels, n_shared=n_shared, n_specific=n_specific, expert_units=expert_units,
-            expert_layers=expert_layers, tower_units=tower_units, tower_layers=tower_layers, dropout=dropout,
-        )
+    Options = PLEOptions
+
+    @staticmethod
+    def levels_of(o: PLEOptions) -> LevelSettings:
+        return LevelSettings(n_shared=o.n_shared, n_specific=o.n_specific, n_levels=o.n_levels)

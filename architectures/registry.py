@@ -2,13 +2,13 @@
 
 Every registered class is an ``nn.Module`` built as ``cls(d_in, tasks, **options)`` where ``tasks`` maps
 task names to output widths, whose ``forward`` maps ``(B, d_in)`` features to ``{task: (B, out_dim)}``.
-Its keyword-only constructor arguments (int, float or bool, with defaults) are its options.
+Its options are the fields (int, float or bool, with defaults) of its ``Options`` dataclass.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 from torch import nn
@@ -45,8 +45,7 @@ def get(name: str) -> type[nn.Module]:
 
 def options(name: str) -> dict[str, Any]:
     """The options of an architecture and their defaults: ``{option: default}``."""
-    sig = inspect.signature(get(name).__init__)
-    return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY}
+    return {f.name: f.default for f in fields(get(name).Options)}
 
 
 def create(name: str, d_in: int, tasks: Mapping[str, int], **opts: Any) -> nn.Module:

@@ -6,26 +6,21 @@ single shared expert and no gate (a softmax over one choice is the constant 1).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass
 
-from .base import MultiTaskNet
+from .base import ExpertOptions, LevelSettings, MultiTaskNet
 from .registry import register
+
+
+@dataclass
+class SharedBottomOptions(ExpertOptions):
+    expert_units: int = 128  # one bottom carries every task: wider by default
 
 
 @register("shared_bottom")
 class SharedBottom(MultiTaskNet):
-    def __init__(
-        self,
-        d_in: int,
-        tasks: Mapping[str, int],
-        *,
-        expert_units: int = 128,
-        expert_layers: int = 1,
-        tower_units: int = 32,
-        tower_layers: int = 1,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__(
-            d_in, tasks, n_levels=1, n_shared=1, n_specific=0, expert_units=expert_units,
-            expert_layers=expert_layers, tower_units=tower_units, tower_layers=tower_layers, dropout=dropout,
-        )
+    Options = SharedBottomOptions
+
+    @staticmethod
+    def levels_of(o: SharedBottomOptions) -> LevelSettings:
+        return LevelSettings(n_shared=1, n_specific=0)
