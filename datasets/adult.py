@@ -21,11 +21,11 @@ from pathlib import Path
 
 import polars as pl
 
-from bench.errors import UnknownChoice, UserError
+from bench.errors import UserError
 
-from . import preprocess, sources
-from .base import MTLData, Split, Task
-from .preprocess import encode_features, label_tensor, parse_names, read_records, to_numbers
+from . import uci
+from .base import MTLData
+from .preprocess import read_records, to_numbers
 from .registry import register_dataset
 from .sources import OfficialFile
 
@@ -39,7 +39,6 @@ NOMINAL = [c for c in COLUMNS if c not in CONTINUOUS and c not in EXCLUDED]
 INCOME_LABELS = {"<=50K": 0.0, ">50K": 1.0}  # adult.test writes them with a trailing "."
 NEVER_MARRIED = "Never-married"
 TASKS = ("income", "never_married")
-SPLIT_MODES = ("official", "random")
 
 FILES = {
     "data": OfficialFile(
@@ -74,17 +73,13 @@ def parse_file(path: Path) -> pl.DataFrame:
 
 
 def choose_tasks(tasks) -> list[str]:
-    names = parse_names(tasks, "tasks")
-    if names is None:
-        return list(TASKS)
-    if not names:
-        raise UserError(f"adult: tasks is empty; valid choices: {', '.join(TASKS)}")
-    for name in names:
-        if name not in TASKS:
-            raise UnknownChoice("task of dataset adult", name, TASKS)
-    if len(set(names)) != len(names):
-        raise UserError(f"adult: a task is listed twice in {names}")
-    return names
+    return uci.task_names("adult", tasks, TASKS) or list(TASKS)
+
+
+UCI = uci.UCIDataset(
+    name="adult", files=FILES, parse_file=parse_file, continuous=CONTINUOUS, nominal=NOMINAL, tasks=TASKS,
+    excluded=EXCLUDED, official_split="official", module=sys.modules[__name__],
+)
 
 
 @register_dataset("adult")
@@ -101,49 +96,10 @@ def adult(
 ) -> MTLData:
     """UCI Adult: income > 50K and never married."""
     names = choose_tasks(tasks)
-    if split not in SPLIT_MODES:
-        raise UnknownChoice("adult split", split, SPLIT_MODES)
-    if split == "official":
-        files = {k: sources.fetch(spec, data_dir, download=download) for k, spec in FILES.items()}
-    else:
-        preprocess.check_fractions(val_fraction, test_fraction)
-        root = sources.resolve_data_dir(data_dir)
-        present = {k: p for k, spec in FILES.items() if (p := sources.locate(spec, root)) is not None}
-        files = present or {k: sources.fetch(spec, data_dir, download=download) for k, spec in FILES.items()}
-    options = {"split": split, "seed": seed}
-    if split == "random":
-        options.update(val_fraction=val_fraction, test_fraction=test_fraction)
-
-    def build() -> MTLData:
-        parsed = {k: parse_file(p) for k, p in files.items()}
-        if split == "official":
-            val_idx, test_idx = preprocess.halve(len(parsed["test"]), seed)
-            frames = {"train": parsed["data"], "val": preprocess.take(parsed["test"], val_idx),
-                      "test": preprocess.take(parsed["test"], test_idx)}
-        else:
-            pooled = pl.concat([parsed[k] for k in FILES if k in parsed])
-            idx = preprocess.random_split(len(pooled), val_fraction, test_fraction, seed)
-            frames = {s: preprocess.take(pooled, i) for s, i in idx.items()}
-        enc = encode_features(frames, CONTINUOUS, NOMINAL)
-        ys = label_tensor(frames, [f"y_{t}" for t in TASKS])
-        return MTLData(
-            name="adult",
-            tasks=[Task(t, "binary") for t in TASKS],
-            train=Split(enc.x["train"], ys["train"]),
-            val=Split(enc.x["val"], ys["val"]),
-            test=Split(enc.x["test"], ys["test"]),
-            feature_names=enc.names,
-            info={
-                "options": options,
-                "rows": {k: len(f) for k, f in parsed.items()},
-                "positives": {k: {t: int(f[f"y_{t}"].sum()) for t in TASKS} for k, f in parsed.items()},
-                "feature_groups": enc.groups,
-                "excluded_columns": EXCLUDED,
-            },
-        )
-
-    code = sources.code_digest(preprocess, sources, sys.modules[__name__])
-    data = sources.cached("adult", options, files, build, code=code, use_cache=cache)
+    data = uci.load(
+        UCI, split=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, data_dir=data_dir,
+        download=download, cache=cache,
+    )
     data = data.select_tasks(names)
     data.info["tasks"] = names
     return data

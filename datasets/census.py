@@ -30,9 +30,9 @@ import polars as pl
 
 from bench.errors import UnknownChoice, UserError
 
-from . import preprocess, sources
-from .base import MTLData, Split, Task
-from .preprocess import encode_features, label_tensor, parse_names, read_records, to_numbers
+from . import uci
+from .base import MTLData
+from .preprocess import read_records, to_numbers
 from .registry import register_dataset
 from .sources import OfficialFile
 
@@ -73,7 +73,6 @@ EDUCATION_LEVELS = {  # level -> at least college (Associates degree or higher)
 }
 TASKS = ("income", "never_married", "education")
 GROUPS = {1: ("income", "never_married"), 2: ("education", "never_married")}
-SPLIT_MODES = ("paper", "random")
 
 FOLDER = "census-income-kdd"
 FILES = {
@@ -112,21 +111,21 @@ def parse_file(path: Path) -> pl.DataFrame:
 
 
 def choose_tasks(group: int, tasks) -> list[str]:
-    names = parse_names(tasks, "tasks")
     if group not in GROUPS:
         raise UnknownChoice("census-income group", str(group), [str(g) for g in GROUPS])
+    names = uci.task_names("census-income", tasks, TASKS)
     if names is None:
         return list(GROUPS[group])
     if group != 1:
         raise UserError("census-income: give either group or tasks, not both")
-    if not names:
-        raise UserError(f"census-income: tasks is empty; valid choices: {', '.join(TASKS)}")
-    for name in names:
-        if name not in TASKS:
-            raise UnknownChoice("task of dataset census-income", name, TASKS)
-    if len(set(names)) != len(names):
-        raise UserError(f"census-income: a task is listed twice in {names}")
     return names
+
+
+UCI = uci.UCIDataset(
+    name="census-income", files=FILES, parse_file=parse_file, continuous=CONTINUOUS, nominal=NOMINAL, tasks=TASKS,
+    excluded=EXCLUDED, official_split="paper", module=sys.modules[__name__],
+    info={"education_task": "Associates degree or higher"},
+)
 
 
 @register_dataset("census-income")
@@ -144,50 +143,10 @@ def census_income(
 ) -> MTLData:
     """UCI Census-Income (KDD): income > 50K, never married, education >= Associates degree."""
     names = choose_tasks(group, tasks)
-    if split not in SPLIT_MODES:
-        raise UnknownChoice("census-income split", split, SPLIT_MODES)
-    if split == "paper":
-        files = {k: sources.fetch(spec, data_dir, download=download) for k, spec in FILES.items()}
-    else:
-        preprocess.check_fractions(val_fraction, test_fraction)
-        root = sources.resolve_data_dir(data_dir)
-        present = {k: p for k, spec in FILES.items() if (p := sources.locate(spec, root)) is not None}
-        files = present or {k: sources.fetch(spec, data_dir, download=download) for k, spec in FILES.items()}
-    options = {"split": split, "seed": seed}
-    if split == "random":
-        options.update(val_fraction=val_fraction, test_fraction=test_fraction)
-
-    def build() -> MTLData:
-        parsed = {k: parse_file(p) for k, p in files.items()}
-        if split == "paper":
-            val_idx, test_idx = preprocess.halve(len(parsed["test"]), seed)
-            frames = {"train": parsed["data"], "val": preprocess.take(parsed["test"], val_idx),
-                      "test": preprocess.take(parsed["test"], test_idx)}
-        else:
-            pooled = pl.concat([parsed[k] for k in FILES if k in parsed])
-            idx = preprocess.random_split(len(pooled), val_fraction, test_fraction, seed)
-            frames = {s: preprocess.take(pooled, i) for s, i in idx.items()}
-        enc = encode_features(frames, CONTINUOUS, NOMINAL)
-        ys = label_tensor(frames, [f"y_{t}" for t in TASKS])
-        return MTLData(
-            name="census-income",
-            tasks=[Task(t, "binary") for t in TASKS],
-            train=Split(enc.x["train"], ys["train"]),
-            val=Split(enc.x["val"], ys["val"]),
-            test=Split(enc.x["test"], ys["test"]),
-            feature_names=enc.names,
-            info={
-                "options": options,
-                "rows": {k: len(f) for k, f in parsed.items()},
-                "positives": {k: {t: int(f[f"y_{t}"].sum()) for t in TASKS} for k, f in parsed.items()},
-                "feature_groups": enc.groups,
-                "excluded_columns": EXCLUDED,
-                "education_task": "Associates degree or higher",
-            },
-        )
-
-    code = sources.code_digest(preprocess, sources, sys.modules[__name__])
-    data = sources.cached("census-income", options, files, build, code=code, use_cache=cache)
+    data = uci.load(
+        UCI, split=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, data_dir=data_dir,
+        download=download, cache=cache,
+    )
     data = data.select_tasks(names)
     data.info["tasks"] = names
     return data

@@ -23,6 +23,8 @@ import torch
 
 from bench.errors import UserError
 
+from .base import MTLData, Split
+
 MISSING_LEVEL = "<missing>"
 UNKNOWN_LEVEL = "<unknown>"
 SPLITS = ("train", "val", "test")
@@ -244,3 +246,21 @@ def parse_names(value, what: str) -> list[str] | None:
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return list(value)
     raise UserError(f"{what} must be a list of names, got {value!r}")
+
+
+def to_data(
+    name: str, tasks: list, frames: dict[str, pl.DataFrame], numeric: list[str], categorical: list[str],
+    label_columns: list[str], info: dict,
+) -> MTLData:
+    """An ``MTLData`` from per-split frames: features encoded with training statistics, labels stacked."""
+    enc = encode_features(frames, numeric, categorical)
+    ys = label_tensor(frames, label_columns)
+    return MTLData(
+        name=name,
+        tasks=tasks,
+        train=Split(enc.x["train"], ys["train"]),
+        val=Split(enc.x["val"], ys["val"]),
+        test=Split(enc.x["test"], ys["test"]),
+        feature_names=enc.names,
+        info={**info, "feature_groups": enc.groups},
+    )

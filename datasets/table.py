@@ -34,8 +34,8 @@ import polars as pl
 from bench.errors import UnknownChoice, UserError
 
 from . import preprocess, sources
-from .base import TASK_KINDS, MTLData, Split, Task
-from .preprocess import SPLITS, encode_features, first_line, parse_names
+from .base import TASK_KINDS, MTLData, Task
+from .preprocess import SPLITS, first_line, parse_names
 from .registry import register_dataset
 
 SPLIT_VALUES = {
@@ -307,24 +307,14 @@ def table(
             idx = preprocess.random_split(len(frame), val_fraction, test_fraction, seed)
             parts = {s: preprocess.take(frame, i) for s, i in idx.items()}
 
-        enc = encode_features(parts, num_cols, cat_cols)
-        ys = preprocess.label_tensor(parts, [f"__y_{n}" for n in label_kinds])
-        return MTLData(
-            name="table",
-            tasks=tasks_,
-            train=Split(enc.x["train"], ys["train"]),
-            val=Split(enc.x["val"], ys["val"]),
-            test=Split(enc.x["test"], ys["test"]),
-            feature_names=enc.names,
-            info={
-                "options": options,
-                "rows": {s: len(p) for s, p in parts.items()},
-                "labels": label_info,
-                "numeric": num_cols,
-                "categorical": cat_cols,
-                "feature_groups": enc.groups,
-            },
-        )
+        info = {
+            "options": options,
+            "rows": {s: len(p) for s, p in parts.items()},
+            "labels": label_info,
+            "numeric": num_cols,
+            "categorical": cat_cols,
+        }
+        return preprocess.to_data("table", tasks_, parts, num_cols, cat_cols, [f"__y_{n}" for n in label_kinds], info)
 
     code = sources.code_digest(preprocess, sources, sys.modules[__name__])
     data = sources.cached(
