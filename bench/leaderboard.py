@@ -35,6 +35,7 @@ def task_summary(rows: pl.DataFrame) -> pl.DataFrame:
         rows.filter((pl.col("stage") == "final") & (pl.col("split") == "test"))
         # keep each task's primary metric (auc, mse or accuracy by task kind)
         .filter(pl.col("metric") == pl.col("kind").replace_strict(PRIMARY, default=None))
+        .filter(pl.col("value").is_finite())  # a NaN or infinity never reaches the leaderboard
         .group_by("dataset", "architecture", "task", "kind", "metric")
         .agg(mean=pl.col("value").mean(), std=pl.col("value").std(), n=pl.len().cast(pl.Int64))
         .sort("dataset", "architecture", "task")
@@ -127,6 +128,7 @@ def correlation_summary(rows: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFram
     return (
         rows.filter((pl.col("stage") == "final") & (pl.col("split") == "test") & pl.col("dataset").is_in(list(ps)))
         .filter(pl.col("metric") == pl.col("kind").replace_strict(PRIMARY, default=None))
+        .filter(pl.col("value").is_finite())
         .with_columns(p=pl.col("dataset").replace_strict(ps, return_dtype=pl.Float64))
         .group_by("architecture", "p", "seed", "metric")
         .agg(pl.col("value").mean())  # mean over tasks, per seed
@@ -143,6 +145,15 @@ def _pm(mean: float | None, std: float | None, fmt: str = ".4f", signed: bool = 
         return "—"
     text = f"{mean:+{fmt}}" if signed else f"{mean:{fmt}}"
     return f"{text} ± {std:{fmt}}" if std is not None else text
+
+
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]<>|"} | {"\n": " ", "\r": " "})
+
+
+def _md(text: Any) -> str:
+    """Text from a spec or a dataset (description, options, task names) as inert markdown: no links, HTML,
+    emphasis or table cells can be injected."""
+    return str(text).translate(_MD_SPECIAL)
 
 
 def _opts(options: dict[str, Any]) -> str:
@@ -163,6 +174,24 @@ def provenance(rows: pl.DataFrame) -> dict[str, str]:
             "hardware": joined("hardware")}
 
 
+def wandb_links(rows: pl.DataFrame, dataset: str) -> dict[str, str]:
+    """Markdown links to the W&B final runs of each architecture on ``dataset`` (only runs tracked online have a
+    URL): ``[s1](url) [s2](url)``, single-task ``[y1 s1](url)``."""
+    if "wandb_url" not in rows.columns:
+        return {}
+    runs = (
+        rows.filter((pl.col("stage") == "final") & (pl.col("dataset") == dataset) & pl.col("wandb_url").is_not_null())
+        .select("architecture", "target", "seed", "wandb_url")
+        .unique()
+        .sort("architecture", "target", "seed")
+    )
+    links: dict[str, list[str]] = {}
+    for r in runs.iter_rows(named=True):
+        label = f"{r['target']} s{r['seed']}" if r["architecture"] == BASELINE else f"s{r['seed']}"
+        links.setdefault(r["architecture"], []).append(f"[{label}]({r['wandb_url']})")
+    return {a: " ".join(v) for a, v in links.items()}
+
+
 def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple[str, str]]] | None = None) -> str:
     """The markdown leaderboard. ``plots`` maps a dataset label (or "" for study-wide plots) to
     (caption, relative path) pairs to link."""
@@ -179,7 +208,7 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
     lines = [
         f"# Leaderboard: {name}",
         "",
-        *([meta["description"], ""] if meta.get("description") else []),
+        *([_md(meta["description"]), ""] if meta.get("description") else []),
         f"- command: `bench run --study {name}`",
         f"- date: {prov['date']}; git commit: {prov['commit']}",
         f"- hardware: {prov['hardware']}",
@@ -209,14 +238,15 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
         info = meta.get("datasets", {}).get(label, {})
         d_archs = archs.filter(pl.col("dataset") == label)
         d_tasks = tasks.filter(pl.col("dataset") == label)
-        desc = info.get("name", label) + (f" ({_opts(info['options'])})" if info.get("options") else "")
+        desc = _md(info.get("name", label) + (f" ({_opts(info['options'])})" if info.get("options") else ""))
         lines += [f"## {label}", "", f"Dataset: {desc}.", ""]
         if not d_archs.height:
             lines += ["No final results yet.", ""]
             continue
         task_meta = d_tasks.select("task", "metric").unique().sort("task").rows()
         by = {(r["architecture"], r["task"]): r for r in d_tasks.iter_rows(named=True)}
-        headers = ["rank", "architecture", *[f"{t} {m}" for t, m in task_meta], *[f"gain {t}" for t, _ in task_meta],
+        headers = ["rank", "architecture", *[_md(f"{t} {m}") for t, m in task_meta],
+                   *[_md(f"gain {t}") for t, _ in task_meta],
                    "Δm", "seesaw", "params", "trials c/p/f", "s/trial"]
         table = []
         for r in d_archs.iter_rows(named=True):
@@ -231,6 +261,11 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
                 "yes" if r["seesaw"] else "", "—" if r["n_params"] is None else f"{r['n_params']:,}",
                 trials, "—" if r["seconds_per_trial"] is None else f"{r['seconds_per_trial']:.1f}",
             ])
+        links = wandb_links(rows, label)
+        if links:  # runs tracked online: link each architecture's final runs
+            headers.append("W&B runs")
+            for row, r in zip(table, d_archs.iter_rows(named=True)):
+                row.append(links.get(r["architecture"], "—"))
         lines += [tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
         for caption, path in plots.get(label, []):
             lines.append(f"![{caption}]({path})")

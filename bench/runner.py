@@ -160,6 +160,7 @@ def search_rows(study: Study, unit: Unit, data, optuna_study) -> list[dict[str, 
             "epochs": len(attrs.get("curve", [])), "config_hash": attrs.get("config_hash"),
             "config": json.dumps(attrs.get("config", {}), sort_keys=True), "git_commit": git_commit(),
             "versions": versions(), "hardware": attrs.get("hardware"),
+            "wandb_run": attrs.get("wandb_run"), "wandb_url": attrs.get("wandb_url"),
             "finished_at": trial.datetime_complete.replace(microsecond=0).isoformat()
             if trial.datetime_complete else None,
         }
@@ -200,7 +201,7 @@ def final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, ac
             for metric, value in metrics.items()
         ]
         for hook in hooks.final_end:
-            hook(unit, seed, cfg, seed_rows)
+            hook(unit, seed, cfg, seed_rows, {"history": result.history, "best_epoch": result.best_epoch})
         rows += seed_rows
     return rows
 

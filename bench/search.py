@@ -70,15 +70,18 @@ def suggest(trial, space: dict[str, Param]) -> dict[str, Any]:
 class OptunaPruning(Callback):
     """Reports ``pl_module.last_objective`` (the validation objective, higher is better) after each validation
     epoch and raises ``optuna.TrialPruned`` when the pruner says so. Also keeps the curve and parameter count,
-    which the objective stores on the trial even when it is pruned."""
+    which the objective stores on the trial even when it is pruned, and the system's per-epoch history (for
+    tracking hooks)."""
 
     def __init__(self, trial) -> None:
         self.trial = trial
         self.curve: list[float] = []
         self.n_params: int | None = None
+        self.history: list[dict[str, Any]] = []
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.n_params = sum(p.numel() for p in pl_module.model.parameters() if p.requires_grad)
+        self.history = pl_module.history  # the system's own list: epochs up to a pruning stay in it
 
     def on_validation_end(self, trainer, pl_module) -> None:
         import optuna
@@ -100,8 +103,10 @@ class Hooks:
     """Where a trial and a final run start and end: the place for experiment tracking (e.g. W&B).
 
     ``trial_start(unit, trial, config)``, ``trial_end(unit, trial, config, record)`` (record: state, seconds,
-    n_params, curve, and val_metrics or error); ``final_start(unit, seed, config)``,
-    ``final_end(unit, seed, config, rows)``.
+    n_params, curve, history (per epoch: train_loss, val metrics), and val_metrics or error);
+    ``final_start(unit, seed, config)``, ``final_end(unit, seed, config, rows, record)`` (rows: the tidy rows
+    about to be stored, which a hook may extend with store columns such as ``wandb_run``; record: history,
+    best_epoch). ``bench.tracking.Tracker.hooks()`` is the W&B implementation.
     """
 
     trial_start: list[Callable[..., None]] = field(default_factory=list)
@@ -154,7 +159,8 @@ def make_objective(
             record["error"] = f"{type(err).__name__}: {err}"
             raise
         finally:
-            record.update(seconds=time.perf_counter() - start, n_params=pruning.n_params, curve=pruning.curve)
+            record.update(seconds=time.perf_counter() - start, n_params=pruning.n_params, curve=pruning.curve,
+                          history=pruning.history)
             for key in ("seconds", "n_params", "curve", "val_metrics", "best_epoch", "error", "user_error"):
                 if key in record:
                     trial.set_user_attr(key, record[key])

@@ -23,6 +23,9 @@ One row per (study, dataset, architecture, target, stage, trial, seed, split, ta
   for complete trials one row per task and metric at the best epoch. ``status`` complete/pruned/failed.
 - ``stage`` "final": ``split`` "val" and "test", one row per task and metric; ``trial`` is the search trial
   whose configuration was retrained.
+
+``wandb_run`` / ``wandb_url``: the W&B run of the trial or final run (``bench.tracking``); null when not
+tracked, the URL only when tracked online.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ SCHEMA: dict[str, pl.DataType] = {
     "versions": pl.String,  # JSON: python and package versions
     "hardware": pl.String,
     "finished_at": pl.String,  # ISO 8601, UTC
+    "wandb_run": pl.String,  # W&B run id (bench.tracking), null when not tracked
+    "wandb_url": pl.String,  # its URL, when tracked online
 }
 
 
@@ -103,7 +108,10 @@ def read(root: Path) -> pl.DataFrame:
     files = sorted((root / "results").glob("**/*.parquet"))
     if not files:
         return empty()
-    df = pl.concat([pl.read_parquet(f) for f in files], how="vertical")
+    df = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    # files written before a column existed (e.g. wandb_run) get it as nulls
+    df = df.with_columns([pl.lit(None, dtype=t).alias(k) for k, t in SCHEMA.items() if k not in df.columns])
+    df = df.select([pl.col(k).cast(t) for k, t in SCHEMA.items()])
     return df.sort(["dataset", "architecture", "target", "stage", "trial", "seed", "split", "task", "metric"],
                    nulls_last=True)
 

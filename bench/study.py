@@ -18,6 +18,10 @@
     kind = "median"
     n_warmup_steps = 2
 
+    [wandb]                              # optional W&B tracking (bench.tracking); --wandb and WANDB_MODE win
+    mode = "offline"                     # "online" | "offline" | "disabled"; or simply: wandb = "offline"
+    project = "mtl-bench"                # entity = "my-team" (optional)
+
     [[datasets]]
     name = "synthetic"
     label = "p0.9"                       # optional: a distinct name in the study (default: the dataset's name)
@@ -47,7 +51,7 @@ from .config import coerce, config_hash
 from .errors import UnknownChoice, UserError
 
 STUDY_KEYS = ("name", "description", "architectures", "objective", "seeds", "budget", "sampler", "pruner",
-              "datasets", "search")
+              "datasets", "search", "wandb")
 BUDGET_KEYS = ("trials", "max_epochs", "patience", "timeout")
 DATASET_KEYS = ("name", "label", "tasks", "options")
 RANGE_KEYS = ("low", "high", "log", "step")
@@ -108,6 +112,7 @@ class Study:
     description: str = ""
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    wandb: Any = None  # bench.tracking.WandbSpec: W&B mode, project, entity (tracking only, not in spec_hash)
 
     @property
     def final_seeds(self) -> list[int]:
@@ -115,7 +120,7 @@ class Study:
 
     @property
     def spec_hash(self) -> str:
-        return config_hash(self.raw)
+        return config_hash({k: v for k, v in self.raw.items() if k != "wandb"})
 
     def meta(self) -> dict[str, Any]:
         """What the leaderboard needs besides the result rows (stored as ``runs/<study>/study.json``)."""
@@ -275,6 +280,7 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     from bench import architectures, datasets
 
     from .search import default_space
+    from .tracking import parse_spec
 
     _check_keys("study spec", raw, STUDY_KEYS)
     name = _typed("name", raw.get("name", default_name), str)
@@ -355,8 +361,10 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     sampler = _optuna_kwargs("sampler", raw.get("sampler", {}), SAMPLERS, "tpe")
     sampler.setdefault("seed", 0)
     pruner = _optuna_kwargs("pruner", raw.get("pruner", {}), PRUNERS, "median")
+    tracking = parse_spec(raw.get("wandb"))
 
     return Study(
         name=name, datasets=specs, architectures=list(archs), budget=budget, search=space, objective=objective,
         seeds=seeds, sampler=sampler, pruner=pruner, description=str(raw.get("description", "")), path=path, raw=raw,
+        wandb=tracking,
     )

@@ -26,6 +26,11 @@ def add_parser(sub) -> None:
                    help="torch CPU threads (default 1: these small models gain little from more, and parallel "
                    "workers share the cores)")
     p.add_argument("--no-plots", action="store_true", help="write the markdown without plots")
+    p.add_argument("--wandb", default=None, choices=("online", "offline", "disabled"),
+                   help="W&B tracking, one run per trial and final run (default: WANDB_MODE, else the spec's "
+                   "[wandb] mode, else online when logged in, else offline into runs/<study>/wandb)")
+    p.add_argument("--wandb-project", default=None, metavar="NAME",
+                   help="W&B project (default: the spec's [wandb] project, WANDB_PROJECT, or mtl-bench)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.errors import UserError
     from bench.runner import run_study
     from bench.study import load_study
+    from bench.tracking import Tracker, resolve_mode
 
     study = load_study(args.study)  # every check of the spec happens here, before anything is written
     if args.threads < 1:
@@ -41,10 +47,21 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    root = run_study(study, args.runs_dir, storage=args.storage, accelerator=args.accelerator,
-                     out=lambda line: print(line, flush=True))
-    path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots)
+    spec = study.wandb
+    mode, _ = resolve_mode(args.wandb, spec.mode if spec else None)
+    tracker = Tracker(study.name, mode=mode, project=args.wandb_project or (spec.project if spec else None),
+                      entity=spec.entity if spec else None, directory=Path(args.runs_dir) / study.name)
+    finished = False
+    try:
+        root = run_study(study, args.runs_dir, storage=args.storage, accelerator=args.accelerator,
+                         hooks=tracker.hooks(), out=lambda line: print(line, flush=True))
+        path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots)
+        tracker.log_leaderboard(root, args.output)
+        finished = True
+    finally:
+        tracker.close(timeout=120 if finished else 15)  # pending W&B runs are written before exiting
     print()
     print(text)
     print(f"leaderboard written to {path} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    print(tracker.describe(), file=sys.stderr)
     return 0

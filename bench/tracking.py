@@ -1,0 +1,497 @@
+"""Weights & Biases tracking of studies: one W&B run per search trial and per final run, and a leaderboard run.
+
+Plugs into ``bench.search.Hooks`` (``Tracker.hooks()``); nothing else in the harness knows about W&B, and
+``wandb`` is imported only inside this module's functions.
+
+Modes (``--wandb``, the study spec's ``[wandb]`` table, ``WANDB_MODE``; see ``resolve_mode``):
+
+- ``offline`` (the default unless logged in): runs are written under ``<dir>/wandb/offline-run-*`` and uploaded
+  later with ``wandb sync``; needs no API key and no network.
+- ``online``: needs ``wandb login`` (or ``WANDB_API_KEY``). The server is probed once with a bounded timeout;
+  when it cannot be reached, or a run cannot be created later on, tracking falls back to offline with one
+  warning. W&B never stops a study.
+- ``disabled``: nothing is created.
+
+Each run: project (default ``mtl-bench``), group ``<study>/<dataset>``, job_type ``search`` or ``final``, name
+``<architecture>-t<trial>`` or ``<architecture>-seed<seed>`` (``single_task@<task>`` for the per-task
+baselines), tags with dataset and architecture; config = the fully resolved configuration (training defaults
+and architecture defaults filled in) and its ``config_hash`` (the same hash as in the results store);
+history = per-epoch ``train_loss``, ``val/<task>/<metric>`` and ``val_objective`` (step = epoch); summary =
+final per-task metrics, parameter count and wall time.
+
+Run ids are drawn here, before W&B is touched, so they are stored with the trial's and the final run's rows
+(columns ``wandb_run`` and, online, ``wandb_url``) even though the W&B work itself happens on a background
+thread: creating and finishing a run costs ~0.2-1 s even offline, which the training of the next trial
+hides. W&B runs are created when a trial or final run ends (its whole history is logged then), not live.
+"""
+
+from __future__ import annotations
+
+import math
+import netrc
+import os
+import queue
+import secrets
+import string
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import config_hash
+from .errors import UnknownChoice, UserError
+
+MODES = ("online", "offline", "disabled")
+DEFAULT_PROJECT = "mtl-bench"
+SPEC_KEYS = ("mode", "project", "entity")
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+# WANDB_MODE values wandb itself accepts, mapped to ours
+_ENV_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline",
+              "disabled": "disabled"}
+_ID_CHARS = string.ascii_lowercase + string.digits
+
+
+# --- settings --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WandbSpec:
+    """The study spec's ``wandb`` key: ``wandb = "offline"`` or a ``[wandb]`` table with these keys."""
+
+    mode: str | None = None
+    project: str | None = None
+    entity: str | None = None
+
+
+def parse_spec(value: Any) -> WandbSpec:
+    """Validate the spec's ``wandb`` value (absent: ``None``)."""
+    if value is None:
+        return WandbSpec()
+    if isinstance(value, str):
+        value = {"mode": value}
+    if not isinstance(value, dict):
+        raise UserError(f"wandb must be a mode ({', '.join(MODES)}) or a table with keys {', '.join(SPEC_KEYS)}; "
+                        f"got {value!r}")
+    for key in value:
+        if key not in SPEC_KEYS:
+            raise UnknownChoice("key of wandb", key, SPEC_KEYS)
+    for key in SPEC_KEYS:
+        if key in value and (not isinstance(value[key], str) or not value[key]):
+            raise UserError(f"wandb.{key} must be a non-empty string, got {value[key]!r}")
+    mode = value.get("mode")
+    if mode is not None and mode not in MODES:
+        raise UnknownChoice("wandb mode", mode, MODES)
+    return WandbSpec(mode=mode, project=value.get("project"), entity=value.get("entity"))
+
+
+def base_url(env: dict[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return (env.get("WANDB_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+
+def logged_in(env: dict[str, str] | None = None) -> bool:
+    """An API key is at hand: ``WANDB_API_KEY``, or a netrc entry for the server (what ``wandb login`` writes)."""
+    env = os.environ if env is None else env
+    if env.get("WANDB_API_KEY"):
+        return True
+    host = urllib.parse.urlsplit(base_url(env)).hostname or ""
+    path = env.get("NETRC") or str(Path.home() / ".netrc")
+    try:
+        return bool(host) and netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(cli: str | None = None, spec: str | None = None, env: dict[str, str] | None = None) -> tuple[str, str]:
+    """(mode, where it came from): ``--wandb``, then ``WANDB_MODE``, then the spec, then online when logged in,
+    else offline."""
+    env = os.environ if env is None else env
+    if cli is not None:
+        if cli not in MODES:
+            raise UnknownChoice("--wandb mode", cli, MODES)
+        return cli, "--wandb"
+    raw = env.get("WANDB_MODE")
+    if raw:
+        if raw.lower() not in _ENV_MODES:
+            raise UnknownChoice("WANDB_MODE", raw, list(_ENV_MODES))
+        return _ENV_MODES[raw.lower()], "WANDB_MODE"
+    if spec is not None:
+        return spec, "the study spec"
+    if logged_in(env):
+        return "online", "logged in"
+    return "offline", "default"
+
+
+def new_run_id() -> str:
+    """A W&B run id (8 characters from [a-z0-9], as ``wandb.util.generate_id`` draws them)."""
+    return "".join(secrets.choice(_ID_CHARS) for _ in range(8))
+
+
+def resolved_config(arch: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with every training and architecture default filled in: what the model was really built with."""
+    from bench import architectures
+    from bench.system import TrainConfig
+
+    return {**asdict(TrainConfig()), **architectures.options(arch), **config}
+
+
+def _finite(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def unit_label(unit) -> str:
+    return f"{unit.arch}@{unit.target}" if unit.arch == "single_task" else unit.arch
+
+
+# --- what one W&B run receives -----------------------------------------------------------------------------
+@dataclass
+class RunJob:
+    """Everything one W&B run gets; built on the training thread, sent by the background thread."""
+
+    id: str
+    name: str
+    group: str
+    job_type: str
+    tags: list[str]
+    config: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)  # one dict per epoch, with "epoch"
+    summary: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, tuple[list[str], list[list[Any]]]] = field(default_factory=dict)  # name -> (columns, rows)
+    images: dict[str, Path] = field(default_factory=dict)  # name -> PNG file
+
+
+@dataclass
+class TrackedRun:
+    """What the harness recorded about a run it handed to W&B (for reports and tests)."""
+
+    id: str
+    name: str
+    job_type: str
+    url: str | None
+    mode: str | None = None  # the mode it was written in; None until the background thread is done with it
+    error: str | None = None
+
+
+class Tracker:
+    """W&B tracking of one ``bench run``: ``hooks()`` for ``run_study``, ``log_leaderboard`` at the end, then
+    ``close()`` (or use it as a context manager), which waits for the background thread and stops W&B's
+    service process."""
+
+    def __init__(
+        self,
+        study: str,
+        *,
+        mode: str = "offline",
+        project: str | None = None,
+        entity: str | None = None,
+        directory: Path | str | None = None,
+        probe_timeout: float = 5.0,
+        init_timeout: float = 30.0,
+        background: bool = True,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise UnknownChoice("wandb mode", mode, MODES)
+        self.study, self.mode = study, mode
+        self.project = project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
+        self.entity = entity or os.environ.get("WANDB_ENTITY") or None
+        # WANDB_DIR wins; otherwise runs go beside the study's results (runs/<study>/wandb/...)
+        self.directory = None if os.environ.get("WANDB_DIR") else (Path(directory) if directory else None)
+        self.probe_timeout, self.init_timeout = probe_timeout, init_timeout
+        self.warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))
+        self.runs: list[TrackedRun] = []
+        self._warned: set[str] = set()
+        self._app_url: str | None = None
+        self._starts: dict[tuple, tuple[str, float]] = {}
+        self._queue: queue.Queue[RunJob | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._background = background
+        self._closed = False
+        if self.mode == "online":
+            self._go_online()
+
+    # --- mode handling ---------------------------------------------------------------------------------
+    def _warn_once(self, key: str, msg: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.warn(msg)
+
+    def _fall_back(self, why: str) -> None:
+        self.mode = "offline"
+        self._app_url = None
+        self._warn_once("offline", f"W&B: {why}; logging offline instead (upload later with `wandb sync`)")
+
+    def _go_online(self) -> None:
+        """Bounded checks before the first online run: API key, server reachable, default entity."""
+        url = base_url()
+        if not logged_in():
+            return self._fall_back("online mode asked for, but not logged in (run `wandb login`)")
+        try:  # any HTTP answer, even an error status, means the server is there
+            urllib.request.urlopen(url, timeout=self.probe_timeout).close()
+        except urllib.error.HTTPError:
+            pass
+        except (OSError, ValueError) as err:
+            return self._fall_back(f"server {url} unreachable ({getattr(err, 'reason', err)})")
+        if self.entity is None:
+            found: dict[str, Any] = {}
+
+            def ask() -> None:
+                try:
+                    import wandb
+
+                    found["entity"] = wandb.Api(timeout=max(1, int(self.probe_timeout))).default_entity
+                except Exception as err:  # any failure means: not usable online
+                    found["error"] = f"{type(err).__name__}: {err}"
+
+            t = threading.Thread(target=ask, daemon=True, name="wandb-probe")
+            t.start()
+            t.join(self.probe_timeout + 2.0)
+            if not found.get("entity"):
+                return self._fall_back(f"cannot reach {url} ({found.get('error', 'timed out')})")
+            self.entity = found["entity"]
+        from wandb.util import api_to_app_url
+
+        self._app_url = os.environ.get("WANDB_APP_URL", "").rstrip("/") or api_to_app_url(url)
+
+    def _url(self, run_id: str) -> str | None:
+        if self.mode != "online" or not self._app_url or not self.entity:
+            return None
+        return f"{self._app_url}/{self.entity}/{self.project}/runs/{run_id}"
+
+    # --- hooks ------------------------------------------------------------------------------------------
+    def hooks(self):
+        from .search import Hooks
+
+        if self.mode == "disabled":
+            return Hooks()
+        return Hooks(trial_start=[self.trial_start], trial_end=[self.trial_end],
+                     final_start=[self.final_start], final_end=[self.final_end])
+
+    def _start(self, key: tuple) -> tuple[str, str | None]:
+        run_id = new_run_id()
+        self._starts[key] = (run_id, time.perf_counter())
+        return run_id, self._url(run_id)
+
+    def _end(self, key: tuple) -> tuple[str, float | None]:
+        if key in self._starts:
+            run_id, t0 = self._starts.pop(key)
+            return run_id, time.perf_counter() - t0
+        return new_run_id(), None
+
+    def _base(self, unit, config: dict[str, Any], stage: str) -> dict[str, Any]:
+        return {
+            "group": f"{self.study}/{unit.dataset}",
+            "tags": sorted({unit.dataset, unit.arch, *([unit.target] if unit.arch == "single_task" else [])}),
+            "config": {**resolved_config(unit.arch, config), "config_hash": config_hash(config),
+                       "study": self.study, "dataset": unit.dataset, "architecture": unit.arch,
+                       "target": unit.target, "stage": stage},
+        }
+
+    def trial_start(self, unit, trial, config: dict[str, Any]) -> None:
+        run_id, url = self._start(("search", str(unit), trial.number))
+        trial.set_user_attr("wandb_run", run_id)
+        if url:
+            trial.set_user_attr("wandb_url", url)
+
+    def trial_end(self, unit, trial, config: dict[str, Any], record: dict[str, Any]) -> None:
+        run_id, wall = self._end(("search", str(unit), trial.number))
+        history = record.get("history") or [{"epoch": i, "val_objective": v}
+                                            for i, v in enumerate(record.get("curve", []))]
+        curve = [v for v in record.get("curve", []) if isinstance(v, float) and math.isfinite(v)]
+        summary: dict[str, Any] = {
+            "state": record.get("state"), "val_objective": max(curve) if curve else None,
+            "best_epoch": record.get("best_epoch"), "n_params": record.get("n_params"),
+            "seconds": record.get("seconds"), "wall_seconds": wall, "epochs": len(record.get("curve", [])),
+            "trial": trial.number,
+        }
+        for task, metrics in (record.get("val_metrics") or {}).items():
+            for metric, v in metrics.items():
+                summary[f"val/{task}/{metric}"] = v
+        if record.get("error") or record.get("user_error"):
+            summary["error"] = record.get("error") or record.get("user_error")
+        base = self._base(unit, config, "search")
+        self._submit(RunJob(id=run_id, name=f"{unit_label(unit)}-t{trial.number}", job_type="search",
+                            history=history, summary=summary, **base))
+
+    def final_start(self, unit, seed: int, config: dict[str, Any]) -> None:
+        self._start(("final", str(unit), seed))
+
+    def final_end(self, unit, seed: int, config: dict[str, Any], rows: list[dict[str, Any]],
+                  record: dict[str, Any] | None = None) -> None:
+        """Also writes the run's id (and URL) into ``rows``, which the runner then stores."""
+        key = ("final", str(unit), seed)
+        run_id, wall = self._end(key)
+        url = self._url(run_id)
+        for r in rows:
+            r["wandb_run"] = run_id
+            r["wandb_url"] = url
+        record = record or {}
+        first = rows[0] if rows else {}
+        summary: dict[str, Any] = {
+            "n_params": first.get("n_params"), "seconds": first.get("seconds"), "epochs": first.get("epochs"),
+            "wall_seconds": wall, "best_epoch": record.get("best_epoch"), "seed": seed,
+        }
+        for r in rows:
+            summary[f"{r['split']}/{r['task']}/{r['metric']}"] = r["value"]
+        base = self._base(unit, config, "final")
+        # the results store hashes the configuration that was searched (seed 0); keep the same hash here
+        if first.get("config_hash"):
+            base["config"]["config_hash"] = first["config_hash"]
+        self._submit(RunJob(id=run_id, name=f"{unit_label(unit)}-seed{seed}", job_type="final",
+                            history=list(record.get("history") or []), summary=summary, **base))
+
+    # --- the leaderboard run ------------------------------------------------------------------------------
+    def log_leaderboard(self, root: Path, out_dir: Path) -> str | None:
+        """One run per study invocation (job_type ``leaderboard``) whose summary holds the leaderboard tables
+        and the plots written by ``bench.leaderboard.build`` into ``out_dir/<study>/``. Returns its id."""
+        if self.mode == "disabled":
+            return None
+        from . import leaderboard, store
+
+        rows = store.read(Path(root))
+        if not rows.height:
+            return None
+        meta = store.read_meta(Path(root))
+        archs = leaderboard.arch_summary(rows)
+        tasks = leaderboard.with_gains(leaderboard.task_summary(rows))
+        overall = leaderboard.overall_ranking(archs)
+        tables = {name: (df.columns, [list(map(_finite, r)) for r in df.rows()])
+                  for name, df in (("leaderboard", archs), ("overall", overall), ("tasks", tasks))}
+        plot_dir = Path(out_dir) / meta["study"]
+        images = {f"plots/{p.stem}": p for p in sorted(plot_dir.glob("*.png"))} if plot_dir.is_dir() else {}
+        run_id = new_run_id()
+        summary = {"datasets": len(meta.get("datasets", {})), "architectures": len(meta.get("architectures", []))}
+        for r in overall.iter_rows(named=True):
+            summary[f"mean_rank/{r['architecture']}"] = _finite(r["mean_rank"])
+        self._submit(RunJob(id=run_id, name="leaderboard", group=self.study, job_type="leaderboard",
+                            tags=["leaderboard", *sorted(meta.get("datasets", {}))],
+                            config={"study": self.study, "spec_hash": meta.get("spec_hash"),
+                                    "budget": meta.get("budget"), "seeds": meta.get("seeds")},
+                            summary=summary, tables=tables, images=images))
+        return run_id
+
+    # --- the background thread ----------------------------------------------------------------------------
+    def _submit(self, job: RunJob) -> None:
+        if self.mode == "disabled" or self._closed:
+            return
+        self.runs.append(TrackedRun(job.id, job.name, job.job_type, self._url(job.id)))
+        if not self._background:
+            self._send(job)
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, daemon=True, name="wandb-tracker")
+            self._thread.start()
+        self._queue.put(job)
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            try:
+                self._send(job)
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def _settings(self, mode: str):
+        import wandb
+
+        return wandb.Settings(
+            mode=mode, console="off", silent=True, x_disable_stats=True, disable_git=True, disable_code=True,
+            save_code=False, init_timeout=self.init_timeout,
+        )
+
+    def _init(self, job: RunJob, mode: str):
+        import wandb
+
+        kwargs = {"dir": str(self.directory)} if self.directory else {}
+        if self.directory:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        # reinit="create_new": every init is a new run even if one is still open (the default would return
+        # the previous run and merge trials together)
+        return wandb.init(project=self.project, entity=self.entity if mode == "online" else None, id=job.id,
+                          name=job.name, group=job.group, job_type=job.job_type, tags=job.tags, config=job.config,
+                          reinit="create_new", settings=self._settings(mode), **kwargs)
+
+    def _send(self, job: RunJob) -> None:
+        """Create, fill and finish one W&B run; never raises (a failure becomes one warning)."""
+        tracked = next((r for r in reversed(self.runs) if r.id == job.id), None)
+        try:
+            import wandb
+
+            mode = self.mode
+            try:
+                run = self._init(job, mode)
+            except Exception as err:
+                if mode != "online":
+                    raise
+                self._fall_back(f"cannot create run {job.name} online ({type(err).__name__}: {err})")
+                mode = "offline"
+                wandb.teardown()  # the service still holds the failed run's id; a fresh one starts clean
+                run = self._init(job, mode)
+            try:
+                for h in job.history:
+                    step = int(h.get("epoch", 0))
+                    run.log({k: _finite(v) for k, v in h.items()}, step=step)
+                payload: dict[str, Any] = {}
+                for name, (columns, data) in job.tables.items():
+                    payload[name] = wandb.Table(columns=list(columns), data=data)
+                for name, path in job.images.items():
+                    payload[name] = wandb.Image(str(path))
+                if payload:
+                    run.log(payload)
+                run.summary.update({k: _finite(v) for k, v in job.summary.items() if v is not None})
+            finally:
+                run.finish()
+            if tracked is not None:
+                tracked.mode = mode
+        except Exception as err:  # W&B never breaks a study
+            if tracked is not None:
+                tracked.error = f"{type(err).__name__}: {err}"
+            self._warn_once("error", f"W&B: could not write run {job.name} ({type(err).__name__}: {err}); "
+                            "the study goes on without it")
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Wait (at most ``timeout`` seconds) for pending runs, then stop W&B's service process."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self.warn(f"W&B: runs still being written after {timeout:.0f} s; leaving them unfinished")
+                return
+        if "wandb" in sys.modules:
+            try:
+                sys.modules["wandb"].teardown()
+            except Exception:
+                pass
+
+    def describe(self) -> str:
+        """One line for the end of ``bench run``: where the runs are and how to see them."""
+        if self.mode == "disabled":
+            return "W&B: disabled"
+        n = len(self.runs)
+        if self.mode == "online":
+            where = f"{self._app_url}/{self.entity}/{self.project}" if self._app_url else f"project {self.project}"
+            return f"W&B: {n} runs online at {where}"
+        root = Path(os.environ.get("WANDB_DIR") or self.directory or ".") / "wandb"
+        return f"W&B: {n} runs offline in {root}/ (upload: wandb sync {root}/offline-run-*)"
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def offline_run_dirs(directory: Path) -> dict[str, Path]:
+    """Offline run directories under ``directory`` (a ``WANDB_DIR``), by run id: ``wandb/offline-run-<time>-<id>``."""
+    out = {}
+    for d in sorted((Path(directory) / "wandb").glob("offline-run-*")):
+        if d.is_dir():
+            out[d.name.rsplit("-", 1)[-1]] = d
+    return out
