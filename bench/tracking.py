@@ -204,6 +204,7 @@ class Tracker:
         self.probe_timeout, self.init_timeout = probe_timeout, init_timeout
         self.warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))
         self.runs: list[TrackedRun] = []
+        self.busy_seconds = 0.0  # wall time of the W&B work itself (init, log, finish), off the training thread
         self._warned: set[str] = set()
         self._app_url: str | None = None
         self._starts: dict[tuple, tuple[str, float]] = {}
@@ -418,6 +419,7 @@ class Tracker:
     def _send(self, job: RunJob) -> None:
         """Create, fill and finish one W&B run; never raises (a failure becomes one warning)."""
         tracked = next((r for r in reversed(self.runs) if r.id == job.id), None)
+        start = time.perf_counter()
         try:
             import wandb
 
@@ -452,6 +454,8 @@ class Tracker:
                 tracked.error = f"{type(err).__name__}: {err}"
             self._warn_once("error", f"W&B: could not write run {job.name} ({type(err).__name__}: {err}); "
                             "the study goes on without it")
+        finally:
+            self.busy_seconds += time.perf_counter() - start
 
     def close(self, timeout: float = 120.0) -> None:
         """Wait (at most ``timeout`` seconds) for pending runs, then stop W&B's service process."""
@@ -475,11 +479,12 @@ class Tracker:
         if self.mode == "disabled":
             return "W&B: disabled"
         n = len(self.runs)
+        cost = f"{self.busy_seconds:.1f} s of W&B work in the background"
         if self.mode == "online":
             where = f"{self._app_url}/{self.entity}/{self.project}" if self._app_url else f"project {self.project}"
-            return f"W&B: {n} runs online at {where}"
+            return f"W&B: {n} runs online at {where} ({cost})"
         root = Path(os.environ.get("WANDB_DIR") or self.directory or ".") / "wandb"
-        return f"W&B: {n} runs offline in {root}/ (upload: wandb sync {root}/offline-run-*)"
+        return f"W&B: {n} runs offline in {root}/ (upload: wandb sync {root}/offline-run-*; {cost})"
 
     def __enter__(self) -> Tracker:
         return self

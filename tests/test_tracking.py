@@ -212,6 +212,13 @@ def test_unreachable_online_server_falls_back_to_offline(tmp_path, wandb_env, mo
         tracker.runs[2].id]
 
 
+def test_online_without_login_is_offline_with_one_warning(wandb_env):
+    warnings: list[str] = []
+    tracker = Tracker("tiny", mode="online", warn=warnings.append)
+    tracker.close()
+    assert tracker.mode == "offline" and len(warnings) == 1 and "wandb login" in warnings[0]
+
+
 class _NotWandb(http.server.BaseHTTPRequestHandler):
     """A server that answers every request with 404: reachable, but no W&B."""
 
