@@ -75,7 +75,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def default_members_per_call(device: torch.device, n_members: int) -> int:
-    """How many members one vmap call runs: all of them on a GPU; on a CPU, CPU_GROUP."""
+    """How many members one vmap call runs: all of them on a GPU (one kernel launch serves S members); at most
+    ``CPU_GROUP`` on a CPU, where stacked temporaries S times larger than one model's fall out of cache and
+    per-call overhead is already small next to the arithmetic."""
     return n_members if device.type == "cuda" else min(n_members, CPU_GROUP)
 
 
@@ -238,9 +240,15 @@ def train_population(
     """Train one member per config of ``configs`` (flat configs as ``bench.train.fit`` takes) as one stacked
     model; return one ``FitResult`` per config, in order, as ``fit(arch, data, config, evaluate_test=...)``
     would. ``seconds`` is the wall time from the start until that member stopped. The test split is read
-    (once, with each member's best weights) only when ``evaluate_test``."""
+    (once, with each member's best weights) only when ``evaluate_test``.
+
+    ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda``. ``members_per_call``: how many members one
+    vmap call runs (default ``default_members_per_call``); fewer bound the size of the stacked temporaries
+    (memory), the results do not depend on it beyond float rounding."""
     trains = _check_configs(arch, configs)
     dev = resolve_device(device)
+    if members_per_call is not None and members_per_call < 1:
+        raise UserError(f"members_per_call must be >= 1, got {members_per_call}")
     systems = [make_system(arch, data.tasks, data.d_in, dict(cfg), loss_weights) for cfg in configs]
     template = systems[0].model.to(dev)  # runs every member via functional_call; its own weights are unused
     tasks, weights = systems[0].tasks, systems[0].loss_weights
@@ -269,8 +277,6 @@ def train_population(
     # one member's rows per vmap lane; the eval chunk is shared by S lanes, so it is divided by S
     eval_rows = max(1, min(t.eval_batch_size for t in trains) // len(configs))
     batch_size, n_train = trains[0].batch_size, len(train)
-    if members_per_call is not None and members_per_call < 1:
-        raise UserError(f"members_per_call must be >= 1, got {members_per_call}")
     group = members_per_call or default_members_per_call(dev, len(configs))
 
     def member_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
