@@ -14,6 +14,7 @@ Targets (issue 6): S = 8 on CPU >= 2x, S = 32 on a GPU >= 20x.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -38,12 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from bench import architectures, datasets
+    from bench.errors import UserError
     from bench.population import resolve_device, seed_configs, train_population
     from bench.train import fit
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    dev = resolve_device(args.device)
+    try:
+        dev = resolve_device(args.device)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     accelerator = "gpu" if dev.type == "cuda" else "cpu"
     data = datasets.load("synthetic", n_samples=args.n_samples)
     base = {"batch_size": args.batch_size, "max_epochs": args.epochs, "patience": args.epochs + 1}
