@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import workers
 from .config import config_hash
 from .errors import UserError
 from .metrics import PRIMARY
@@ -90,16 +91,10 @@ def unit_fixed(study: Study, unit: Unit) -> dict[str, Any]:
 
 
 # --- Optuna plumbing -------------------------------------------------------------------------------------
-def open_storage(root: Path, url: str | None):
+def open_storage(root: Path, url: str | None, *, heartbeat: int = workers.DEFAULT_HEARTBEAT):
     """The study's own journal file (no server; file locks make it safe for several local processes), or a
-    database URL shared by many workers."""
-    if url:
-        return url
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    root.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(root / "optuna.journal")))
+    database (``RDBStorage`` with heartbeats) shared by many workers: see ``bench.workers``."""
+    return workers.open_storage(root, url, heartbeat=heartbeat)
 
 
 def _counted(trial) -> bool:
@@ -129,8 +124,11 @@ def open_unit_study(study: Study, unit: Unit, storage, n_done: int | None = None
     done = len(opt.get_trials(deepcopy=False))
     sampler_kw["seed"] = int(sampler_kw.get("seed", 0)) + done
     opt.sampler = optuna_class("sampler", study.sampler["kind"])(**sampler_kw)
-    if "spec_hash" not in opt.user_attrs:
+    attrs = opt.user_attrs
+    if "spec_hash" not in attrs:
         opt.set_user_attr("spec_hash", study.spec_hash)
+    if "identity" not in attrs:  # what must not change under this name (checked by workers.check_identity)
+        opt.set_user_attr("identity", workers.unit_identity(study, unit))
     return opt
 
 
@@ -219,10 +217,14 @@ def run_study(
     accelerator: str = "auto",
     hooks: Hooks | None = None,
     out: Callable[[str], None] = print,
+    fresh: bool = False,
+    prepare_only: bool = False,
+    max_failure_rate: float = 0.5,
+    heartbeat: int = workers.DEFAULT_HEARTBEAT,
 ) -> Path:
-    """Run what is missing of ``study``; returns its store directory ``runs_dir/<study>``."""
+    """Run what is missing of ``study``, as one of possibly many workers (``bench.workers``); returns its store
+    directory ``runs_dir/<study>``. ``fresh`` moves an existing ``runs_dir/<study>`` aside first."""
     import optuna
-    import polars as pl
 
     from . import store
     from .train import quiet_lightning
@@ -232,71 +234,160 @@ def run_study(
     hooks = hooks or Hooks()
     data = load_data(study)  # all checks pass before anything is written
     root = Path(runs_dir) / study.name
+    all_units = units(study, data)
+    # the storage is opened, and the stored studies' identities checked, before anything is written
+    storage_obj = open_storage(root, storage, heartbeat=heartbeat) if storage else None
+    if fresh:
+        if storage:
+            raise UserError("--fresh moves runs/<study>/ aside and works with the embedded storage only; with "
+                            "--storage, give the study a new name")
+        moved = workers.move_aside(root)
+        if moved is not None:
+            out(f"--fresh: moved {root} to {moved}")
+    elif root.exists() or storage_obj is not None:
+        probe = storage_obj if storage_obj is not None else (
+            open_storage(root, None) if (root / "optuna.journal").exists() else None)
+        if probe is not None:
+            workers.check_identity(study, all_units, probe, root, url=storage)
     root.mkdir(parents=True, exist_ok=True)
+    if storage_obj is None:
+        storage_obj = open_storage(root, None)
     store.write_meta(root, study.meta())
     if study.path is not None:
         shutil.copyfile(study.path, root / "spec.toml")
+    if prepare_only:  # --jobs N: checked and prepared here, trained by the workers
+        return root
     hw = store.hardware(accelerator)
-    storage_obj = open_storage(root, storage)
-    all_units = units(study, data)
     budget = study.budget
 
     def note_hardware(unit, trial, config):
         trial.set_user_attr("hardware", hw)
 
     hooks = replace(hooks, trial_start=[note_hardware, *hooks.trial_start])
+    coordinator = workers.Coordinator(root, storage_obj)
+    stop = workers.StopFlag().install()
+    sampler_kw = {k: v for k, v in study.sampler.items() if k != "kind"}
+    sampler_cls = optuna_class("sampler", study.sampler["kind"])
 
-    for i, unit in enumerate(all_units, 1):
+    def new_sampler(n_trials: int):
+        # one seed per trial (sampler seed + trials before it): distinct draws whichever worker asks
+        return sampler_cls(**{**sampler_kw, "seed": int(sampler_kw.get("seed", 0)) + n_trials})
+
+    def search_unit(i: int, unit: Unit, opt, *, wait: bool) -> None:
         udata = unit_data(unit, data[unit.dataset])
-        opt = open_unit_study(study, unit, storage_obj)
-        if opt.user_attrs.get("spec_hash") != study.spec_hash:
-            out(f"[{unit}] note: this Optuna study was started by a different version of the spec")
         done, spent = progress_state(opt)
         remaining = budget.trials - done
         time_left = None if budget.timeout is None else budget.timeout - spent
-        if remaining > 0 and (time_left is None or time_left > 0):
+        if not wait and remaining > 0 and (time_left is None or time_left > 0):
             out(f"[{unit}] search: {done}/{budget.trials} trials done, running {remaining} ({i}/{len(all_units)})")
 
-            def report(s, trial, unit=unit):
-                n, _ = progress_state(s)
-                best = s.best_value if any(_state(t) == "complete" for t in s.get_trials(deepcopy=False)) else None
-                value = trial.value if trial.value is not None else (trial.user_attrs.get("curve") or [None])[-1]
-                out(f"[{unit}] trial {n}/{budget.trials} {_state(trial):<8} value {_fmt(value)}  "
-                    f"best {_fmt(best)}  {trial.user_attrs.get('seconds', 0.0):.1f} s")
-                if "user_error" in trial.user_attrs:
-                    s.stop()
+        def report(s, trial, unit=unit):
+            n, _ = progress_state(s)
+            best = s.best_value if any(_state(t) == "complete" for t in s.get_trials(deepcopy=False)) else None
+            value = trial.value if trial.value is not None else (trial.user_attrs.get("curve") or [None])[-1]
+            err = trial.user_attrs.get("error")
+            out(f"[{unit}] trial {n}/{budget.trials} {_state(trial):<8} value {_fmt(value)}  "
+                f"best {_fmt(best)}  {trial.user_attrs.get('seconds', 0.0):.1f} s" + (f"  ({err})" if err else ""))
 
-            objective = make_objective(unit, udata, study.search[unit.arch], unit_fixed(study, unit),
-                                       accelerator=accelerator, hooks=hooks)
-            opt.optimize(objective, n_trials=remaining, timeout=time_left, catch=(Exception,), callbacks=[report])
-            last = opt.get_trials(deepcopy=False)[-1]
-            if "user_error" in last.user_attrs:
-                raise UserError(f"{unit}: {last.user_attrs['user_error']}")
-        rows = search_rows(study, unit, udata, opt)
-        if rows:
-            store.write_atomic(store.frame(rows), store.search_path(root, unit.dataset, unit.arch, unit.target))
+        objective = make_objective(unit, udata, study.search[unit.arch], unit_fixed(study, unit),
+                                   accelerator=accelerator, hooks=hooks)
+        workers.search(opt, objective, unit=str(unit), lock_name=f"{study.name}:{unit.optuna_name}",
+                       trials=budget.trials, timeout=budget.timeout, coordinator=coordinator,
+                       new_sampler=new_sampler, max_failure_rate=max_failure_rate, stop=stop, report=report,
+                       out=out, wait=wait)
 
-        # final stage: the best configuration retrained with every final seed not yet stored for it
-        complete = [t for t in opt.get_trials(deepcopy=False) if _state(t) == "complete"]
-        if not complete:
-            out(f"[{unit}] no complete trial: skipping the final stage")
-            continue
-        best = opt.best_trial
-        config = best.user_attrs["config"]
-        chash = config_hash(config)
-        for seed in study.final_seeds:
-            old = store.read_final_seed(root, unit.dataset, unit.arch, unit.target, seed)
-            if old is not None and old["config_hash"].unique().to_list() == [chash]:
-                continue
-            rows = final_stage(udata, unit.arch, config, [seed], accelerator=accelerator, hooks=hooks, unit=unit)
-            common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.arch,
-                      "target": unit.target, "stage": "final", "trial": best.number,
-                      "git_commit": store.git_commit(), "versions": store.versions(), "hardware": hw}
-            df = store.frame([{**r, **common} for r in rows])
-            store.write_atomic(df, store.final_path(root, unit.dataset, unit.arch, unit.target, seed))
-            test = df.filter(pl.col("split") == "test")
-            summary = ", ".join(f"{r['task']} {r['metric']}={r['value']:.4f}" for r in test.iter_rows(named=True)
-                                if r["metric"] == PRIMARY[r["kind"]])
-            out(f"[{unit}] final seed {seed} ({study.final_seeds.index(seed) + 1}/{len(study.final_seeds)}): "
-                f"test {summary}  {rows[0]['seconds']:.1f} s")
+    failed_finals: list[str] = []
+    try:
+        # 1. every unit's search, without waiting for other workers' trials
+        opts = {}
+        for i, unit in enumerate(all_units, 1):
+            opts[unit] = opt = open_unit_study(study, unit, storage_obj)
+            search_unit(i, unit, opt, wait=False)
+        # 2. per unit: wait until no trial runs anywhere (retrying what others left), then the final stage
+        for i, unit in enumerate(all_units, 1):
+            opt = opts[unit]
+            search_unit(i, unit, opt, wait=True)
+            udata = unit_data(unit, data[unit.dataset])
+            rows = search_rows(study, unit, udata, opt)
+            if rows:
+                store.write_atomic(store.frame(rows), store.search_path(root, unit.dataset, unit.arch, unit.target))
+            failed_finals += _final_unit(study, unit, udata, opt, root, hw, accelerator=accelerator, hooks=hooks,
+                                         coordinator=coordinator, stop=stop, out=out)
+    finally:
+        stop.restore()
+        coordinator.close()
+    if failed_finals:
+        raise UserError(f"{len(failed_finals)} final run(s) failed and were not stored: {'; '.join(failed_finals)}")
     return root
+
+
+def _final_unit(study: Study, unit: Unit, udata, opt, root: Path, hw: str, *, accelerator: str, hooks: Hooks,
+                coordinator, stop, out: Callable[[str], None]) -> list[str]:
+    """The final stage of one unit: the best configuration retrained with every final seed not yet stored for
+    it. Each (unit, seed) is claimed, so parallel workers never train the same one; its rows are kept in the
+    Optuna storage too (study user attribute ``final:seed-<k>``), so workers on other machines write the same
+    parquet file without training it again. Returns the failures (``"unit seed k: error"``)."""
+    import polars as pl
+
+    from . import store
+    from .workers import Terminated
+
+    complete = [t for t in opt.get_trials(deepcopy=False) if _state(t) == "complete"]
+    if not complete:
+        out(f"[{unit}] no complete trial: skipping the final stage")
+        return []
+    best = opt.best_trial
+    config = best.user_attrs["config"]
+    chash = config_hash(config)
+    seeds = study.final_seeds
+    claim_prefix = f"{study.name}:{unit.optuna_name}:final"
+
+    def stored(seed: int) -> bool:
+        old = store.read_final_seed(root, unit.dataset, unit.arch, unit.target, seed)
+        if old is not None and old["config_hash"].unique().to_list() == [chash]:
+            return True
+        kept = opt.user_attrs.get(f"final:seed-{seed}")
+        if kept and kept.get("config_hash") == chash:  # trained by another worker (maybe on another machine)
+            store.write_atomic(store.frame(kept["rows"]),
+                               store.final_path(root, unit.dataset, unit.arch, unit.target, seed))
+            return True
+        return False
+
+    def train(seed: int) -> str | None:
+        stop.check()
+        try:
+            rows = final_stage(udata, unit.arch, config, [seed], accelerator=accelerator, hooks=hooks, unit=unit)
+        except (SystemExit, KeyboardInterrupt):
+            raise Terminated(stop.signum or 2) from None
+        except UserError:
+            raise
+        except Exception as err:  # e.g. a non-finite loss with this seed: reported, never stored
+            out(f"[{unit}] final seed {seed} failed: {type(err).__name__}: {err}")
+            return f"{unit} seed {seed}: {type(err).__name__}: {err}"
+        common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.arch,
+                  "target": unit.target, "stage": "final", "trial": best.number,
+                  "git_commit": store.git_commit(), "versions": store.versions(), "hardware": hw}
+        df = store.frame([{**r, **common} for r in rows])
+        opt.set_user_attr(f"final:seed-{seed}", {"config_hash": chash, "rows": df.to_dicts()})
+        store.write_atomic(df, store.final_path(root, unit.dataset, unit.arch, unit.target, seed))
+        test = df.filter(pl.col("split") == "test")
+        summary = ", ".join(f"{r['task']} {r['metric']}={r['value']:.4f}" for r in test.iter_rows(named=True)
+                            if r["metric"] == PRIMARY[r["kind"]])
+        out(f"[{unit}] final seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}): "
+            f"test {summary}  {rows[0]['seconds']:.1f} s")
+        return None
+
+    failures, busy = [], []
+    for seed in seeds:  # first pass: the seeds no other worker is training
+        if stored(seed):
+            continue
+        with coordinator.claim(f"{claim_prefix}:{seed}") as mine:
+            if not mine:
+                busy.append(seed)
+            elif not stored(seed) and (err := train(seed)):
+                failures.append(err)
+    for seed in busy:  # then wait for the others' seeds (and train one whose worker died)
+        with coordinator.wait_claim(f"{claim_prefix}:{seed}"):
+            if not stored(seed) and (err := train(seed)):
+                failures.append(err)
+    return failures

@@ -164,7 +164,18 @@ class MTLSystem(L.LightningModule):
         self._steps += 1
         return loss
 
+    def _check_finite_loss(self) -> None:
+        """A non-finite training loss (NaN or inf) ends the fit with ``FloatingPointError``: judged once per
+        epoch on the accumulated sum (one host sync per epoch, none per step)."""
+        if self._loss_sum is not None and not bool(torch.isfinite(self._loss_sum)):
+            raise FloatingPointError(f"non-finite training loss ({float(self._loss_sum)}) in epoch "
+                                     f"{self.current_epoch}")
+
+    def on_validation_epoch_start(self) -> None:
+        self._check_finite_loss()  # the epoch's validation runs before on_train_epoch_end: judge the loss first
+
     def on_train_epoch_end(self) -> None:
+        self._check_finite_loss()
         if self._steps:
             mean = (self._loss_sum / self._steps).item()
             self.log("train_loss", mean)

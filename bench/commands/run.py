@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,8 +21,21 @@ def add_parser(sub) -> None:
     p.add_argument("--study", required=True, help="a name in studies/ (current directory, then the installed repo) "
                    "or a path to a .toml file")
     p.add_argument("--runs-dir", default="runs", type=Path, help="where runs/<study>/ is stored (default: runs)")
-    p.add_argument("--storage", default=None, metavar="URL",
-                   help="Optuna storage URL shared by many workers (default: a journal file in runs/<study>/)")
+    p.add_argument("--storage", default=os.environ.get("BENCH_STORAGE") or None, metavar="URL",
+                   help="Optuna storage shared by workers on many machines: postgresql://user@host/db (or "
+                   "sqlite:///file.db on one machine); default: $BENCH_STORAGE, else a journal file in runs/<study>/")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="N worker processes on this machine sharing the study (each --threads threads; one GPU is "
+                   "shared); the budget stays exact")
+    p.add_argument("--fresh", action="store_true",
+                   help="start afresh: move an existing runs/<study>/ aside to runs/<study>.old-<time>/ (embedded "
+                   "storage only); needed when the spec changed in a way that changes results")
+    p.add_argument("--max-failure-rate", type=float, default=0.5, metavar="R",
+                   help="stop when more than this fraction of a unit's trials failed (at least 3; default 0.5)")
+    p.add_argument("--heartbeat", type=int, default=20, metavar="S",
+                   help="with --storage: seconds between a running trial's heartbeats; a trial silent for 3x this "
+                   "is failed and retried (default 20)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "i/N": one of --jobs N's processes
     p.add_argument("--output", default="leaderboard", type=Path, help="leaderboard directory (default: leaderboard)")
     p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
     p.add_argument("--threads", type=int, default=1,
@@ -39,10 +55,12 @@ def run(args: argparse.Namespace) -> int:
     from bench.runner import run_study
     from bench.study import load_study
     from bench.tracking import Tracker, resolve_mode
+    from bench.workers import Terminated, mask_url
 
     study = load_study(args.study)  # every check of the spec happens here, before anything is written
     if args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
+    _check_options(args)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -52,9 +70,26 @@ def run(args: argparse.Namespace) -> int:
     tracker = Tracker(study.name, mode=mode, project=args.wandb_project or (spec.project if spec else None),
                       entity=spec.entity if spec else None, directory=Path(args.runs_dir) / study.name)
     finished = False
+    prefix = f"[w{args.worker}] " if args.worker else ""
+    out = lambda line: print(prefix + mask_url(line), flush=True)
     try:
-        root = run_study(study, args.runs_dir, storage=args.storage, accelerator=args.accelerator,
-                         hooks=tracker.hooks(), out=lambda line: print(line, flush=True))
+        options = dict(storage=args.storage, accelerator=args.accelerator, out=out,
+                       max_failure_rate=args.max_failure_rate, heartbeat=args.heartbeat)
+        if args.jobs > 1:
+            root = run_study(study, args.runs_dir, fresh=args.fresh, prepare_only=True, **options)
+            code = _run_jobs(args, study)
+            if code:
+                return code
+        else:
+            try:
+                root = run_study(study, args.runs_dir, fresh=args.fresh, hooks=tracker.hooks(), **options)
+            except Terminated as stop:
+                print(f"bench run: {prefix}terminated by {signal.Signals(stop.signum).name}; an interrupted trial is "
+                      "failed and will be retried by the next run", file=sys.stderr, flush=True)
+                return int(stop.code)
+        if args.worker:
+            finished = True
+            return 0  # the process that started the workers writes the leaderboard
         path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots)
         tracker.log_leaderboard(root, args.output)
         finished = True
@@ -64,4 +99,57 @@ def run(args: argparse.Namespace) -> int:
     print(text)
     print(f"leaderboard written to {path} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
     print(tracker.describe(), file=sys.stderr)
+    return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """The run's own options, and the storage URL and directories, checked before anything is written."""
+    from bench.errors import UserError
+    from bench.workers import check_storage_url, ensure_writable
+
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    if not 0.0 <= args.max_failure_rate <= 1.0:
+        raise UserError(f"--max-failure-rate must be between 0 and 1, got {args.max_failure_rate}")
+    if args.heartbeat < 1:
+        raise UserError(f"--heartbeat must be >= 1 second, got {args.heartbeat}")
+    if args.storage:
+        check_storage_url(args.storage)
+    ensure_writable(args.runs_dir, "--runs-dir")
+    if not args.worker:
+        ensure_writable(args.output, "--output")
+
+
+def _run_jobs(args: argparse.Namespace, study) -> int:
+    """``--jobs N``: N worker processes (``bench run --worker i/N``) on the same study storage; SIGTERM and
+    Ctrl-C are passed on to them. Returns 0 when all of them finished."""
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--study", str(study.path or args.study),
+           "--runs-dir", str(args.runs_dir), "--accelerator", args.accelerator, "--threads", str(args.threads),
+           "--max-failure-rate", str(args.max_failure_rate), "--heartbeat", str(args.heartbeat)]
+    if args.wandb:
+        cmd += ["--wandb", args.wandb]
+    if args.wandb_project:
+        cmd += ["--wandb-project", args.wandb_project]
+    env = dict(os.environ)
+    env.pop("BENCH_STORAGE", None)
+    if args.storage:
+        env["BENCH_STORAGE"] = args.storage  # not on the command line, where `ps` shows credentials
+    procs = [subprocess.Popen([*cmd, "--worker", f"{i}/{args.jobs}"], env=env) for i in range(1, args.jobs + 1)]
+
+    def forward(signum, frame):
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        codes = [proc.wait() for proc in procs]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    bad = [(i, c) for i, c in enumerate(codes, 1) if c]
+    if bad:
+        print(f"bench run: {len(bad)} of {args.jobs} workers failed (" +
+              ", ".join(f"worker {i}: exit status {c}" for i, c in bad) + "); rerun to resume", file=sys.stderr)
+        return max(c if c > 0 else 128 - c for _, c in bad)
     return 0

@@ -1,0 +1,290 @@
+"""Workers killed mid-trial (SIGKILL, SIGTERM), two workers (--jobs 2) and ten started at the same moment, on the
+embedded journal storage and on PostgreSQL (127.0.0.1:5432, one fresh database per test; skipped when the server
+is unreachable). Real processes only where a real kill or a real race is needed."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from bench import store
+from bench.cli import main
+
+PG = "postgresql://root@127.0.0.1:5432"
+
+# one unit; trials long enough (12 epochs) to be caught running, short enough to rerun quickly
+KILL_SPEC = """
+name = "crash"
+architectures = ["mmoe"]
+seeds = 1
+
+[budget]
+trials = 3
+max_epochs = 12
+patience = 12
+
+[pruner]
+kind = "none"
+
+[[datasets]]
+name = "synthetic"
+options = { n_samples = 600, d = 8 }
+
+[search.all]
+batch_size = [32]
+expert_units = [8]
+tower_units = [8]
+n_experts = 2
+"""
+
+JOBS_SPEC = """
+name = "jobs"
+architectures = ["single_task", "mmoe"]
+seeds = 2
+
+[budget]
+trials = 3
+max_epochs = 2
+patience = 1
+
+[pruner]
+kind = "none"
+
+[[datasets]]
+name = "synthetic"
+options = { n_samples = 300, d = 8 }
+
+[search.all]
+batch_size = [64]
+expert_units = [8]
+tower_units = [8]
+n_experts = 2
+"""
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _pg_available() -> str | None:
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install -e '.[postgres]')"
+    try:
+        psycopg.connect(f"{PG}/test", connect_timeout=3).close()
+    except Exception as err:  # noqa: BLE001
+        return f"PostgreSQL at 127.0.0.1:5432 is unreachable: {str(err).strip().splitlines()[0]}"
+    return None
+
+
+@pytest.fixture
+def pg_url():
+    """A new, uniquely named database, dropped after the test."""
+    reason = _pg_available()
+    if reason:
+        pytest.skip(reason)
+    import psycopg
+
+    name = f"bench_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{PG}/test", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{PG}/{name}"
+    with psycopg.connect(f"{PG}/test", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
+    env.pop("BENCH_STORAGE", None)
+    repo = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _storage(root: Path, url: str | None):
+    if url:
+        return url
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(root / "optuna.journal")))
+
+
+def _trials(root: Path, url: str | None, name: str = "synthetic/mmoe"):
+    storage = _storage(root, url)
+    if name not in optuna.study.get_all_study_names(storage):
+        return []
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def _wait_running(proc, root: Path, url: str | None, *, fresh_only: bool, exclude=(), timeout: float = 90.0):
+    """The first RUNNING trial that reported an epoch (training is under way), not in ``exclude``; a fresh one
+    (not a retry) when ``fresh_only``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if url or (root / "optuna.journal").exists():
+            for t in _trials(root, url):
+                if t.state == TrialState.RUNNING and t.intermediate_values and "worker" in t.user_attrs and \
+                        t.number not in exclude and not (fresh_only and "failed_trial" in t.system_attrs):
+                    return t
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("no trial started in time")
+
+
+def _crash_and_recover(tmp_path: Path, url: str | None, capsys) -> None:
+    spec = tmp_path / "crash.toml"
+    spec.write_text(KILL_SPEC)
+    runs, out_dir = tmp_path / "runs", tmp_path / "lb"
+    root = runs / "crash"
+    args = ["run", "--study", str(spec), "--runs-dir", str(runs), "--output", str(out_dir), "--accelerator", "cpu",
+            "--no-plots", "--wandb", "disabled"] + (["--storage", url, "--heartbeat", "1"] if url else [])
+    cmd = [sys.executable, "-m", "bench.cli", *args]
+
+    # 1. SIGKILL during a trial: no chance to clean up
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = _wait_running(proc, root, url, fresh_only=True)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(30) == -signal.SIGKILL
+    assert [t.state for t in _trials(root, url) if t.number == killed.number] == [TrialState.RUNNING]
+
+    # 2. a new worker fails the dead worker's trial and retries it; SIGTERM during its next fresh trial
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    termed = _wait_running(proc, root, url, fresh_only=True, exclude=(killed.number,))
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "terminated by SIGTERM" in stderr and "Traceback" not in stderr
+    assert f"trial {killed.number} failed: worker" in stdout and "retrying it" in stdout
+
+    # 3. rerun: the budget completes
+    assert main(args) == 0
+    capsys.readouterr()
+    trials = {t.number: t for t in _trials(root, url)}
+    states = collections.Counter(t.state for t in trials.values())
+    assert states[TrialState.RUNNING] == 0 and states[TrialState.WAITING] == 0
+    counted = [t for t in trials.values() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(counted) == 3  # exactly the budget
+    interrupted = {n: t for n, t in trials.items() if t.state == TrialState.FAIL}
+    assert set(interrupted) == {killed.number, termed.number}
+    assert "is gone" in interrupted[killed.number].user_attrs["interrupted"] or \
+        "stopped beating" in interrupted[killed.number].user_attrs["interrupted"]
+    assert interrupted[termed.number].user_attrs["interrupted"] == "interrupted by SIGTERM"
+    for n, failed in interrupted.items():
+        retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == n]
+        assert len(retries) == 1, n  # retried once
+        assert retries[0].params == failed.params and retries[0].state == TrialState.COMPLETE
+    # no trial duplicated: every counted trial is its own, and only the retries repeat a failed one's parameters
+    fresh = [t for t in counted if "failed_trial" not in t.system_attrs]
+    assert len({tuple(sorted(t.params.items())) for t in fresh}) == len(fresh)
+    assert len(counted) == len(fresh) + 2
+
+    # the stored rows: the search rows hold only counted trials, the final seed once
+    rows = store.read(root)
+    search = rows.filter((rows["stage"] == "search") & (rows["metric"] == "objective"))
+    assert sorted(search["trial"].to_list()) == sorted(t.number for t in counted)
+    assert rows.filter(rows["stage"] == "final")["seed"].unique().to_list() == [1]
+
+    # the leaderboard regenerated from storage is byte-identical to the one the run wrote
+    written = (out_dir / "crash.md").read_bytes()
+    assert main(["leaderboard", "--study", "crash", "--runs-dir", str(runs), "--output", str(tmp_path / "again"),
+                 "--no-plots", "--quiet"]) == 0
+    assert (tmp_path / "again" / "crash.md").read_bytes() == written
+
+
+def test_kill_and_sigterm_recovery_journal(tmp_path, capsys):
+    _crash_and_recover(tmp_path, None, capsys)
+    assert not list((tmp_path / "runs" / "crash" / "workers").glob("*.lease"))  # leases of live workers only
+
+
+def test_kill_and_sigterm_recovery_postgres(tmp_path, pg_url, capsys):
+    _crash_and_recover(tmp_path, pg_url, capsys)
+
+
+def test_two_jobs_exact_budget_and_each_final_seed_once(tmp_path, capfd):
+    spec = tmp_path / "jobs.toml"
+    spec.write_text(JOBS_SPEC)
+    runs = tmp_path / "runs"
+    assert main(["run", "--study", str(spec), "--runs-dir", str(runs), "--output", str(tmp_path / "lb"),
+                 "--accelerator", "cpu", "--no-plots", "--wandb", "disabled", "--jobs", "2"]) == 0
+    out = capfd.readouterr().out
+    root = runs / "jobs"
+    storage = _storage(root, None)
+    names = sorted(optuna.study.get_all_study_names(storage))
+    assert names == ["synthetic/mmoe", "synthetic/single_task/y1", "synthetic/single_task/y2"]
+    for name in names:
+        trials = _trials(root, None, name)
+        assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)  # exact, not overshot
+        assert sorted(t.number for t in trials) == [0, 1, 2]
+    # each (unit, seed) trained by exactly one worker
+    finals = [line.split("] ", 1)[1] for line in out.splitlines() if "final seed" in line]
+    keys = collections.Counter(line.split(":")[0] for line in finals)
+    assert len(keys) == 3 * 2 and set(keys.values()) == {1}, finals
+    assert {line[:6] for line in out.splitlines() if "] trial " in line} <= {"[w1/2]", "[w2/2]"}
+    rows = store.read(root)
+    assert rows.filter(rows["stage"] == "final").select("architecture", "target", "seed").unique().height == 6
+
+
+STUB = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import optuna
+    from bench import workers
+
+    root, url, start, budget = Path(sys.argv[1]), sys.argv[2] or None, float(sys.argv[3]), int(sys.argv[4])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = workers.open_storage(root, url, heartbeat=5)
+    coordinator = workers.Coordinator(root, storage)
+    while time.time() < start:  # every worker starts at the same moment
+        time.sleep(0.002)
+    opt = optuna.create_study(storage=storage, study_name="race", direction="maximize", load_if_exists=True)
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        time.sleep(0.02)
+        return x
+
+    ran = workers.search(opt, objective, unit="race", lock_name="stub:race", trials=budget, coordinator=coordinator,
+                         new_sampler=lambda n: optuna.samplers.RandomSampler(seed=n), out=print, wait=True)
+    coordinator.close()
+    print("ran", ran)
+""")
+
+
+@pytest.mark.parametrize("backend", ["journal", "postgres"])
+def test_ten_workers_started_at_once(tmp_path, backend, request):
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else ""
+    root = tmp_path / "runs" / "race"
+    root.mkdir(parents=True)
+    budget, n = 12, 10
+    start = time.time() + 6.0  # after every process has imported optuna
+    procs = [subprocess.Popen([sys.executable, "-c", STUB, str(root), url, str(start), str(budget)], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(n)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * n, [e for _, e in outs]
+    assert time.time() > start + 0.02  # the race did happen after the start line
+    storage = _storage(root, url or None)
+    assert optuna.study.get_all_study_names(storage) == ["race"]  # exactly one study
+    trials = optuna.load_study(study_name="race", storage=storage).get_trials(deepcopy=False)
+    assert len(trials) == budget and all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted(t.number for t in trials) == list(range(budget))
+    assert len({t.params["x"] for t in trials}) == budget  # one sampler seed per trial: no repeated draws
+    assert sum(int(o.split("ran ")[-1]) for o, _ in outs) == budget
