@@ -71,22 +71,28 @@ def run(args: argparse.Namespace) -> int:
                       entity=spec.entity if spec else None, directory=Path(args.runs_dir) / study.name)
     finished = False
     prefix = f"[w{args.worker}] " if args.worker else ""
-    out = lambda line: print(prefix + mask_url(line), flush=True)
+    out = lambda line: print(prefix + mask_url(line), flush=True)  # prefix: read when called
     try:
         options = dict(storage=args.storage, accelerator=args.accelerator, out=out,
                        max_failure_rate=args.max_failure_rate, heartbeat=args.heartbeat)
-        if args.jobs > 1:
-            root = run_study(study, args.runs_dir, fresh=args.fresh, prepare_only=True, **options)
-            code = _run_jobs(args, study)
-            if code:
-                return code
-        else:
-            try:
-                root = run_study(study, args.runs_dir, fresh=args.fresh, hooks=tracker.hooks(), **options)
-            except Terminated as stop:
-                print(f"bench run: {prefix}terminated by {signal.Signals(stop.signum).name}; an interrupted trial is "
-                      "failed and will be retried by the next run", file=sys.stderr, flush=True)
-                return int(stop.code)
+        procs = []
+        if args.jobs > 1:  # this process is worker 1 of N; workers 2..N are started once the study is prepared
+            run_study(study, args.runs_dir, fresh=args.fresh, prepare_only=True, **options)
+            procs = _start_workers(args, study)
+            prefix = f"[w1/{args.jobs}] "
+        try:
+            root = run_study(study, args.runs_dir, hooks=tracker.hooks(), fresh=args.fresh and not procs, **options)
+        except Terminated as stop:
+            print(f"bench run: {prefix}terminated by {signal.Signals(stop.signum).name}; an interrupted trial is "
+                  "failed and will be retried by the next run", file=sys.stderr, flush=True)
+            _wait_workers(args, procs, terminate=True)
+            return int(stop.code)
+        except BaseException:
+            _wait_workers(args, procs, terminate=True)
+            raise
+        code = _wait_workers(args, procs)
+        if code:
+            return code
         if args.worker:
             finished = True
             return 0  # the process that started the workers writes the leaderboard
@@ -120,9 +126,8 @@ def _check_options(args: argparse.Namespace) -> None:
         ensure_writable(args.output, "--output")
 
 
-def _run_jobs(args: argparse.Namespace, study) -> int:
-    """``--jobs N``: N worker processes (``bench run --worker i/N``) on the same study storage; SIGTERM and
-    Ctrl-C are passed on to them. Returns 0 when all of them finished."""
+def _start_workers(args: argparse.Namespace, study) -> list[subprocess.Popen]:
+    """``--jobs N``: workers 2..N (``bench run --worker i/N``) on the same study storage as this process."""
     cmd = [sys.executable, "-m", "bench.cli", "run", "--study", str(study.path or args.study),
            "--runs-dir", str(args.runs_dir), "--accelerator", args.accelerator, "--threads", str(args.threads),
            "--max-failure-rate", str(args.max_failure_rate), "--heartbeat", str(args.heartbeat)]
@@ -134,20 +139,27 @@ def _run_jobs(args: argparse.Namespace, study) -> int:
     env.pop("BENCH_STORAGE", None)
     if args.storage:
         env["BENCH_STORAGE"] = args.storage  # not on the command line, where `ps` shows credentials
-    procs = [subprocess.Popen([*cmd, "--worker", f"{i}/{args.jobs}"], env=env) for i in range(1, args.jobs + 1)]
+    return [subprocess.Popen([*cmd, "--worker", f"{i}/{args.jobs}"], env=env) for i in range(2, args.jobs + 1)]
 
-    def forward(signum, frame):
+
+def _wait_workers(args: argparse.Namespace, procs: list[subprocess.Popen], *, terminate: bool = False) -> int:
+    """Wait for workers 2..N (SIGTERM, also passed on when this process gets one, fails their running trials
+    for a retry). Returns 0 when all of them finished."""
+
+    def forward(signum=None, frame=None):
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
+    if terminate:
+        forward()
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         codes = [proc.wait() for proc in procs]
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    bad = [(i, c) for i, c in enumerate(codes, 1) if c]
+    bad = [(i, c) for i, c in enumerate(codes, 2) if c]
     if bad:
         print(f"bench run: {len(bad)} of {args.jobs} workers failed (" +
               ", ".join(f"worker {i}: exit status {c}" for i, c in bad) + "); rerun to resume", file=sys.stderr)
