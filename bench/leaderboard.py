@@ -13,6 +13,8 @@ Definitions (per dataset, on the final stage's test split, primary metric of eac
 
 Architectures are ranked by Delta_m within a dataset (single-task: 0 by definition); the overall ranking is
 the mean of those ranks over datasets. The same rows and metadata always give byte-identical markdown.
+Repeated runs (stage "repeat", ``bench.repeats``) add a distribution table and histogram per dataset; without
+them the markdown is exactly what it was.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import polars as pl
 from tabulate import tabulate
 
+from . import repeats
 from .metrics import HIGHER_IS_BETTER, PRIMARY
 
 BASELINE = "single_task"
@@ -271,6 +274,7 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
             lines.append(f"![{caption}]({path})")
         if plots.get(label):
             lines.append("")
+        lines += repeats.section(rows, label, plots.get(f"repeats:{label}"))  # nothing without repeat runs
     for caption, path in plots.get("", []):
         lines += [f"![{caption}]({path})", ""]
     lines += [
@@ -339,6 +343,7 @@ def plot(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, prefix: str) -
         fig.savefig(plot_dir / "correlation.png", dpi=100, metadata=meta_png)
         plt.close(fig)
         links[""] = [("performance against task correlation", f"{prefix}/correlation.png")]
+    links.update(repeats.plot(rows, plot_dir, prefix))  # histograms of repeated runs (key "repeats:<label>")
     return links
 
 

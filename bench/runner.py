@@ -5,12 +5,14 @@ multi-task architectures, and (dataset, single_task, task) for the single-task b
 task's validation metric and trained on that task alone (the MMoE paper's protocol).
 
 Everything resumes: the search runs only the trials missing from each unit's budget, the final stage only the
-seeds missing from the store (or stored for a different configuration). The test split is read only in
-``final_stage``.
+seeds missing from the store (or stored for a different configuration), and likewise the repeats
+(``bench.repeats``). The test split is read only by the final runs and repeats (``final_stage``, or
+``bench.final`` which trains a unit's missing seeds as one population, the default).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -22,6 +24,7 @@ from typing import Any
 from . import workers
 from .config import config_hash
 from .errors import UserError
+from .final import stage_path, train_seeds
 from .metrics import PRIMARY
 from .search import Hooks, make_objective
 from .study import Study, optuna_class
@@ -313,6 +316,12 @@ def run_study(
                 store.write_atomic(store.frame(rows), store.search_path(root, unit.dataset, unit.arch, unit.target))
             failed_finals += _final_unit(study, unit, udata, opt, root, hw, accelerator=accelerator, hooks=hooks,
                                          coordinator=coordinator, stop=stop, out=out)
+            if study.repeats:  # trainability: more runs of the same best configuration (bench.repeats)
+                from .repeats import repeat_seeds
+
+                failed_finals += _final_unit(study, unit, udata, opt, root, hw, accelerator=accelerator,
+                                             hooks=hooks, coordinator=coordinator, stop=stop, out=out,
+                                             stage="repeat", seeds=repeat_seeds(study.repeats))
     finally:
         stop.restore()
         coordinator.close()
@@ -322,11 +331,15 @@ def run_study(
 
 
 def _final_unit(study: Study, unit: Unit, udata, opt, root: Path, hw: str, *, accelerator: str, hooks: Hooks,
-                coordinator, stop, out: Callable[[str], None]) -> list[str]:
+                coordinator, stop, out: Callable[[str], None], stage: str = "final",
+                seeds: list[int] | None = None) -> list[str]:
     """The final stage of one unit: the best configuration retrained with every final seed not yet stored for
     it. Each (unit, seed) is claimed, so parallel workers never train the same one; its rows are kept in the
     Optuna storage too (study user attribute ``final:seed-<k>``), so workers on other machines write the same
-    parquet file without training it again. Returns the failures (``"unit seed k: error"``)."""
+    parquet file without training it again. Returns the failures (``"unit seed k: error"``).
+
+    The seeds this worker claims are trained together as one population (``bench.final``) unless the study
+    says ``population = false``. ``stage="repeat"`` with ``seeds``: the repeated runs (``bench.repeats``)."""
     import polars as pl
 
     from . import store
@@ -339,55 +352,75 @@ def _final_unit(study: Study, unit: Unit, udata, opt, root: Path, hw: str, *, ac
     best = opt.best_trial
     config = best.user_attrs["config"]
     chash = config_hash(config)
-    seeds = study.final_seeds
-    claim_prefix = f"{study.name}:{unit.optuna_name}:final"
+    seeds = seeds or study.final_seeds
+    claim_prefix = f"{study.name}:{unit.optuna_name}:{stage}"
+
+    def path(seed: int) -> Path:
+        return stage_path(root, stage, unit.dataset, unit.arch, unit.target, seed)
 
     def stored(seed: int) -> bool:
-        old = store.read_final_seed(root, unit.dataset, unit.arch, unit.target, seed)
+        old = pl.read_parquet(path(seed)) if path(seed).is_file() else None
         if old is not None and old["config_hash"].unique().to_list() == [chash]:
             return True
-        kept = opt.user_attrs.get(f"final:seed-{seed}")
+        kept = opt.user_attrs.get(f"{stage}:seed-{seed}")
         if kept and kept.get("config_hash") == chash:  # trained by another worker (maybe on another machine)
-            store.write_atomic(store.frame(kept["rows"]),
-                               store.final_path(root, unit.dataset, unit.arch, unit.target, seed))
+            store.write_atomic(store.frame(kept["rows"]), path(seed))
             return True
         return False
 
-    def train(seed: int) -> str | None:
+    def train(batch: list[int]) -> list[str]:
         stop.check()
         try:
-            rows = final_stage(udata, unit.arch, config, [seed], accelerator=accelerator, hooks=hooks, unit=unit)
+            rows = train_seeds(udata, unit.arch, config, batch, population=study.population,
+                               accelerator=accelerator, hooks=hooks, unit=unit)
         except (SystemExit, KeyboardInterrupt):
             raise Terminated(stop.signum or 2) from None
         except UserError:
             raise
         except Exception as err:  # e.g. a non-finite loss with this seed: reported, never stored
-            out(f"[{unit}] final seed {seed} failed: {type(err).__name__}: {err}")
-            return f"{unit} seed {seed}: {type(err).__name__}: {err}"
+            if len(batch) > 1:  # one bad seed must not cost the others: train them one by one
+                out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} as a population failed "
+                    f"({type(err).__name__}: {err}); training them one at a time")
+                return [e for seed in batch for e in train([seed])]
+            out(f"[{unit}] {stage} seed {batch[0]} failed: {type(err).__name__}: {err}")
+            return [f"{unit} {'' if stage == 'final' else stage + ' '}seed {batch[0]}: {type(err).__name__}: {err}"]
         common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.arch,
-                  "target": unit.target, "stage": "final", "trial": best.number,
+                  "target": unit.target, "stage": stage, "trial": best.number,
                   "git_commit": store.git_commit(), "versions": store.versions(), "hardware": hw}
-        df = store.frame([{**r, **common} for r in rows])
-        opt.set_user_attr(f"final:seed-{seed}", {"config_hash": chash, "rows": df.to_dicts()})
-        store.write_atomic(df, store.final_path(root, unit.dataset, unit.arch, unit.target, seed))
-        test = df.filter(pl.col("split") == "test")
-        summary = ", ".join(f"{r['task']} {r['metric']}={r['value']:.4f}" for r in test.iter_rows(named=True)
-                            if r["metric"] == PRIMARY[r["kind"]])
-        out(f"[{unit}] final seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}): "
-            f"test {summary}  {rows[0]['seconds']:.1f} s")
-        return None
+        for seed in batch:
+            seed_rows = [r for r in rows if r["seed"] == seed]
+            df = store.frame([{**r, **common} for r in seed_rows])
+            opt.set_user_attr(f"{stage}:seed-{seed}", {"config_hash": chash, "rows": df.to_dicts()})
+            store.write_atomic(df, path(seed))
+            test = df.filter(pl.col("split") == "test")
+            summary = ", ".join(f"{r['task']} {r['metric']}={r['value']:.4f}" for r in test.iter_rows(named=True)
+                                if r["metric"] == PRIMARY[r["kind"]])
+            if stage == "final":
+                out(f"[{unit}] final seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}): "
+                    f"test {summary}  {seed_rows[0]['seconds']:.1f} s")
+        if stage != "final":  # many runs: one line
+            test = pl.DataFrame([r for r in rows if r["split"] == "test" and r["metric"] == PRIMARY[r["kind"]]])
+            medians = test.group_by("task", "metric", maintain_order=True).agg(pl.col("value").median())
+            summary = ", ".join(f"{t} {m}={v:.4f}" for t, m, v in medians.iter_rows())
+            out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} ({len(batch)} runs, up to "
+                f"{seeds.index(batch[-1]) + 1}/{len(seeds)}): test median {summary}  "
+                f"{max(r['seconds'] for r in rows):.1f} s")
+        return []
 
     failures, busy = [], []
-    for seed in seeds:  # first pass: the seeds no other worker is training
-        if stored(seed):
-            continue
-        with coordinator.claim(f"{claim_prefix}:{seed}") as mine:
-            if not mine:
+    with contextlib.ExitStack() as claims:  # first pass: claim the seeds no other worker is training
+        mine = []
+        for seed in seeds:
+            if stored(seed):
+                continue
+            if not claims.enter_context(coordinator.claim(f"{claim_prefix}:{seed}")):
                 busy.append(seed)
-            elif not stored(seed) and (err := train(seed)):
-                failures.append(err)
+            elif not stored(seed):
+                mine.append(seed)
+        if mine:  # held until they are stored: trained together, as one population
+            failures += train(mine)
     for seed in busy:  # then wait for the others' seeds (and train one whose worker died)
         with coordinator.wait_claim(f"{claim_prefix}:{seed}"):
-            if not stored(seed) and (err := train(seed)):
-                failures.append(err)
+            if not stored(seed):
+                failures += train([seed])
     return failures

@@ -11,6 +11,8 @@ Layout of ``runs/<study>/``::
                                       search-stage rows of one unit, re-exported from Optuna after its trials
     results/final/<dataset>/<unit>/seed-<k>.parquet
                                       one final run (best config retrained with seed k, test evaluated once)
+    results/repeat/<dataset>/<unit>/seed-<k>.parquet
+                                      one repeated run (bench.repeats: --repeats N, seeds 1001..1000+N)
 
 ``<unit>`` is the architecture's name, or ``single_task@<task>`` for the per-task single-task baselines.
 Every file is written whole to a temporary name and renamed, so a crash never leaves a partial file, and
@@ -23,6 +25,7 @@ One row per (study, dataset, architecture, target, stage, trial, seed, split, ta
   for complete trials one row per task and metric at the best epoch. ``status`` complete/pruned/failed.
 - ``stage`` "final": ``split`` "val" and "test", one row per task and metric; ``trial`` is the search trial
   whose configuration was retrained.
+- ``stage`` "repeat": as "final", for the repeated runs of the same configuration (``bench.repeats``).
 
 ``wandb_run`` / ``wandb_url``: the W&B run of the trial or final run (``bench.tracking``); null when not
 tracked, the URL only when tracked online.

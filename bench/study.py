@@ -4,6 +4,7 @@
     architectures = ["mmoe", "ple"]      # default: all registered
     objective = "mean"                   # or one task's name (the MMoE paper's "main task" protocol)
     seeds = 5                            # final seeds: 1..seeds (the search trains with seed 0)
+    repeats = 0                          # optional: N more runs of each best config (bench.repeats; --repeats)
 
     [budget]                             # the same for every architecture
     trials = 20                          # per (dataset, architecture); per task for single_task
@@ -17,6 +18,10 @@
     [pruner]                             # kind = "median" | "percentile" | "hyperband" | "successive_halving" | "none"
     kind = "median"
     n_warmup_steps = 2
+
+    [final]                              # optional: how final seeds and repeats are trained (not what)
+    population = true                    # all missing seeds of a unit as one population; false: one fit per
+                                         # seed (bench run --no-population)
 
     [wandb]                              # optional W&B tracking (bench.tracking); --wandb and WANDB_MODE win
     mode = "offline"                     # "online" | "offline" | "disabled"; or simply: wandb = "offline"
@@ -51,7 +56,8 @@ from .config import coerce, config_hash
 from .errors import UnknownChoice, UserError
 
 STUDY_KEYS = ("name", "description", "architectures", "objective", "seeds", "budget", "sampler", "pruner",
-              "datasets", "search", "wandb")
+              "datasets", "search", "wandb", "repeats", "final")
+FINAL_KEYS = ("population",)
 BUDGET_KEYS = ("trials", "max_epochs", "patience", "timeout")
 DATASET_KEYS = ("name", "label", "tasks", "options")
 RANGE_KEYS = ("low", "high", "log", "step")
@@ -113,6 +119,8 @@ class Study:
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     wandb: Any = None  # bench.tracking.WandbSpec: W&B mode, project, entity (tracking only, not in spec_hash)
+    repeats: int = 0  # extra runs of each unit's best configuration (bench.repeats); 0: none
+    population: bool = True  # final seeds and repeats of a unit trained as one population (bench.final)
 
     @property
     def final_seeds(self) -> list[int]:
@@ -120,7 +128,7 @@ class Study:
 
     @property
     def spec_hash(self) -> str:
-        return config_hash({k: v for k, v in self.raw.items() if k != "wandb"})
+        return config_hash({k: v for k, v in self.raw.items() if k not in ("wandb", "final")})
 
     def meta(self) -> dict[str, Any]:
         """What the leaderboard needs besides the result rows (stored as ``runs/<study>/study.json``)."""
@@ -313,6 +321,11 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     if seeds < 1:
         raise UserError(f"seeds must be >= 1, got {seeds}")
     objective = _typed("objective", raw.get("objective", "mean"), str)
+    repeats = _typed("repeats", raw.get("repeats", 0), int)
+    if repeats < 0:
+        raise UserError(f"repeats must be >= 0, got {repeats}")
+    final_raw = _check_keys("final", raw.get("final", {}), FINAL_KEYS)
+    population = _typed("final.population", final_raw.get("population", True), bool)
 
     ds_raw = raw.get("datasets")
     if not isinstance(ds_raw, list) or not ds_raw:
@@ -366,5 +379,5 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     return Study(
         name=name, datasets=specs, architectures=list(archs), budget=budget, search=space, objective=objective,
         seeds=seeds, sampler=sampler, pruner=pruner, description=str(raw.get("description", "")), path=path, raw=raw,
-        wandb=tracking,
+        wandb=tracking, repeats=repeats, population=population,
     )

@@ -74,6 +74,16 @@ def test_test_split_only_in_final_stage(tmp_path, monkeypatch):
         return original(self)
 
     monkeypatch.setattr(MTLDataModule, "test_dataloader", spy)
+    import bench.population
+
+    train_population = bench.population.train_population
+
+    def population_spy(arch, data, configs, **kw):  # the final stage's default: all seeds as one population
+        if kw.get("evaluate_test"):
+            reads.extend([phase["now"]] * len(configs))  # the test split is read once per member
+        return train_population(arch, data, configs, **kw)
+
+    monkeypatch.setattr(bench.population, "train_population", population_spy)
     hooks = Hooks(trial_start=[lambda *a: phase.update(now="search")],
                   final_start=[lambda *a: phase.update(now="final")])
     study = parse_study(tiny_study())

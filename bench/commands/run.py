@@ -42,6 +42,12 @@ def add_parser(sub) -> None:
                    help="torch CPU threads (default 1: these small models gain little from more, and parallel "
                    "workers share the cores)")
     p.add_argument("--no-plots", action="store_true", help="write the markdown without plots")
+    p.add_argument("--repeats", type=int, default=None, metavar="N",
+                   help="also retrain each best configuration N more times (seeds 1001..1000+N) and report the "
+                   "distribution of its test metric (default: the spec's repeats, else 0)")
+    p.add_argument("--no-population", action="store_true",
+                   help="train final seeds and repeats one fit after another instead of as one population "
+                   "(same as [final] population = false in the spec)")
     p.add_argument("--wandb", default=None, choices=("online", "offline", "disabled"),
                    help="W&B tracking, one run per trial and final run (default: WANDB_MODE, else the spec's "
                    "[wandb] mode, else online when logged in, else offline into runs/<study>/wandb)")
@@ -58,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
     from bench.workers import Terminated, mask_url
 
     study = load_study(args.study)  # every check of the spec happens here, before anything is written
+    if args.repeats is not None:
+        if args.repeats < 0:
+            raise UserError(f"--repeats must be >= 0, got {args.repeats}")
+        study.repeats = args.repeats
+    if args.no_population:
+        study.population = False
     if args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     _check_options(args)
@@ -135,6 +147,10 @@ def _start_workers(args: argparse.Namespace, study) -> list[subprocess.Popen]:
         cmd += ["--wandb", args.wandb]
     if args.wandb_project:
         cmd += ["--wandb-project", args.wandb_project]
+    if args.repeats is not None:
+        cmd += ["--repeats", str(args.repeats)]
+    if args.no_population:
+        cmd += ["--no-population"]
     env = dict(os.environ)
     env.pop("BENCH_STORAGE", None)
     if args.storage:

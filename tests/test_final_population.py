@@ -1,0 +1,150 @@
+"""The final stage trained as one population gives the rows of the per-seed path, with the per-seed hooks, and
+resumes per seed; ``--no-population`` / ``[final] population = false`` falls back to one fit per seed."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+import pytest
+
+from bench import datasets, store
+from bench.cli import main
+from bench.final import population_final_stage
+from bench.runner import final_stage, run_study
+from bench.search import Hooks
+from bench.study import load_study
+
+RTOL = 1e-4
+
+SPEC = """
+name = "finalpop"
+architectures = ["single_task", "mmoe"]
+seeds = {seeds}
+
+[budget]
+trials = 1
+max_epochs = 2
+patience = 2
+
+[[datasets]]
+name = "synthetic"
+label = "syn"
+options = {{ n_samples = 240, d = 6, p = 0.5 }}
+
+[search.all]
+batch_size = [48]
+expert_units = [8]
+tower_units = [8]
+n_experts = 2
+dropout = 0.0   # with dropout the two paths draw different masks (same distribution, different numbers)
+"""
+
+CONFIG = {"batch_size": 48, "expert_units": 8, "tower_units": 8, "n_experts": 2, "max_epochs": 2, "patience": 2,
+          "lr": 3e-3, "seed": 0, "objective": "mean"}
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def close(a: float, b: float) -> bool:
+    return (math.isinf(a) and a == b) or math.isclose(a, b, rel_tol=RTOL, abs_tol=1e-6)
+
+
+def recorder() -> tuple[Hooks, list[tuple]]:
+    calls: list[tuple] = []
+
+    def start(unit, seed, config):
+        calls.append(("start", seed, config["seed"]))
+
+    def end(unit, seed, config, rows, record):
+        assert {r["seed"] for r in rows} == {seed} and record["history"] and record["best_epoch"] is not None
+        calls.append(("end", seed, len(rows)))
+        for r in rows:  # as the W&B tracker does: the rows it is given are the ones stored
+            r["wandb_run"] = f"run-{seed}"
+
+    return Hooks(final_start=[start], final_end=[end]), calls
+
+
+def test_population_rows_equal_per_seed_rows():
+    data = datasets.load("synthetic", n_samples=240, d=6, p=0.5)
+    hooks, calls = recorder()
+    pop = population_final_stage(data, "mmoe", CONFIG, [1, 2, 3], accelerator="cpu", hooks=hooks)
+    # every seed started before training, every seed ended after it with its own rows
+    n = len(pop) // 3
+    assert calls == [("start", s, s) for s in (1, 2, 3)] + [("end", s, n) for s in (1, 2, 3)]
+    seq = final_stage(data, "mmoe", CONFIG, [1, 2, 3], accelerator="cpu")
+    assert len(pop) == len(seq) == 3 * 2 * 2 * 2  # seeds x splits x tasks x metrics
+    key = lambda r: (r["seed"], r["split"], r["task"], r["metric"])  # noqa: E731
+    for p, s in zip(sorted(pop, key=key), sorted(seq, key=key), strict=True):
+        assert p.keys() - {"wandb_run"} == s.keys()
+        for col in ("seed", "split", "task", "kind", "metric", "n_params", "epochs", "config_hash", "config",
+                    "status"):
+            assert p[col] == s[col], col
+        assert close(p["value"], s["value"]), (key(p), p["value"], s["value"])
+        assert p["wandb_run"] == f"run-{p['seed']}"
+
+
+def write_spec(tmp_path, seeds: int, population: bool = True) -> str:
+    path = tmp_path / "finalpop.toml"
+    path.write_text(SPEC.format(seeds=seeds) + ("" if population else "\n[final]\npopulation = false\n"))
+    return str(path)
+
+
+def final_rows(root) -> pl.DataFrame:
+    return store.read(root).filter(pl.col("stage") == "final")
+
+
+def test_study_population_and_sequential_store_the_same_values(tmp_path, capsys):
+    spec = write_spec(tmp_path, seeds=2)
+    pop_root = run_study(load_study(spec), tmp_path / "pop", accelerator="cpu", out=lambda _: None)
+    # the sequential path from the command line
+    assert main(["run", "--study", spec, "--runs-dir", str(tmp_path / "seq"), "--output", str(tmp_path / "lb"),
+                 "--accelerator", "cpu", "--no-population", "--no-plots", "--wandb", "disabled"]) == 0
+    capsys.readouterr()
+    seq_root = tmp_path / "seq" / "finalpop"
+    a, b = final_rows(pop_root), final_rows(seq_root)
+    # single_task: one unit per task (y1, y2), mmoe: one unit; 2 seeds; val and test; 2 tasks or 1 task x 2 metrics
+    assert a.height == b.height == 2 * 2 * (2 * 2 + 2 * 2)
+    assert a.columns == b.columns == list(store.SCHEMA)
+    # one file per (unit, seed)
+    files = sorted(p.relative_to(pop_root) for p in (pop_root / "results" / "final").glob("**/*.parquet"))
+    assert [str(f) for f in files] == [f"results/final/syn/{u}/seed-{s}.parquet"
+                                       for u in ("mmoe", "single_task@y1", "single_task@y2") for s in (1, 2)]
+    same = ["study", "dataset", "architecture", "target", "stage", "trial", "seed", "status", "split", "task",
+            "kind", "metric", "n_params", "epochs", "config_hash", "config", "hardware", "git_commit"]
+    assert a.select(same).equals(b.select(same))
+    for x, y in zip(a["value"].to_list(), b["value"].to_list(), strict=True):
+        assert close(x, y), (x, y)
+
+
+def test_population_final_resumes_per_seed_with_per_seed_hooks(tmp_path):
+    runs = tmp_path / "runs"
+    run_study(load_study(write_spec(tmp_path, seeds=1)), runs, accelerator="cpu", out=lambda _: None)
+    root = runs / "finalpop"
+    before = {p: p.stat().st_mtime_ns for p in (root / "results" / "final").glob("**/*.parquet")}
+    assert len(before) == 3  # 3 units x seed 1
+
+    hooks, calls = recorder()
+    lines: list[str] = []
+    run_study(load_study(write_spec(tmp_path, seeds=3)), runs, accelerator="cpu", hooks=hooks, out=lines.append)
+    # only the missing seeds 2 and 3 of each unit were trained, per unit as one population of two
+    starts = [c for c in calls if c[0] == "start"]
+    assert starts == [("start", 2, 2), ("start", 3, 3)] * 3
+    assert [c[0] for c in calls] == ["start", "start", "end", "end"] * 3
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # seed 1 untouched
+    assert sum("final seed" in line for line in lines) == 6
+    rows = final_rows(root)
+    assert sorted(rows["seed"].unique().to_list()) == [1, 2, 3]
+    assert set(rows.filter(pl.col("seed") > 1)["wandb_run"].to_list()) == {"run-2", "run-3"}
+    assert rows.filter(pl.col("seed") == 1)["wandb_run"].null_count() == rows.filter(pl.col("seed") == 1).height
+
+    calls.clear()
+    run_study(load_study(write_spec(tmp_path, seeds=3)), runs, accelerator="cpu", hooks=hooks, out=lambda _: None)
+    assert calls == []  # nothing missing: nothing trained

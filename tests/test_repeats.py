@@ -1,0 +1,215 @@
+"""Repeated runs (``--repeats N``): the distribution statistics against hand-computed values, the leaderboard
+section (absent without repeats, byte-identical on regeneration), spec keys, and the CLI end to end with
+resume."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from test_leaderboard import META, PROV, hand_made_rows
+
+from bench import leaderboard as lb
+from bench import repeats, store
+from bench.cli import main
+from bench.errors import UnknownChoice, UserError
+from bench.study import parse_study
+
+# (architecture, target, task, kind, metric, values over seeds 1001..) of repeat test rows on dataset d1
+REPEATS = [
+    ("mmoe", "mean", "click", "binary", "auc", [0.70, 0.74, 0.76, 0.80]),
+    ("ple", "mean", "click", "binary", "auc", [0.79, 0.795, 0.60]),
+    ("mmoe", "mean", "price", "regression", "mse", [1.0, 1.005, 1.2]),
+    ("ple", "mean", "price", "regression", "mse", [1.02, 1.5, float("nan")]),  # a diverged run: left out
+    ("single_task", "price", "price", "regression", "mse", [1.3, 1.1]),
+]
+
+
+def repeat_rows() -> pl.DataFrame:
+    rows = []
+    for arch, target, task, kind, metric, values in REPEATS:
+        for r, v in enumerate(values, 1):
+            base = {**PROV, "dataset": "d1", "architecture": arch, "target": target, "stage": "repeat", "trial": 0,
+                    "seed": 1000 + r, "status": "complete", "task": task, "kind": kind, "n_params": 10,
+                    "seconds": 1.0, "epochs": 3, "finished_at": "2026-01-05T10:00:00+00:00"}
+            rows += [
+                {**base, "split": "test", "metric": metric, "value": v},
+                {**base, "split": "test", "metric": "mae" if kind == "regression" else "logloss", "value": 0.0},
+                {**base, "split": "val", "metric": metric, "value": 123.0},  # validation: ignored
+            ]
+    return store.frame(rows)
+
+
+def test_repeat_seeds_are_not_final_seeds():
+    assert repeats.repeat_seeds(3) == [1001, 1002, 1003]
+    assert repeats.repeat_seeds(0) == []
+
+
+def test_repeat_summary_hand_computed():
+    rows = pl.concat([hand_made_rows(), repeat_rows()])  # final rows are not repeat runs: ignored
+    got = {(r["architecture"], r["task"]): r for r in repeats.repeat_summary(rows).iter_rows(named=True)}
+    assert set(got) == {("mmoe", "click"), ("ple", "click"), ("mmoe", "price"), ("ple", "price"),
+                        ("single_task", "price")}
+    for arch, _, task, _, metric, values in REPEATS:
+        vals = [v for v in values if math.isfinite(v)]
+        r = got[(arch, task)]
+        assert r["metric"] == metric and r["runs"] == len(vals)
+        assert r["median"] == pytest.approx(float(np.median(vals)))
+        q25, q75 = np.percentile(vals, [25, 75])  # linear interpolation
+        assert r["q25"] == pytest.approx(q25) and r["q75"] == pytest.approx(q75)
+        assert r["iqr"] == pytest.approx(q75 - q25)
+        assert (r["min"], r["max"]) == (min(vals), max(vals))
+    # best AUC on click: 0.80 -> within 1%: >= 0.792; best MSE on price: 1.0 -> within 1%: <= 1.01
+    assert got[("mmoe", "click")]["within"] == pytest.approx(1 / 4)
+    assert got[("ple", "click")]["within"] == pytest.approx(1 / 3)
+    assert got[("mmoe", "price")]["within"] == pytest.approx(2 / 3)
+    assert got[("ple", "price")]["within"] == 0.0
+    assert got[("single_task", "price")]["within"] == 0.0
+    # within a task, best median first (AUC: higher, MSE: lower)
+    order = repeats.repeat_summary(rows).select("task", "architecture").rows()
+    # medians: click ple 0.79 > mmoe 0.75; price mmoe 1.005 < single_task 1.2 < ple 1.26
+    assert order == [("click", "ple"), ("click", "mmoe"), ("price", "mmoe"), ("price", "single_task"),
+                     ("price", "ple")]
+
+
+def test_leaderboard_section_only_with_repeats():
+    base = hand_made_rows()
+    without = lb.render(base, META)
+    with_rows = pl.concat([base, repeat_rows()])
+    plots = {"repeats:d1": [("hist", "toy/d1-repeats.png")]}
+    text = lb.render(with_rows, META, plots)
+    # the same rows in another order give the same bytes
+    assert text == lb.render(with_rows.sample(fraction=1.0, shuffle=True, seed=1), META, plots)
+    section = "\n".join(repeats.section(with_rows, "d1", plots["repeats:d1"])) + "\n"
+    assert section.startswith("### d1: repeated runs\n") and "![hist](toy/d1-repeats.png)" in section
+    assert text.count(section) == 1
+    assert text.replace(section, "") == without  # nothing else changes; d2 has no repeats
+    assert text.index(section) < text.index("## d2")
+    assert repeats.section(with_rows, "d2") == []
+    table = [ln for ln in section.splitlines() if ln.startswith("| mmoe ") and "click" in ln]
+    assert [c.strip() for c in table[0].strip("|").split("|")] == [
+        "mmoe", "click", "auc", "4", "0.7500", f"{0.77 - 0.73:.4f}", "0.7000", "0.8000", "25%"]
+
+
+def test_histogram_written(tmp_path):
+    rows = pl.concat([hand_made_rows(), repeat_rows()])
+    links = lb.plot(rows, META, tmp_path, "toy")
+    assert links["repeats:d1"] == [("d1: repeated runs, histogram of the test metric", "toy/d1-repeats.png")]
+    assert (tmp_path / "toy" / "d1-repeats.png").stat().st_size > 0
+    assert "repeats:d2" not in links
+
+
+def test_spec_keys():
+    raw = {"datasets": [{"name": "synthetic"}]}
+    s = parse_study(raw)
+    assert s.repeats == 0 and s.population
+    s2 = parse_study({**raw, "repeats": 7, "final": {"population": False}})
+    assert s2.repeats == 7 and not s2.population
+    assert parse_study({**raw, "final": {"population": True}}).spec_hash == s.spec_hash  # how, not what
+    with pytest.raises(UserError, match="repeats must be >= 0, got -1"):
+        parse_study({**raw, "repeats": -1})
+    with pytest.raises(UserError, match=r"repeats='three': expected int"):
+        parse_study({**raw, "repeats": "three"})
+    with pytest.raises(UnknownChoice, match="unknown key in final 'populaton'; valid choices: population"):
+        parse_study({**raw, "final": {"populaton": False}})
+    with pytest.raises(UserError, match="final.population=1: expected bool"):
+        parse_study({**raw, "final": {"population": 1}})
+
+
+SPEC = """
+name = "rep"
+architectures = ["mmoe"]
+seeds = 1
+
+[budget]
+trials = 1
+max_epochs = 2
+patience = 2
+
+[[datasets]]
+name = "synthetic"
+label = "syn"
+options = { n_samples = 240, d = 6, p = 0.5 }
+
+[search.all]
+batch_size = [48]
+expert_units = [8]
+tower_units = [8]
+n_experts = 2
+"""
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cli_repeats_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "rep.toml").write_text(SPEC)
+    args = ["run", "--study", "rep", "--accelerator", "cpu", "--wandb", "disabled"]
+
+    # a bad value: one line, exit 2, nothing written
+    assert main([*args, "--repeats", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["bench run: error: --repeats must be >= 0, got -1"]
+    assert not (tmp_path / "runs").exists()
+
+    assert main([*args, "--repeats", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "[syn | mmoe] repeat seeds 1001..1003 (3 runs, up to 3/3): test median y1 mse=" in out
+    root = tmp_path / "runs" / "rep"
+    rows = store.read(root)
+    rep = rows.filter(pl.col("stage") == "repeat")
+    final = rows.filter(pl.col("stage") == "final")
+    assert sorted(rep["seed"].unique().to_list()) == [1001, 1002, 1003]
+    # per repeat: val and test, 2 tasks x 2 metrics each; the test split read once per run
+    assert rep.height == 3 * 2 * 2 * 2
+    assert rep.group_by("seed", "split", "task", "metric").len()["len"].to_list() == [1] * rep.height
+    # the final stage's traceability columns, same configuration and search trial
+    for col in ("trial", "config_hash", "git_commit", "versions", "hardware", "n_params", "status"):
+        assert rep[col].null_count() == 0, col
+        assert rep[col].unique().to_list() == final[col].unique().to_list(), col
+    files = sorted(p.name for p in (root / "results" / "repeat" / "syn" / "mmoe").iterdir())
+    assert files == ["seed-1001.parquet", "seed-1002.parquet", "seed-1003.parquet"]
+
+    md_path = tmp_path / "leaderboard" / "rep.md"
+    markdown = md_path.read_text()
+    assert "### syn: repeated runs" in markdown and "(rep/syn-repeats.png)" in markdown
+    assert (tmp_path / "leaderboard" / "rep" / "syn-repeats.png").stat().st_size > 0
+    # the section's rows recomputed from the stored values with numpy
+    section = markdown.split("### syn: repeated runs\n", 1)[1]
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in section.splitlines() if ln.startswith("| mmoe")]
+    assert [c[1] for c in cells] == ["y1", "y2"]
+    for c in cells:
+        vals = rep.filter((pl.col("split") == "test") & (pl.col("task") == c[1]) &
+                          (pl.col("metric") == "mse"))["value"].to_list()
+        q25, q75 = np.percentile(vals, [25, 75])
+        assert c[2:8] == ["mse", "3", f"{np.median(vals):.4f}", f"{q75 - q25:.4f}", f"{min(vals):.4f}",
+                          f"{max(vals):.4f}"]
+
+    # resume: stored repeats are not trained again; one more repeat trains only seed 1004
+    mtimes = {p: p.stat().st_mtime_ns for stage in ("final", "repeat")
+              for p in (root / "results" / stage).glob("**/*.parquet")}
+    assert len(mtimes) == 4
+    assert main([*args, "--repeats", "3"]) == 0
+    assert "repeat seeds" not in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    assert md_path.read_text() == markdown
+    assert main(["leaderboard", "--study", "rep", "--quiet"]) == 0
+    assert md_path.read_text() == markdown  # regenerated byte-identical
+    assert main([*args, "--repeats", "4"]) == 0
+    out = capsys.readouterr().out.split("# Leaderboard")[0]
+    assert "repeat seeds 1004..1004 (1 runs, up to 4/4)" in out and "1001" not in out
+    assert store.read(root).filter(pl.col("stage") == "repeat")["seed"].n_unique() == 4
+
+    # without --repeats (spec: none) the stored repeats stay and are still reported
+    assert main(args) == 0
+    assert "### syn: repeated runs" in md_path.read_text()
