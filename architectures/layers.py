@@ -44,9 +44,15 @@ class StackedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
-            # (B, d_in) @ (n, d_in, d_out) broadcasts to (n, B, d_out): one matmul for all members
-            out = torch.matmul(x, self.weight)
-            return out if self.bias is None else out + self.bias.unsqueeze(1)
+            # Every member reads the same rows: one GEMM (B, d_in) @ (d_in, n * d_out) for the whole stack, which
+            # beats a broadcast bmm over n copies of x; the (B, n, d_out) result is returned as an (n, B, d_out) view.
+            batch = x.shape[0]
+            w = self.weight.transpose(0, 1).reshape(self.d_in, self.n * self.d_out)
+            if self.bias is None:
+                out = x @ w
+            else:
+                out = torch.addmm(self.bias.reshape(-1), x, w)
+            return out.view(batch, self.n, self.d_out).transpose(0, 1)
         if self.bias is None:
             return torch.bmm(x, self.weight)
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)  # (n, B, d_out)
