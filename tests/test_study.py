@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench import architectures
@@ -80,9 +82,13 @@ def test_unknown_study_name(tmp_path, monkeypatch):
 
 
 def test_shipped_studies_load():
-    for name in ("quickstart", "synthetic-correlation"):
+    shipped = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "studies").glob("*.toml"))
+    assert {"quickstart", "synthetic-correlation", "census-income", "census-income-resplit", "adult"} <= set(shipped)
+    for name in shipped:
         s = load_study(name)
         assert s.name == name
+    resplit = load_study("census-income-resplit")
+    assert [d.options["split"] for d in resplit.datasets] == ["random", "random"]
     corr = load_study("synthetic-correlation")
     assert sorted(d.options["p"] for d in corr.datasets) == [0.5, 0.9, 1.0]
     assert len({d.label for d in corr.datasets}) == 3
