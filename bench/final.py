@@ -36,6 +36,25 @@ def device_of(accelerator: str) -> str:
     return {"gpu": "cuda"}.get(accelerator, accelerator)
 
 
+def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg: dict[str, Any],
+             kinds: dict[str, str], finished: str) -> list[dict[str, Any]]:
+    """The tidy rows of one final run (validation and test metrics per task with their traceability columns),
+    after the ``final_end`` hooks have seen them. ``config`` is the unit's best configuration, ``cfg`` it with this
+    run's seed."""
+    base = {"seed": seed, "n_params": result.n_params, "seconds": result.seconds, "epochs": result.epochs,
+            "config_hash": config_hash(config), "config": json.dumps(cfg, sort_keys=True), "status": "complete",
+            "finished_at": finished}
+    rows = [
+        {**base, "split": split, "task": task, "kind": kinds[task], "metric": metric, "value": value}
+        for split, per_task in (("val", result.val_metrics), ("test", result.test_metrics))
+        for task, metrics in per_task.items()
+        for metric, value in metrics.items()
+    ]
+    for hook in hooks.final_end:
+        hook(unit, seed, cfg, rows, {"history": result.history, "best_epoch": result.best_epoch})
+    return rows
+
+
 def population_final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, accelerator: str = "auto",
                            hooks: Hooks | None = None, unit=None) -> list[dict[str, Any]]:
     """Retrain ``config`` once per seed as one population, evaluate validation and, once per seed, test; the
@@ -53,18 +72,7 @@ def population_final_stage(data, arch: str, config: dict[str, Any], seeds: list[
     finished = now()
     rows = []
     for seed, cfg, result in zip(seeds, configs, results):
-        base = {"seed": seed, "n_params": result.n_params, "seconds": result.seconds, "epochs": result.epochs,
-                "config_hash": config_hash(config), "config": json.dumps(cfg, sort_keys=True), "status": "complete",
-                "finished_at": finished}
-        seed_rows = [
-            {**base, "split": split, "task": task, "kind": kinds[task], "metric": metric, "value": value}
-            for split, per_task in (("val", result.val_metrics), ("test", result.test_metrics))
-            for task, metrics in per_task.items()
-            for metric, value in metrics.items()
-        ]
-        for hook in hooks.final_end:
-            hook(unit, seed, cfg, seed_rows, {"history": result.history, "best_epoch": result.best_epoch})
-        rows += seed_rows
+        rows += end_seed(hooks, unit, result, seed, config, cfg, kinds, finished)
     return rows
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from . import workers
 from .config import config_hash
 from .errors import UserError
-from .final import stage_path, train_seeds
+from .final import end_seed, stage_path, train_seeds
 from .metrics import PRIMARY
 from .search import Hooks, make_objective
 from .study import Study, optuna_class
@@ -192,18 +192,7 @@ def final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, ac
         for hook in hooks.final_start:
             hook(unit, seed, cfg)
         result = fit(arch, data, cfg, evaluate_test=True, accelerator=accelerator)
-        base = {"seed": seed, "n_params": result.n_params, "seconds": result.seconds, "epochs": result.epochs,
-                "config_hash": config_hash(config), "config": json.dumps(cfg, sort_keys=True), "status": "complete",
-                "finished_at": now()}
-        seed_rows = [
-            {**base, "split": split, "task": task, "kind": kinds[task], "metric": metric, "value": value}
-            for split, per_task in (("val", result.val_metrics), ("test", result.test_metrics))
-            for task, metrics in per_task.items()
-            for metric, value in metrics.items()
-        ]
-        for hook in hooks.final_end:
-            hook(unit, seed, cfg, seed_rows, {"history": result.history, "best_epoch": result.best_epoch})
-        rows += seed_rows
+        rows += end_seed(hooks, unit, result, seed, config, cfg, kinds, now())
     return rows
 
 
