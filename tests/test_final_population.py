@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import polars as pl
-import pytest
 
 from bench import datasets, store
 from bench.cli import main
@@ -42,15 +41,6 @@ dropout = 0.0   # with dropout the two paths draw different masks (same distribu
 
 CONFIG = {"batch_size": 48, "expert_units": 8, "tower_units": 8, "n_experts": 2, "max_epochs": 2, "patience": 2,
           "lr": 3e-3, "seed": 0, "objective": "mean"}
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    import torch
-
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 def close(a: float, b: float) -> bool:

@@ -141,15 +141,6 @@ n_experts = 2
 """
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    import torch
-
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 def test_cli_repeats_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "studies").mkdir()

@@ -14,15 +14,7 @@ from bench.system import MTLDataModule
 TINY = {"n_samples": 300, "d": 8}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: one thread is as fast, and avoids oversubscription when the CPU is shared
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_study(**over) -> dict:

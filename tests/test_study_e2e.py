@@ -7,7 +7,6 @@ import re
 import statistics
 
 import optuna
-import pytest
 
 from bench import store
 from bench.cli import main
@@ -38,15 +37,6 @@ expert_units = [8, 16]
 tower_units = [8]
 n_experts = 2
 """
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    import torch
-
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 def table_rows(markdown: str, heading: str) -> tuple[list[str], list[list[str]]]:

@@ -73,15 +73,6 @@ n_experts = 2
 """
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    import torch
-
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 def _pg_available() -> str | None:
     try:
         import psycopg
