@@ -21,7 +21,7 @@ from bench import architectures
 from bench.datasets import BatchLoader, MTLData, Task
 from bench.errors import UnknownChoice, UserError
 
-from .metrics import METRICS, objective, task_loss, task_metrics
+from .metrics import objective, task_loss, task_metrics
 
 OPTIMIZERS = ("adam", "adamw")
 
@@ -55,6 +55,11 @@ class TrainConfig:
 
 
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+
+
+def config_schema(arch: str) -> dict[str, Any]:
+    """Every key a flat config for ``arch`` may hold (training settings, then architecture options), with defaults."""
+    return {**asdict(TrainConfig()), **architectures.options(arch)}
 
 
 def split_config(arch: str, config: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
@@ -232,12 +237,6 @@ class MTLSystem(L.LightningModule):
             EarlyStopping("val_objective", mode="max", patience=self.train_config.patience, check_finite=True),
             KeepBest(),
         ]
-
-    def metric_names(self) -> dict[str, tuple[str, ...]]:
-        return {t.name: METRICS[t.kind] for t in self.tasks}
-
-    def config(self) -> dict[str, Any]:
-        return asdict(self.train_config)
 
 
 def make_system(

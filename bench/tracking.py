@@ -40,7 +40,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,10 +133,9 @@ def new_run_id() -> str:
 
 def resolved_config(arch: str, config: dict[str, Any]) -> dict[str, Any]:
     """``config`` with every training and architecture default filled in: what the model was really built with."""
-    from bench import architectures
-    from bench.system import TrainConfig
+    from bench.system import config_schema
 
-    return {**asdict(TrainConfig()), **architectures.options(arch), **config}
+    return {**config_schema(arch), **config}
 
 
 def _finite(v: Any) -> Any:

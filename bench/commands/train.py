@@ -37,13 +37,12 @@ def run(args: argparse.Namespace) -> int:
     from bench import architectures, datasets
     from bench.config import parse_assignments
     from bench.errors import UserError
-    from bench.system import TrainConfig, split_config
+    from bench.system import config_schema, split_config
     from bench.train import fit
 
     architectures.get(args.arch)  # unknown names fail before any work
     datasets.get(args.dataset)
-    defaults = {**{k: v for k, v in vars(TrainConfig()).items()}, **architectures.options(args.arch)}
-    config = parse_assignments(args.settings, defaults, f"config key for {args.arch}")
+    config = parse_assignments(args.settings, config_schema(args.arch), f"config key for {args.arch}")
     split_config(args.arch, config)  # validates values before the data is loaded
     data_opts = parse_assignments(
         args.data_options, datasets.options(args.dataset), f"option of dataset {args.dataset}"
