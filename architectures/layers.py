@@ -152,7 +152,9 @@ class ExtractionLevel(nn.Module):
         # Which experts task k's gate weighs: (T, C), own experts first, then the shared ones.
         own = torch.arange(n_tasks).unsqueeze(1) * n_specific + n_shared + torch.arange(n_specific)
         shared = torch.arange(n_shared).expand(n_tasks, n_shared)
-        self.register_buffer("choices", torch.cat([own, shared], dim=1), persistent=False)
+        choices = torch.cat([own, shared], dim=1)
+        self.register_buffer("choices", choices, persistent=False)
+        self.all_choices = n_choices == self.n_experts and bool((choices == torch.arange(self.n_experts)).all())
         # Which task's input each expert reads on upper levels: -1 for shared experts. (N,)
         group = torch.cat([torch.full((n_shared,), -1), torch.arange(n_tasks).repeat_interleave(n_specific)])
         self.register_buffer("expert_group", group, persistent=False)
@@ -172,20 +174,25 @@ class ExtractionLevel(nn.Module):
         else:
             task_in, shared_in = x
             expert_in, gate_in = self._expert_inputs(task_in, shared_in), task_in
-        experts = self.experts(expert_in)  # (N, B, h)
-        gates = self.task_gates(gate_in)  # (T or 1, B, C)
-        batch = experts.shape[1]
-        gates = gates.expand(self.n_tasks, batch, gates.shape[-1]).transpose(1, 2).contiguous()  # (T, C, B)
-        # Scatter each task's C gate weights into a dense (T, N, B) mixing tensor (zero for experts the task
-        # does not see), then f^k = sum_n mix[k, n] * E_n for all tasks at once. An elementwise product summed
-        # over N beats a bmm over B tiny (T, N) @ (N, h) matrices on CPU and gathers no copies of expert outputs.
-        index = self.choices.unsqueeze(-1).expand(self.n_tasks, self.choices.shape[1], batch)
-        mix = experts.new_zeros(self.n_tasks, self.n_experts, batch).scatter(1, index, gates)
-        task_out = (mix.unsqueeze(-1) * experts).sum(1)  # (T, N, B, 1) * (N, B, h) -> (T, B, h)
+        experts = self.experts(expert_in).transpose(0, 1)  # (B, N, h); contiguous on the first level
+        gates = self.task_gates(gate_in).transpose(0, 1)  # (B, T or 1, C)
+        batch = experts.shape[0]
+        if self.all_choices:
+            mix = gates.expand(batch, self.n_tasks, self.n_experts)  # every task weighs every expert (MMoE, OMoE)
+        else:
+            # Scatter each task's C gate weights into a dense (B, T, N) mixing tensor, zero for experts the
+            # task does not see.
+            index = self.choices.expand(batch, *self.choices.shape)
+            mix = gates.new_zeros(batch, self.n_tasks, self.n_experts).scatter(2, index, gates)
+        # f^k = sum_n mix[k, n] * E_n for all tasks at once, as one bmm over B of tiny (T, N) @ (N, h) matrices
+        # on the batch-major layout the expert GEMM produces. Forward plus backward at B=1024, N=8, h=64, T=2
+        # on one CPU thread: 0.9 ms, against 2.9 ms for a broadcast product (T, N, B, h) summed over N, whose
+        # backward materialises two (T, N, B, h) tensors.
+        task_out = torch.bmm(mix, experts).transpose(0, 1)  # (B, T, N) @ (B, N, h) -> (T, B, h) view
         shared_out = None
         if self.shared_gate is not None:
-            g = self.shared_gate(shared_in)[0].T.contiguous()  # (N, B)
-            shared_out = (g.unsqueeze(-1) * experts).sum(0)  # (B, h)
+            g = self.shared_gate(shared_in)[0]  # (B, N)
+            shared_out = torch.bmm(g.unsqueeze(1), experts).squeeze(1)  # (B, 1, N) @ (B, N, h) -> (B, h)
         return task_out, shared_out
 
 

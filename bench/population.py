@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from bench import architectures
+from bench import allocator, architectures
 from bench.datasets import BatchLoader, MTLData, Split
 from bench.errors import UserError
 
@@ -246,6 +246,7 @@ def train_population(
     vmap call runs (default ``default_members_per_call``); fewer bound the size of the stacked temporaries
     (memory), the results do not depend on it beyond float rounding."""
     trains = _check_configs(arch, configs)
+    allocator.tune()
     dev = resolve_device(device)
     if members_per_call is not None and members_per_call < 1:
         raise UserError(f"members_per_call must be >= 1, got {members_per_call}")

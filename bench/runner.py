@@ -295,22 +295,37 @@ def run_study(
         for i, unit in enumerate(all_units, 1):
             opts[unit] = opt = open_unit_study(study, unit, storage_obj)
             search_unit(i, unit, opt, wait=False)
-        # 2. per unit: wait until no trial runs anywhere (retrying what others left), then the final stage
-        for i, unit in enumerate(all_units, 1):
+        # 2. per unit: wait until no trial runs anywhere (retrying what others left), then train the final seeds
+        # no other worker has claimed; seeds claimed elsewhere are left for step 3, so that parallel workers
+        # train different units' final stages side by side instead of queueing on one unit
+        later: list[tuple[Unit, Any, str, list[int] | None]] = []
+        stages: list[tuple[str, list[int] | None]] = [("final", None)]
+        if study.repeats:
+            from .repeats import repeat_seeds
+
+            stages.append(("repeat", repeat_seeds(study.repeats)))
+        # Longest first (by the unit's mean seconds per complete trial): with several workers, the slowest final
+        # stage starts first instead of running alone at the end.
+        order = sorted(enumerate(all_units, 1), key=lambda iu: -_mean_trial_seconds(opts[iu[1]]))
+        for i, unit in order:
             opt = opts[unit]
             search_unit(i, unit, opt, wait=True)
             udata = unit_data(unit, data[unit.dataset])
             rows = search_rows(study, unit, udata, opt)
             if rows:
                 store.write_atomic(store.frame(rows), store.search_path(root, unit.dataset, unit.arch, unit.target))
-            failed_finals += _final_unit(study, unit, udata, opt, root, hw, accelerator=accelerator, hooks=hooks,
-                                         coordinator=coordinator, stop=stop, out=out)
-            if study.repeats:  # trainability: more runs of the same best configuration (bench.repeats)
-                from .repeats import repeat_seeds
-
-                failed_finals += _final_unit(study, unit, udata, opt, root, hw, accelerator=accelerator,
-                                             hooks=hooks, coordinator=coordinator, stop=stop, out=out,
-                                             stage="repeat", seeds=repeat_seeds(study.repeats))
+            for stage, seeds in stages:  # repeat: trainability runs of the best configuration (bench.repeats)
+                failed, busy = _final_unit(study, unit, udata, opt, root, hw, accelerator=accelerator, hooks=hooks,
+                                           coordinator=coordinator, stop=stop, out=out, stage=stage, seeds=seeds)
+                failed_finals += failed
+                if busy:
+                    later.append((unit, opt, stage, seeds))
+        # 3. seeds other workers were training: wait for them (and train one whose worker died)
+        for unit, opt, stage, seeds in later:
+            udata = unit_data(unit, data[unit.dataset])
+            failed, _ = _final_unit(study, unit, udata, opt, root, hw, accelerator=accelerator, hooks=hooks,
+                                    coordinator=coordinator, stop=stop, out=out, stage=stage, seeds=seeds, wait=True)
+            failed_finals += failed
     finally:
         stop.restore()
         coordinator.close()
@@ -319,13 +334,20 @@ def run_study(
     return root
 
 
+def _mean_trial_seconds(opt) -> float:
+    seconds = [t.user_attrs.get("seconds", 0.0) for t in opt.get_trials(deepcopy=False) if _state(t) == "complete"]
+    return sum(seconds) / len(seconds) if seconds else 0.0
+
+
 def _final_unit(study: Study, unit: Unit, udata, opt, root: Path, hw: str, *, accelerator: str, hooks: Hooks,
                 coordinator, stop, out: Callable[[str], None], stage: str = "final",
-                seeds: list[int] | None = None) -> list[str]:
+                seeds: list[int] | None = None, wait: bool = False) -> tuple[list[str], list[int]]:
     """The final stage of one unit: the best configuration retrained with every final seed not yet stored for
     it. Each (unit, seed) is claimed, so parallel workers never train the same one; its rows are kept in the
     Optuna storage too (study user attribute ``final:seed-<k>``), so workers on other machines write the same
-    parquet file without training it again. Returns the failures (``"unit seed k: error"``).
+    parquet file without training it again. Returns the failures (``"unit seed k: error"``) and the seeds
+    another worker holds: ``wait=False`` leaves those to a later call with ``wait=True``, which waits for them
+    (and trains one whose worker died).
 
     The seeds this worker claims are trained together as one population (``bench.final``) unless the study
     says ``population = false``. ``stage="repeat"`` with ``seeds``: the repeated runs (``bench.repeats``)."""
@@ -337,7 +359,7 @@ def _final_unit(study: Study, unit: Unit, udata, opt, root: Path, hw: str, *, ac
     complete = [t for t in opt.get_trials(deepcopy=False) if _state(t) == "complete"]
     if not complete:
         out(f"[{unit}] no complete trial: skipping the final stage")
-        return []
+        return [], []
     best = opt.best_trial
     config = best.user_attrs["config"]
     chash = config_hash(config)
@@ -408,8 +430,10 @@ def _final_unit(study: Study, unit: Unit, udata, opt, root: Path, hw: str, *, ac
                 mine.append(seed)
         if mine:  # held until they are stored: trained together, as one population
             failures += train(mine)
-    for seed in busy:  # then wait for the others' seeds (and train one whose worker died)
+    if not wait:
+        return failures, busy
+    for seed in busy:  # wait for the others' seeds (and train one whose worker died)
         with coordinator.wait_claim(f"{claim_prefix}:{seed}"):
             if not stored(seed):
                 failures += train([seed])
-    return failures
+    return failures, []

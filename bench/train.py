@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from bench import allocator
 from bench.datasets import MTLData
 
 from .system import MTLDataModule, MTLSystem, make_system
@@ -76,6 +77,7 @@ def fit(
     """Train ``arch`` with ``config`` on ``data``; select the best epoch on validation; read the test split only
     when ``evaluate_test`` (the final stage), never during search."""
     quiet_lightning()
+    allocator.tune()
     config = dict(config or {})
     system: MTLSystem = make_system(arch, data.tasks, data.d_in, config, loss_weights)
     cfg = system.train_config

@@ -2,9 +2,14 @@
 
 Reference ("plain"): a LightningModule over ``DataLoader(TensorDataset(...), shuffle=True)``, experts, gates and towers
 held in ``nn.ModuleList`` and looped in Python, ``self.log`` of the loss every step. Ours: ``bench.train.fit`` (data
-on the device, batches sliced, experts stacked and run as one batched matmul, no per-step logging). Same
-architecture settings (parameter counts are printed to show it), same data, same epochs, validation every epoch in
-both. Samples/s counts training samples over the wall time of ``fit``; one run each.
+on the device, batches sliced, experts stacked and run as one batched matmul, no per-step logging, glibc's
+allocator thresholds raised by ``bench.allocator``). Same architecture settings (parameter counts are printed to
+show it), same data, same epochs, validation every epoch in both. Samples/s counts training samples over the wall
+time of ``fit``.
+
+Each path runs in its own fresh interpreter (a one-epoch warm-up, then ``--repeats`` timed fits, the fastest kept),
+so that process-wide settings of one never reach the other. "plain+allocator" is the plain path with
+``bench.allocator.tune()`` applied, to show how much of the gap the allocator setting alone explains.
 
     python benchmarks/throughput.py                       # all seven, batch 1024, CPU
     python benchmarks/throughput.py --arch mmoe --device cuda --n-samples 200000
@@ -13,7 +18,10 @@ both. Samples/s counts training samples over the wall time of ``fit``; one run e
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import subprocess
+import sys
 import time
 
 import lightning as L
@@ -23,7 +31,7 @@ from tabulate import tabulate
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench import architectures, datasets
+from bench import allocator, architectures, datasets
 from bench.train import fit, quiet_lightning
 
 
@@ -173,6 +181,35 @@ def run_ours(arch, data, batch_size, epochs, device) -> tuple[float, int]:
     return res.seconds, res.n_params
 
 
+PATHS = {"plain": run_plain, "plain+allocator": run_plain, "ours": run_ours}
+
+
+def measure(path: str, arch: str, args) -> dict:
+    """Time one path in this process: a one-epoch warm-up (allocator, kernels, Lightning's first trainer),
+    then ``repeats`` timed fits."""
+    quiet_lightning()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if path == "plain+allocator":
+        allocator.tune()
+    data = datasets.load("synthetic", n_samples=args.n_samples, d=args.d)
+    run = PATHS[path]
+    run(arch, data, args.batch_size, 1, args.device)
+    times, params = [], 0
+    for _ in range(args.repeats):
+        seconds, params = run(arch, data, args.batch_size, args.epochs, args.device)
+        times.append(seconds)
+    return {"times": times, "params": params, "rows": len(data.train), "threads": torch.get_num_threads()}
+
+
+def in_subprocess(path: str, arch: str, argv: list[str]) -> dict:
+    """Each path runs in a fresh interpreter, so that process-wide settings (our allocator thresholds, torch's
+    lazily initialised state) of one path never reach the other."""
+    cmd = [sys.executable, __file__, *argv, "--worker", path, "--arch", arch]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", action="append", help="architecture (repeatable; default: all)")
@@ -182,29 +219,39 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=100, help="input features")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed fits per path; the fastest is kept")
+    ap.add_argument("--worker", choices=list(PATHS), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    quiet_lightning()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    data = datasets.load("synthetic", n_samples=args.n_samples, d=args.d)
-    n_train = len(data.train) * args.epochs
-    rows = []
+    if args.worker:
+        print(json.dumps(measure(args.worker, args.arch[0], args)))
+        return
+    argv = [
+        f"--batch-size={args.batch_size}", f"--epochs={args.epochs}", f"--n-samples={args.n_samples}",
+        f"--d={args.d}", f"--device={args.device}", f"--threads={args.threads}", f"--repeats={args.repeats}",
+    ]
+    rows, info = [], {}
     for arch in args.arch or architectures.available():
-        run_ours(arch, data, args.batch_size, 1, args.device)  # warm-up (allocator, kernels)
-        t_ours, p_ours = run_ours(arch, data, args.batch_size, args.epochs, args.device)
-        t_plain, p_plain = run_plain(arch, data, args.batch_size, args.epochs, args.device)
-        rows.append([arch, p_ours, p_plain, n_train / t_plain, n_train / t_ours, t_plain / t_ours])
+        res = {path: in_subprocess(path, arch, argv) for path in PATHS}
+        info = res["ours"]
+        rate = {path: info["rows"] * args.epochs / min(r["times"]) for path, r in res.items()}
+        rows.append([
+            arch, res["ours"]["params"], res["plain"]["params"], rate["plain"], rate["plain+allocator"],
+            rate["ours"], rate["ours"] / rate["plain"], rate["ours"] / rate["plain+allocator"],
+        ])
         print(f"{arch}: done", flush=True)
     dev = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or 'cpu'}"
     print(
-        f"\nbatch {args.batch_size}, {args.epochs} epochs of {len(data.train)} rows, d={args.d}, device {dev}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"\nbatch {args.batch_size}, {args.epochs} epochs of {info['rows']} rows, d={args.d}, device {dev}, "
+        f"torch {torch.__version__}, {info['threads']} threads, best of {args.repeats} fits per path"
     )
     print(
         tabulate(
             rows,
-            headers=["arch", "params (ours)", "params (plain)", "plain samples/s", "ours samples/s", "speed-up"],
-            floatfmt=(".0f", ".0f", ".0f", ".0f", ".0f", ".1f"),
+            headers=[
+                "arch", "params (ours)", "params (plain)", "plain samples/s", "plain+allocator samples/s",
+                "ours samples/s", "speed-up", "vs plain+allocator",
+            ],
+            floatfmt=(".0f", ".0f", ".0f", ".0f", ".0f", ".0f", ".1f", ".1f"),
             intfmt=",",
         )
     )

@@ -279,3 +279,61 @@ def test_ten_workers_started_at_once(tmp_path, backend, request):
     assert sorted(t.number for t in trials) == list(range(budget))
     assert len({t.params["x"] for t in trials}) == budget  # one sampler seed per trial: no repeated draws
     assert sum(int(o.split("ran ")[-1]) for o, _ in outs) == budget
+
+
+HOLDER = textwrap.dedent("""
+    import contextlib, sys, time
+    from pathlib import Path
+    from bench.workers import FileLocks
+
+    root, claims = Path(sys.argv[1]), sys.argv[2:]
+    others = root / "results" / "final" / "synthetic"
+    with contextlib.ExitStack() as stack:
+        locks = FileLocks(root / "locks")
+        assert all(stack.enter_context(locks.hold(f"claim:{c}", blocking=False)) for c in claims)
+        print("held", flush=True)
+        deadline = time.time() + 90
+        while time.time() < deadline and len([*others.glob("mmoe/seed-*"), *others.glob("single_task@y2/seed-*")]) < 4:
+            time.sleep(0.05)
+        print("others stored" if time.time() < deadline else "timed out", flush=True)
+""")
+
+
+def test_final_stage_trains_other_units_while_one_is_claimed_elsewhere(tmp_path, capsys):
+    """A worker finding a unit's final seeds held by another worker trains the other units' final seeds first
+    and waits for that unit last (with --jobs N, workers run different units' final stages side by side)."""
+    spec = tmp_path / "jobs.toml"
+    spec.write_text(JOBS_SPEC)
+    root = tmp_path / "runs" / "jobs"
+    claims = ["jobs:synthetic/single_task/y1:final:1", "jobs:synthetic/single_task/y1:final:2"]  # the first unit
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), *claims], env=_env(),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["run", "--study", str(spec), "--runs-dir", str(tmp_path / "runs"), "--output",
+                     str(tmp_path / "lb"), "--accelerator", "cpu", "--no-plots", "--wandb", "disabled"]) == 0
+        assert holder.stdout.readline().strip() == "others stored"  # released once the other units' were stored
+    finally:
+        holder.kill()
+        holder.wait()
+    # single_task[y1]'s seeds were trained by this worker after the holder let go (a holder stores nothing)
+    rows = store.read(root)
+    finals = rows.filter(rows["stage"] == "final").select("architecture", "target", "seed").unique()
+    assert finals.height == 6
+    out = capsys.readouterr().out
+    order = [line.split("]")[0] for line in out.splitlines() if "final seed" in line]
+    assert order[-2:] == ["[synthetic | single_task[y1"] * 2, order
+
+
+def test_jobs_bad_input_one_error_and_workers_leave_quietly(tmp_path, capfd):
+    """--jobs N starts workers 2..N before its own checks (their imports overlap); a user mistake found by those
+    checks is reported once, the workers leave without a word, and nothing is written."""
+    spec = tmp_path / "jobs.toml"
+    spec.write_text(JOBS_SPEC)
+    runs = tmp_path / "runs"
+    assert main(["run", "--study", str(spec), "--runs-dir", str(runs), "--output", str(tmp_path / "lb"),
+                 "--accelerator", "cpu", "--no-plots", "--wandb", "disabled", "--jobs", "3", "--threads", "0"]) == 2
+    captured = capfd.readouterr()
+    assert captured.err.strip().splitlines() == ["bench run: error: --threads must be >= 1, got 0"]
+    assert captured.out == ""
+    assert not runs.exists()

@@ -56,42 +56,55 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench import leaderboard
     from bench.errors import UserError
-    from bench.runner import run_study
     from bench.study import load_study
-    from bench.tracking import Tracker, resolve_mode
-    from bench.workers import Terminated, mask_url
 
-    study = load_study(args.study)  # every check of the spec happens here, before anything is written
-    if args.repeats is not None:
-        if args.repeats < 0:
-            raise UserError(f"--repeats must be >= 0, got {args.repeats}")
-        study.repeats = args.repeats
-    if args.no_population:
-        study.population = False
-    if args.threads < 1:
-        raise UserError(f"--threads must be >= 1, got {args.threads}")
-    _check_options(args)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    spec = study.wandb
-    mode, _ = resolve_mode(args.wandb, spec.mode if spec else None)
-    tracker = Tracker(study.name, mode=mode, project=args.wandb_project or (spec.project if spec else None),
-                      entity=spec.entity if spec else None, directory=Path(args.runs_dir) / study.name)
-    finished = False
-    prefix = f"[w{args.worker}] " if args.worker else ""
-    out = lambda line: print(prefix + mask_url(line), flush=True)  # prefix: read when called
+    if args.worker:
+        _await_go()
+    # --jobs N: this process is worker 1 of N. Workers 2..N start first thing, so that their imports (seconds:
+    # torch, Lightning) overlap with this process's checks and imports; they train once the study is prepared.
+    procs = _start_workers(args) if args.jobs > 1 and not args.worker else []
+    tracker = None
     try:
+        study = load_study(args.study)  # every check of the spec happens here, before anything is written
+        if args.repeats is not None:
+            if args.repeats < 0:
+                raise UserError(f"--repeats must be >= 0, got {args.repeats}")
+            study.repeats = args.repeats
+        if args.no_population:
+            study.population = False
+        if args.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        _check_options(args)
+        import torch
+
+        from bench.runner import run_study
+        from bench.tracking import Tracker, resolve_mode
+        from bench.workers import mask_url
+
+        torch.set_num_threads(args.threads)
+        start = time.perf_counter()
+        spec = study.wandb
+        mode, _ = resolve_mode(args.wandb, spec.mode if spec else None)
+        tracker = Tracker(study.name, mode=mode, project=args.wandb_project or (spec.project if spec else None),
+                          entity=spec.entity if spec else None, directory=Path(args.runs_dir) / study.name)
+        prefix = f"[w{args.worker}] " if args.worker else (f"[w1/{args.jobs}] " if procs else "")
+        out = lambda line: print(prefix + mask_url(line), flush=True)
         options = dict(storage=args.storage, accelerator=args.accelerator, out=out,
                        max_failure_rate=args.max_failure_rate, heartbeat=args.heartbeat)
-        procs = []
-        if args.jobs > 1:  # this process is worker 1 of N; workers 2..N are started once the study is prepared
+        if procs:
             run_study(study, args.runs_dir, fresh=args.fresh, prepare_only=True, **options)
-            procs = _start_workers(args, study)
-            prefix = f"[w1/{args.jobs}] "
+    except BaseException:
+        _release_workers(procs, go=False)
+        if tracker is not None:
+            tracker.close(timeout=15)
+        raise
+    _release_workers(procs, go=True)
+    from bench import leaderboard
+    from bench.workers import Terminated
+
+    finished = False
+    try:
         try:
             root = run_study(study, args.runs_dir, hooks=tracker.hooks(), fresh=args.fresh and not procs, **options)
         except Terminated as stop:
@@ -138,9 +151,10 @@ def _check_options(args: argparse.Namespace) -> None:
         ensure_writable(args.output, "--output")
 
 
-def _start_workers(args: argparse.Namespace, study) -> list[subprocess.Popen]:
-    """``--jobs N``: workers 2..N (``bench run --worker i/N``) on the same study storage as this process."""
-    cmd = [sys.executable, "-m", "bench.cli", "run", "--study", str(study.path or args.study),
+def _start_workers(args: argparse.Namespace) -> list[subprocess.Popen]:
+    """``--jobs N``: workers 2..N (``bench run --worker i/N``) on the same study storage as this process; each
+    waits for ``_release_workers`` before it reads the study."""
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--study", str(args.study),
            "--runs-dir", str(args.runs_dir), "--accelerator", args.accelerator, "--threads", str(args.threads),
            "--max-failure-rate", str(args.max_failure_rate), "--heartbeat", str(args.heartbeat)]
     if args.wandb:
@@ -155,7 +169,36 @@ def _start_workers(args: argparse.Namespace, study) -> list[subprocess.Popen]:
     env.pop("BENCH_STORAGE", None)
     if args.storage:
         env["BENCH_STORAGE"] = args.storage  # not on the command line, where `ps` shows credentials
-    return [subprocess.Popen([*cmd, "--worker", f"{i}/{args.jobs}"], env=env) for i in range(2, args.jobs + 1)]
+    return [
+        subprocess.Popen([*cmd, "--worker", f"{i}/{args.jobs}"], env=env, stdin=subprocess.PIPE, text=True)
+        for i in range(2, args.jobs + 1)
+    ]
+
+
+def _await_go() -> None:
+    """A worker started by ``--jobs N`` pays for its slow imports while worker 1 checks and prepares the study,
+    then waits for worker 1's word on its stdin: "go", or end of file when preparing failed (worker 1 reports
+    why; this worker leaves quietly)."""
+    import lightning  # noqa: F401
+    import optuna  # noqa: F401
+
+    import bench.train  # noqa: F401
+
+    if sys.stdin.readline().strip() != "go":
+        raise SystemExit(0)
+
+
+def _release_workers(procs: list[subprocess.Popen], *, go: bool) -> None:
+    for proc in procs:
+        try:
+            if go:
+                proc.stdin.write("go\n")
+            proc.stdin.close()
+        except OSError:  # the worker already died; _wait_workers reports it
+            pass
+    if not go:
+        for proc in procs:
+            proc.wait()
 
 
 def _wait_workers(args: argparse.Namespace, procs: list[subprocess.Popen], *, terminate: bool = False) -> int:
