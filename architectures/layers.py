@@ -178,7 +178,9 @@ class ExtractionLevel(nn.Module):
         gates = self.task_gates(gate_in).transpose(0, 1)  # (B, T or 1, C)
         batch = experts.shape[0]
         if self.all_choices:
-            mix = gates.expand(batch, self.n_tasks, self.n_experts)  # every task weighs every expert (MMoE, OMoE)
+            # every task weighs every expert (MMoE, OMoE); copied when tied (OMoE): a bmm over a stride-0
+            # operand is several times slower than over this small (B, T, N) copy
+            mix = gates.expand(batch, self.n_tasks, self.n_experts).contiguous()
         else:
             # Scatter each task's C gate weights into a dense (B, T, N) mixing tensor, zero for experts the
             # task does not see.
@@ -191,8 +193,9 @@ class ExtractionLevel(nn.Module):
         task_out = torch.bmm(mix, experts).transpose(0, 1)  # (B, T, N) @ (B, N, h) -> (T, B, h) view
         shared_out = None
         if self.shared_gate is not None:
+            # one gate: a product summed over N (a bmm of (1, N) rows is 4x slower, forward plus backward)
             g = self.shared_gate(shared_in)[0]  # (B, N)
-            shared_out = torch.bmm(g.unsqueeze(1), experts).squeeze(1)  # (B, 1, N) @ (B, N, h) -> (B, h)
+            shared_out = (g.unsqueeze(-1) * experts).sum(1)  # (B, N, 1) * (B, N, h) -> (B, h)
         return task_out, shared_out
 
 
