@@ -23,7 +23,8 @@ from bench.cli import main
 
 PG = "postgresql://root@127.0.0.1:5432"
 
-# one unit; trials long enough (12 epochs) to be caught running, short enough to rerun quickly
+# one unit; trials long enough (20 epochs of ~1,000 rows, about a second) to be caught running and killed before
+# they end, short enough to rerun quickly
 KILL_SPEC = """
 name = "crash"
 architectures = ["mmoe"]
@@ -31,15 +32,15 @@ seeds = 1
 
 [budget]
 trials = 3
-max_epochs = 12
-patience = 12
+max_epochs = 20
+patience = 20
 
 [pruner]
 kind = "none"
 
 [[datasets]]
 name = "synthetic"
-options = { n_samples = 600, d = 8 }
+options = { n_samples = 1500, d = 8 }
 
 [search.all]
 batch_size = [32]
