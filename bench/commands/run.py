@@ -177,8 +177,8 @@ def _start_workers(args: argparse.Namespace) -> list[subprocess.Popen]:
 
 def _await_go() -> None:
     """A worker started by ``--jobs N`` pays for its slow imports while worker 1 checks and prepares the study,
-    then waits for worker 1's word on its stdin: "go", or end of file when preparing failed (worker 1 reports
-    why; this worker leaves quietly)."""
+    then waits for worker 1's word on its stdin: "go", or end of file (or SIGTERM) when preparing failed (worker 1
+    reports why; this worker leaves quietly)."""
     import lightning  # noqa: F401
     import optuna  # noqa: F401
 
@@ -196,8 +196,9 @@ def _release_workers(procs: list[subprocess.Popen], *, go: bool) -> None:
             proc.stdin.close()
         except OSError:  # the worker already died; _wait_workers reports it
             pass
-    if not go:
+    if not go:  # don't keep the user waiting for their imports: they have nothing to clean up yet
         for proc in procs:
+            proc.terminate()
             proc.wait()
 
 
