@@ -155,9 +155,6 @@ class ExtractionLevel(nn.Module):
         choices = torch.cat([own, shared], dim=1)
         self.register_buffer("choices", choices, persistent=False)
         self.all_choices = n_choices == self.n_experts and bool((choices == torch.arange(self.n_experts)).all())
-        # Which task's input each expert reads on upper levels: -1 for shared experts. (N,)
-        group = torch.cat([torch.full((n_shared,), -1), torch.arange(n_tasks).repeat_interleave(n_specific)])
-        self.register_buffer("expert_group", group, persistent=False)
 
     def _expert_inputs(self, task_in: torch.Tensor, shared_in: torch.Tensor) -> torch.Tensor:
         # (N, B, d): shared experts read the shared input, task k's experts read task k's input

@@ -179,10 +179,9 @@ def _await_go() -> None:
     """A worker started by ``--jobs N`` pays for its slow imports while worker 1 checks and prepares the study,
     then waits for worker 1's word on its stdin: "go", or end of file (or SIGTERM) when preparing failed (worker 1
     reports why; this worker leaves quietly)."""
-    import lightning  # noqa: F401
     import optuna  # noqa: F401
 
-    import bench.train  # noqa: F401
+    import bench.train  # noqa: F401  (torch, Lightning)
 
     if sys.stdin.readline().strip() != "go":
         raise SystemExit(0)
