@@ -1,6 +1,7 @@
-"""census-income and adult on the real files in shared/data (skipped when that folder is absent).
+"""census-income and adult on the real files in shared/data (each test skipped when its files are absent).
 
-The official census .data file is not there, so census runs on the random re-split of the test file alone.
+Census: the official training file (census-income.data.gz) and test file (census-income.test.gz); the paper
+protocol needs both, ``split="random"`` pools whichever are present.
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ from bench.errors import UserError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CENSUS_TEST = SHARED / "census-income-kdd" / "census-income.test.gz"
+CENSUS_DATA = SHARED / "census-income-kdd" / "census-income.data.gz"
 ADULT = SHARED / "adult"
 need_census = pytest.mark.skipif(not CENSUS_TEST.is_file(), reason=f"real census file absent: {CENSUS_TEST}")
+need_census_pair = pytest.mark.skipif(
+    not (CENSUS_TEST.is_file() and CENSUS_DATA.is_file()),
+    reason=f"real census training and test files absent: {CENSUS_DATA}, {CENSUS_TEST}",
+)
 need_adult = pytest.mark.skipif(
     not (ADULT / "adult.data").is_file() or not (ADULT / "adult.test").is_file(),
     reason=f"real adult files absent: {ADULT}",
@@ -51,15 +57,25 @@ def test_census_test_file_is_the_official_one():
     assert [c for c in census_mod.COLUMNS if c not in frame.columns] == []
 
 
-@need_census
+@pytest.mark.skipif(not CENSUS_DATA.is_file(), reason=f"real census training file absent: {CENSUS_DATA}")
+def test_census_training_file_is_accepted():
+    """The official training file passes the loader's verification (rows and fields) and parses whole."""
+    sources.verify(census_mod.FILES["data"], CENSUS_DATA, sources.file_sha256(CENSUS_DATA), CENSUS_DATA.as_uri())
+    frame = census_mod.parse_file(CENSUS_DATA)
+    assert len(frame) == 199_523
+    assert [c for c in census_mod.COLUMNS if c not in frame.columns] == []
+
+
+@need_census_pair
 def test_census_rates_and_features_on_real_rows():
-    data = census_all_tasks()
-    assert data.info["rows"] == {"test": 99_762}
+    data = census_all_tasks()  # split="random": both official files pooled, then re-split
+    assert data.info["rows"] == {"data": 199_523, "test": 99_762}
     y = torch.cat([data.train.y, data.val.y, data.test.y])
-    assert len(y) == 99_762
+    assert len(y) == 199_523 + 99_762
+    assert (len(data.val), len(data.test)) == (44_893, 44_893)
     rates = dict(zip(data.task_names, y.mean(0).tolist(), strict=True))
     assert round(rates["income"], 3) == 0.062
-    assert round(rates["never_married"], 3) == 0.432
+    assert round(rates["never_married"], 3) == 0.433
     assert 0.1 < rates["education"] < 0.3  # Associates degree or higher
     # no feature column comes from education, marital status, the instance weight or the label
     sources_of_features = {n.split("=")[0].split(":")[0] for n in data.feature_names}
@@ -79,10 +95,25 @@ def test_census_cache_hit_is_identical():
     assert torch.equal(second.test.x, first.test.x) and torch.equal(second.test.y, first.test.y)
 
 
+@need_census_pair
+def test_census_paper_protocol_on_the_real_pair():
+    """MMoE paper, section 6: train on the training file, the test file split 1:1 into validation and test."""
+    data = datasets.load("census-income", data_dir=str(SHARED), download=False)
+    assert data.info["rows"] == {"data": 199_523, "test": 99_762}
+    assert len(data.train) == 199_523
+    assert (len(data.val), len(data.test)) == (49_881, 49_881)
+    assert data.task_names == ["income", "never_married"]
+
+
 @need_census
-def test_census_paper_protocol_needs_the_data_file():
-    with pytest.raises(UserError, match=r"census-income.data.gz not found in .*census-income-mld"):
-        datasets.load("census-income", data_dir=str(SHARED), download=False)
+def test_census_paper_protocol_needs_the_data_file(tmp_path):
+    """Only the test file at hand (a folder holding a link to it alone): the paper protocol names the missing
+    training file and where it was looked for."""
+    folder = tmp_path / census_mod.FOLDER
+    folder.mkdir()
+    (folder / CENSUS_TEST.name).symlink_to(CENSUS_TEST)
+    with pytest.raises(UserError, match=r"census-income.data.gz not found in .*census-income"):
+        datasets.load("census-income", data_dir=str(tmp_path), download=False)
 
 
 @need_adult
