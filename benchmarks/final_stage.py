@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import architectures, datasets
     from bench.errors import UserError
-    from bench.population import resolve_device, seed_configs, train_population
+    from bench.training.population import resolve_device, seed_configs, train_population
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -4,7 +4,7 @@
     python benchmarks/population.py --device cuda --population 32    # GPU target: >= 20x sequential
 
 Throughput is sample-steps per second: members x epochs x training rows / wall seconds, the wall time of the
-whole ``train_population`` call against the summed wall time of ``bench.train.fit`` calls (same configs, same
+whole ``train_population`` call against the summed wall time of ``bench.training.fit.fit`` calls (same configs, same
 epochs, patience larger than the epochs, so nobody stops early). Sequential throughput is a rate, so
 ``--sequential K`` may time only K of the S runs (default: all S). A one-epoch warm-up of both precedes timing;
 the two modes then alternate ``--repeats`` times and the best time of each is kept (robust to a shared machine).
@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import architectures, datasets
     from bench.errors import UserError
-    from bench.population import resolve_device, seed_configs, train_population
-    from bench.train import fit
+    from bench.training.fit import fit
+    from bench.training.population import resolve_device, seed_configs, train_population
 
     if args.threads:
         torch.set_num_threads(args.threads)

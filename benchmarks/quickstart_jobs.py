@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import polars as pl
 
-    from bench import store
-    from bench.study import load_study
+    from bench.results import store
+    from bench.spec.study import load_study
 
     name = load_study(args.study).name
     table = []

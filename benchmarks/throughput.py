@@ -1,15 +1,15 @@
 """Training throughput per architecture: mtl-bench's path against the plain way users train today.
 
 Reference ("plain"): a LightningModule over ``DataLoader(TensorDataset(...), shuffle=True)``, experts, gates and towers
-held in ``nn.ModuleList`` and looped in Python, ``self.log`` of the loss every step. Ours: ``bench.train.fit`` (data
-on the device, batches sliced, experts stacked and run as one batched matmul, no per-step logging, glibc's
-allocator thresholds raised by ``bench.allocator``). Same architecture settings (parameter counts are printed to
-show it), same data, same epochs, validation every epoch in both. Samples/s counts training samples over the wall
-time of ``fit``.
+held in ``nn.ModuleList`` and looped in Python, ``self.log`` of the loss every step. Ours:
+``bench.training.fit.fit`` (data on the device, batches sliced, experts stacked and run as one batched matmul, no
+per-step logging, glibc's allocator thresholds raised by ``bench.training.allocator``). Same architecture settings
+(parameter counts are printed to show it), same data, same epochs, validation every epoch in both. Samples/s counts
+training samples over the wall time of ``fit``.
 
 Each path runs in its own fresh interpreter (a one-epoch warm-up, then ``--repeats`` timed fits, the fastest kept),
 so that process-wide settings of one never reach the other. "plain+allocator" is the plain path with
-``bench.allocator.tune()`` applied, to show how much of the gap the allocator setting alone explains.
+``bench.training.allocator.tune()`` applied, to show how much of the gap the allocator setting alone explains.
 
     python benchmarks/throughput.py                       # all seven, batch 1024, CPU
     python benchmarks/throughput.py --arch mmoe --device cuda --n-samples 200000
@@ -31,8 +31,9 @@ from tabulate import tabulate
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench import allocator, architectures, datasets
-from bench.train import fit, quiet_lightning
+from bench import architectures, datasets
+from bench.training import allocator
+from bench.training.fit import fit, quiet_lightning
 
 
 def mlp(d_in: int, units: int, layers: int) -> nn.Sequential:

@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from bench.config import config_hash
 from bench.errors import UserError
+from bench.hashing import config_hash
 
 from .base import MTLData, Split, Task
 

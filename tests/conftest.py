@@ -3,7 +3,7 @@ import warnings
 import pytest
 import torch
 
-from bench.train import quiet_lightning
+from bench.training.fit import quiet_lightning
 
 
 @pytest.fixture(autouse=True, scope="session")

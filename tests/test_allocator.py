@@ -1,4 +1,4 @@
-"""bench.allocator: glibc's thresholds raised once per process, so a training step stops page-faulting its
+"""bench.training.allocator: glibc's thresholds raised once per process, so a training step stops page-faulting its
 temporaries in again; skipped where the user chose an allocator setting. Each case runs in a fresh interpreter
 (the setting is process-wide)."""
 
@@ -13,7 +13,8 @@ import pytest
 
 STEPS = """
 import resource, torch
-from bench import allocator, architectures
+from bench import architectures
+from bench.training import allocator
 tuned = allocator.tune()
 assert allocator.tune() == tuned  # once per process
 torch.set_num_threads(1)
@@ -60,4 +61,4 @@ def test_tuned_step_does_not_page_fault():
 @pytest.mark.parametrize("env", [{"BENCH_MALLOC": "default"}, {"MALLOC_ARENA_MAX": "2"},
                                  {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1000000"}])
 def test_user_choice_is_left_alone(env):
-    assert _run("from bench import allocator; print(allocator.tune())", **env) == ["False"]
+    assert _run("from bench.training import allocator; print(allocator.tune())", **env) == ["False"]

@@ -7,12 +7,13 @@ import math
 
 import polars as pl
 
-from bench import datasets, store
+from bench import datasets
 from bench.cli import main
-from bench.final import population_final_stage
-from bench.runner import final_stage, run_study
-from bench.search import Hooks
-from bench.study import load_study
+from bench.results import store
+from bench.spec.hooks import Hooks
+from bench.spec.study import load_study
+from bench.study.final import final_stage, population_final_stage
+from bench.study.run import run_study
 
 RTOL = 1e-4
 

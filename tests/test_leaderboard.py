@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from bench import leaderboard as lb
-from bench import store
+from bench.results import leaderboard as lb
+from bench.results import plots, store, tables
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
 
@@ -77,7 +77,7 @@ META = {
 
 
 def test_task_summary_expected_frame():
-    got = lb.task_summary(hand_made_rows()).filter(pl.col("dataset") == "d1")
+    got = tables.task_summary(hand_made_rows()).filter(pl.col("dataset") == "d1")
     s = math.sqrt(0.0002)  # sample std of two values 0.02 apart
     expected = pl.DataFrame({
         "dataset": ["d1"] * 6,
@@ -93,7 +93,7 @@ def test_task_summary_expected_frame():
 
 
 def test_mtl_gain_sign_auc_and_mse():
-    g = lb.with_gains(lb.task_summary(hand_made_rows())).filter(pl.col("dataset") == "d1")
+    g = tables.with_gains(tables.task_summary(hand_made_rows())).filter(pl.col("dataset") == "d1")
     gain = {(r["architecture"], r["task"]): r["gain"] for r in g.iter_rows(named=True)}
     # AUC, higher is better: gain = M - M_single
     assert gain[("mmoe", "click")] == pytest.approx(0.75 - 0.71)
@@ -108,7 +108,7 @@ def test_mtl_gain_sign_auc_and_mse():
 
 
 def test_delta_m_seesaw_rank_and_counts():
-    a = lb.arch_summary(hand_made_rows())
+    a = tables.arch_summary(hand_made_rows())
     expected = pl.DataFrame({
         "dataset": ["d1", "d1", "d1", "d2", "d2", "d2"],
         "architecture": ["mmoe", "single_task", "ple", "ple", "single_task", "mmoe"],
@@ -127,14 +127,14 @@ def test_delta_m_seesaw_rank_and_counts():
 
 
 def test_overall_ranking_mean_rank_ties_by_delta_m():
-    o = lb.overall_ranking(lb.arch_summary(hand_made_rows()))
+    o = tables.overall_ranking(tables.arch_summary(hand_made_rows()))
     assert o["architecture"].to_list() == ["ple", "single_task", "mmoe"]  # all mean rank 2: ties by mean Delta_m
     assert o["mean_rank"].to_list() == [2.0, 2.0, 2.0]
     assert o["mean_delta_m"][0] == pytest.approx((100 * (0.08 / 0.71 - 0.4 / 2.1) / 2 + 10.0) / 2)
 
 
 def test_correlation_summary():
-    c = lb.correlation_summary(hand_made_rows(), META)
+    c = tables.correlation_summary(hand_made_rows(), META)
     ple = c.filter((pl.col("architecture") == "ple") & (pl.col("p") == 0.5))
     # per seed, mean over the tasks sharing a primary metric, then mean and std over seeds
     assert ple.sort("metric")["metric"].to_list() == ["auc", "mse"]
@@ -153,7 +153,7 @@ def test_golden_markdown():
 
 
 def test_plots_written(tmp_path):
-    links = lb.plot(hand_made_rows(), META, tmp_path, "toy")
+    links = plots.leaderboard_plots(hand_made_rows(), META, tmp_path, "toy")
     files = sorted(p.name for p in (tmp_path / "toy").iterdir())
     assert files == ["correlation.png", "d1-gain.png", "d1-metrics.png", "d2-gain.png", "d2-metrics.png"]
     assert links[""] == [("performance against task correlation", "toy/correlation.png")]

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from bench.datasets import Task
-from bench.metrics import auc, objective, oriented, task_loss, task_metrics
+from bench.spec.metrics import oriented
+from bench.training.metrics import auc, objective, task_loss, task_metrics
 
 
 def test_auc_hand_computed_with_ties():

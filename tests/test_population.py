@@ -1,4 +1,4 @@
-"""Population training: every member is the model ``bench.train.fit`` trains alone, and stops on its own."""
+"""Population training: every member is the model ``bench.training.fit.fit`` trains alone, and stops on its own."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from bench import architectures, datasets
 from bench.datasets import Split
 from bench.errors import UserError
-from bench.population import StackedAdam, seed_configs, train_population
-from bench.system import make_system, param_groups
-from bench.train import fit
+from bench.training.fit import fit
+from bench.training.population import StackedAdam, seed_configs, train_population
+from bench.training.system import make_system, param_groups
 
 RTOL = 1e-4
 

@@ -12,14 +12,15 @@ import polars as pl
 import pytest
 from optuna.trial import TrialState
 
-from bench import leaderboard, store
 from bench.cli import main
+from bench.coordination.trials import TooManyFailures
+from bench.coordination.urls import mask_url
 from bench.errors import UserError
-from bench.runner import run_study
-from bench.search import Hooks
-from bench.study import parse_study
-from bench.system import MTLSystem
-from bench.workers import TooManyFailures, mask_url
+from bench.results import leaderboard, store
+from bench.spec.hooks import Hooks
+from bench.spec.study import parse_study
+from bench.study.run import run_study
+from bench.training.system import MTLSystem
 
 SPEC = """
 name = "ref"
@@ -65,7 +66,7 @@ def tiny(**over) -> dict:
 
 
 def journal_trials(root: Path, name: str = "synthetic/mmoe"):
-    from bench.runner import open_storage
+    from bench.coordination.storage import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(root, None)).get_trials(deepcopy=False)
 
@@ -105,12 +106,12 @@ def test_nan_loss_fails_the_trial_with_its_reason_and_the_study_completes(tmp_pa
 
 
 def test_failure_rate_above_threshold_stops_the_study(tmp_path, monkeypatch):
-    import bench.train
+    import bench.training.fit
 
     def oom(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(bench.train, "fit", oom)
+    monkeypatch.setattr(bench.training.fit, "fit", oom)
     study = parse_study(tiny(budget={"trials": 6, "max_epochs": 2, "patience": 1}))
     with pytest.raises(TooManyFailures, match=r"3 of 3 trials failed \(more than 50%\); stopping. Last error: "
                                                r"RuntimeError: CUDA out of memory"):
@@ -121,7 +122,7 @@ def test_failure_rate_above_threshold_stops_the_study(tmp_path, monkeypatch):
 
 
 def test_failure_check_threshold():
-    from bench.workers import failure_check
+    from bench.coordination.trials import failure_check
 
     def trials(n_failed: int, n_ok: int):
         failed = [optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"error": f"E{i}"})
@@ -275,14 +276,14 @@ def test_spec_is_data_and_checkpoints_are_weights_only():
         assert not re.search(r"(?<![.\w])(exec|eval)\(", text), path
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, (path, call)
-    assert "tomllib.loads" in (repo / "bench" / "study.py").read_text()
+    assert "tomllib.loads" in (repo / "bench" / "spec" / "study.py").read_text()
 
 
 def test_sigterm_outside_a_fit_is_deferred_to_a_safe_point():
     import os
     import signal
 
-    from bench.workers import StopFlag, Terminated
+    from bench.coordination.signals import StopFlag, Terminated
 
     flag = StopFlag().install()
     try:
@@ -296,7 +297,7 @@ def test_sigterm_outside_a_fit_is_deferred_to_a_safe_point():
 
 def test_move_aside_never_overwrites(tmp_path):
     """--fresh never deletes: moving aside twice in the same second keeps both copies."""
-    from bench.workers import move_aside
+    from bench.results.store import move_aside
 
     for _ in range(2):
         (tmp_path / "s").mkdir()

@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 from test_leaderboard import META, PROV, hand_made_rows
 
-from bench import leaderboard as lb
-from bench import repeats, store
 from bench.cli import main
 from bench.errors import UnknownChoice, UserError
-from bench.study import parse_study
+from bench.results import leaderboard as lb
+from bench.results import plots, repeats, store
+from bench.spec.study import parse_study
 
 # (architecture, target, task, kind, metric, values over seeds 1001..) of repeat test rows on dataset d1
 REPEATS = [
@@ -43,8 +43,10 @@ def repeat_rows() -> pl.DataFrame:
 
 
 def test_repeat_seeds_are_not_final_seeds():
-    assert repeats.repeat_seeds(3) == [1001, 1002, 1003]
-    assert repeats.repeat_seeds(0) == []
+    study = parse_study({"datasets": [{"name": "synthetic"}], "repeats": 3})
+    assert study.repeat_seeds == [1001, 1002, 1003]
+    assert not set(study.repeat_seeds) & set(study.final_seeds)
+    assert parse_study({"datasets": [{"name": "synthetic"}]}).repeat_seeds == []
 
 
 def test_repeat_summary_hand_computed():
@@ -95,7 +97,7 @@ def test_leaderboard_section_only_with_repeats():
 
 def test_histogram_written(tmp_path):
     rows = pl.concat([hand_made_rows(), repeat_rows()])
-    links = lb.plot(rows, META, tmp_path, "toy")
+    links = plots.leaderboard_plots(rows, META, tmp_path, "toy")
     assert links["repeats:d1"] == [("d1: repeated runs, histogram of the test metric", "toy/d1-repeats.png")]
     assert (tmp_path / "toy" / "d1-repeats.png").stat().st_size > 0
     assert "repeats:d2" not in links

@@ -5,11 +5,15 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from bench import store
-from bench.runner import open_storage, open_unit_study, progress_state, run_study, units
-from bench.search import Hooks, default_space, make_objective, suggest
-from bench.study import Param, parse_study
-from bench.system import MTLDataModule
+from bench.coordination.storage import open_storage
+from bench.results import store
+from bench.spec.hooks import Hooks
+from bench.spec.space import Param, default_space
+from bench.spec.study import parse_study
+from bench.study.run import run_study
+from bench.study.search import make_objective, open_unit_study, progress_state, suggest
+from bench.study.units import units
+from bench.training.system import MTLDataModule
 
 TINY = {"n_samples": 300, "d": 8}
 
@@ -66,16 +70,16 @@ def test_test_split_only_in_final_stage(tmp_path, monkeypatch):
         return original(self)
 
     monkeypatch.setattr(MTLDataModule, "test_dataloader", spy)
-    import bench.population
+    import bench.training.population
 
-    train_population = bench.population.train_population
+    train_population = bench.training.population.train_population
 
     def population_spy(arch, data, configs, **kw):  # the final stage's default: all seeds as one population
         if kw.get("evaluate_test"):
             reads.extend([phase["now"]] * len(configs))  # the test split is read once per member
         return train_population(arch, data, configs, **kw)
 
-    monkeypatch.setattr(bench.population, "train_population", population_spy)
+    monkeypatch.setattr(bench.training.population, "train_population", population_spy)
     hooks = Hooks(trial_start=[lambda *a: phase.update(now="search")],
                   final_start=[lambda *a: phase.update(now="final")])
     study = parse_study(tiny_study())
@@ -110,7 +114,7 @@ def test_pruned_trials_count_and_resume_tops_up(tmp_path):
 
 def test_pruning_callback_prunes_and_keeps_the_curve():
     from bench import datasets
-    from bench.runner import Unit
+    from bench.study.units import Unit
 
     data = datasets.load("synthetic", **TINY)
     unit = Unit("synthetic", "mmoe", "mean")

@@ -9,7 +9,7 @@ import pytest
 from bench import architectures
 from bench.cli import main
 from bench.errors import UnknownChoice, UserError
-from bench.study import load_study, parse_study
+from bench.spec.study import load_study, parse_study
 
 MINIMAL = {"datasets": [{"name": "synthetic"}]}
 

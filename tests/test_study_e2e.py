@@ -8,9 +8,9 @@ import statistics
 
 import optuna
 
-from bench import store
 from bench.cli import main
-from bench.metrics import PRIMARY
+from bench.results import store
+from bench.spec.metrics import PRIMARY
 
 SPEC = """
 name = "e2e"

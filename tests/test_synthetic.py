@@ -3,7 +3,7 @@ import torch
 
 from bench import architectures, datasets
 from bench.datasets.synthetic import correlated_factors
-from bench.train import fit
+from bench.training.fit import fit
 
 
 def pearson(a, b):

@@ -6,8 +6,9 @@ from torch import nn
 from bench import architectures, datasets
 from bench.datasets import MTLData, Split, Task
 from bench.errors import UserError
-from bench.system import MTLDataModule, MTLSystem, TrainConfig, make_system, param_groups
-from bench.train import fit
+from bench.spec.config import TrainConfig
+from bench.training.fit import fit
+from bench.training.system import MTLDataModule, MTLSystem, make_system, param_groups
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bench import leaderboard, store
 from bench.cli import main
 from bench.errors import UserError
-from bench.runner import run_study
-from bench.study import parse_study
-from bench.tracking import MODES, Tracker, offline_run_dirs, parse_spec, resolve_mode
+from bench.results import leaderboard, store
+from bench.spec.study import parse_study
+from bench.spec.tracking import MODES, parse_wandb
+from bench.study.run import run_study
+from bench.tracking.settings import resolve_mode
+from bench.tracking.tracker import Tracker, offline_run_dirs
 
 TINY = {
     "name": "tiny",
@@ -57,7 +59,8 @@ def _run(tmp_path: Path, tracker: Tracker) -> Path:
     try:
         root = run_study(parse_study(dict(TINY)), tmp_path / "runs", accelerator="cpu", hooks=tracker.hooks(),
                          out=lambda line: None)
-        tracker.log_leaderboard(root, tmp_path / "leaderboard")
+        rows, meta = store.read(root), store.read_meta(root)
+        tracker.log_leaderboard(meta, leaderboard.tables(rows), tmp_path / "leaderboard" / meta["study"])
     finally:
         tracker.close()
     return root
@@ -70,17 +73,17 @@ def _wandb_children() -> list[str]:
 
 
 # --- settings --------------------------------------------------------------------------------------------
-def test_parse_spec():
-    assert parse_spec(None).mode is None
-    assert parse_spec("disabled").mode == "disabled"
-    spec = parse_spec({"mode": "online", "project": "p", "entity": "me"})
+def test_parse_wandb():
+    assert parse_wandb(None).mode is None
+    assert parse_wandb("disabled").mode == "disabled"
+    spec = parse_wandb({"mode": "online", "project": "p", "entity": "me"})
     assert (spec.mode, spec.project, spec.entity) == ("online", "p", "me")
     with pytest.raises(UserError, match="valid choices: disabled, offline, online"):
-        parse_spec("cloud")
+        parse_wandb("cloud")
     with pytest.raises(UserError, match="valid choices: entity, mode, project"):
-        parse_spec({"modes": "offline"})
+        parse_wandb({"modes": "offline"})
     with pytest.raises(UserError, match="wandb.project"):
-        parse_spec({"project": 3})
+        parse_wandb({"project": 3})
 
 
 def test_resolve_mode_order(tmp_path):

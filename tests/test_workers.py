@@ -18,8 +18,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from bench import store
 from bench.cli import main
+from bench.results import store
 
 PG = "postgresql://root@127.0.0.1:5432"
 
@@ -239,12 +239,14 @@ STUB = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     import optuna
-    from bench import workers
+    from bench.coordination.coordinator import Coordinator
+    from bench.coordination.storage import open_storage
+    from bench.coordination.trials import search
 
     root, url, start, budget = Path(sys.argv[1]), sys.argv[2] or None, float(sys.argv[3]), int(sys.argv[4])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = workers.open_storage(root, url, heartbeat=5)
-    coordinator = workers.Coordinator(root, storage)
+    storage = open_storage(root, url, heartbeat=5)
+    coordinator = Coordinator(root, storage)
     while time.time() < start:  # every worker starts at the same moment
         time.sleep(0.002)
     opt = optuna.create_study(storage=storage, study_name="race", direction="maximize", load_if_exists=True)
@@ -254,8 +256,8 @@ STUB = textwrap.dedent("""
         time.sleep(0.02)
         return x
 
-    ran = workers.search(opt, objective, unit="race", lock_name="stub:race", trials=budget, coordinator=coordinator,
-                         new_sampler=lambda n: optuna.samplers.RandomSampler(seed=n), out=print, wait=True)
+    ran = search(opt, objective, unit="race", lock_name="stub:race", trials=budget, coordinator=coordinator,
+                 new_sampler=lambda n: optuna.samplers.RandomSampler(seed=n), out=print, wait=True)
     coordinator.close()
     print("ran", ran)
 """)
@@ -285,7 +287,7 @@ def test_ten_workers_started_at_once(tmp_path, backend, request):
 HOLDER = textwrap.dedent("""
     import contextlib, sys, time
     from pathlib import Path
-    from bench.workers import FileLocks
+    from bench.coordination.locks import FileLocks
 
     root, claims = Path(sys.argv[1]), sys.argv[2:]
     others = root / "results" / "final" / "synthetic"

@@ -20,12 +20,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench import leaderboard
     from bench.errors import UserError
+    from bench.results import leaderboard
 
     name = args.study
     if name.endswith(".toml") or "/" in name:
-        from bench.study import load_study
+        from bench.spec.study import load_study
 
         name = load_study(name).name
     root = args.runs_dir / name

@@ -57,7 +57,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bench.errors import UserError
-    from bench.study import load_study
+    from bench.spec.study import load_study
 
     if args.worker:
         _await_go()
@@ -78,9 +78,10 @@ def run(args: argparse.Namespace) -> int:
         _check_options(args)
         import torch
 
-        from bench.runner import run_study
-        from bench.tracking import Tracker, resolve_mode
-        from bench.workers import mask_url
+        from bench.coordination.urls import mask_url
+        from bench.study.run import run_study
+        from bench.tracking.settings import resolve_mode
+        from bench.tracking.tracker import Tracker
 
         torch.set_num_threads(args.threads)
         start = time.perf_counter()
@@ -100,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
             tracker.close(timeout=15)
         raise
     _release_workers(procs, go=True)
-    from bench import leaderboard
-    from bench.workers import Terminated
+    from bench.coordination.signals import Terminated
+    from bench.results import leaderboard, store
 
     finished = False
     try:
@@ -122,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
             finished = True
             return 0  # the process that started the workers writes the leaderboard
         path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots)
-        tracker.log_leaderboard(root, args.output)
+        rows = store.read(root)
+        if rows.height:  # the leaderboard's tables and plots as a W&B run
+            tracker.log_leaderboard(store.read_meta(root), leaderboard.tables(rows), args.output / study.name)
         finished = True
     finally:
         tracker.close(timeout=120 if finished else 15)  # pending W&B runs are written before exiting
@@ -135,8 +138,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_options(args: argparse.Namespace) -> None:
     """The run's own options, and the storage URL and directories, checked before anything is written."""
+    from bench.coordination.urls import check_storage_url
     from bench.errors import UserError
-    from bench.workers import check_storage_url, ensure_writable
+    from bench.results.store import ensure_writable
 
     if args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
@@ -181,7 +185,7 @@ def _await_go() -> None:
     reports why; this worker leaves quietly)."""
     import optuna  # noqa: F401
 
-    import bench.train  # noqa: F401  (torch, Lightning)
+    import bench.training.fit  # noqa: F401  (torch, Lightning)
 
     if sys.stdin.readline().strip() != "go":
         raise SystemExit(0)

@@ -35,10 +35,9 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bench import architectures, datasets
-    from bench.config import parse_assignments
     from bench.errors import UserError
-    from bench.system import config_schema, split_config
-    from bench.train import fit
+    from bench.spec.config import config_schema, parse_assignments, split_config
+    from bench.training.fit import fit
 
     architectures.get(args.arch)  # unknown names fail before any work
     datasets.get(args.dataset)

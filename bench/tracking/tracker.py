@@ -1,6 +1,6 @@
 """Weights & Biases tracking of studies: one W&B run per search trial and per final run, and a leaderboard run.
 
-Plugs into ``bench.search.Hooks`` (``Tracker.hooks()``); nothing else in the harness knows about W&B, and
+Plugs into ``bench.spec.hooks.Hooks`` (``Tracker.hooks()``); nothing else in the harness knows about W&B, and
 ``wandb`` is imported only inside this module's functions.
 
 Modes (``--wandb``, the study spec's ``[wandb]`` table, ``WANDB_MODE``; see ``resolve_mode``):
@@ -28,7 +28,6 @@ hides. W&B runs are created when a trial or final run ends (its whole history is
 from __future__ import annotations
 
 import math
-import netrc
 import os
 import queue
 import secrets
@@ -37,93 +36,22 @@ import sys
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import config_hash
-from .errors import UnknownChoice, UserError
+from bench.errors import UnknownChoice
+from bench.hashing import config_hash
+from bench.spec.config import config_schema
+from bench.spec.hooks import Hooks
+from bench.spec.tracking import MODES
 
-MODES = ("online", "offline", "disabled")
+from .settings import base_url, logged_in
+
 DEFAULT_PROJECT = "mtl-bench"
-SPEC_KEYS = ("mode", "project", "entity")
-DEFAULT_BASE_URL = "https://api.wandb.ai"
-# WANDB_MODE values wandb itself accepts, mapped to ours
-_ENV_MODES = {"online": "online", "run": "online", "offline": "offline", "dryrun": "offline",
-              "disabled": "disabled"}
 _ID_CHARS = string.ascii_lowercase + string.digits
-
-
-# --- settings --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class WandbSpec:
-    """The study spec's ``wandb`` key: ``wandb = "offline"`` or a ``[wandb]`` table with these keys."""
-
-    mode: str | None = None
-    project: str | None = None
-    entity: str | None = None
-
-
-def parse_spec(value: Any) -> WandbSpec:
-    """Validate the spec's ``wandb`` value (absent: ``None``)."""
-    if value is None:
-        return WandbSpec()
-    if isinstance(value, str):
-        value = {"mode": value}
-    if not isinstance(value, dict):
-        raise UserError(f"wandb must be a mode ({', '.join(MODES)}) or a table with keys {', '.join(SPEC_KEYS)}; "
-                        f"got {value!r}")
-    for key in value:
-        if key not in SPEC_KEYS:
-            raise UnknownChoice("key of wandb", key, SPEC_KEYS)
-    for key in SPEC_KEYS:
-        if key in value and (not isinstance(value[key], str) or not value[key]):
-            raise UserError(f"wandb.{key} must be a non-empty string, got {value[key]!r}")
-    mode = value.get("mode")
-    if mode is not None and mode not in MODES:
-        raise UnknownChoice("wandb mode", mode, MODES)
-    return WandbSpec(mode=mode, project=value.get("project"), entity=value.get("entity"))
-
-
-def base_url(env: dict[str, str] | None = None) -> str:
-    env = os.environ if env is None else env
-    return (env.get("WANDB_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-
-
-def logged_in(env: dict[str, str] | None = None) -> bool:
-    """An API key is at hand: ``WANDB_API_KEY``, or a netrc entry for the server (what ``wandb login`` writes)."""
-    env = os.environ if env is None else env
-    if env.get("WANDB_API_KEY"):
-        return True
-    host = urllib.parse.urlsplit(base_url(env)).hostname or ""
-    path = env.get("NETRC") or str(Path.home() / ".netrc")
-    try:
-        return bool(host) and netrc.netrc(path).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def resolve_mode(cli: str | None = None, spec: str | None = None, env: dict[str, str] | None = None) -> tuple[str, str]:
-    """(mode, where it came from): ``--wandb``, then ``WANDB_MODE``, then the spec, then online when logged in,
-    else offline."""
-    env = os.environ if env is None else env
-    if cli is not None:
-        if cli not in MODES:
-            raise UnknownChoice("--wandb mode", cli, MODES)
-        return cli, "--wandb"
-    raw = env.get("WANDB_MODE")
-    if raw:
-        if raw.lower() not in _ENV_MODES:
-            raise UnknownChoice("WANDB_MODE", raw, list(_ENV_MODES))
-        return _ENV_MODES[raw.lower()], "WANDB_MODE"
-    if spec is not None:
-        return spec, "the study spec"
-    if logged_in(env):
-        return "online", "logged in"
-    return "offline", "default"
 
 
 def new_run_id() -> str:
@@ -133,8 +61,6 @@ def new_run_id() -> str:
 
 def resolved_config(arch: str, config: dict[str, Any]) -> dict[str, Any]:
     """``config`` with every training and architecture default filled in: what the model was really built with."""
-    from bench.system import config_schema
-
     return {**config_schema(arch), **config}
 
 
@@ -263,9 +189,7 @@ class Tracker:
         return f"{self._app_url}/{self.entity}/{self.project}/runs/{run_id}"
 
     # --- hooks ------------------------------------------------------------------------------------------
-    def hooks(self):
-        from .search import Hooks
-
+    def hooks(self) -> Hooks:
         if self.mode == "disabled":
             return Hooks()
         return Hooks(trial_start=[self.trial_start], trial_end=[self.trial_end],
@@ -345,33 +269,26 @@ class Tracker:
                             history=list(record.get("history") or []), summary=summary, **base))
 
     # --- the leaderboard run ------------------------------------------------------------------------------
-    def log_leaderboard(self, root: Path, out_dir: Path) -> str | None:
-        """One run per study invocation (job_type ``leaderboard``) whose summary holds the leaderboard tables
-        and the plots written by ``bench.leaderboard.build`` into ``out_dir/<study>/``. Returns its id."""
-        if self.mode == "disabled":
+    def log_leaderboard(self, meta: dict[str, Any], tables: dict[str, Any], plot_dir: Path | None = None) -> str | None:
+        """One run per study invocation (job_type ``leaderboard``): ``tables`` (name -> a frame with ``columns``
+        and ``rows()``, e.g. ``bench.results.leaderboard.tables``; an ``overall`` table's ``mean_rank`` per
+        ``architecture`` also goes to the summary), the PNG plots in ``plot_dir``, and the study's metadata
+        ``meta``. Returns the run's id."""
+        if self.mode == "disabled" or not tables:
             return None
-        from . import leaderboard, store
-
-        rows = store.read(Path(root))
-        if not rows.height:
-            return None
-        meta = store.read_meta(Path(root))
-        archs = leaderboard.arch_summary(rows)
-        tasks = leaderboard.with_gains(leaderboard.task_summary(rows))
-        overall = leaderboard.overall_ranking(archs)
-        tables = {name: (df.columns, [list(map(_finite, r)) for r in df.rows()])
-                  for name, df in (("leaderboard", archs), ("overall", overall), ("tasks", tasks))}
-        plot_dir = Path(out_dir) / meta["study"]
-        images = {f"plots/{p.stem}": p for p in sorted(plot_dir.glob("*.png"))} if plot_dir.is_dir() else {}
+        payload = {name: (list(df.columns), [list(map(_finite, r)) for r in df.rows()]) for name, df in tables.items()}
+        images = {f"plots/{p.stem}": p for p in sorted(Path(plot_dir).glob("*.png"))} \
+            if plot_dir is not None and Path(plot_dir).is_dir() else {}
         run_id = new_run_id()
         summary = {"datasets": len(meta.get("datasets", {})), "architectures": len(meta.get("architectures", []))}
-        for r in overall.iter_rows(named=True):
-            summary[f"mean_rank/{r['architecture']}"] = _finite(r["mean_rank"])
+        if "overall" in tables:
+            for r in tables["overall"].iter_rows(named=True):
+                summary[f"mean_rank/{r['architecture']}"] = _finite(r["mean_rank"])
         self._submit(RunJob(id=run_id, name="leaderboard", group=self.study, job_type="leaderboard",
                             tags=["leaderboard", *sorted(meta.get("datasets", {}))],
                             config={"study": self.study, "spec_hash": meta.get("spec_hash"),
                                     "budget": meta.get("budget"), "seeds": meta.get("seeds")},
-                            summary=summary, tables=tables, images=images))
+                            summary=summary, tables=payload, images=images))
         return run_id
 
     # --- the background thread ----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Members differ in what does not change shapes: seed (initialisation, data order), learning rate, weight
 decay, optimiser (adam / adamw), patience, max_epochs and objective. Each member keeps its own data order,
 optimiser state, early stopping, best epoch, metrics and history, and is numerically the model
-``bench.train.fit(arch, data, config_s)`` would train alone (up to float rounding; with dropout > 0 the
+``bench.training.fit.fit(arch, data, config_s)`` would train alone (up to float rounding; with dropout > 0 the
 dropout masks differ, so only the distribution matches). Used for the multi-seed final stage of studies and
 for repeated-run experiments: ``train_population(arch, data, seed_configs(config, range(8)))``.
 
@@ -20,7 +20,7 @@ early-stopping state, and stops the whole loop at once. A population needs per-m
 stop so that stragglers do not pay for finished members. That loop is short, so it is written in plain torch
 here; its semantics (Adam/AdamW of ``torch.optim``, the decay/no-decay split of ``param_groups``,
 ``EarlyStopping(mode="max", check_finite=True)`` on the float32 logged objective, ``KeepBest``) follow
-``bench.system`` and are checked against ``bench.train.fit`` in ``tests/test_population.py``.
+``bench.training.system`` and are checked against ``bench.training.fit.fit`` in ``tests/test_population.py``.
 
 There is no host sync per step: losses are summed on the device and read once per epoch with the validation
 metrics.
@@ -36,13 +36,16 @@ from typing import Any
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from bench import allocator, architectures
+from bench import architectures
 from bench.datasets import BatchLoader, MTLData, Split
 from bench.errors import UserError
+from bench.spec.config import TrainConfig, split_config
 
+from . import allocator
+from .devices import resolve_device
+from .fit import FitResult, count_params
 from .metrics import objective, task_loss, task_metrics
-from .system import TrainConfig, make_system, param_groups, split_config
-from .train import FitResult, count_params
+from .system import make_system, param_groups
 
 BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW defaults, as used by MTLSystem
 EPS = 1e-8
@@ -52,26 +55,6 @@ CPU_GROUP = 8
 def seed_configs(config: dict[str, Any], seeds) -> list[dict[str, Any]]:
     """One config per seed: ``config`` with ``seed`` replaced (the repeated-run population)."""
     return [{**config, "seed": int(s)} for s in seeds]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``/``gpu`` or ``cuda:N``."""
-    if isinstance(device, torch.device):
-        return device
-    name = str(device).strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "gpu":
-        name = "cuda"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:N, gpu") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:N, gpu")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
-    return dev
 
 
 def default_members_per_call(device: torch.device, n_members: int) -> int:
@@ -237,7 +220,7 @@ def train_population(
     loss_weights: dict[str, float] | None = None,
     members_per_call: int | None = None,
 ) -> list[FitResult]:
-    """Train one member per config of ``configs`` (flat configs as ``bench.train.fit`` takes) as one stacked
+    """Train one member per config of ``configs`` (flat configs as ``bench.training.fit.fit`` takes) as one stacked
     model; return one ``FitResult`` per config, in order, as ``fit(arch, data, config, evaluate_test=...)``
     would. ``seconds`` is the wall time from the start until that member stopped. The test split is read
     (once, with each member's best weights) only when ``evaluate_test``.

@@ -9,7 +9,6 @@ validation objective and leaves at its best epoch.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import lightning as L
@@ -20,60 +19,9 @@ from torch import nn
 from bench import architectures
 from bench.datasets import BatchLoader, MTLData, Task
 from bench.errors import UnknownChoice, UserError
+from bench.spec.config import TrainConfig, split_config
 
 from .metrics import objective, task_loss, task_metrics
-
-OPTIMIZERS = ("adam", "adamw")
-
-
-@dataclass
-class TrainConfig:
-    """How one configuration is trained (everything but the architecture's own options)."""
-
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adam"  # adam: L2 added to the gradient; adamw: decoupled decay
-    batch_size: int = 256
-    max_epochs: int = 30
-    patience: int = 5  # epochs without a better validation objective before stopping
-    eval_batch_size: int = 65_536
-    seed: int = 0
-    objective: str = "mean"  # "mean" over tasks, or one task's name
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise UnknownChoice("optimizer", self.optimizer, OPTIMIZERS)
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserError(f"lr must be a positive number, got {self.lr}")
-        if self.weight_decay < 0:
-            raise UserError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        for name in ("batch_size", "max_epochs", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.patience < 0:
-            raise UserError(f"patience must be >= 0, got {self.patience}")
-
-
-TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
-
-
-def config_schema(arch: str) -> dict[str, Any]:
-    """Every key a flat config for ``arch`` may hold (training settings, then architecture options), with defaults."""
-    return {**asdict(TrainConfig()), **architectures.options(arch)}
-
-
-def split_config(arch: str, config: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
-    """Split a flat config into training settings and architecture options; unknown keys are an error."""
-    arch_keys = architectures.options(arch)
-    train, opts = {}, {}
-    for key, value in config.items():
-        if key in TRAIN_KEYS:
-            train[key] = value
-        elif key in arch_keys:
-            opts[key] = value
-        else:
-            raise UnknownChoice(f"config key for {arch}", key, [*TRAIN_KEYS, *arch_keys])
-    return TrainConfig(**train), opts
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

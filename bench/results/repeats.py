@@ -1,8 +1,8 @@
 """Repeated runs: the trainability of each architecture's best configuration (MMoE paper, section 5.4, figure 6).
 
 ``bench run --repeats N`` (or ``repeats = N`` in the spec) retrains each unit's best configuration N more
-times with seeds ``REPEAT_SEED0 + 1 .. REPEAT_SEED0 + N`` (distinct from the final seeds 1..seeds), trained as
-one population (``bench.final``), test split read once per run. Each run is stored as stage ``repeat`` in
+times with seeds ``Study.repeat_seeds`` (1001..1000+N, distinct from the final seeds 1..seeds), trained as
+one population (``bench.study.final``), test split read once per run. Each run is stored as stage ``repeat`` in
 ``results/repeat/<dataset>/<unit>/seed-<k>.parquet`` with the final stage's columns, and resumes the same way
 (a stored run with the same configuration is never trained again).
 
@@ -18,18 +18,14 @@ study without repeats renders exactly as before.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
+from tabulate import tabulate
 
-from .metrics import HIGHER_IS_BETTER, PRIMARY
+from bench.spec.metrics import HIGHER_IS_BETTER, PRIMARY
 
-REPEAT_SEED0 = 1000  # repeat r uses seed REPEAT_SEED0 + r, never one of the final seeds 1..seeds
+from .markdown import escape
+
 TOLERANCE = 0.01  # "within 1% of the best"
-
-
-def repeat_seeds(n: int) -> list[int]:
-    return [REPEAT_SEED0 + r for r in range(1, n + 1)]
 
 
 # --- the pipeline ----------------------------------------------------------------------------------------
@@ -76,17 +72,13 @@ def repeat_summary(rows: pl.DataFrame, tolerance: float = TOLERANCE) -> pl.DataF
 # --- rendering -------------------------------------------------------------------------------------------
 def section(rows: pl.DataFrame, label: str, plots: list[tuple[str, str]] | None = None) -> list[str]:
     """Markdown lines of dataset ``label``'s repeated runs (none when it has none)."""
-    from tabulate import tabulate
-
-    from .leaderboard import _md
-
     summary = repeat_summary(rows).filter(pl.col("dataset") == label)
     if not summary.height:
         return []
     seeds = repeat_runs(rows).filter(pl.col("dataset") == label)["seed"]
     n = summary["runs"].max()
     table = [
-        [r["architecture"], _md(r["task"]), r["metric"], r["runs"], f"{r['median']:.4f}", f"{r['iqr']:.4f}",
+        [r["architecture"], escape(r["task"]), r["metric"], r["runs"], f"{r['median']:.4f}", f"{r['iqr']:.4f}",
          f"{r['min']:.4f}", f"{r['max']:.4f}", f"{r['within']:.0%}"]
         for r in summary.iter_rows(named=True)
     ]
@@ -107,41 +99,3 @@ def section(rows: pl.DataFrame, label: str, plots: list[tuple[str, str]] | None 
     if plots:
         lines.append("")
     return lines
-
-
-def plot(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> dict[str, list[tuple[str, str]]]:
-    """One PNG per dataset with repeats: per task, a histogram of the runs' test metric per architecture.
-    Returns ``{"repeats:<label>": [(caption, path relative to the leaderboard directory)]}``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    runs = repeat_runs(rows)
-    links: dict[str, list[tuple[str, str]]] = {}
-    for label in sorted(runs["dataset"].unique().to_list()):
-        d = runs.filter(pl.col("dataset") == label)
-        tasks = sorted(d["task"].unique().to_list())
-        archs = sorted(d["architecture"].unique().to_list())
-        fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
-        for ax, task in zip(axes[0], tasks):
-            t = d.filter(pl.col("task") == task)
-            lo, hi = t["value"].min(), t["value"].max()
-            bins = np.linspace(lo, hi, 21) if hi > lo else np.linspace(lo - 0.5e-3, hi + 0.5e-3, 21)
-            for arch in archs:
-                values = t.filter(pl.col("architecture") == arch)["value"].to_list()
-                if values:
-                    ax.hist(values, bins=bins, histtype="step", linewidth=1.5, label=f"{arch} ({len(values)})")
-            ax.set_xlabel(f"test {t['metric'][0]}")
-            ax.set_ylabel("runs")
-            ax.set_title(f"{label}: {task}")
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fname = f"{label}-repeats.png"
-        fig.savefig(Path(plot_dir) / fname, dpi=100, metadata={"Software": None})
-        plt.close(fig)
-        links[f"repeats:{label}"] = [(f"{label}: repeated runs, histogram of the test metric",
-                                      f"{prefix}/{fname}")]
-    return links
-

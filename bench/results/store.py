@@ -12,7 +12,7 @@ Layout of ``runs/<study>/``::
     results/final/<dataset>/<unit>/seed-<k>.parquet
                                       one final run (best config retrained with seed k, test evaluated once)
     results/repeat/<dataset>/<unit>/seed-<k>.parquet
-                                      one repeated run (bench.repeats: --repeats N, seeds 1001..1000+N)
+                                      one repeated run (--repeats N, seeds 1001..1000+N; bench.results.repeats)
 
 ``<unit>`` is the architecture's name, or ``single_task@<task>`` for the per-task single-task baselines.
 Every file is written whole to a temporary name and renamed, so a crash never leaves a partial file, and
@@ -25,7 +25,7 @@ One row per (study, dataset, architecture, target, stage, trial, seed, split, ta
   for complete trials one row per task and metric at the best epoch. ``status`` complete/pruned/failed.
 - ``stage`` "final": ``split`` "val" and "test", one row per task and metric; ``trial`` is the search trial
   whose configuration was retrained.
-- ``stage`` "repeat": as "final", for the repeated runs of the same configuration (``bench.repeats``).
+- ``stage`` "repeat": as "final", for the repeated runs of the same configuration (``bench.results.repeats``).
 
 ``wandb_run`` / ``wandb_url``: the W&B run of the trial or final run (``bench.tracking``); null when not
 tracked, the URL only when tracked online.
@@ -38,12 +38,15 @@ import os
 import platform
 import subprocess
 import tempfile
+import time
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from bench.errors import UserError
 
 SCHEMA: dict[str, pl.DataType] = {
     "study": pl.String,
@@ -102,8 +105,9 @@ def search_path(root: Path, dataset: str, arch: str, target: str) -> Path:
     return root / "results" / "search" / dataset / f"{unit_name(arch, target)}.parquet"
 
 
-def final_path(root: Path, dataset: str, arch: str, target: str, seed: int) -> Path:
-    return root / "results" / "final" / dataset / unit_name(arch, target) / f"seed-{seed}.parquet"
+def stage_path(root: Path, stage: str, dataset: str, arch: str, target: str, seed: int) -> Path:
+    """``results/<stage>/<dataset>/<unit>/seed-<k>.parquet``: one file per (unit, seed) of a stage."""
+    return Path(root) / "results" / stage / dataset / unit_name(arch, target) / f"seed-{seed}.parquet"
 
 
 def read(root: Path) -> pl.DataFrame:
@@ -119,9 +123,9 @@ def read(root: Path) -> pl.DataFrame:
                    nulls_last=True)
 
 
-def read_final_seed(root: Path, dataset: str, arch: str, target: str, seed: int) -> pl.DataFrame | None:
-    path = final_path(root, dataset, arch, target, seed)
-    return pl.read_parquet(path) if path.is_file() else None
+def stored_seeds(root: Path, stage: str = "final") -> set[int]:
+    """The seeds of every stored run of ``stage`` (any dataset and unit)."""
+    return {int(p.stem.split("-")[1]) for p in (Path(root) / "results" / stage).glob("*/*/seed-*.parquet")}
 
 
 def write_meta(root: Path, meta: dict[str, Any]) -> None:
@@ -135,10 +139,42 @@ def read_meta(root: Path) -> dict[str, Any]:
     return json.loads((root / "study.json").read_text())
 
 
+# --- the study directory ----------------------------------------------------------------------------------
+def move_aside(root: Path) -> Path | None:
+    """``--fresh``: rename ``runs/<study>`` to ``runs/<study>.old-<UTC time>`` (nothing is deleted)."""
+    root = Path(root)
+    if not root.exists():
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = root.with_name(f"{root.name}.old-{stamp}")
+    n = 1
+    while target.exists():
+        target = root.with_name(f"{root.name}.old-{stamp}-{n}")
+        n += 1
+    root.rename(target)
+    return target
+
+
+def ensure_writable(path: Path, what: str) -> None:
+    """Check, without creating anything, that directory ``path`` exists or can be created, and can be written
+    in (a temporary file in its nearest existing ancestor), or a ``UserError``."""
+    path = Path(path)
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{what} {str(path)!r} cannot be a directory: {str(existing)!r} is a file")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".bench-write-check-"):
+            pass
+    except OSError as err:
+        raise UserError(f"{what} {str(path)!r} is not writable ({err.strerror or err})") from None
+
+
 # --- provenance ------------------------------------------------------------------------------------------
 @cache
 def git_commit() -> str:
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                              text=True, timeout=10)
@@ -158,15 +194,6 @@ def versions() -> str:
         except PackageNotFoundError:
             found[pkg] = "unknown"
     return json.dumps(found, sort_keys=True)
-
-
-def hardware(accelerator: str = "cpu") -> str:
-    import torch
-
-    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    cpu = platform.processor() or platform.machine()
-    return f"CPU {cpu}, {os.cpu_count()} cores"
 
 
 def now() -> str:

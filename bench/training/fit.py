@@ -10,9 +10,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from bench import allocator
 from bench.datasets import MTLData
 
+from . import allocator
 from .system import MTLDataModule, MTLSystem, make_system
 
 

@@ -1,10 +1,10 @@
-"""Study specs: a declarative TOML file describing one benchmark, validated on load.
+"""Study specs: a declarative TOML file describing one benchmark, validated on load into typed dataclasses.
 
     name = "quickstart"                  # defaults to the file's stem
     architectures = ["mmoe", "ple"]      # default: all registered
     objective = "mean"                   # or one task's name (the MMoE paper's "main task" protocol)
     seeds = 5                            # final seeds: 1..seeds (the search trains with seed 0)
-    repeats = 0                          # optional: N more runs of each best config (bench.repeats; --repeats)
+    repeats = 0                          # optional: N more runs of each best config (Study.repeat_seeds; --repeats)
 
     [budget]                             # the same for every architecture
     trials = 20                          # per (dataset, architecture); per task for single_task
@@ -52,40 +52,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import coerce, config_hash
-from .errors import UnknownChoice, UserError
+from bench.errors import UnknownChoice, UserError
+from bench.hashing import config_hash
+
+from .config import check_keys, coerce
+from .space import Param, check_param_values, default_space, parse_param, search_keys
+from .tracking import WandbSpec, parse_wandb
 
 STUDY_KEYS = ("name", "description", "architectures", "objective", "seeds", "budget", "sampler", "pruner",
               "datasets", "search", "wandb", "repeats", "final")
 FINAL_KEYS = ("population",)
 BUDGET_KEYS = ("trials", "max_epochs", "patience", "timeout")
 DATASET_KEYS = ("name", "label", "tasks", "options")
-RANGE_KEYS = ("low", "high", "log", "step")
-# TrainConfig fields a search space may set; the others are set by the budget, the seeds and the objective
-SEARCHABLE_TRAIN_KEYS = ("lr", "weight_decay", "optimizer", "batch_size", "eval_batch_size")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-
-
-@dataclass(frozen=True)
-class Param:
-    """One search-space entry: a fixed ``value``, a list of ``choices``, or a ``low``..``high`` range."""
-
-    value: Any = None
-    choices: tuple | None = None
-    low: float | int | None = None
-    high: float | int | None = None
-    log: bool = False
-    step: float | int | None = None
-
-    @property
-    def kind(self) -> str:
-        if self.choices is not None:
-            return "categorical"
-        if self.low is not None:
-            return "int" if isinstance(self.low, int) and isinstance(self.high, int) else "float"
-        return "fixed"
+REPEAT_SEED0 = 1000  # repeat r uses seed REPEAT_SEED0 + r, never one of the final seeds 1..seeds
 
 
 @dataclass(frozen=True)
@@ -118,13 +100,19 @@ class Study:
     description: str = ""
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
-    wandb: Any = None  # bench.tracking.WandbSpec: W&B mode, project, entity (tracking only, not in spec_hash)
-    repeats: int = 0  # extra runs of each unit's best configuration (bench.repeats); 0: none
-    population: bool = True  # final seeds and repeats of a unit trained as one population (bench.final)
+    wandb: WandbSpec = field(default_factory=WandbSpec)  # W&B mode, project, entity (not in spec_hash)
+    repeats: int = 0  # extra runs of each unit's best configuration (repeat_seeds); 0: none
+    population: bool = True  # final seeds and repeats of a unit trained as one population (bench.study.final)
 
     @property
     def final_seeds(self) -> list[int]:
         return list(range(1, self.seeds + 1))
+
+    @property
+    def repeat_seeds(self) -> list[int]:
+        """Seeds of the repeated runs (trainability, MMoE paper figure 6): ``REPEAT_SEED0 + 1 ..
+        REPEAT_SEED0 + repeats``, never one of the final seeds."""
+        return [REPEAT_SEED0 + r for r in range(1, self.repeats + 1)]
 
     @property
     def spec_hash(self) -> str:
@@ -151,7 +139,7 @@ class Study:
 # --- finding a spec ----------------------------------------------------------------------------------------
 def study_dirs() -> list[Path]:
     """Where study names are looked up: ``studies/`` in the current directory, then in the installed repo."""
-    repo = Path(__file__).resolve().parents[1] / "studies"
+    repo = Path(__file__).resolve().parents[2] / "studies"
     dirs = [Path.cwd() / "studies"]
     if repo.resolve() != dirs[0].resolve():
         dirs.append(repo)
@@ -190,63 +178,8 @@ def load_study(name_or_path: str) -> Study:
 
 
 # --- validation ------------------------------------------------------------------------------------------
-def _check_keys(what: str, table: Any, valid) -> dict:
-    if not isinstance(table, dict):
-        raise UserError(f"{what} must be a table, got {table!r}")
-    for key in table:
-        if key not in valid:
-            raise UnknownChoice(f"key in {what}", key, valid)
-    return table
-
-
 def _typed(what: str, value: Any, kind: type) -> Any:
     return coerce(what, value, kind())  # a TOML value of the wrong type is a one-line error
-
-
-def parse_param(where: str, spec: Any) -> Param:
-    """A search-space entry from TOML: scalar (fixed), list (categorical) or ``{low, high[, log, step]}``."""
-    if isinstance(spec, list):
-        if not spec:
-            raise UserError(f"{where}: an empty list of choices")
-        return Param(choices=tuple(spec))
-    if isinstance(spec, dict):
-        _check_keys(where, spec, RANGE_KEYS)
-        if "low" not in spec or "high" not in spec:
-            raise UserError(f"{where}: a range needs both 'low' and 'high'")
-        low, high = spec["low"], spec["high"]
-        for bound in (low, high):
-            if isinstance(bound, bool) or not isinstance(bound, int | float):
-                raise UserError(f"{where}: bounds must be numbers, got {bound!r}")
-        if not low < high:
-            raise UserError(f"{where}: low must be < high, got {low} and {high}")
-        log = bool(spec.get("log", False))
-        if log and low <= 0:
-            raise UserError(f"{where}: a log range needs low > 0, got {low}")
-        step = spec.get("step")
-        if step is not None and log:
-            raise UserError(f"{where}: a range cannot have both 'log' and 'step'")
-        return Param(low=low, high=high, log=log, step=step)
-    return Param(value=spec)
-
-
-def _check_param_values(where: str, param: Param, default: Any) -> None:
-    """Fixed values and choices must have the option's type (ranges are numeric by construction)."""
-    values = [param.value] if param.kind == "fixed" else list(param.choices or ())
-    for v in values:
-        coerce(where, v, default)
-    if param.kind in ("int", "float") and isinstance(default, bool | str):
-        raise UserError(f"{where}: a numeric range for a {type(default).__name__} option")
-    if param.kind == "float" and isinstance(default, int) and not isinstance(default, bool):
-        raise UserError(f"{where}: integer option with non-integer bounds")
-
-
-def search_keys(arch: str) -> dict[str, Any]:
-    """The keys a search space for ``arch`` may set, with their defaults."""
-    from bench import architectures
-    from bench.system import TrainConfig
-
-    train = TrainConfig()
-    return {**{k: getattr(train, k) for k in SEARCHABLE_TRAIN_KEYS}, **architectures.options(arch)}
 
 
 def _optuna_kwargs(what: str, table: dict, kinds: tuple[str, ...], default_kind: str) -> dict[str, Any]:
@@ -287,10 +220,7 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     """Validate a parsed TOML table into a ``Study``; every mistake is a one-line ``UserError``."""
     from bench import architectures, datasets
 
-    from .search import default_space
-    from .tracking import parse_spec
-
-    _check_keys("study spec", raw, STUDY_KEYS)
+    check_keys("study spec", raw, STUDY_KEYS)
     name = _typed("name", raw.get("name", default_name), str)
     if not LABEL_RE.match(name):
         raise UserError(f"study name {name!r} must be letters, digits, '_', '.', '+' or '-'")
@@ -304,7 +234,7 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     if len(set(archs)) != len(archs):
         raise UserError("architectures lists a name twice")
 
-    budget_raw = _check_keys("budget", raw.get("budget", {}), BUDGET_KEYS)
+    budget_raw = check_keys("budget", raw.get("budget", {}), BUDGET_KEYS)
     b = Budget()
     budget = Budget(
         trials=_typed("budget.trials", budget_raw.get("trials", b.trials), int),
@@ -324,7 +254,7 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     repeats = _typed("repeats", raw.get("repeats", 0), int)
     if repeats < 0:
         raise UserError(f"repeats must be >= 0, got {repeats}")
-    final_raw = _check_keys("final", raw.get("final", {}), FINAL_KEYS)
+    final_raw = check_keys("final", raw.get("final", {}), FINAL_KEYS)
     population = _typed("final.population", final_raw.get("population", True), bool)
 
     ds_raw = raw.get("datasets")
@@ -332,14 +262,14 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
         raise UserError("a study needs at least one [[datasets]] entry")
     specs: list[DatasetSpec] = []
     for i, entry in enumerate(ds_raw):
-        _check_keys(f"datasets[{i}]", entry, DATASET_KEYS)
+        check_keys(f"datasets[{i}]", entry, DATASET_KEYS)
         if "name" not in entry:
             raise UserError(f"datasets[{i}] needs a name; valid choices: {', '.join(datasets.available())}")
         ds_name = entry["name"]
         datasets.get(ds_name)  # UnknownChoice lists the registered datasets
         valid_opts = datasets.options(ds_name)
         opts = {}
-        for key, value in _check_keys(f"options of dataset {ds_name}", entry.get("options", {}), valid_opts).items():
+        for key, value in check_keys(f"options of dataset {ds_name}", entry.get("options", {}), valid_opts).items():
             opts[key] = coerce(f"{ds_name}.{key}", value, valid_opts[key])
         label = _typed(f"datasets[{i}].label", entry.get("label", ds_name), str)
         if not LABEL_RE.match(label):
@@ -352,7 +282,7 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     if len(set(labels)) != len(labels):
         raise UserError(f"dataset labels must be distinct, got {labels}; give each entry a 'label'")
 
-    search_raw = _check_keys("search", raw.get("search", {}), ["all", *architectures.available()])
+    search_raw = check_keys("search", raw.get("search", {}), ["all", *architectures.available()])
     space: dict[str, dict[str, Param]] = {}
     for arch in archs:
         valid = search_keys(arch)
@@ -368,13 +298,13 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
                     raise UnknownChoice(f"search key for {arch}", key, valid)
                 merged[key] = parse_param(f"search.{section}.{key}", value)
         for key, param in merged.items():
-            _check_param_values(f"search.{arch}.{key}", param, valid[key])
+            check_param_values(f"search.{arch}.{key}", param, valid[key])
         space[arch] = merged
 
     sampler = _optuna_kwargs("sampler", raw.get("sampler", {}), SAMPLERS, "tpe")
     sampler.setdefault("seed", 0)
     pruner = _optuna_kwargs("pruner", raw.get("pruner", {}), PRUNERS, "median")
-    tracking = parse_spec(raw.get("wandb"))
+    tracking = parse_wandb(raw.get("wandb"))
 
     return Study(
         name=name, datasets=specs, architectures=list(archs), budget=budget, search=space, objective=objective,

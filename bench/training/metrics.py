@@ -1,4 +1,5 @@
-"""Losses and whole-split metrics per task kind, and the validation objective.
+"""Losses and whole-split metrics per task kind, and the validation objective (metric names and orientation:
+``bench.spec.metrics``).
 
 binary: BCE with logits; AUC and log loss.  regression: MSE; MSE and MAE.
 multiclass: cross-entropy; accuracy and log loss.
@@ -11,13 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-METRICS: dict[str, tuple[str, ...]] = {
-    "binary": ("auc", "logloss"),
-    "regression": ("mse", "mae"),
-    "multiclass": ("accuracy", "logloss"),
-}
-PRIMARY: dict[str, str] = {"binary": "auc", "regression": "mse", "multiclass": "accuracy"}
-HIGHER_IS_BETTER: dict[str, bool] = {"auc": True, "accuracy": True, "logloss": False, "mse": False, "mae": False}
+from bench.spec.metrics import PRIMARY, oriented
 
 
 def task_loss(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -58,11 +53,6 @@ def task_metrics(kind: str, logits: torch.Tensor, y: torch.Tensor) -> dict[str, 
         "accuracy": (logits.argmax(-1) == target).float().mean().item(),
         "logloss": F.cross_entropy(logits, target).item(),
     }
-
-
-def oriented(metric: str, value: float) -> float:
-    """The value with "higher is better" orientation (lower-is-better metrics negated)."""
-    return value if HIGHER_IS_BETTER[metric] else -value
 
 
 def objective(tasks, metrics: dict[str, dict[str, float]], target: str = "mean") -> float:

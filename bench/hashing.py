@@ -1,0 +1,14 @@
+"""Stable short hashes of JSON-able configurations: config hashes in the results store and W&B, and the keys
+of the dataset tensor cache. At the bottom of the layers, with ``bench.errors``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short stable hash of a JSON-able configuration (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

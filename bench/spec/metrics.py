@@ -1,0 +1,20 @@
+"""The metrics of each task kind, which one is primary, and their orientation: the names the training code
+computes (``bench.training.metrics``) and the results pipeline ranks by (``bench.results``).
+
+binary: AUC and log loss.  regression: MSE and MAE.  multiclass: accuracy and log loss.
+"""
+
+from __future__ import annotations
+
+METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("auc", "logloss"),
+    "regression": ("mse", "mae"),
+    "multiclass": ("accuracy", "logloss"),
+}
+PRIMARY: dict[str, str] = {"binary": "auc", "regression": "mse", "multiclass": "accuracy"}
+HIGHER_IS_BETTER: dict[str, bool] = {"auc": True, "accuracy": True, "logloss": False, "mse": False, "mae": False}
+
+
+def oriented(metric: str, value: float) -> float:
+    """The value with "higher is better" orientation (lower-is-better metrics negated)."""
+    return value if HIGHER_IS_BETTER[metric] else -value

@@ -1,0 +1,116 @@
+"""Search spaces: the entry type (``Param``), its TOML form, and the built-in space of each architecture.
+
+A study's space for an architecture is its built-in space (``default_space``) overridden by the spec's
+``[search.all]`` and ``[search.<arch>]`` tables (``bench.spec.study``). Only the search stage
+(``bench.study.search``) turns a space into ``trial.suggest_*`` calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.errors import UserError
+
+from .config import TrainConfig, check_keys, coerce
+
+RANGE_KEYS = ("low", "high", "log", "step")
+# TrainConfig fields a search space may set; the others are set by the budget, the seeds and the objective
+SEARCHABLE_TRAIN_KEYS = ("lr", "weight_decay", "optimizer", "batch_size", "eval_batch_size")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One search-space entry: a fixed ``value``, a list of ``choices``, or a ``low``..``high`` range."""
+
+    value: Any = None
+    choices: tuple | None = None
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.choices is not None:
+            return "categorical"
+        if self.low is not None:
+            return "int" if isinstance(self.low, int) and isinstance(self.high, int) else "float"
+        return "fixed"
+
+
+# --- built-in search spaces -------------------------------------------------------------------------------
+_COMMON: dict[str, Param] = {
+    "lr": Param(low=1e-4, high=1e-2, log=True),
+    "batch_size": Param(choices=(128, 256, 512)),
+    "weight_decay": Param(low=1e-7, high=1e-3, log=True),
+    "dropout": Param(low=0.0, high=0.3),
+    "tower_units": Param(choices=(16, 32, 64)),
+    "tower_layers": Param(low=1, high=2),
+}
+_EXPERTS = {"expert_units": Param(choices=(32, 64, 128)), "expert_layers": Param(low=1, high=2)}
+_DEFAULTS: dict[str, dict[str, Param]] = {
+    "single_task": {**_EXPERTS},
+    "shared_bottom": {"expert_units": Param(choices=(64, 128, 256)), "expert_layers": Param(low=1, high=2)},
+    "cross_stitch": {"column_units": Param(choices=(32, 64, 128)), "column_layers": Param(low=1, high=3)},
+    "omoe": {**_EXPERTS, "n_experts": Param(low=2, high=8)},
+    "mmoe": {**_EXPERTS, "n_experts": Param(low=2, high=8)},
+    "cgc": {**_EXPERTS, "n_shared": Param(low=1, high=3), "n_specific": Param(low=1, high=3)},
+    "ple": {**_EXPERTS, "n_levels": Param(low=1, high=3), "n_shared": Param(low=1, high=3),
+            "n_specific": Param(low=1, high=3)},
+}
+
+
+def default_space(arch: str) -> dict[str, Param]:
+    """Built-in search space of ``arch``: learning rate, batch size, weight decay, dropout, tower and
+    expert widths and depths, and the architecture's own counts (experts, PLE levels)."""
+    from bench import architectures
+
+    opts = architectures.options(arch)
+    common = {k: v for k, v in _COMMON.items() if k in opts or k in ("lr", "batch_size", "weight_decay")}
+    return {**common, **_DEFAULTS.get(arch, {})}
+
+
+def search_keys(arch: str) -> dict[str, Any]:
+    """The keys a search space for ``arch`` may set, with their defaults."""
+    from bench import architectures
+
+    train = TrainConfig()
+    return {**{k: getattr(train, k) for k in SEARCHABLE_TRAIN_KEYS}, **architectures.options(arch)}
+
+
+def parse_param(where: str, spec: Any) -> Param:
+    """A search-space entry from TOML: scalar (fixed), list (categorical) or ``{low, high[, log, step]}``."""
+    if isinstance(spec, list):
+        if not spec:
+            raise UserError(f"{where}: an empty list of choices")
+        return Param(choices=tuple(spec))
+    if isinstance(spec, dict):
+        check_keys(where, spec, RANGE_KEYS)
+        if "low" not in spec or "high" not in spec:
+            raise UserError(f"{where}: a range needs both 'low' and 'high'")
+        low, high = spec["low"], spec["high"]
+        for bound in (low, high):
+            if isinstance(bound, bool) or not isinstance(bound, int | float):
+                raise UserError(f"{where}: bounds must be numbers, got {bound!r}")
+        if not low < high:
+            raise UserError(f"{where}: low must be < high, got {low} and {high}")
+        log = bool(spec.get("log", False))
+        if log and low <= 0:
+            raise UserError(f"{where}: a log range needs low > 0, got {low}")
+        step = spec.get("step")
+        if step is not None and log:
+            raise UserError(f"{where}: a range cannot have both 'log' and 'step'")
+        return Param(low=low, high=high, log=log, step=step)
+    return Param(value=spec)
+
+
+def check_param_values(where: str, param: Param, default: Any) -> None:
+    """Fixed values and choices must have the option's type (ranges are numeric by construction)."""
+    values = [param.value] if param.kind == "fixed" else list(param.choices or ())
+    for v in values:
+        coerce(where, v, default)
+    if param.kind in ("int", "float") and isinstance(default, bool | str):
+        raise UserError(f"{where}: a numeric range for a {type(default).__name__} option")
+    if param.kind == "float" and isinstance(default, int) and not isinstance(default, bool):
+        raise UserError(f"{where}: integer option with non-integer bounds")

@@ -1,0 +1,202 @@
+"""The final stage: each unit's best configuration retrained with the final seeds (and, for trainability, the
+repeat seeds), the test split read once per run; rows stored per (unit, seed), each seed claimed so parallel
+workers never train the same one.
+
+By default a unit's missing seeds are trained as one population: one stacked model
+(``bench.training.population.train_population``) instead of one ``bench.training.fit.fit`` per seed.
+``population_final_stage`` is a drop-in for ``final_stage``: same arguments, same tidy rows (one
+per seed, split, task and metric; same columns), the same hooks per seed (``final_start`` for every seed before
+training, ``final_end`` for every seed after, with that seed's rows, so a tracker still gets one run per
+seed). The test split is read once per member, with its best weights.
+
+The two paths agree to float rounding (``tests/test_final_population.py`` checks rtol 1e-4) when the model
+has no dropout; with dropout > 0 the dropout masks are drawn differently, so only their distribution is the
+same. ``seconds`` of a member is the population's wall time until that member stopped. The sequential path
+stays available: ``[final] population = false`` in the spec or ``bench run --no-population``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from bench.coordination.signals import Terminated
+from bench.errors import UserError
+from bench.hashing import config_hash
+from bench.results import store
+from bench.spec.hooks import Hooks
+from bench.spec.metrics import PRIMARY
+
+from .search import trial_state
+from .units import RunContext, Unit, unit_data
+
+STAGES = ("final", "repeat")
+
+
+def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds: list[int] | None = None,
+               wait: bool = False) -> tuple[list[str], list[int]]:
+    """The final stage of one unit: the best configuration retrained with every final seed not yet stored for
+    it. Each (unit, seed) is claimed, so parallel workers never train the same one; its rows are kept in the
+    Optuna storage too (study user attribute ``final:seed-<k>``), so workers on other machines write the same
+    parquet file without training it again. Returns the failures (``"unit seed k: error"``) and the seeds
+    another worker holds: ``wait=False`` leaves those to a later call with ``wait=True``, which waits for them
+    (and trains one whose worker died).
+
+    The seeds this worker claims are trained together as one population unless the study says
+    ``population = false``. ``stage="repeat"`` with ``seeds``: the repeated runs (``Study.repeat_seeds``)."""
+    study, out, stop = ctx.study, ctx.out, ctx.stop
+    udata = unit_data(unit, ctx.data[unit.dataset])
+    complete = [t for t in opt.get_trials(deepcopy=False) if trial_state(t) == "complete"]
+    if not complete:
+        out(f"[{unit}] no complete trial: skipping the final stage")
+        return [], []
+    best = opt.best_trial
+    config = best.user_attrs["config"]
+    chash = config_hash(config)
+    seeds = seeds or study.final_seeds
+    claim_prefix = f"{study.name}:{unit.optuna_name}:{stage}"
+
+    def path(seed: int) -> Path:
+        return store.stage_path(ctx.root, stage, unit.dataset, unit.arch, unit.target, seed)
+
+    def stored(seed: int) -> bool:
+        old = pl.read_parquet(path(seed)) if path(seed).is_file() else None
+        if old is not None and old["config_hash"].unique().to_list() == [chash]:
+            return True
+        kept = opt.user_attrs.get(f"{stage}:seed-{seed}")
+        if kept and kept.get("config_hash") == chash:  # trained by another worker (maybe on another machine)
+            store.write_atomic(store.frame(kept["rows"]), path(seed))
+            return True
+        return False
+
+    def train(batch: list[int]) -> list[str]:
+        stop.check()
+        try:
+            rows = train_seeds(udata, unit.arch, config, batch, population=study.population,
+                               accelerator=ctx.accelerator, hooks=ctx.hooks, unit=unit)
+        except (SystemExit, KeyboardInterrupt):
+            raise Terminated(stop.signum or 2) from None
+        except UserError:
+            raise
+        except Exception as err:  # e.g. a non-finite loss with this seed: reported, never stored
+            if len(batch) > 1:  # one bad seed must not cost the others: train them one by one
+                out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} as a population failed "
+                    f"({type(err).__name__}: {err}); training them one at a time")
+                return [e for seed in batch for e in train([seed])]
+            out(f"[{unit}] {stage} seed {batch[0]} failed: {type(err).__name__}: {err}")
+            return [f"{unit} {'' if stage == 'final' else stage + ' '}seed {batch[0]}: {type(err).__name__}: {err}"]
+        common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.arch,
+                  "target": unit.target, "stage": stage, "trial": best.number,
+                  "git_commit": store.git_commit(), "versions": store.versions(), "hardware": ctx.hardware}
+        for seed in batch:
+            seed_rows = [r for r in rows if r["seed"] == seed]
+            df = store.frame([{**r, **common} for r in seed_rows])
+            opt.set_user_attr(f"{stage}:seed-{seed}", {"config_hash": chash, "rows": df.to_dicts()})
+            store.write_atomic(df, path(seed))
+            test = df.filter(pl.col("split") == "test")
+            summary = ", ".join(f"{r['task']} {r['metric']}={r['value']:.4f}" for r in test.iter_rows(named=True)
+                                if r["metric"] == PRIMARY[r["kind"]])
+            if stage == "final":
+                out(f"[{unit}] final seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}): "
+                    f"test {summary}  {seed_rows[0]['seconds']:.1f} s")
+        if stage != "final":  # many runs: one line
+            test = pl.DataFrame([r for r in rows if r["split"] == "test" and r["metric"] == PRIMARY[r["kind"]]])
+            medians = test.group_by("task", "metric", maintain_order=True).agg(pl.col("value").median())
+            summary = ", ".join(f"{t} {m}={v:.4f}" for t, m, v in medians.iter_rows())
+            out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} ({len(batch)} runs, up to "
+                f"{seeds.index(batch[-1]) + 1}/{len(seeds)}): test median {summary}  "
+                f"{max(r['seconds'] for r in rows):.1f} s")
+        return []
+
+    failures, busy = [], []
+    with contextlib.ExitStack() as claims:  # first pass: claim the seeds no other worker is training
+        mine = []
+        for seed in seeds:
+            if stored(seed):
+                continue
+            if not claims.enter_context(ctx.coordinator.claim(f"{claim_prefix}:{seed}")):
+                busy.append(seed)
+            elif not stored(seed):
+                mine.append(seed)
+        if mine:  # held until they are stored: trained together, as one population
+            failures += train(mine)
+    if not wait:
+        return failures, busy
+    for seed in busy:  # wait for the others' seeds (and train one whose worker died)
+        with ctx.coordinator.wait_claim(f"{claim_prefix}:{seed}"):
+            if not stored(seed):
+                failures += train([seed])
+    return failures, []
+
+
+def train_seeds(data, arch: str, config: dict[str, Any], seeds: list[int], *, population: bool = True,
+                accelerator: str = "auto", hooks: Hooks | None = None, unit=None) -> list[dict[str, Any]]:
+    """The rows of ``seeds`` trained as one population, or (``population=False``) one fit after another."""
+    if population:
+        return population_final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit)
+    return final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit)
+
+
+def final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, accelerator: str = "auto",
+                hooks: Hooks | None = None, unit: Unit | None = None) -> list[dict[str, Any]]:
+    """Retrain ``config`` once per seed (config ``seed`` = the seed) and evaluate validation and, once, test.
+
+    Returns tidy rows (split, task, kind, metric, value, seed, n_params, seconds, epochs, config_hash, config);
+    the caller adds the study's columns. A population trainer that fits all seeds as one stacked model can
+    replace this function: same arguments, same rows.
+    """
+    from bench.training.fit import fit
+
+    hooks = hooks or Hooks()
+    kinds = {t.name: t.kind for t in data.tasks}
+    rows = []
+    for seed in seeds:
+        cfg = {**config, "seed": seed}
+        for hook in hooks.final_start:
+            hook(unit, seed, cfg)
+        result = fit(arch, data, cfg, evaluate_test=True, accelerator=accelerator)
+        rows += end_seed(hooks, unit, result, seed, config, cfg, kinds, store.now())
+    return rows
+
+
+def population_final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, accelerator: str = "auto",
+                           hooks: Hooks | None = None, unit=None) -> list[dict[str, Any]]:
+    """Retrain ``config`` once per seed as one population, evaluate validation and, once per seed, test; the
+    rows of ``final_stage`` (the caller adds the study's columns)."""
+    from bench.training.population import seed_configs, train_population
+
+    hooks = hooks or Hooks()
+    kinds = {t.name: t.kind for t in data.tasks}
+    configs = seed_configs(config, seeds)
+    for seed, cfg in zip(seeds, configs):
+        for hook in hooks.final_start:
+            hook(unit, seed, cfg)
+    results = train_population(arch, data, configs, evaluate_test=True, device=accelerator)
+    finished = store.now()
+    rows = []
+    for seed, cfg, result in zip(seeds, configs, results):
+        rows += end_seed(hooks, unit, result, seed, config, cfg, kinds, finished)
+    return rows
+
+
+def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg: dict[str, Any],
+             kinds: dict[str, str], finished: str) -> list[dict[str, Any]]:
+    """The tidy rows of one final run (validation and test metrics per task with their traceability columns),
+    after the ``final_end`` hooks have seen them. ``config`` is the unit's best configuration, ``cfg`` it with this
+    run's seed."""
+    base = {"seed": seed, "n_params": result.n_params, "seconds": result.seconds, "epochs": result.epochs,
+            "config_hash": config_hash(config), "config": json.dumps(cfg, sort_keys=True), "status": "complete",
+            "finished_at": finished}
+    rows = [
+        {**base, "split": split, "task": task, "kind": kinds[task], "metric": metric, "value": value}
+        for split, per_task in (("val", result.val_metrics), ("test", result.test_metrics))
+        for task, metrics in per_task.items()
+        for metric, value in metrics.items()
+    ]
+    for hook in hooks.final_end:
+        hook(unit, seed, cfg, rows, {"history": result.history, "best_epoch": result.best_epoch})
+    return rows

@@ -1,0 +1,137 @@
+"""Running a study, top-down: prepare (check everything, then write the metadata), search every unit, then
+train every unit's final seeds (and repeats) with its best configuration.
+
+Everything resumes: the search runs only the trials missing from each unit's budget, the final stage only the
+seeds missing from the store (or stored for a different configuration), and likewise the repeats. The test
+split is read only by the final runs and repeats (``bench.study.final``). Each ``bench run`` process is one
+worker; several share a study through its Optuna storage (``bench.coordination``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from bench.coordination import identity
+from bench.coordination.coordinator import Coordinator
+from bench.coordination.signals import StopFlag
+from bench.coordination.storage import DEFAULT_HEARTBEAT, open_storage
+from bench.errors import UserError
+from bench.results import store
+from bench.spec.hooks import Hooks
+from bench.spec.study import Study
+
+from .final import final_unit
+from .search import mean_trial_seconds, open_unit_study, search_rows, search_unit
+from .units import RunContext, Unit, load_data, units
+
+
+def run_study(
+    study: Study,
+    runs_dir: Path,
+    *,
+    storage: str | None = None,
+    accelerator: str = "auto",
+    hooks: Hooks | None = None,
+    out: Callable[[str], None] = print,
+    fresh: bool = False,
+    prepare_only: bool = False,
+    max_failure_rate: float = 0.5,
+    heartbeat: int = DEFAULT_HEARTBEAT,
+) -> Path:
+    """Run what is missing of ``study``, as one of possibly many workers; returns its store directory
+    ``runs_dir/<study>``. ``fresh`` moves an existing ``runs_dir/<study>`` aside first; ``prepare_only``
+    (``--jobs N``) checks and prepares the study for the workers without training."""
+    import optuna
+
+    from bench.training.devices import hardware
+    from bench.training.fit import quiet_lightning
+
+    quiet_lightning()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    root = Path(runs_dir) / study.name
+    data = load_data(study)  # every check passes before anything is written
+    all_units = units(study, data)
+    storage_obj = prepare(study, root, all_units, storage, heartbeat=heartbeat, fresh=fresh, out=out)
+    if prepare_only:
+        return root
+
+    hw = hardware(accelerator)
+
+    def note_hardware(unit, trial, config) -> None:
+        trial.set_user_attr("hardware", hw)
+
+    hooks = hooks or Hooks()
+    ctx = RunContext(study=study, root=root, data=data, coordinator=Coordinator(root, storage_obj),
+                     stop=StopFlag().install(), hooks=replace(hooks, trial_start=[note_hardware, *hooks.trial_start]),
+                     accelerator=accelerator, hardware=hw, out=out, max_failure_rate=max_failure_rate)
+    try:
+        failed = train_units(ctx, all_units, storage_obj)
+    finally:
+        ctx.stop.restore()
+        ctx.coordinator.close()
+    if failed:
+        raise UserError(f"{len(failed)} final run(s) failed and were not stored: {'; '.join(failed)}")
+    return root
+
+
+def prepare(study: Study, root: Path, all_units: list[Unit], url: str | None, *, heartbeat: int, fresh: bool,
+            out: Callable[[str], None]):
+    """Open the storage and check the stored studies' identities (refusing a spec that changed results), or
+    move the old store aside (``fresh``); then write the study's metadata and spec. Returns the storage."""
+    storage = open_storage(root, url, heartbeat=heartbeat) if url else None
+    if fresh:
+        if url:
+            raise UserError("--fresh moves runs/<study>/ aside and works with the embedded storage only; with "
+                            "--storage, give the study a new name")
+        moved = store.move_aside(root)
+        if moved is not None:
+            out(f"--fresh: moved {root} to {moved}")
+    elif root.exists() or storage is not None:
+        probe = storage if storage is not None else (
+            open_storage(root, None) if (root / "optuna.journal").exists() else None)
+        if probe is not None:
+            identity.check_identity(study, all_units, probe, root, url=url,
+                                    stored_final_seeds=store.stored_seeds(root, "final"))
+    root.mkdir(parents=True, exist_ok=True)
+    if storage is None:
+        storage = open_storage(root, None)
+    store.write_meta(root, study.meta())
+    if study.path is not None:
+        shutil.copyfile(study.path, root / "spec.toml")
+    return storage
+
+
+def train_units(ctx: RunContext, all_units: list[Unit], storage) -> list[str]:
+    """The search and final stages of every unit; returns the final runs that failed."""
+    # 1. every unit's search, without waiting for other workers' trials
+    opts = {}
+    for i, unit in enumerate(all_units, 1):
+        opts[unit] = open_unit_study(ctx.study, unit, storage)
+        search_unit(ctx, unit, opts[unit], position=f"{i}/{len(all_units)}", wait=False)
+    # 2. per unit: wait until no trial runs anywhere (retrying what others left), store its search rows, then
+    # train the final seeds no other worker has claimed. Seeds claimed elsewhere are left for step 3, so that
+    # parallel workers train different units' final stages side by side instead of queueing on one unit.
+    # Longest first (mean seconds per complete trial): the slowest final stage starts first.
+    stages: list[tuple[str, list[int] | None]] = [("final", None)]
+    if ctx.study.repeats:  # trainability runs of the best configuration
+        stages.append(("repeat", ctx.study.repeat_seeds))
+    failed: list[str] = []
+    later = []
+    order = sorted(enumerate(all_units, 1), key=lambda iu: -mean_trial_seconds(opts[iu[1]]))
+    for i, unit in order:
+        search_unit(ctx, unit, opts[unit], position=f"{i}/{len(all_units)}", wait=True)
+        rows = search_rows(ctx, unit, opts[unit])
+        if rows:
+            store.write_atomic(store.frame(rows), store.search_path(ctx.root, unit.dataset, unit.arch, unit.target))
+        for stage, seeds in stages:
+            unit_failed, busy = final_unit(ctx, unit, opts[unit], stage=stage, seeds=seeds)
+            failed += unit_failed
+            if busy:
+                later.append((unit, stage, seeds))
+    # 3. seeds other workers were training: wait for them (and train one whose worker died)
+    for unit, stage, seeds in later:
+        failed += final_unit(ctx, unit, opts[unit], stage=stage, seeds=seeds, wait=True)[0]
+    return failed

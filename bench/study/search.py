@@ -1,0 +1,230 @@
+"""The search stage: one Optuna study per unit, tuned on the validation split only.
+
+This is the only module that calls ``trial.suggest_*``; models and training code never see a ``trial``.
+Each trial trains one configuration with ``bench.training.fit.fit`` on the train split, is judged on the
+validation split only (``evaluate_test=False``) and may be pruned after any validation epoch. The trials of a
+unit are run by ``bench.coordination.trials.search``, which keeps the budget exact across workers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+
+from bench.coordination import identity, trials
+from bench.errors import UserError
+from bench.hashing import config_hash
+from bench.results import store
+from bench.spec.hooks import Hooks
+from bench.spec.space import Param
+from bench.spec.study import Study, optuna_class
+
+from .units import RunContext, Unit, unit_data, unit_fixed
+
+
+def suggest(trial, space: dict[str, Param]) -> dict[str, Any]:
+    """One configuration drawn from ``space`` (fixed entries are set as user attributes' config, not sampled)."""
+    config: dict[str, Any] = {}
+    for name, p in space.items():
+        if p.kind == "fixed":
+            config[name] = p.value
+        elif p.kind == "categorical":
+            config[name] = trial.suggest_categorical(name, list(p.choices))
+        elif p.kind == "int":
+            config[name] = trial.suggest_int(name, p.low, p.high, step=p.step or 1, log=p.log)
+        else:
+            config[name] = trial.suggest_float(name, float(p.low), float(p.high), step=p.step, log=p.log)
+    return config
+
+
+# --- pruning ---------------------------------------------------------------------------------------------
+class OptunaPruning(Callback):
+    """Reports ``pl_module.last_objective`` (the validation objective, higher is better) after each validation
+    epoch and raises ``optuna.TrialPruned`` when the pruner says so. Also keeps the curve and parameter count,
+    which the objective stores on the trial even when it is pruned, and the system's per-epoch history (for
+    tracking hooks)."""
+
+    def __init__(self, trial) -> None:
+        self.trial = trial
+        self.curve: list[float] = []
+        self.n_params: int | None = None
+        self.history: list[dict[str, Any]] = []
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.n_params = sum(p.numel() for p in pl_module.model.parameters() if p.requires_grad)
+        self.history = pl_module.history  # the system's own list: epochs up to a pruning stay in it
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        import optuna
+
+        if trainer.sanity_checking or pl_module.last_objective is None:
+            return
+        value = float(pl_module.last_objective)
+        self.curve.append(value)
+        if not math.isfinite(value):
+            return  # early stopping's check_finite ends a diverged run; never report -inf to the pruner
+        self.trial.report(value, step=trainer.current_epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch} with {value:.6g}")
+
+
+# --- the objective ---------------------------------------------------------------------------------------
+def make_objective(
+    unit,
+    data,
+    space: dict[str, Param],
+    fixed: dict[str, Any],
+    *,
+    accelerator: str = "auto",
+    hooks: Hooks | None = None,
+) -> Callable:
+    """The Optuna objective of one (dataset, architecture[, task]) unit: sample, fit on train, return the best
+    validation objective. Per-epoch values, parameter count, seconds and the config go to user attributes."""
+    import optuna
+
+    from bench.training.fit import fit
+
+    hooks = hooks or Hooks()
+
+    def objective(trial) -> float:
+        config = {**suggest(trial, space), **fixed}
+        trial.set_user_attr("config", config)
+        trial.set_user_attr("config_hash", config_hash(config))
+        for hook in hooks.trial_start:
+            hook(unit, trial, config)
+        pruning = OptunaPruning(trial)
+        start = time.perf_counter()
+        record: dict[str, Any] = {"state": "failed"}
+        try:
+            result = fit(unit.arch, data, config, evaluate_test=False, accelerator=accelerator, callbacks=[pruning])
+            if not math.isfinite(result.val_objective):
+                raise FloatingPointError("non-finite validation objective (diverged)")
+            record.update(state="complete", val_metrics=result.val_metrics, best_epoch=result.best_epoch)
+            return result.val_objective
+        except optuna.TrialPruned:
+            record["state"] = "pruned"
+            raise
+        except UserError as err:
+            # a mistake in the spec (e.g. an invalid fixed value): the runner stops and reports it
+            record["user_error"] = str(err)
+            raise
+        except Exception as err:
+            # an error of this configuration (kept as a failed trial that counts toward the budget)
+            record["error"] = f"{type(err).__name__}: {err}"
+            raise
+        finally:
+            record.update(seconds=time.perf_counter() - start, n_params=pruning.n_params, curve=pruning.curve,
+                          history=pruning.history)
+            for key in ("seconds", "n_params", "curve", "val_metrics", "best_epoch", "error", "user_error"):
+                if key in record:
+                    trial.set_user_attr(key, record[key])
+            for hook in hooks.trial_end:
+                hook(unit, trial, config, record)
+
+    return objective
+
+
+# --- one unit's Optuna study -----------------------------------------------------------------------------
+def open_unit_study(study: Study, unit: Unit, storage):
+    """The unit's Optuna study (created on first use), with the spec's pruner and sampler and its identity."""
+    import optuna
+
+    sampler_kw = {k: v for k, v in study.sampler.items() if k != "kind"}
+    pruner_kw = {k: v for k, v in study.pruner.items() if k != "kind"}
+    opt = optuna.create_study(storage=storage, study_name=unit.optuna_name, direction="maximize",
+                              load_if_exists=True, pruner=optuna_class("pruner", study.pruner["kind"])(**pruner_kw))
+    # a resumed unit continues the sampler's random stream where it left off instead of repeating its draws
+    done = len(opt.get_trials(deepcopy=False))
+    sampler_kw["seed"] = int(sampler_kw.get("seed", 0)) + done
+    opt.sampler = optuna_class("sampler", study.sampler["kind"])(**sampler_kw)
+    attrs = opt.user_attrs
+    if "spec_hash" not in attrs:
+        opt.set_user_attr("spec_hash", study.spec_hash)
+    if "identity" not in attrs:  # what must not change under this name (checked by identity.check_identity)
+        opt.set_user_attr("identity", identity.unit_identity(study, unit))
+    return opt
+
+
+def progress_state(optuna_study) -> tuple[int, float]:
+    """(trials counted toward the budget, their seconds)."""
+    counted = [t for t in optuna_study.get_trials(deepcopy=False) if trials.counted(t)]
+    return len(counted), sum(t.user_attrs.get("seconds", 0.0) for t in counted)
+
+
+def trial_state(trial) -> str:
+    """complete, pruned or failed, as the results store names them."""
+    from optuna.trial import TrialState
+
+    return {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(trial.state, "failed")
+
+
+def mean_trial_seconds(opt) -> float:
+    """Mean seconds of the unit's complete trials (0 when none): how long its final stage will take, roughly."""
+    seconds = [t.user_attrs.get("seconds", 0.0) for t in opt.get_trials(deepcopy=False)
+               if trial_state(t) == "complete"]
+    return sum(seconds) / len(seconds) if seconds else 0.0
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.5g}"
+
+
+def search_unit(ctx: RunContext, unit: Unit, opt, *, position: str, wait: bool) -> None:
+    """Run the unit's missing trials with the study's other workers; with ``wait``, return only once none of
+    its trials runs anywhere (retrying those whose worker died). ``position`` ("3/14") is for the log line."""
+    budget = ctx.study.budget
+    udata = unit_data(unit, ctx.data[unit.dataset])
+    done, spent = progress_state(opt)
+    remaining = budget.trials - done
+    time_left = None if budget.timeout is None else budget.timeout - spent
+    if not wait and remaining > 0 and (time_left is None or time_left > 0):
+        ctx.out(f"[{unit}] search: {done}/{budget.trials} trials done, running {remaining} ({position})")
+
+    def report(s, trial) -> None:
+        n, _ = progress_state(s)
+        best = s.best_value if any(trial_state(t) == "complete" for t in s.get_trials(deepcopy=False)) else None
+        value = trial.value if trial.value is not None else (trial.user_attrs.get("curve") or [None])[-1]
+        err = trial.user_attrs.get("error")
+        ctx.out(f"[{unit}] trial {n}/{budget.trials} {trial_state(trial):<8} value {_fmt(value)}  "
+                f"best {_fmt(best)}  {trial.user_attrs.get('seconds', 0.0):.1f} s" + (f"  ({err})" if err else ""))
+
+    objective = make_objective(unit, udata, ctx.study.search[unit.arch], unit_fixed(ctx.study, unit),
+                               accelerator=ctx.accelerator, hooks=ctx.hooks)
+    trials.search(opt, objective, unit=str(unit), lock_name=f"{ctx.study.name}:{unit.optuna_name}",
+                  trials=budget.trials, timeout=budget.timeout, coordinator=ctx.coordinator,
+                  new_sampler=ctx.new_sampler, max_failure_rate=ctx.max_failure_rate, stop=ctx.stop,
+                  report=report, out=ctx.out, wait=wait)
+
+
+def search_rows(ctx: RunContext, unit: Unit, optuna_study) -> list[dict[str, Any]]:
+    """Tidy rows of every counted trial of a unit (see ``bench.results.store``)."""
+    kinds = {t.name: t.kind for t in ctx.data[unit.dataset].tasks}
+    rows = []
+    for trial in optuna_study.get_trials(deepcopy=False):
+        if not trials.counted(trial):
+            continue
+        attrs = trial.user_attrs
+        state = trial_state(trial)
+        curve = [v for v in attrs.get("curve", []) if math.isfinite(v)]
+        value = trial.value if state == "complete" else (curve[-1] if state == "pruned" and curve else None)
+        base = {
+            "study": ctx.study.name, "dataset": unit.dataset, "architecture": unit.arch, "target": unit.target,
+            "stage": "search", "trial": trial.number, "seed": attrs.get("config", {}).get("seed", 0),
+            "status": state, "split": "val", "n_params": attrs.get("n_params"), "seconds": attrs.get("seconds"),
+            "epochs": len(attrs.get("curve", [])), "config_hash": attrs.get("config_hash"),
+            "config": json.dumps(attrs.get("config", {}), sort_keys=True), "git_commit": store.git_commit(),
+            "versions": store.versions(), "hardware": attrs.get("hardware"),
+            "wandb_run": attrs.get("wandb_run"), "wandb_url": attrs.get("wandb_url"),
+            "finished_at": trial.datetime_complete.replace(microsecond=0).isoformat()
+            if trial.datetime_complete else None,
+        }
+        rows.append({**base, "task": "*", "kind": "", "metric": "objective", "value": value})
+        for task, metrics in attrs.get("val_metrics", {}).items():
+            for metric, v in metrics.items():
+                rows.append({**base, "task": task, "kind": kinds.get(task, ""), "metric": metric, "value": v})
+    return rows

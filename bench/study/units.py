@@ -1,0 +1,104 @@
+"""The units of a study and their data.
+
+A *unit* is what gets its own Optuna study and its own tuned configuration: (dataset, architecture) for the
+multi-task architectures, and (dataset, single_task, task) for the single-task baselines, each tuned on its own
+task's validation metric and trained on that task alone (the MMoE paper's protocol).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.coordination.coordinator import Coordinator
+from bench.coordination.signals import StopFlag
+from bench.errors import UserError
+from bench.spec.hooks import Hooks
+from bench.spec.study import Study, optuna_class
+
+
+@dataclass(frozen=True)
+class Unit:
+    dataset: str  # the dataset's label in the study
+    arch: str
+    target: str  # "mean", the study's main task, or (single_task) the one task trained and tuned
+
+    @property
+    def optuna_name(self) -> str:
+        name = f"{self.dataset}/{self.arch}"
+        return f"{name}/{self.target}" if self.arch == "single_task" else name
+
+    def __str__(self) -> str:
+        return f"{self.dataset} | {self.arch}" + (f"[{self.target}]" if self.arch == "single_task" else "")
+
+
+def load_data(study: Study) -> dict[str, Any]:
+    """Every dataset of the study, loaded and checked (tasks, objective) before anything is written."""
+    from bench import datasets
+
+    out = {}
+    for spec in study.datasets:
+        try:
+            data = datasets.load(spec.name, **spec.options)
+        except (ValueError, FileNotFoundError, OSError) as err:
+            if isinstance(err, UserError):
+                raise
+            raise UserError(f"dataset {spec.label} ({spec.name}): {err}") from None
+        if spec.tasks:
+            for t in spec.tasks:
+                if t not in data.task_names:
+                    raise UserError(f"dataset {spec.label}: unknown task {t!r}; valid choices: "
+                                    f"{', '.join(data.task_names)}")
+            data = data.select_tasks(list(spec.tasks))
+        if study.objective != "mean" and study.objective not in data.task_names:
+            raise UserError(f"unknown objective {study.objective!r} for dataset {spec.label}; valid choices: "
+                            f"{', '.join(['mean', *data.task_names])}")
+        out[spec.label] = data
+    return out
+
+
+def units(study: Study, data: dict[str, Any]) -> list[Unit]:
+    out = []
+    for spec in study.datasets:
+        for arch in study.architectures:
+            if arch == "single_task":
+                out += [Unit(spec.label, arch, t) for t in data[spec.label].task_names]
+            else:
+                out.append(Unit(spec.label, arch, study.objective))
+    return out
+
+
+def unit_data(unit: Unit, data):
+    return data.select_tasks([unit.target]) if unit.arch == "single_task" else data
+
+
+def unit_fixed(study: Study, unit: Unit) -> dict[str, Any]:
+    """Config entries set by the study, not searched: budget, search seed, objective."""
+    objective = "mean" if unit.arch == "single_task" else unit.target
+    return {"max_epochs": study.budget.max_epochs, "patience": study.budget.patience, "seed": 0,
+            "objective": objective}
+
+
+@dataclass
+class RunContext:
+    """What the stages of one worker's run of a study share (``bench.study.run.run_study`` builds it)."""
+
+    study: Study
+    root: Path  # runs/<study>/
+    data: dict[str, Any]  # dataset label -> MTLData
+    coordinator: Coordinator
+    stop: StopFlag
+    hooks: Hooks
+    accelerator: str
+    hardware: str  # bench.training.devices.hardware(accelerator), stored with every row
+    out: Callable[[str], None]
+    max_failure_rate: float = 0.5
+
+    def new_sampler(self, n_trials: int):
+        """The sampler for a unit's next trial: one seed per trial (sampler seed + trials before it), so the
+        draws are distinct whichever worker asks."""
+        kwargs = {k: v for k, v in self.study.sampler.items() if k != "kind"}
+        cls = optuna_class("sampler", self.study.sampler["kind"])
+        return cls(**{**kwargs, "seed": int(kwargs.get("seed", 0)) + n_trials})

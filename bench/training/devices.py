@@ -1,0 +1,38 @@
+"""The training device: resolving a device name, and describing the hardware for the results' provenance."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+from bench.errors import UserError
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``/``gpu`` or ``cuda:N``."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "gpu":
+        name = "cuda"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:N, gpu") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:N, gpu")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
+    return dev
+
+
+def hardware(accelerator: str = "cpu") -> str:
+    """A short description of the device ``accelerator`` trains on (stored with every result row)."""
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU {cpu}, {os.cpu_count()} cores"
