@@ -4,10 +4,12 @@ Tasks (binary): ``income`` (> 50K) and ``never_married`` (marital status ``Never
 census-income group 1). The official ``adult.test`` opens with a note line (``|1x3 Cross validator``) and its
 labels end in ``.`` (``>50K.``); both it and the cleaned copy without them are read.
 
-Never features: the label sources (income, marital status), ``relationship`` (its levels Husband, Wife and
-Unmarried are defined by marital status) and ``fnlwgt`` (a sampling weight, like census-income's instance
-weight). ``?`` (missing) stays its own level of a categorical column. Continuous columns (age, education_num,
-capital_gain, capital_loss, hours_per_week) are standardised, the rest one-hot encoded, with training statistics.
+Never features: the label sources (income, marital status) and ``fnlwgt`` (a sampling weight, like
+census-income's instance weight). ``relationship`` (its levels Husband, Wife and Unmarried are defined by marital
+status) is dropped too under ``features="strict"`` (the default), kept under ``features="paper"`` (only the label
+sources removed, as census-income's paper protocol does). ``?`` (missing) stays its own level of a categorical
+column. Continuous columns (age, education_num, capital_gain, capital_loss, hours_per_week) are standardised, the
+rest one-hot encoded, with training statistics.
 
 Splits: ``split="official"`` trains on adult.data and splits adult.test 1:1 at random (seeded) into validation
 and test (as census-income's paper protocol); ``split="random"`` pools the files present and splits them by
@@ -34,8 +36,9 @@ COLUMNS = [
     "race", "sex", "capital_gain", "capital_loss", "hours_per_week", "native_country", "income",
 ]
 CONTINUOUS = ["age", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
-EXCLUDED = ["income", "marital_status", "relationship", "fnlwgt"]
-NOMINAL = [c for c in COLUMNS if c not in CONTINUOUS and c not in EXCLUDED]
+EXCLUDED = ["income", "marital_status", "fnlwgt"]
+CODED_FROM_LABELS = ["relationship"]  # coded from marital status: a feature only under features="paper"
+NOMINAL = [c for c in COLUMNS if c not in CONTINUOUS and c not in EXCLUDED]  # features="paper"
 INCOME_LABELS = {"<=50K": 0.0, ">50K": 1.0}  # adult.test writes them with a trailing "."
 NEVER_MARRIED = "Never-married"
 TASKS = ("income", "never_married")
@@ -78,7 +81,7 @@ def choose_tasks(tasks) -> list[str]:
 
 UCI = uci.UCIDataset(
     name="adult", files=FILES, parse_file=parse_file, continuous=CONTINUOUS, nominal=NOMINAL, tasks=TASKS,
-    excluded=EXCLUDED, official_split="official", module=sys.modules[__name__],
+    excluded=EXCLUDED, coded_from_labels=CODED_FROM_LABELS, official_split="official", module=sys.modules[__name__],
 )
 
 
@@ -88,6 +91,7 @@ def adult(
     data_dir: str = "",
     tasks: list[str] | None = None,
     split: str = "official",
+    features: str = "strict",
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     seed: int = 0,
@@ -98,7 +102,7 @@ def adult(
     names = choose_tasks(tasks)
     data = uci.load(
         UCI, split=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, data_dir=data_dir,
-        download=download, cache=cache,
+        download=download, cache=cache, features=features,
     )
     data = data.select_tasks(names)
     data.info["tasks"] = names

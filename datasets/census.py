@@ -10,11 +10,16 @@ fields, no header. Tasks (all binary):
 
 ``group=1`` is the papers' income + never-married pair, ``group=2`` education + never-married; ``tasks`` picks any
 of the three instead. The columns the labels come from (education, marital status, income) never reach the
-features, whatever tasks are chosen, and neither do the instance weight (a sampling weight, not an attribute of
-the person) nor the two household columns whose levels are defined by marital status (e.g. ``Child <18 never marr
-not in subfamily``, ``Spouse of householder``, ``Child under 18 ever married``). Every study and every task
-subset therefore sees the same features. The 7 continuous columns are standardised, the 29 other nominal ones
-one-hot encoded, all with statistics of the training split.
+features, whatever tasks are chosen, and neither does the instance weight (a sampling weight, not an attribute of
+the person). Every study and every task subset therefore sees the same features.
+
+Feature protocol (``features``): ``strict`` (the default) also drops the three columns coded from marital status:
+the two household columns (levels such as ``Child <18 never marr not in subfamily``, ``Spouse of householder``,
+``Child under 18 ever married``) and ``tax_filer_stat``, whose "Joint ..." levels imply married (39,743 of the
+99,762 test-file rows, none of them never married). ``paper`` keeps them: the MMoE paper removes only education and
+marital status (and the labels) from the inputs, and public reproductions keep the household and tax-filer
+columns. The 7 continuous columns are standardised, the other nominal ones (26 strict, 29 paper) one-hot encoded,
+all with statistics of the training split.
 
 Splits: ``split="paper"`` trains on the .data file and splits the .test file 1:1 at random (seeded) into
 validation and test; ``split="random"`` pools whichever official files are present (downloading both when
@@ -53,12 +58,13 @@ CONTINUOUS = [
     "age", "wage_per_hour", "capital_gains", "capital_losses", "dividends_from_stocks",
     "num_persons_worked_for_employer", "weeks_worked_in_year",
 ]
-# never features: the label sources, the sampling weight, and household codes defined by marital status
-EXCLUDED = [
-    "education", "marital_stat", "income", "instance_weight",
-    "detailed_household_and_family_stat", "detailed_household_summary_in_household",
+# never features: the label sources and the sampling weight
+EXCLUDED = ["education", "marital_stat", "income", "instance_weight"]
+# coded from marital status: features only under features="paper"
+CODED_FROM_LABELS = [
+    "detailed_household_and_family_stat", "detailed_household_summary_in_household", "tax_filer_stat",
 ]
-NOMINAL = [c for c in COLUMNS if c not in CONTINUOUS and c not in EXCLUDED]
+NOMINAL = [c for c in COLUMNS if c not in CONTINUOUS and c not in EXCLUDED]  # features="paper"
 
 INCOME_LABELS = {"- 50000.": 0.0, "50000+.": 1.0}
 NEVER_MARRIED = "Never married"
@@ -123,7 +129,7 @@ def choose_tasks(group: int, tasks) -> list[str]:
 
 UCI = uci.UCIDataset(
     name="census-income", files=FILES, parse_file=parse_file, continuous=CONTINUOUS, nominal=NOMINAL, tasks=TASKS,
-    excluded=EXCLUDED, official_split="paper", module=sys.modules[__name__],
+    excluded=EXCLUDED, coded_from_labels=CODED_FROM_LABELS, official_split="paper", module=sys.modules[__name__],
     info={"education_task": "Associates degree or higher"},
 )
 
@@ -135,6 +141,7 @@ def census_income(
     group: int = 1,
     tasks: list[str] | None = None,
     split: str = "paper",
+    features: str = "strict",
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     seed: int = 0,
@@ -145,7 +152,7 @@ def census_income(
     names = choose_tasks(group, tasks)
     data = uci.load(
         UCI, split=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, data_dir=data_dir,
-        download=download, cache=cache,
+        download=download, cache=cache, features=features,
     )
     data = data.select_tasks(names)
     data.info["tasks"] = names

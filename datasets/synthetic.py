@@ -5,6 +5,8 @@
     x ~ N(0, I_d)
     y_k = w_k^T x + sum_{i=1..m} sin(alpha_i w_k^T x + beta_i) + eps_k,   eps_k ~ N(0, noise_std^2)
 
+The paper draws eps_k ~ N(0, 0.01): variance 0.01, so ``noise_std`` (a standard deviation) defaults to 0.1.
+
 alpha_i, beta_i ~ N(0, 1) are shared by the tasks (PLE paper's setting, c = 1, m = 10). For T > 2 tasks,
 w_k = c sum_j L_kj u_j with L the Cholesky factor of the T x T matrix with 1 on the diagonal and p elsewhere,
 so every pair of weight vectors has cosine p; for T = 2 this is exactly the paper's formula. With m = 0
@@ -49,7 +51,7 @@ def synthetic(
     n_tasks: int = 2,
     m: int = 10,
     c: float = 1.0,
-    noise_std: float = 0.01,
+    noise_std: float = 0.1,  # standard deviation of eps_k (the paper's variance 0.01)
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,

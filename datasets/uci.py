@@ -4,6 +4,12 @@ Both come as an official (train file, test file) pair. ``split=<official>`` trai
 the test file 1:1 at random (seeded) into validation and test (the MMoE paper's protocol); ``split="random"``
 pools whichever official files are present and splits them by fractions. Features are encoded with training
 statistics; the prepared tensors are cached, keyed by the files' hashes, the options and the code.
+
+Feature protocols (option ``features``): the label columns, the columns the labels are derived from and sampling
+weights are never features. ``strict`` (the default) also drops every column *coded from* a label's source (e.g.
+household codes such as "Spouse of householder" or a joint tax return, which imply married): no feature restates
+a label. ``paper`` keeps those columns, as the MMoE paper and the public reproductions do; a leaderboard of such
+a study says so.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ class UCIDataset:
     continuous: list[str]
     nominal: list[str]
     tasks: tuple[str, ...]
-    excluded: list[str]
+    excluded: list[str]  # never features: labels, their source columns, sampling weights
+    coded_from_labels: list[str]  # features only under features="paper": columns coded from a label's source
     official_split: str  # the name of the official-pair split mode ("paper", "official")
     module: ModuleType  # the loader's module: its code is part of the cache key
     info: dict = field(default_factory=dict)
@@ -41,6 +48,16 @@ class UCIDataset:
     @property
     def split_modes(self) -> tuple[str, str]:
         return (self.official_split, "random")
+
+    def feature_columns(self, features: str) -> tuple[list[str], list[str]]:
+        """(nominal feature columns, excluded columns) under feature protocol ``features``."""
+        if features not in FEATURE_PROTOCOLS:
+            raise UnknownChoice(f"{self.name} features", features, FEATURE_PROTOCOLS)
+        dropped = [*self.excluded, *(self.coded_from_labels if features == "strict" else [])]
+        return [c for c in self.nominal if c not in dropped], dropped
+
+
+FEATURE_PROTOCOLS = ("strict", "paper")
 
 
 def task_names(dataset: str, tasks, valid: tuple[str, ...]) -> list[str] | None:
@@ -60,11 +77,12 @@ def task_names(dataset: str, tasks, valid: tuple[str, ...]) -> list[str] | None:
 
 def load(
     ds: UCIDataset, *, split: str, val_fraction: float, test_fraction: float, seed: int, data_dir: str,
-    download: bool, cache: bool,
+    download: bool, cache: bool, features: str = "strict",
 ) -> MTLData:
     """All of ``ds``'s tasks on the requested split (the caller selects tasks)."""
     if split not in ds.split_modes:
         raise UnknownChoice(f"{ds.name} split", split, ds.split_modes)
+    nominal, excluded = ds.feature_columns(features)
     if split == ds.official_split:
         files = {k: sources.fetch(spec, data_dir, download=download) for k, spec in ds.files.items()}
     else:
@@ -72,7 +90,7 @@ def load(
         root = sources.resolve_data_dir(data_dir)
         present = {k: p for k, spec in ds.files.items() if (p := sources.locate(spec, root)) is not None}
         files = present or {k: sources.fetch(spec, data_dir, download=download) for k, spec in ds.files.items()}
-    options = {"split": split, "seed": seed}
+    options = {"split": split, "seed": seed, "features": features}
     if split == "random":
         options.update(val_fraction=val_fraction, test_fraction=test_fraction)
 
@@ -90,11 +108,12 @@ def load(
             "options": options,
             "rows": {k: len(f) for k, f in parsed.items()},
             "positives": {k: {t: int(f[f"y_{t}"].sum()) for t in ds.tasks} for k, f in parsed.items()},
-            "excluded_columns": ds.excluded,
+            "features": features,
+            "excluded_columns": excluded,
             **ds.info,
         }
         return preprocess.to_data(
-            ds.name, [Task(t, "binary") for t in ds.tasks], frames, ds.continuous, ds.nominal,
+            ds.name, [Task(t, "binary") for t in ds.tasks], frames, ds.continuous, nominal,
             [f"y_{t}" for t in ds.tasks], info,
         )
 

@@ -79,8 +79,9 @@ def test_census_rates_and_features_on_real_rows():
     assert 0.1 < rates["education"] < 0.3  # Associates degree or higher
     # no feature column comes from education, marital status, the instance weight or the label
     sources_of_features = {n.split("=")[0].split(":")[0] for n in data.feature_names}
-    assert sources_of_features == set(census_mod.CONTINUOUS) | set(census_mod.NOMINAL)
-    for banned in ("education", "marital_stat", "instance_weight", "income", "detailed_household"):
+    strict = set(census_mod.NOMINAL) - set(census_mod.CODED_FROM_LABELS)  # the default feature protocol
+    assert sources_of_features == set(census_mod.CONTINUOUS) | strict
+    for banned in ("education", "marital_stat", "instance_weight", "income", "detailed_household", "tax_filer"):
         assert not any(n.startswith(banned) for n in data.feature_names), banned
     levels = [n.split("=", 1)[1] for n in data.feature_names if "=" in n]
     assert not any("never marr" in lv.lower() or "degree" in lv.lower() for lv in levels)
@@ -125,7 +126,7 @@ def test_adult_real_counts():
     assert (32_561 - positives, positives) == (24_720, 7_841)
     assert data.info["positives"]["data"]["income"] == 7_841
     sources_of_features = {n.split("=")[0] for n in data.feature_names}
-    assert sources_of_features.isdisjoint(adult_mod.EXCLUDED)
+    assert sources_of_features.isdisjoint(adult_mod.EXCLUDED + adult_mod.CODED_FROM_LABELS)
 
 
 @need_adult

@@ -108,7 +108,7 @@ def test_census_paper_protocol_on_fixture(tmp_path):
     assert data.info["cache"] == "miss"
     # excluded columns never become features, whatever the tasks
     sources_of_features = {name.split("=")[0].split(":")[0] for name in data.feature_names}
-    assert sources_of_features.isdisjoint(census_mod.EXCLUDED)
+    assert sources_of_features.isdisjoint(census_mod.EXCLUDED + census_mod.CODED_FROM_LABELS)  # features="strict"
     assert set(census_mod.CONTINUOUS) <= sources_of_features
     # continuous columns standardised with training statistics: mean 0, std 1 on train only
     cont = [data.feature_names.index(c) for c in census_mod.CONTINUOUS]
@@ -274,6 +274,34 @@ def test_census_bad_gzip_and_empty_file(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- adult
+
+
+@pytest.mark.parametrize("name, folder, write", [
+    ("census-income", "census-income-kdd", "census"), ("adult", "adult", "adult"),
+])
+def test_feature_protocols(tmp_path, name, folder, write):
+    """strict (the default) drops the columns coded from marital status, paper keeps them; the labels' own
+    sources never reach the features; a protocol name outside the two is a one-line error listing them."""
+    if write == "census":
+        write_census(tmp_path / folder / "census-income.data.gz", 120, seed=1)
+        write_census(tmp_path / folder / "census-income.test.gz", 61, seed=2)
+        mod = census_mod
+    else:
+        write_adult(tmp_path / folder)
+        mod = adult_mod
+
+    def sources_of(data):
+        return {n.split("=")[0].split(":")[0] for n in data.feature_names}
+
+    strict = datasets.load(name, data_dir=str(tmp_path))
+    paper = datasets.load(name, data_dir=str(tmp_path), features="paper")
+    assert sources_of(strict).isdisjoint(mod.EXCLUDED + mod.CODED_FROM_LABELS)
+    assert sources_of(paper).isdisjoint(mod.EXCLUDED)
+    assert sources_of(paper) - sources_of(strict) == set(mod.CODED_FROM_LABELS)
+    assert (strict.info["features"], paper.info["features"]) == ("strict", "paper")
+    assert paper.info["excluded_columns"] == mod.EXCLUDED
+    with pytest.raises(UnknownChoice, match=r"features 'all'; valid choices: paper, strict"):
+        datasets.load(name, data_dir=str(tmp_path), features="all")
 
 
 @pytest.mark.parametrize("official_test", [True, False])

@@ -23,7 +23,7 @@ def unit_identity(study, unit) -> dict[str, Any]:
     ident = {
         "study": study.name,
         "dataset": {"name": ds.name, "options": ds.options, "tasks": list(ds.tasks or [])},
-        "architecture": unit.arch, "target": unit.target, "objective": study.objective,
+        "architecture": unit.arch, "target": unit.target, "objective": study.objective_for(unit.dataset),
         "search": {k: asdict(p) for k, p in sorted(study.search[unit.arch].items())},
         "max_epochs": study.budget.max_epochs, "patience": study.budget.patience,
         "sampler": study.sampler, "pruner": study.pruner,

@@ -50,6 +50,20 @@ from .signals import StopFlag, Terminated
 MIN_FAILURES = 3  # a failure rate is judged only once this many trials failed
 MAX_RETRY = 1
 POLL_SECONDS = 0.5  # how often a worker with nothing to do looks again for work or for others' trials
+GRID_ATTRS = ("grid_id", "search_space")  # system attributes of optuna.samplers.GridSampler
+
+
+def grid_sampler(search_space: dict[str, list], seed: int | None = None):
+    """Optuna's ``GridSampler`` for this ask/tell loop. Optuna's calls ``Study.stop()`` once its grid is
+    exhausted, which only works inside ``Study.optimize``; here the budget (the grid's size, checked by the
+    spec) ends the search, so nothing needs stopping."""
+    import optuna
+
+    class BudgetedGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            pass  # the base class only calls study.stop() here
+
+    return BudgetedGridSampler(search_space, seed=seed)
 
 
 class TooManyFailures(UserError):
@@ -86,7 +100,9 @@ def fail_and_retry(opt, trial, reason: str) -> bool:
     opt.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
         user_attrs={"retry_of": trial.number},
-        system_attrs={"failed_trial": trial.system_attrs.get("failed_trial", trial.number), "retry_history": history},
+        system_attrs={"failed_trial": trial.system_attrs.get("failed_trial", trial.number), "retry_history": history,
+                      # a grid sampler's point stays the retry's (else the grid would skip one and repeat another)
+                      **{k: trial.system_attrs[k] for k in GRID_ATTRS if k in trial.system_attrs}},
     ))
     return True
 

@@ -2,7 +2,8 @@
 
     name = "quickstart"                  # defaults to the file's stem
     architectures = ["mmoe", "ple"]      # default: all registered
-    objective = "mean"                   # or one task's name (the MMoE paper's "main task" protocol)
+    objective = "mean"                   # or one task's name (the MMoE paper's "main task" protocol); a dataset
+                                         # entry may set its own (objective = "income")
     seeds = 5                            # final seeds: 1..seeds (the search trains with seed 0)
     repeats = 0                          # optional: N more runs of each best config (Study.repeat_seeds; --repeats)
 
@@ -12,8 +13,8 @@
     patience = 5                         # early stopping
     timeout = 600                        # optional: seconds of trials per (dataset, architecture)
 
-    [sampler]                            # kind = "tpe" | "random", other keys go to the Optuna sampler
-    seed = 0
+    [sampler]                            # kind = "tpe" | "random" | "grid", other keys go to the Optuna sampler
+    seed = 0                             # grid: every searched entry a list of choices, trials = the grid's size
 
     [pruner]                             # kind = "median" | "percentile" | "hyperband" | "successive_halving" | "none"
     kind = "median"
@@ -31,6 +32,7 @@
     name = "synthetic"
     label = "p0.9"                       # optional: a distinct name in the study (default: the dataset's name)
     tasks = ["y1", "y2"]                 # optional subset
+    objective = "y1"                     # optional: this dataset's tuning objective (default: the study's)
     options = { p = 0.9, n_samples = 4000 }
 
     [search.all]                         # overrides for every architecture
@@ -63,8 +65,8 @@ STUDY_KEYS = ("name", "description", "architectures", "objective", "seeds", "bud
               "datasets", "search", "wandb", "repeats", "final")
 FINAL_KEYS = ("population",)
 BUDGET_KEYS = ("trials", "max_epochs", "patience", "timeout")
-DATASET_KEYS = ("name", "label", "tasks", "options")
-SAMPLERS = ("tpe", "random")
+DATASET_KEYS = ("name", "label", "tasks", "options", "objective")
+SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 REPEAT_SEED0 = 1000  # repeat r uses seed REPEAT_SEED0 + r, never one of the final seeds 1..seeds
@@ -76,6 +78,7 @@ class DatasetSpec:
     label: str
     options: dict[str, Any] = field(default_factory=dict)
     tasks: tuple[str, ...] | None = None
+    objective: str | None = None  # this dataset's tuning objective; None: the study's
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,11 @@ class Study:
     repeats: int = 0  # extra runs of each unit's best configuration (repeat_seeds); 0: none
     population: bool = True  # final seeds and repeats of a unit trained as one population (bench.study.final)
 
+    def objective_for(self, label: str) -> str:
+        """The tuning objective of dataset ``label``: its own ``objective``, else the study's."""
+        spec = next(d for d in self.datasets if d.label == label)
+        return spec.objective or self.objective
+
     @property
     def final_seeds(self) -> list[int]:
         return list(range(1, self.seeds + 1))
@@ -131,8 +139,8 @@ class Study:
                        "patience": self.budget.patience, "timeout": self.budget.timeout},
             "sampler": self.sampler,
             "pruner": self.pruner,
-            "datasets": {d.label: {"name": d.name, "options": d.options, "tasks": list(d.tasks or [])}
-                         for d in self.datasets},
+            "datasets": {d.label: {"name": d.name, "options": d.options, "tasks": list(d.tasks or []),
+                                   "objective": self.objective_for(d.label)} for d in self.datasets},
         }
 
 
@@ -192,7 +200,8 @@ def _optuna_kwargs(what: str, table: dict, kinds: tuple[str, ...], default_kind:
         raise UnknownChoice(what, kind, kinds)
     cls = optuna_class(what, kind)
     params = inspect.signature(cls).parameters
-    valid = {n: p.default for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    valid = {n: p.default for n, p in params.items()
+             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n != "search_space"}  # grid: from the space
     for key, value in table.items():
         if key not in valid:
             raise UnknownChoice(f"option of {what} {kind}", key, valid)
@@ -206,7 +215,8 @@ def optuna_class(what: str, kind: str):
     import optuna
 
     if what == "sampler":
-        return {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}[kind]
+        return {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
+                "grid": optuna.samplers.GridSampler}[kind]
     return {
         "median": optuna.pruners.MedianPruner,
         "percentile": optuna.pruners.PercentilePruner,
@@ -214,6 +224,18 @@ def optuna_class(what: str, kind: str):
         "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
         "none": optuna.pruners.NopPruner,
     }[kind]
+
+
+def grid_size(where: str, space: dict[str, Param]) -> int:
+    """The number of points of a grid search over ``space``: every searched entry must be a list of choices."""
+    size = 1
+    for key, param in space.items():
+        if param.kind in ("int", "float"):
+            raise UserError(f"{where}.{key}: sampler grid needs a list of choices, not a range "
+                            f"({param.low}..{param.high}); give the values as a list or fix the value")
+        if param.kind == "categorical":
+            size *= len(param.choices)
+    return size
 
 
 def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | None = None) -> Study:
@@ -277,7 +299,8 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
         tasks = entry.get("tasks")
         if tasks is not None and not (isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks)):
             raise UserError(f"datasets[{i}].tasks must be a non-empty list of task names")
-        specs.append(DatasetSpec(ds_name, label, opts, tuple(tasks) if tasks else None))
+        ds_objective = _typed(f"datasets[{i}].objective", entry["objective"], str) if "objective" in entry else None
+        specs.append(DatasetSpec(ds_name, label, opts, tuple(tasks) if tasks else None, ds_objective))
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise UserError(f"dataset labels must be distinct, got {labels}; give each entry a 'label'")
@@ -303,6 +326,12 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
 
     sampler = _optuna_kwargs("sampler", raw.get("sampler", {}), SAMPLERS, "tpe")
     sampler.setdefault("seed", 0)
+    if sampler["kind"] == "grid":
+        for arch in archs:
+            size = grid_size(f"search.{arch}", space[arch])
+            if size != budget.trials:
+                raise UserError(f"sampler grid: the grid of {arch} has {size} points but budget.trials = "
+                                f"{budget.trials}; set trials to the grid's size")
     pruner = _optuna_kwargs("pruner", raw.get("pruner", {}), PRUNERS, "median")
     tracking = parse_wandb(raw.get("wandb"))
 

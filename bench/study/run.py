@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from bench.coordination import identity
 from bench.coordination.coordinator import Coordinator
@@ -54,7 +55,7 @@ def run_study(
     root = Path(runs_dir) / study.name
     data = load_data(study)  # every check passes before anything is written
     all_units = units(study, data)
-    storage_obj = prepare(study, root, all_units, storage, heartbeat=heartbeat, fresh=fresh, out=out)
+    storage_obj = prepare(study, root, data, all_units, storage, heartbeat=heartbeat, fresh=fresh, out=out)
     if prepare_only:
         return root
 
@@ -77,10 +78,11 @@ def run_study(
     return root
 
 
-def prepare(study: Study, root: Path, all_units: list[Unit], url: str | None, *, heartbeat: int, fresh: bool,
-            out: Callable[[str], None]):
+def prepare(study: Study, root: Path, data: dict[str, Any], all_units: list[Unit], url: str | None, *,
+            heartbeat: int, fresh: bool, out: Callable[[str], None]):
     """Open the storage and check the stored studies' identities (refusing a spec that changed results), or
-    move the old store aside (``fresh``); then write the study's metadata and spec. Returns the storage."""
+    move the old store aside (``fresh``); then write the study's metadata (with what the leaderboard states of
+    each dataset: split sizes, features) and spec. Returns the storage."""
     storage = open_storage(root, url, heartbeat=heartbeat) if url else None
     if fresh:
         if url:
@@ -98,10 +100,16 @@ def prepare(study: Study, root: Path, all_units: list[Unit], url: str | None, *,
     root.mkdir(parents=True, exist_ok=True)
     if storage is None:
         storage = open_storage(root, None)
-    store.write_meta(root, study.meta())
+    store.write_meta(root, {**study.meta(), "data": {label: describe(d) for label, d in data.items()}})
     if study.path is not None:
         shutil.copyfile(study.path, root / "spec.toml")
     return storage
+
+
+def describe(data) -> dict[str, Any]:
+    """What a leaderboard states about a loaded dataset: split sizes, input width, feature protocol."""
+    return {"rows": {s: len(getattr(data, s)) for s in ("train", "val", "test")}, "d_in": data.d_in,
+            "features": data.info.get("features"), "excluded_columns": data.info.get("excluded_columns")}
 
 
 def train_units(ctx: RunContext, all_units: list[Unit], storage) -> list[str]:

@@ -131,17 +131,13 @@ def make_objective(
 
 # --- one unit's Optuna study -----------------------------------------------------------------------------
 def open_unit_study(study: Study, unit: Unit, storage):
-    """The unit's Optuna study (created on first use), with the spec's pruner and sampler and its identity."""
+    """The unit's Optuna study (created on first use), with the spec's pruner and its identity. Its sampler is
+    made anew before every trial (``RunContext.new_sampler``: one seed per trial)."""
     import optuna
 
-    sampler_kw = {k: v for k, v in study.sampler.items() if k != "kind"}
     pruner_kw = {k: v for k, v in study.pruner.items() if k != "kind"}
     opt = optuna.create_study(storage=storage, study_name=unit.optuna_name, direction="maximize",
                               load_if_exists=True, pruner=optuna_class("pruner", study.pruner["kind"])(**pruner_kw))
-    # a resumed unit continues the sampler's random stream where it left off instead of repeating its draws
-    done = len(opt.get_trials(deepcopy=False))
-    sampler_kw["seed"] = int(sampler_kw.get("seed", 0)) + done
-    opt.sampler = optuna_class("sampler", study.sampler["kind"])(**sampler_kw)
     attrs = opt.user_attrs
     if "spec_hash" not in attrs:
         opt.set_user_attr("spec_hash", study.spec_hash)
@@ -197,7 +193,7 @@ def search_unit(ctx: RunContext, unit: Unit, opt, *, position: str, wait: bool) 
                                accelerator=ctx.accelerator, hooks=ctx.hooks)
     trials.search(opt, objective, unit=str(unit), lock_name=f"{ctx.study.name}:{unit.optuna_name}",
                   trials=budget.trials, timeout=budget.timeout, coordinator=ctx.coordinator,
-                  new_sampler=ctx.new_sampler, max_failure_rate=ctx.max_failure_rate, stop=ctx.stop,
+                  new_sampler=lambda n: ctx.new_sampler(unit, n), max_failure_rate=ctx.max_failure_rate, stop=ctx.stop,
                   report=report, out=ctx.out, wait=wait)
 
 

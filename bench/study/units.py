@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.coordination.coordinator import Coordinator
 from bench.coordination.signals import StopFlag
+from bench.coordination.trials import grid_sampler
 from bench.errors import UserError
 from bench.spec.hooks import Hooks
 from bench.spec.study import Study, optuna_class
@@ -52,8 +53,9 @@ def load_data(study: Study) -> dict[str, Any]:
                     raise UserError(f"dataset {spec.label}: unknown task {t!r}; valid choices: "
                                     f"{', '.join(data.task_names)}")
             data = data.select_tasks(list(spec.tasks))
-        if study.objective != "mean" and study.objective not in data.task_names:
-            raise UserError(f"unknown objective {study.objective!r} for dataset {spec.label}; valid choices: "
+        objective = study.objective_for(spec.label)
+        if objective != "mean" and objective not in data.task_names:
+            raise UserError(f"unknown objective {objective!r} for dataset {spec.label}; valid choices: "
                             f"{', '.join(['mean', *data.task_names])}")
         out[spec.label] = data
     return out
@@ -66,7 +68,7 @@ def units(study: Study, data: dict[str, Any]) -> list[Unit]:
             if arch == "single_task":
                 out += [Unit(spec.label, arch, t) for t in data[spec.label].task_names]
             else:
-                out.append(Unit(spec.label, arch, study.objective))
+                out.append(Unit(spec.label, arch, study.objective_for(spec.label)))
     return out
 
 
@@ -96,9 +98,14 @@ class RunContext:
     out: Callable[[str], None]
     max_failure_rate: float = 0.5
 
-    def new_sampler(self, n_trials: int):
+    def new_sampler(self, unit: Unit, n_trials: int):
         """The sampler for a unit's next trial: one seed per trial (sampler seed + trials before it), so the
-        draws are distinct whichever worker asks."""
+        draws are distinct whichever worker asks. A grid sampler gets the unit's space as its grid (the
+        searched entries' choices) and visits each point once (a retried trial keeps its point)."""
+        kind = self.study.sampler["kind"]
         kwargs = {k: v for k, v in self.study.sampler.items() if k != "kind"}
-        cls = optuna_class("sampler", self.study.sampler["kind"])
-        return cls(**{**kwargs, "seed": int(kwargs.get("seed", 0)) + n_trials})
+        if kind == "grid":  # one seed for all: it shuffles the grid, and trial n takes point n of that order
+            space = self.study.search[unit.arch]
+            return grid_sampler({k: list(p.choices) for k, p in space.items() if p.kind == "categorical"}, **kwargs)
+        kwargs["seed"] = int(kwargs.get("seed", 0)) + n_trials
+        return optuna_class("sampler", kind)(**kwargs)

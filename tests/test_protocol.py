@@ -1,0 +1,168 @@
+"""Paper protocols a study can state: a tuning objective per dataset (the MMoE paper tunes on the main task's
+validation AUC: income for census group 1, education for group 2), and a grid search over a small space with
+fixed architecture options (the MMoE paper's synthetic experiment: learning rate from {1e-4, 1e-3, 1e-2})."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from bench.cli import main
+from bench.errors import UserError
+from bench.results import store
+from bench.spec.study import parse_study
+
+CENSUS_SHAPED = """
+name = "two-groups"
+architectures = ["single_task", "mmoe"]
+objective = "mean"
+seeds = 1
+
+[budget]
+trials = 2
+max_epochs = 2
+patience = 1
+
+[pruner]
+kind = "none"
+
+[[datasets]]
+name = "table"
+label = "group1"
+objective = "income"
+options = {{ path = "{path}", labels = {{ income = "binary", married = "binary", educated = "binary" }} }}
+tasks = ["income", "married"]
+
+[[datasets]]
+name = "table"
+label = "group2"
+objective = "educated"
+options = {{ path = "{path}", labels = {{ income = "binary", married = "binary", educated = "binary" }} }}
+tasks = ["educated", "married"]
+
+[search.all]
+batch_size = [64]
+expert_units = [8]
+tower_units = [8]
+n_experts = 2
+"""
+
+
+def census_shaped_csv(path, n=400):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 3))
+    frame = pl.DataFrame({
+        "a": x[:, 0], "b": x[:, 1], "c": x[:, 2],
+        "income": (x[:, 0] + 0.5 * rng.normal(size=n) > 0.8).astype(int),
+        "married": (x[:, 1] + rng.normal(size=n) > 0).astype(int),
+        "educated": (x[:, 2] - x[:, 0] + rng.normal(size=n) > 0).astype(int),
+    })
+    frame.write_csv(path)
+    return path
+
+
+def test_objective_per_dataset_tunes_each_on_its_main_task(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "two-groups.toml"
+    spec.write_text(CENSUS_SHAPED.format(path=census_shaped_csv(tmp_path / "census.csv")))
+    assert main(["run", "--study", str(spec), "--accelerator", "cpu", "--wandb", "disabled", "--no-plots"]) == 0
+    rows = store.read(tmp_path / "runs" / "two-groups")
+    search = rows.filter((pl.col("stage") == "search") & (pl.col("architecture") == "mmoe"))
+    for label, main_task in (("group1", "income"), ("group2", "educated")):
+        d = search.filter(pl.col("dataset") == label)
+        assert set(d["target"]) == {main_task}
+        for trial in d["trial"].unique():
+            t = d.filter(pl.col("trial") == trial)
+            objective = t.filter(pl.col("metric") == "objective")["value"][0]
+            main_auc = t.filter((pl.col("task") == main_task) & (pl.col("metric") == "auc"))["value"][0]
+            other = t.filter((pl.col("task") == "married") & (pl.col("metric") == "auc"))["value"][0]
+            assert objective == pytest.approx(main_auc)  # tuned on the main task's validation AUC ...
+            assert objective != pytest.approx((main_auc + other) / 2)  # ... not on the mean of both
+    meta = store.read_meta(tmp_path / "runs" / "two-groups")
+    assert {k: v["objective"] for k, v in meta["datasets"].items()} == {"group1": "income", "group2": "educated"}
+    assert meta["data"]["group1"]["rows"] == {"train": 320, "val": 40, "test": 40}
+
+
+def test_unknown_dataset_objective_is_one_line(tmp_path):
+    raw = {"datasets": [{"name": "synthetic", "objective": "income"}], "architectures": ["mmoe"]}
+    study = parse_study(raw)
+    assert study.objective_for("synthetic") == "income"
+    from bench.study.units import load_data
+
+    with pytest.raises(UserError, match=r"unknown objective 'income' for dataset synthetic; valid choices: mean, y1"):
+        load_data(study)
+
+
+GRID = {
+    "architectures": ["shared_bottom", "mmoe"],
+    "budget": {"trials": 3, "max_epochs": 2, "patience": 1},
+    "sampler": {"kind": "grid"},
+    "pruner": {"kind": "none"},
+    "datasets": [{"name": "synthetic", "options": {"n_samples": 300, "d": 8}}],
+    "search": {
+        "all": {"lr": [1e-4, 1e-3, 1e-2], "batch_size": 64, "weight_decay": 0.0, "dropout": 0.0,
+                "tower_units": 8, "tower_layers": 1, "expert_units": 16, "expert_layers": 1},
+        "mmoe": {"n_experts": 8},
+    },
+}
+
+
+def test_grid_search_visits_every_point_once_with_fixed_options(tmp_path):
+    from bench.study.run import run_study
+
+    study = parse_study(GRID)
+    root = run_study(study, tmp_path / "runs", accelerator="cpu", out=lambda line: None)
+    rows = store.read(root).filter((pl.col("stage") == "search") & (pl.col("metric") == "objective"))
+    import json
+
+    for arch in ("shared_bottom", "mmoe"):
+        configs = [json.loads(c) for c in rows.filter(pl.col("architecture") == arch)["config"]]
+        assert sorted(c["lr"] for c in configs) == [1e-4, 1e-3, 1e-2]
+        assert {c["expert_units"] for c in configs} == {16} and {c["tower_units"] for c in configs} == {8}
+        if arch == "mmoe":
+            assert {c["n_experts"] for c in configs} == {8}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"budget": {"trials": 4}}, r"sampler grid: the grid of shared_bottom has 3 points but budget.trials = 4"),
+    ({"search": {"all": {"lr": {"low": 1e-4, "high": 1e-2}}}}, r"search.shared_bottom.lr: sampler grid needs a list"),
+    ({"search": {"mmoe": {"n_expertz": 8}}}, r"unknown search key for mmoe 'n_expertz'; valid choices: "),
+])
+def test_grid_spec_mistakes_are_one_line(change, message):
+    raw = {**GRID, **{k: ({**GRID[k], **v} if isinstance(v, dict) and k != "search" else v) for k, v in change.items()}}
+    if "search" in change:
+        raw["search"] = {**GRID["search"], **{k: {**GRID["search"].get(k, {}), **v}
+                                               for k, v in change["search"].items()}}
+    with pytest.raises(UserError, match=message):
+        parse_study(raw)
+
+
+def test_an_interrupted_grid_trial_is_retried_at_its_own_point(tmp_path):
+    """A retry keeps the grid point of the trial it retries, so the grid is still covered exactly once."""
+    import optuna
+
+    from bench.coordination.trials import fail_and_retry, grid_sampler
+
+    space = {"lr": [1e-4, 1e-3, 1e-2]}
+    opt = optuna.create_study(direction="maximize")
+
+    def ask():
+        opt.sampler = grid_sampler(space, seed=0)
+        trial = opt.ask()
+        return trial, trial.suggest_categorical("lr", space["lr"])
+
+    trial, first = ask()
+    assert fail_and_retry(opt, opt._storage.get_trial(trial._trial_id), "interrupted by SIGTERM")
+    seen = []
+    for _ in range(3):
+        trial, lr = ask()
+        opt.tell(trial, 0.0)
+        seen.append(lr)
+    assert seen[0] == first  # the retry runs its own point ...
+    assert sorted(seen) == space["lr"]  # ... and every point is evaluated once,
+    grid = grid_sampler(space, seed=0)._all_grids  # the order the sampler shuffled the grid into
+    done = [t for t in opt.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    # each as the grid point the sampler recorded for it (none taken for another's point)
+    assert [grid[t.system_attrs["grid_id"]] for t in done] == [(t.params["lr"],) for t in done]
