@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import polars as pl
+import pytest
 
 from bench import datasets
 from bench.cli import main
@@ -66,11 +67,12 @@ def recorder() -> tuple[Hooks, list[tuple]]:
 def test_population_rows_equal_per_seed_rows():
     data = datasets.load("synthetic", n_samples=240, d=6, p=0.5)
     hooks, calls = recorder()
-    pop = population_final_stage(data, "mmoe", CONFIG, [1, 2, 3], accelerator="cpu", hooks=hooks)
+    pop, pop_errors = population_final_stage(data, "mmoe", CONFIG, [1, 2, 3], accelerator="cpu", hooks=hooks)
     # every seed started before training, every seed ended after it with its own rows
     n = len(pop) // 3
     assert calls == [("start", s, s) for s in (1, 2, 3)] + [("end", s, n) for s in (1, 2, 3)]
-    seq = final_stage(data, "mmoe", CONFIG, [1, 2, 3], accelerator="cpu")
+    seq, seq_errors = final_stage(data, "mmoe", CONFIG, [1, 2, 3], accelerator="cpu")
+    assert pop_errors == seq_errors == {}
     assert len(pop) == len(seq) == 3 * 2 * 2 * 2  # seeds x splits x tasks x metrics
     key = lambda r: (r["seed"], r["split"], r["task"], r["metric"])  # noqa: E731
     for p, s in zip(sorted(pop, key=key), sorted(seq, key=key), strict=True):
@@ -139,3 +141,25 @@ def test_population_final_resumes_per_seed_with_per_seed_hooks(tmp_path):
     calls.clear()
     run_study(load_study(write_spec(tmp_path, seeds=3)), runs, accelerator="cpu", hooks=hooks, out=lambda _: None)
     assert calls == []  # nothing missing: nothing trained
+
+
+def test_a_diverging_member_fails_alone_in_both_paths():
+    """A seed whose training loss turns non-finite is a failure with a reason and no rows, in the population as
+    in the sequential path, and the other seeds are stored as usual. lr 1e4 diverges with seed 2 only here:
+    the members differ in their learning rate, which a population allows."""
+    from bench.training.fit import fit
+    from bench.training.population import train_population
+
+    data = datasets.load("synthetic", n_samples=240, d=6, p=0.5)
+    configs = [{**CONFIG, "seed": 1}, {**CONFIG, "seed": 2, "lr": 1e30}, {**CONFIG, "seed": 3}]
+    results = train_population("mmoe", data, configs, evaluate_test=True, device="cpu")
+    assert results[0].error is None and results[2].error is None
+    assert "non-finite training loss" in results[1].error and results[1].test_metrics is None
+    assert all(math.isfinite(v) for r in (results[0], results[2]) for m in r.test_metrics.values() for v in m.values())
+    with pytest.raises(FloatingPointError, match="non-finite training loss"):
+        fit("mmoe", data, configs[1], evaluate_test=True, accelerator="cpu")
+    # the final stage: seed 2's configuration diverges, so seed 2 is reported and not stored
+    bad = {**CONFIG, "lr": 1e30}
+    for train in (population_final_stage, final_stage):
+        rows, errors = train(data, "mmoe", bad, [2], accelerator="cpu")
+        assert rows == [] and list(errors) == [2] and "non-finite training loss" in errors[2]

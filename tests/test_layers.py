@@ -23,8 +23,8 @@ def installed_tree(dest: Path) -> Path:
     """``dest/bench`` as the wheel installs it: bench/ with architectures/ and datasets/ inside."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "bench", dest / "bench", ignore=ignore)
-    shutil.copytree(REPO / "architectures", dest / "bench" / "architectures", ignore=ignore)
-    shutil.copytree(REPO / "datasets", dest / "bench" / "datasets", ignore=ignore)
+    shutil.copytree(REPO / "architectures", dest / "bench" / "architectures", ignore=ignore, dirs_exist_ok=True)
+    shutil.copytree(REPO / "datasets", dest / "bench" / "datasets", ignore=ignore, dirs_exist_ok=True)
     return dest
 
 

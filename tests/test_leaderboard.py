@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from scipy import stats
 
 from bench.results import leaderboard as lb
 from bench.results import plots, store, tables
@@ -76,70 +77,172 @@ META = {
 }
 
 
+T1 = stats.t.ppf(0.975, 1)  # Student t quantile of a 95% interval over two seeds
+
+
 def test_task_summary_expected_frame():
-    got = tables.task_summary(hand_made_rows()).filter(pl.col("dataset") == "d1")
+    got = tables.task_summary(hand_made_rows()).filter(pl.col("dataset") == "d1").drop("values", "seeds")
     s = math.sqrt(0.0002)  # sample std of two values 0.02 apart
+    half = [T1 * sd / math.sqrt(2) for sd in (s, 10 * s)]  # t quantile x standard error
+    means = [0.75, 1.9, 0.79, 2.5, 0.71, 2.1]
     expected = pl.DataFrame({
         "dataset": ["d1"] * 6,
         "architecture": ["mmoe", "mmoe", "ple", "ple", "single_task", "single_task"],
         "task": ["click", "price"] * 3,
         "kind": ["binary", "regression"] * 3,
         "metric": ["auc", "mse"] * 3,
-        "mean": [0.75, 1.9, 0.79, 2.5, 0.71, 2.1],
-        "std": [s, 10 * s, s, 10 * s, s, 10 * s],
+        "n_failed": [0] * 6,
         "n": [2] * 6,
+        "mean": means,
+        "std": [s, 10 * s] * 3,
+        "lo": [m - half[i % 2] for i, m in enumerate(means)],
+        "hi": [m + half[i % 2] for i, m in enumerate(means)],
     })
-    assert_frame_equal(got, expected, abs_tol=1e-12)
+    assert_frame_equal(got, expected, abs_tol=1e-9)
 
 
-def test_mtl_gain_sign_auc_and_mse():
+def test_mtl_gain_sign_welch_interval_and_holm():
     g = tables.with_gains(tables.task_summary(hand_made_rows())).filter(pl.col("dataset") == "d1")
-    gain = {(r["architecture"], r["task"]): r["gain"] for r in g.iter_rows(named=True)}
-    # AUC, higher is better: gain = M - M_single
-    assert gain[("mmoe", "click")] == pytest.approx(0.75 - 0.71)
-    assert gain[("ple", "click")] == pytest.approx(0.79 - 0.71)
-    # MSE, lower is better: gain = -(M - M_single); a lower MSE is a positive gain
-    assert gain[("mmoe", "price")] == pytest.approx(2.1 - 1.9)
-    assert gain[("ple", "price")] == pytest.approx(-(2.5 - 2.1))
-    assert gain[("single_task", "click")] is None
-    se = {(r["architecture"], r["task"]): r["gain_se"] for r in g.iter_rows(named=True)}
-    assert se[("mmoe", "click")] == pytest.approx(math.sqrt(0.0002 / 2 + 0.0002 / 2))
-    assert se[("mmoe", "price")] == pytest.approx(math.sqrt(0.02 / 2 + 0.02 / 2))
+    by = {(r["architecture"], r["task"]): r for r in g.iter_rows(named=True)}
+    # AUC, higher is better: gain = M - M_single; MSE, lower is better: a lower MSE is a positive gain
+    assert by[("mmoe", "click")]["gain"] == pytest.approx(0.75 - 0.71)
+    assert by[("ple", "click")]["gain"] == pytest.approx(0.79 - 0.71)
+    assert by[("mmoe", "price")]["gain"] == pytest.approx(2.1 - 1.9)
+    assert by[("ple", "price")]["gain"] == pytest.approx(-(2.5 - 2.1))
+    assert by[("single_task", "click")]["gain"] is None and by[("single_task", "click")]["sig"] is None
+    # Welch: equal variances and n, so df = 2 and se = sqrt(s^2/2 + s^2/2) = s
+    for (arch, task), a, b in ((("mmoe", "click"), [0.74, 0.76], [0.70, 0.72]),
+                               (("ple", "price"), [2.4, 2.6], [2.0, 2.2])):
+        ref = stats.ttest_ind(a, b, equal_var=False)
+        ci = ref.confidence_interval(0.95)
+        sign = 1 if task == "click" else -1
+        assert by[(arch, task)]["p"] == pytest.approx(ref.pvalue)
+        assert sorted([by[(arch, task)]["gain_lo"], by[(arch, task)]["gain_hi"]]) == \
+            pytest.approx(sorted([sign * ci.low, sign * ci.high]))
+    # Holm over the dataset's four gain cells: p_(i) x (m - i + 1), monotone
+    raw = sorted((r["p"], k) for k, r in by.items() if r["p"] is not None)
+    running = 0.0
+    for i, (p, k) in enumerate(raw):
+        running = max(running, min(1.0, (len(raw) - i) * p))
+        assert by[k]["p_holm"] == pytest.approx(running)
+    assert {r["sig"] for k, r in by.items() if k[0] != "single_task"} == {"n.s."}  # two seeds: nothing significant
 
 
-def test_delta_m_seesaw_rank_and_counts():
-    a = tables.arch_summary(hand_made_rows())
+def test_delta_m_rank_and_counts():
+    a = tables.arch_summary(hand_made_rows()).drop("dm_lo", "dm_hi", "p_top")
     expected = pl.DataFrame({
         "dataset": ["d1", "d1", "d1", "d2", "d2", "d2"],
         "architecture": ["mmoe", "single_task", "ple", "ple", "single_task", "mmoe"],
+        "n_tasks": [2, 2, 2, 1, 1, 1],
+        "complete": [True] * 6,
+        "missing": [""] * 6,
         # Delta_m = 100/T sum_k s_k (M_k - M_single,k) / M_single,k
         "delta_m": [100 * (0.04 / 0.71 + 0.2 / 2.1) / 2, 0.0, 100 * (0.08 / 0.71 - 0.4 / 2.1) / 2, 10.0, 0.0, -10.0],
-        "seesaw": [False, False, True, False, False, False],
-        "n_tasks": [2, 2, 2, 1, 1, 1],
-        "n_params": [500, 220, 800, 400, 50, 300],
-        "complete": [1, 3, 2, 1, 1, 1],
-        "pruned": [1, 1, 0, 0, 0, 0],
-        "failed": [1, 0, 0, 0, 0, 0],
-        "seconds_per_trial": [3.5 / 3, 7.0 / 4, 3.0, 1.0, 1.0, 1.0],
+        "seesaw": [False] * 6,  # ple's mixed signs on d1 are noise at n = 2: no seesaw
+        # mmoe's per-seed Delta_m (9.26, 5.90) is significantly above single-task's (1.68, -1.68) and ple's
+        # (-2.21, -5.57) even with two seeds (one-sided Welch, Holm); on d2 the seeds are constant
+        "top": [True, False, False, True, False, False],
         "rank": [1, 2, 3, 1, 2, 3],
+        "n_params": [500, 220, 800, 400, 50, 300],
+        "trials_complete": [1, 3, 2, 1, 1, 1],
+        "trials_pruned": [1, 1, 0, 0, 0, 0],
+        "trials_failed": [1, 0, 0, 0, 0, 0],
+        "seconds_per_trial": [3.5 / 3, 7.0 / 4, 3.0, 1.0, 1.0, 1.0],
     })
-    assert_frame_equal(a, expected, abs_tol=1e-9)
+    assert_frame_equal(a.select(expected.columns).sort("dataset", "rank", "architecture"),
+                       expected.sort("dataset", "rank", "architecture"), abs_tol=1e-9)
 
 
-def test_overall_ranking_mean_rank_ties_by_delta_m():
-    o = tables.overall_ranking(tables.arch_summary(hand_made_rows()))
-    assert o["architecture"].to_list() == ["ple", "single_task", "mmoe"]  # all mean rank 2: ties by mean Delta_m
-    assert o["mean_rank"].to_list() == [2.0, 2.0, 2.0]
-    assert o["mean_delta_m"][0] == pytest.approx((100 * (0.08 / 0.71 - 0.4 / 2.1) / 2 + 10.0) / 2)
+def noisy_rows(spec: dict[tuple[str, str], list[float]], kinds: dict[str, tuple[str, str]]) -> pl.DataFrame:
+    """Final test rows of one dataset "d" from {(architecture, task): per-seed values}."""
+    rows = []
+    for (arch, task), values in spec.items():
+        kind, metric = kinds[task]
+        for seed, v in enumerate(values, 1):
+            rows.append({**PROV, "dataset": "d", "architecture": arch, "stage": "final", "trial": 0, "seed": seed,
+                         "target": task if arch == "single_task" else "mean", "status": "complete", "task": task,
+                         "kind": kind, "split": "test", "metric": metric, "value": v, "n_params": 1,
+                         "finished_at": "2026-01-01T10:00:00+00:00"})
+    return store.frame(rows)
+
+
+KINDS = {"a": ("binary", "auc"), "b": ("binary", "auc")}
+NOISE = [0.0, 0.01, -0.01, 0.005, -0.005]
+
+
+def test_seesaw_only_on_a_significant_conflict():
+    base = {("single_task", "a"): [0.80 + e for e in NOISE], ("single_task", "b"): [0.70 + e for e in NOISE]}
+    conflict = {("mmoe", "a"): [0.90 + e for e in NOISE], ("mmoe", "b"): [0.60 + e for e in NOISE]}
+    noise = {("mmoe", "a"): [0.803 + e for e in NOISE[::-1]], ("mmoe", "b"): [0.697 + e for e in NOISE]}
+    seesaw = lambda spec: tables.arch_summary(noisy_rows({**base, **spec}, KINDS)).filter(  # noqa: E731
+        pl.col("architecture") == "mmoe")["seesaw"][0]
+    assert seesaw(conflict) is True
+    assert seesaw(noise) is False  # mixed signs, neither significant
+
+
+def test_an_incomplete_architecture_gets_no_delta_m_and_no_rank():
+    spec = {("single_task", "a"): [0.80 + e for e in NOISE], ("single_task", "b"): [0.70 + e for e in NOISE],
+            ("mmoe", "a"): [0.85 + e for e in NOISE], ("mmoe", "b"): [0.75 + e for e in NOISE],
+            ("ple", "a"): [0.95 + e for e in NOISE], ("ple", "b"): [math.nan] * 5}  # every seed of b diverged
+    a = tables.arch_summary(noisy_rows(spec, KINDS))
+    ple = a.filter(pl.col("architecture") == "ple").row(0, named=True)
+    assert ple["complete"] is False and ple["missing"] == "b"
+    assert ple["delta_m"] is None and ple["rank"] is None  # never a Delta_m over a subset of tasks
+    mmoe = a.filter(pl.col("architecture") == "mmoe").row(0, named=True)
+    assert mmoe["rank"] == 1 and mmoe["delta_m"] == pytest.approx(100 * (0.05 / 0.80 + 0.05 / 0.70) / 2)
+    cells = tables.task_summary(noisy_rows(spec, KINDS))
+    b = cells.filter((pl.col("architecture") == "ple") & (pl.col("task") == "b")).row(0, named=True)
+    assert (b["n"], b["n_failed"], b["mean"]) == (0, 5, None)  # NaN never becomes a number
+    overall, tests = tables.overall_ranking(a, ["single_task", "mmoe", "ple", "cgc"])
+    assert overall["architecture"].to_list() == ["mmoe", "single_task"]
+    assert tests["excluded"] == {"ple": "no Δm on d", "cgc": "no Δm on d"}
+    markdown = lb.render(noisy_rows(spec, KINDS), {**META, "architectures": ["single_task", "mmoe", "ple", "cgc"],
+                                                   "datasets": {"d": {"name": "toyset", "options": {}}}})
+    assert "n = 0 of 2 (failed)" in markdown
+    assert "- incomplete, so no Δm and no rank: ple (no finite test score on b)" in markdown
+    assert "- no final results: cgc" in markdown
+
+
+def test_top_group_shares_rank_one():
+    spec = {("single_task", "a"): [0.80 + e for e in NOISE],
+            ("mmoe", "a"): [0.90 + e for e in NOISE], ("ple", "a"): [0.902 + e for e in NOISE[::-1]],
+            ("cgc", "a"): [0.85 + e for e in NOISE]}
+    a = tables.arch_summary(noisy_rows(spec, {"a": ("binary", "auc")}))
+    rank = dict(zip(a["architecture"], a["rank"]))
+    assert rank == {"ple": 1, "mmoe": 1, "cgc": 3, "single_task": 4}  # ple and mmoe are within noise
+    assert a["architecture"].to_list()[:2] == ["ple", "mmoe"]  # ordered by Delta_m within the top group
+
+
+def test_overall_friedman_and_critical_difference():
+    """Three datasets, three architectures: mean ranks, Friedman and the Nemenyi CD against scipy by hand."""
+    rows = []
+    for d, values in (("d1", (0.9, 0.8, 0.7)), ("d2", (0.91, 0.7, 0.8)), ("d3", (0.92, 0.75, 0.72))):
+        spec = {("single_task", "a"): [0.7 + e for e in NOISE], ("mmoe", "a"): [values[0] + e for e in NOISE],
+                ("ple", "a"): [values[1] + e for e in NOISE], ("cgc", "a"): [values[2] + e for e in NOISE]}
+        rows.append(noisy_rows(spec, {"a": ("binary", "auc")}).with_columns(dataset=pl.lit(d)))
+    a = tables.arch_summary(pl.concat(rows))
+    overall, tests = tables.overall_ranking(a)
+    by_ds = {ar: [a.filter((pl.col("architecture") == ar) & (pl.col("dataset") == d))["delta_m"][0]
+                  for d in ("d1", "d2", "d3")] for ar in ("single_task", "mmoe", "ple", "cgc")}
+    ranks = [stats.rankdata([-by_ds[ar][i] for ar in by_ds]) for i in range(3)]  # 1 = best per dataset
+    mean_rank = {ar: sum(r[j] for r in ranks) / 3 for j, ar in enumerate(by_ds)}
+    assert dict(zip(overall["architecture"], overall["mean_rank"])) == pytest.approx(mean_rank)
+    assert overall["architecture"][0] == "mmoe"
+    ref = stats.friedmanchisquare(*[[-v for v in by_ds[ar]] for ar in by_ds])
+    assert tests["friedman"].statistic == pytest.approx(ref.statistic)
+    assert tests["friedman"].p == pytest.approx(ref.pvalue)
+    q = stats.studentized_range.ppf(0.95, 4, math.inf) / math.sqrt(2)
+    assert tests["cd"] == pytest.approx(q * math.sqrt(4 * 5 / (6 * 3)))
 
 
 def test_correlation_summary():
     c = tables.correlation_summary(hand_made_rows(), META)
     ple = c.filter((pl.col("architecture") == "ple") & (pl.col("p") == 0.5))
-    # per seed, mean over the tasks sharing a primary metric, then mean and std over seeds
+    # per seed, mean over the tasks sharing a primary metric, then mean and t interval over seeds
     assert ple.sort("metric")["metric"].to_list() == ["auc", "mse"]
-    assert ple.filter(pl.col("metric") == "auc")["mean"][0] == pytest.approx(0.79)
-    assert ple.filter(pl.col("metric") == "mse")["std"][0] == pytest.approx(math.sqrt(0.02))
+    auc = ple.filter(pl.col("metric") == "auc").row(0, named=True)
+    assert auc["mean"] == pytest.approx(0.79) and auc["n"] == 2
+    assert auc["hi"] - auc["mean"] == pytest.approx(T1 * math.sqrt(0.0002) / math.sqrt(2))
     assert sorted(c["p"].unique().to_list()) == [0.5, 0.9]
 
 
@@ -155,5 +258,6 @@ def test_golden_markdown():
 def test_plots_written(tmp_path):
     links = plots.leaderboard_plots(hand_made_rows(), META, tmp_path, "toy")
     files = sorted(p.name for p in (tmp_path / "toy").iterdir())
-    assert files == ["correlation.png", "d1-gain.png", "d1-metrics.png", "d2-gain.png", "d2-metrics.png"]
+    assert files == ["correlation.png", "critical-difference.png", "d1-gain.png", "d1-metrics.png", "d2-gain.png",
+                     "d2-metrics.png"]
     assert links[""] == [("performance against task correlation", "toy/correlation.png")]

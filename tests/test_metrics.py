@@ -49,3 +49,16 @@ def test_objective_orientation_and_main_task():
     assert oriented("mse", 2.0) == -2.0 and oriented("auc", 0.8) == 0.8
     assert objective(tasks, metrics) == pytest.approx((0.8 - 2.0) / 2)
     assert objective(tasks, metrics, "ctr") == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("kind", ["binary", "regression", "multiclass"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_predictions_score_nan(kind, bad):
+    """A diverged model gets no score: all-NaN logits would otherwise rank as ties (AUC 0.5 or so)."""
+    out_dim = 3 if kind == "multiclass" else 1
+    logits = torch.zeros(50, out_dim)
+    logits[7, 0] = bad
+    y = (torch.arange(50) % 2).float()
+    metrics = task_metrics(kind, logits, y)
+    assert metrics and all(math.isnan(v) for v in metrics.values())
+    assert all(math.isnan(v) for v in task_metrics(kind, torch.full((50, out_dim), float("nan")), y).values())

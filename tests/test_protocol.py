@@ -166,3 +166,36 @@ def test_an_interrupted_grid_trial_is_retried_at_its_own_point(tmp_path):
     done = [t for t in opt.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
     # each as the grid point the sampler recorded for it (none taken for another's point)
     assert [grid[t.system_attrs["grid_id"]] for t in done] == [(t.params["lr"],) for t in done]
+
+
+PUBLISHED = {
+    "source": "Ma et al., KDD 2018, Table 2", "dataset": "synthetic", "metric": "test AUC, mean over 400 runs",
+    "values": {"MMoE": {"income": 0.9359, "never_married": 0.9927}, "Single-Task": {"income": 0.9337}},
+    "notes": "their tuner, 400 reruns",
+}
+
+
+def test_published_numbers_are_shown_apart(tmp_path):
+    from bench.results import leaderboard
+
+    study = parse_study({"datasets": [{"name": "synthetic"}], "published": [PUBLISHED]})
+    meta = study.meta()
+    assert meta["published"][0]["values"]["MMoE"]["income"] == 0.9359
+    assert study.spec_hash == parse_study({"datasets": [{"name": "synthetic"}]}).spec_hash  # not results
+    lines = leaderboard.published(meta, "synthetic")
+    assert lines[0].startswith("Published numbers, for comparison only (not produced by this harness): Ma et al.")
+    table = [[c.strip() for c in row.strip("|").split("|")] for row in lines[2].splitlines()]
+    assert table[0] == ["architecture", "income", "never_married"]
+    assert table[2:] == [["MMoE", "0.9359", "0.9927"], ["Single-Task", "0.9337", "—"]]
+    assert "Protocol differences: their tuner, 400 reruns" in lines
+    assert leaderboard.published(meta, "other") == []
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"dataset": "census"}, r"unknown dataset label in published\[0\] 'census'; valid choices: synthetic"),
+    ({"values": {"MMoE": {"income": "high"}}}, r"published\[0\].values.MMoE must be a table of task = finite"),
+    ({"colour": "red"}, r"unknown key in published\[0\] 'colour'"),
+])
+def test_published_mistakes_are_one_line(change, message):
+    with pytest.raises(UserError, match=message):
+        parse_study({"datasets": [{"name": "synthetic"}], "published": [{**PUBLISHED, **change}]})

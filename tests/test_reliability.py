@@ -205,7 +205,7 @@ def test_identity_bad_input_and_byte_identical_leaderboard(tmp_path, monkeypatch
     # changes that do not change results are allowed: a new description, the same budget -> nothing new to run
     spec.write_text(SPEC.replace("reference study", "reference study, reworded"))
     code, out, _ = run_cli(["run", "--study", "ref", *common], capsys)
-    assert code == 0 and " trial " not in out.split("# Leaderboard")[0] and "final seed" not in out
+    assert code == 0 and " trial " not in out.split("# Leaderboard")[0] and "] final seed " not in out
     assert {k: v for k, v in snapshot(root).items() if k.startswith("results")} == \
         {k: v for k, v in before.items() if k.startswith("results")}
 

@@ -7,6 +7,7 @@ import re
 import statistics
 
 import optuna
+import scipy.stats
 
 from bench.cli import main
 from bench.results import store
@@ -71,25 +72,30 @@ def test_cli_study_end_to_end(tmp_path, monkeypatch, capsys):
     test = [r for r in rows.iter_rows(named=True)
             if r["stage"] == "final" and r["split"] == "test" and r["metric"] == PRIMARY[r["kind"]]]
 
-    def mean(arch, task):
+    def values(arch, task):
         vals = [r["value"] for r in test if r["architecture"] == arch and r["task"] == task]
         assert len(vals) == 2  # two final seeds
-        return statistics.mean(vals), statistics.stdev(vals)
+        return vals
 
     deltas = {}
     for arch in by_arch:
         rel = []
         for task in ("y1", "y2"):
-            m, s = mean(arch, task)
-            assert by_arch[arch][f"{task} mse"] == f"{m:.4f} ± {s:.4f}"
-            base, _ = mean("single_task", task)
+            vals = values(arch, task)
+            m, s = statistics.mean(vals), statistics.stdev(vals)
+            half = scipy.stats.t.ppf(0.975, 1) * s / 2 ** 0.5  # 95% Student t interval over two seeds
+            assert by_arch[arch][f"{task} mse"] == f"{m:.4f} [{m - half:.4f}, {m + half:.4f}] n=2"
+            base = statistics.mean(values("single_task", task))
             gain = -(m - base)  # MSE: lower is better, the sign is flipped
             rel.append(gain / base)
             if arch != "single_task":
-                assert by_arch[arch][f"gain {task}"].startswith(f"{gain:+.4f} ± ")
+                welch = scipy.stats.ttest_ind(vals, values("single_task", task), equal_var=False)
+                ci = welch.confidence_interval(0.95)
+                assert by_arch[arch][f"gain {task}"].startswith(f"{gain:+.4f} [{-ci.high:+.4f}, {-ci.low:+.4f}] ")
         deltas[arch] = 100 * sum(rel) / 2
-        assert by_arch[arch]["Δm"] == f"{deltas[arch]:+.2f}%"
-    assert [r[1] for r in body] == sorted(deltas, key=lambda a: -deltas[a])  # ranked by Delta_m
+        assert by_arch[arch]["Δm"].startswith(f"{deltas[arch]:+.2f}% [")
+    ranks = {r[1]: r[0] for r in body}
+    assert [r[1] for r in body] == sorted(deltas, key=lambda a: (ranks[a].split()[0] != "1", -deltas[a]))
     assert by_arch["single_task"]["gain y1"] == "—"
     # trials: 2 per unit; single-task has one unit per task
     counts = {a: sum(int(x) for x in by_arch[a]["trials c/p/f"].split("/")) for a in by_arch}
@@ -104,7 +110,7 @@ def test_cli_study_end_to_end(tmp_path, monkeypatch, capsys):
     assert sum(n_trials.values()) == 8 and len(finals) == 4 * 2
     assert main(["run", "--study", "e2e", "--accelerator", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "trial" not in out.split("# Leaderboard")[0] and "final seed" not in out
+    assert "trial" not in out.split("# Leaderboard")[0] and "] final seed " not in out
     journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(root / "optuna.journal")))
     assert {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(journal)} == n_trials
     assert {p: p.stat().st_mtime_ns for p in (root / "results" / "final").glob("**/*.parquet")} == finals

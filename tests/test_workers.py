@@ -227,7 +227,7 @@ def test_two_jobs_exact_budget_and_each_final_seed_once(tmp_path, capfd):
         assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)  # exact, not overshot
         assert sorted(t.number for t in trials) == [0, 1, 2]
     # each (unit, seed) trained by exactly one worker
-    finals = [line.split("] ", 1)[1] for line in out.splitlines() if "final seed" in line]
+    finals = [line.split("] ", 1)[1] for line in out.splitlines() if "] final seed " in line]
     keys = collections.Counter(line.split(":")[0] for line in finals)
     assert len(keys) == 3 * 2 and set(keys.values()) == {1}, finals
     assert {line[:6] for line in out.splitlines() if "] trial " in line} <= {"[w1/2]", "[w2/2]"}
@@ -324,7 +324,7 @@ def test_final_stage_trains_other_units_while_one_is_claimed_elsewhere(tmp_path,
     finals = rows.filter(rows["stage"] == "final").select("architecture", "target", "seed").unique()
     assert finals.height == 6
     out = capsys.readouterr().out
-    order = [line.split("]")[0] for line in out.splitlines() if "final seed" in line]
+    order = [line.split("]")[0] for line in out.splitlines() if "] final seed " in line]
     assert order[-2:] == ["[synthetic | single_task[y1"] * 2, order
 
 

@@ -6,6 +6,8 @@ repeated runs renders without their section.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,9 @@ import polars as pl
 from tabulate import tabulate
 
 from . import repeats, store
-from .markdown import escape, options_text, pm
+from .markdown import DASH, escape, interval, number, options_text, pvalue, significance
 from .plots import leaderboard_plots
-from .tables import BASELINE, arch_summary, overall_ranking, task_summary, with_gains
+from .tables import ALPHA, BASELINE, CONFIDENCE, arch_summary, overall_ranking, task_summary, with_gains
 
 
 def provenance(rows: pl.DataFrame) -> dict[str, str]:
@@ -50,103 +52,254 @@ def wandb_links(rows: pl.DataFrame, dataset: str) -> dict[str, str]:
     return {a: " ".join(v) for a, v in links.items()}
 
 
-def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple[str, str]]] | None = None) -> str:
-    """The markdown leaderboard. ``plots`` maps a dataset label (or "" for study-wide plots) to
-    (caption, relative path) pairs to link."""
-    plots = plots or {}
-    name = meta["study"]
-    b = meta["budget"]
+def wall_time(rows: pl.DataFrame) -> float | None:
+    """Seconds from the start of the first stored run (its end minus its own seconds) to the end of the last:
+    the study's wall time, resumes and idle gaps included."""
+    done = rows.filter(pl.col("finished_at").is_not_null() & pl.col("seconds").is_not_null())
+    if not done.height:
+        return None
+    span = done.select(
+        # "YYYY-MM-DDTHH:MM:SS" and any offset after it (always +00:00 here: rows are stamped in UTC)
+        end=pl.col("finished_at").str.slice(0, 19).str.to_datetime("%Y-%m-%dT%H:%M:%S"),
+        seconds=pl.col("seconds"),
+    ).select(
+        first=(pl.col("end") - pl.duration(milliseconds=(pl.col("seconds") * 1000).cast(pl.Int64))).min(),
+        last=pl.col("end").max(),
+    )
+    return (span["last"][0] - span["first"][0]).total_seconds()
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
+
+
+def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
+    """The protocol the page states: provenance, budget (the baseline's too), objectives, data, seeds and the
+    search space of every architecture."""
+    name, b = meta["study"], meta["budget"]
     prov = provenance(rows)
-    archs = arch_summary(rows)
-    tasks = with_gains(task_summary(rows))
     seeds = meta.get("seeds", [])
-    sampler = meta.get("sampler", {})
-    pruner = meta.get("pruner", {})
-    timeout = f", at most {b['timeout']:g} s per architecture" if b.get("timeout") else ""
+    sampler, pruner = meta.get("sampler", {}), meta.get("pruner", {})
+    timeout = f", at most {b['timeout']:g} s of trials per unit" if b.get("timeout") else ""
+    n_tasks = {d: rows.filter((pl.col("dataset") == d) & (pl.col("architecture") == BASELINE))["target"].n_unique()
+               for d in meta.get("datasets", {})}
+    baseline = "; ".join(f"{escape(d)}: {n} tasks, {n * b['trials']} trials" for d, n in n_tasks.items() if n)
     lines = [
         f"# Leaderboard: {name}",
         "",
         *([escape(meta["description"]), ""] if meta.get("description") else []),
-        f"- command: `bench run --study {name}`",
+        f"- command: `bench run --study {name}`; wall time {_duration(wall_time(rows))} (first run started to last "
+        "ended)",
         f"- date: {prov['date']}; git commit: {prov['commit']}",
         f"- hardware: {prov['hardware']}",
-        f"- budget: {b['trials']} trials per architecture (single-task: per task){timeout}; at most "
-        f"{b['max_epochs']} epochs, early-stopping patience {b['patience']}; sampler {sampler.get('kind', 'tpe')} "
-        f"(seed {sampler.get('seed', 0)}), pruner {pruner.get('kind', 'median')}",
-        f"- tuning objective: {meta.get('objective', 'mean')} (validation); final: best configuration retrained "
-        f"with {len(seeds)} seeds, test split evaluated once per seed",
-        "",
+        f"- budget: {b['trials']} search trials per architecture and dataset{timeout}; the single-task baseline is "
+        f"tuned per task, {b['trials']} trials for each task" + (f" ({baseline})" if baseline else "") + "; at "
+        f"most {b['max_epochs']} epochs, early-stopping patience {b['patience']}; sampler "
+        f"{sampler.get('kind', 'tpe')} (seed {sampler.get('seed', 0)}), pruner {pruner.get('kind', 'median')}",
+        "- selection on the validation split only; the best configuration of each architecture is retrained with "
+        f"{len(seeds)} final seeds ({_seed_range(seeds)}), the test split read once per seed. Across seeds vary the "
+        "weight initialisation, the data order and the dropout masks; the data split is fixed",
     ]
+    for label, info in meta.get("datasets", {}).items():
+        data = meta.get("data", {}).get(label, {})
+        rows_text = ", ".join(f"{k} {v:,}" for k, v in data.get("rows", {}).items())
+        lines.append(
+            f"- {escape(label)}: {escape(info.get('name', label))}"
+            + (f" ({escape(options_text(info['options']))})" if info.get("options") else "")
+            + (f"; splits {rows_text}" if rows_text else "")
+            + (f"; {data['d_in']} input features" if data.get("d_in") else "")
+            + (f", feature protocol {escape(data['features'])}" if data.get("features") else "")
+            + f"; tuning objective: {escape(_objective_text(info.get('objective', meta.get('objective', 'mean'))))}"
+        )
+    search = meta.get("search", {})
+    if search:
+        keys = sorted({k for space in search.values() for k in space})
+        table = [[a, *[escape(search[a].get(k, "")) for k in keys]] for a in search]
+        lines += ["", "<details><summary>Search space per architecture</summary>", "",
+                  tabulate(table, headers=["architecture", *keys], tablefmt="github", disable_numparse=True),
+                  "", "</details>"]
+    return [*lines, ""]
 
-    overall = overall_ranking(archs)
-    labels = list(meta.get("datasets", {})) or sorted(archs["dataset"].unique().to_list())
-    if len(labels) > 1 and overall.height:
-        ranks = {(r["dataset"], r["architecture"]): r["rank"] for r in archs.iter_rows(named=True)}
-        table = [
-            [r["architecture"], "—" if r["mean_rank"] is None else f"{r['mean_rank']:.2f}",
-             pm(r["mean_delta_m"], None, ".2f", signed=True) + ("%" if r["mean_delta_m"] is not None else ""),
-             *[ranks.get((d, r["architecture"])) or "—" for d in labels]]
-            for r in overall.iter_rows(named=True)
-        ]
-        lines += ["## Overall ranking", "", tabulate(table, headers=["architecture", "mean rank", "mean Δm",
-                                                                    *labels], tablefmt="github",
-                                                            disable_numparse=True), ""]
 
-    for label in labels:
-        info = meta.get("datasets", {}).get(label, {})
-        d_archs = archs.filter(pl.col("dataset") == label)
-        d_tasks = tasks.filter(pl.col("dataset") == label)
-        desc = escape(info.get("name", label) + (f" ({options_text(info['options'])})" if info.get("options") else ""))
-        lines += [f"## {label}", "", f"Dataset: {desc}.", ""]
-        if not d_archs.height:
-            lines += ["No final results yet.", ""]
+def _seed_range(seeds: list[int]) -> str:
+    return f"seeds {seeds[0]}..{seeds[-1]}" if seeds else "no seeds"
+
+
+def _objective_text(objective: str) -> str:
+    if objective == "mean":
+        return "mean over tasks of each task's primary validation metric"
+    return f"{objective}'s validation primary metric (main task)"
+
+
+def overall_section(archs: pl.DataFrame, meta: dict[str, Any], labels: list[str],
+                    plots: list[tuple[str, str]]) -> list[str]:
+    """Mean rank over datasets with the Friedman test and the Nemenyi critical difference."""
+    overall, tests = overall_ranking(archs, meta.get("architectures"))
+    if not overall.height:
+        return []
+    ranks = {(r["dataset"], r["architecture"]): r["rank"] for r in archs.iter_rows(named=True)}
+    table = [
+        [r["architecture"], f"{r['mean_rank']:.2f}", number(r["mean_delta_m"], ".2f", signed=True) + "%",
+         *[ranks.get((d, r["architecture"])) or DASH for d in labels]]
+        for r in overall.iter_rows(named=True)
+    ]
+    fr, cd = tests["friedman"], tests["cd"]
+    lines = ["## Overall ranking", "",
+             tabulate(table, headers=["architecture", "mean rank", "mean Δm", *map(escape, labels)],
+                      tablefmt="github", disable_numparse=True), ""]
+    if fr is not None and fr.statistic is not None and not math.isnan(fr.statistic):
+        lines.append(f"Friedman test over {fr.n_datasets} datasets and {fr.k} architectures (ranks of Δm, 1 = "
+                     f"best): χ²({fr.k - 1}) = {fr.statistic:.2f}, {pvalue(fr.p)}. Nemenyi critical difference "
+                     f"(α = {ALPHA}): {cd:.2f}; architectures whose mean ranks differ by less than that are not "
+                     "significantly different.")
+    else:
+        lines.append("Friedman test: needs at least 3 architectures ranked on at least 2 datasets.")
+    for a, reason in tests["excluded"].items():
+        lines.append(f"- not ranked overall: {a} ({escape(reason)})")
+    lines.append("")
+    for caption, path in plots:
+        lines += [f"![{caption}]({path})", ""]
+    return lines
+
+
+def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs: pl.DataFrame,
+                    cells: pl.DataFrame, plots: dict[str, list[tuple[str, str]]]) -> list[str]:
+    """One dataset: the table (cells with n and intervals, gains with tests, Δm, top group), what is
+    incomplete, the selected configurations, the plots and the repeated runs."""
+    lines = [f"## {escape(label)}", ""]
+    d_archs = archs.filter(pl.col("dataset") == label)
+    d_cells = cells.filter(pl.col("dataset") == label)
+    expected = len(meta.get("seeds", []))
+    if not d_archs.height:
+        return [*lines, "No final results yet.", ""]
+    task_meta = d_cells.select("task", "metric").unique().sort("task").rows()
+    by = {(r["architecture"], r["task"]): r for r in d_cells.iter_rows(named=True)}
+    headers = ["rank", "architecture", *[escape(f"{t} {m}") for t, m in task_meta],
+               *[escape(f"gain {t}") for t, _ in task_meta], "Δm", "seesaw", "params", "trials c/p/f", "s/trial"]
+    table = []
+    for r in d_archs.iter_rows(named=True):
+        a = r["architecture"]
+        values, gains = [], []
+        for t, _ in task_meta:
+            c = by.get((a, t))
+            if c is None or c["n"] == 0:
+                values.append(f"n = 0 of {expected}" + (" (failed)" if c is not None and c["n_failed"] else ""))
+                gains.append(DASH)
+                continue
+            values.append(f"{interval(c['mean'], c['lo'], c['hi'])} n={c['n']}")
+            gains.append(DASH if c["gain"] is None else
+                         f"{interval(c['gain'], c['gain_lo'], c['gain_hi'], signed=True)} "
+                         f"{significance(c['sig'], c['p_holm'])}".rstrip())
+        trials = DASH if r["trials_complete"] is None else \
+            f"{r['trials_complete']}/{r['trials_pruned']}/{r['trials_failed']}"
+        table.append([
+            (f"{r['rank']}" + (" (top)" if r["top"] else "")) if r["rank"] is not None else DASH, a, *values, *gains,
+            interval(r["delta_m"], r["dm_lo"], r["dm_hi"], ".2f", signed=True, unit="%"),
+            "yes" if r["seesaw"] else "", DASH if r["n_params"] is None else f"{r['n_params']:,}",
+            trials, DASH if r["seconds_per_trial"] is None else f"{r['seconds_per_trial']:.1f}",
+        ])
+    links = wandb_links(rows, label)
+    if links:  # runs tracked online: link each architecture's final runs
+        headers.append("W&B runs")
+        for row, r in zip(table, d_archs.iter_rows(named=True)):
+            row.append(links.get(r["architecture"], DASH))
+    lines += [tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    incomplete = d_archs.filter(~pl.col("complete"))
+    for r in incomplete.iter_rows(named=True):
+        lines.append(f"- incomplete, so no Δm and no rank: {r['architecture']} (no finite test score on "
+                     f"{escape(r['missing'])})")
+    absent = [a for a in meta.get("architectures", []) if a not in d_archs["architecture"].to_list()]
+    if absent:
+        lines.append(f"- no final results: {', '.join(absent)}")
+    if incomplete.height or absent:
+        lines.append("")
+    lines += published(meta, label)
+    lines += configurations(rows, label)
+    for caption, path in plots.get(label, []):
+        lines.append(f"![{caption}]({path})")
+    if plots.get(label):
+        lines.append("")
+    return lines + repeats.section(rows, label, plots.get(f"repeats:{label}"))  # nothing without repeat runs
+
+
+def published(meta: dict[str, Any], label: str) -> list[str]:
+    """The spec's published numbers for this dataset, apart from ours and labelled as such."""
+    lines = []
+    for entry in meta.get("published", []):
+        if entry["dataset"] != label:
             continue
-        task_meta = d_tasks.select("task", "metric").unique().sort("task").rows()
-        by = {(r["architecture"], r["task"]): r for r in d_tasks.iter_rows(named=True)}
-        headers = ["rank", "architecture", *[escape(f"{t} {m}") for t, m in task_meta],
-                   *[escape(f"gain {t}") for t, _ in task_meta],
-                   "Δm", "seesaw", "params", "trials c/p/f", "s/trial"]
-        table = []
-        for r in d_archs.iter_rows(named=True):
-            a = r["architecture"]
-            cells = [pm(by[(a, t)]["mean"], by[(a, t)]["std"]) if (a, t) in by else "—" for t, _ in task_meta]
-            gains = [pm(by[(a, t)]["gain"], by[(a, t)]["gain_se"], signed=True)
-                     if (a, t) in by and by[(a, t)]["gain"] is not None else "—" for t, _ in task_meta]
-            trials = "—" if r["complete"] is None else f"{r['complete']}/{r['pruned']}/{r['failed']}"
-            table.append([
-                r["rank"] or "—", a, *cells, *gains,
-                "—" if r["delta_m"] is None else f"{r['delta_m']:+.2f}%",
-                "yes" if r["seesaw"] else "", "—" if r["n_params"] is None else f"{r['n_params']:,}",
-                trials, "—" if r["seconds_per_trial"] is None else f"{r['seconds_per_trial']:.1f}",
-            ])
-        links = wandb_links(rows, label)
-        if links:  # runs tracked online: link each architecture's final runs
-            headers.append("W&B runs")
-            for row, r in zip(table, d_archs.iter_rows(named=True)):
-                row.append(links.get(r["architecture"], "—"))
-        lines += [tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
-        for caption, path in plots.get(label, []):
-            lines.append(f"![{caption}]({path})")
-        if plots.get(label):
-            lines.append("")
-        lines += repeats.section(rows, label, plots.get(f"repeats:{label}"))  # nothing without repeat runs
+        tasks = sorted({t for per_task in entry["values"].values() for t in per_task})
+        table = [[escape(a), *[number(v.get(t)) for t in tasks]] for a, v in entry["values"].items()]
+        lines += [f"Published numbers, for comparison only (not produced by this harness): {escape(entry['source'])}; "
+                  f"{escape(entry['metric'])}.", "",
+                  tabulate(table, headers=["architecture", *map(escape, tasks)], tablefmt="github",
+                           disable_numparse=True), ""]
+        if entry.get("notes"):
+            lines += [f"Protocol differences: {escape(entry['notes'])}", ""]
+    return lines
+
+
+def configurations(rows: pl.DataFrame, label: str) -> list[str]:
+    """Per architecture (BARS-style), a collapsible block with the selected configuration, its validation
+    score (the search trial's objective) and its config hash."""
+    final = (rows.filter((pl.col("stage") == "final") & (pl.col("dataset") == label))
+             .select("architecture", "target", "trial", "config_hash", "config").unique(["architecture", "target"])
+             .sort("architecture", "target"))
+    objective = rows.filter((pl.col("stage") == "search") & (pl.col("dataset") == label)
+                            & (pl.col("metric") == "objective")).select("architecture", "target", "trial", "value")
+    lines = []
+    for r in final.join(objective, on=["architecture", "target", "trial"], how="left").sort(
+            "architecture", "target").iter_rows(named=True):
+        config = json.loads(r["config"] or "{}")
+        config.pop("seed", None)  # the final runs' own seeds
+        unit = f"{r['architecture']}" + (f" [{r['target']}]" if r["architecture"] == BASELINE else "")
+        lines += [f"<details><summary>{escape(unit)}: trial {r['trial']}, validation objective (higher is better) "
+                  f"{number(r['value'])}, config {r['config_hash']}</summary>", "",
+                  escape(", ".join(f"{k}={v}" for k, v in sorted(config.items()))), "", "</details>"]
+    return [*lines, ""] if lines else []
+
+
+def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple[str, str]]] | None = None) -> str:
+    """The markdown leaderboard. ``plots`` maps a dataset label (or "" for study-wide plots, "overall" for the
+    critical-difference diagram, "repeats:<label>") to (caption, relative path) pairs to link."""
+    plots = plots or {}
+    archs = arch_summary(rows)
+    cells = with_gains(task_summary(rows))
+    labels = list(meta.get("datasets", {})) or sorted(archs["dataset"].unique().to_list())
+    lines = header(rows, meta)
+    if len(labels) > 1:
+        lines += overall_section(archs, meta, labels, plots.get("overall", []))
+    for label in labels:
+        lines += dataset_section(rows, meta, label, archs, cells, plots)
     for caption, path in plots.get("", []):
         lines += [f"![{caption}]({path})", ""]
     lines += [
-        "Metrics: test split, primary metric per task kind (binary: AUC, regression: MSE, multi-class: accuracy), "
-        "mean ± std over seeds. gain: PLE paper's MTL gain against the single-task baseline (sign flipped for "
-        "lower-is-better metrics, so positive is better) ± its standard error. Δm: mean relative improvement over "
-        "single-task across tasks, same orientation. seesaw: gains of mixed signs. trials c/p/f: search trials "
-        "complete/pruned/failed. s/trial: mean seconds per search trial.",
+        f"Cells: test split, primary metric per task kind (binary: AUC, regression: MSE, multi-class: accuracy); "
+        f"mean over the seeds whose score is finite [{CONFIDENCE:.0%} Student t interval] and their number n. "
+        "gain: the PLE paper's MTL gain against the tuned single-task baseline, oriented so that positive is "
+        f"better, with its {CONFIDENCE:.0%} Welch interval; ▲/▼: significantly better/worse by a two-sided Welch "
+        f"test, Holm-corrected over all gain cells of the dataset (adjusted p < {ALPHA}); n.s.: not significant. "
+        f"Δm: mean relative improvement over single-task across tasks, same orientation, with a {CONFIDENCE:.0%} "
+        "interval (per-seed Δm of the architecture, delta method for the baseline). rank: by Δm; (top): Δm not "
+        "significantly below the best architecture's (one-sided Welch tests on per-seed Δm against the best, "
+        f"Holm-corrected, adjusted p ≥ {ALPHA}), and those share rank 1. seesaw: one task's gain significantly "
+        "positive and another's significantly negative. Architectures without a finite score on every task get "
+        "no Δm and no rank. trials c/p/f: search trials complete/pruned/failed. s/trial: mean seconds per search "
+        "trial.",
         "",
     ]
     return "\n".join(lines)
 
 
 def tables(rows: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """The leaderboard's tables by name (what experiment tracking logs beside the page)."""
+    """The leaderboard's tables by name (what experiment tracking logs beside the page); list columns of
+    per-seed values are left out."""
     archs = arch_summary(rows)
-    return {"leaderboard": archs, "overall": overall_ranking(archs), "tasks": with_gains(task_summary(rows))}
+    cells = with_gains(task_summary(rows)).drop("values", "seeds")
+    return {"leaderboard": archs, "overall": overall_ranking(archs)[0], "tasks": cells}
 
 
 def build(root: Path, out_dir: Path, *, with_plots: bool = True) -> tuple[Path, str]:

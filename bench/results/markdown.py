@@ -1,15 +1,41 @@
-"""Markdown cells of the leaderboard pages: numbers with their uncertainty, and inert text from specs and data."""
+"""Markdown cells of the leaderboard pages: numbers with their interval and n, significance marks, and inert
+text from specs and data."""
 
 from __future__ import annotations
 
 from typing import Any
 
+DASH = "—"
 
-def pm(mean: float | None, std: float | None, fmt: str = ".4f", signed: bool = False) -> str:
+
+def number(value: float | None, fmt: str = ".4f", signed: bool = False) -> str:
+    if value is None:
+        return DASH
+    return f"{value:+{fmt}}" if signed else f"{value:{fmt}}"
+
+
+def interval(mean: float | None, lo: float | None, hi: float | None, fmt: str = ".4f", signed: bool = False,
+             unit: str = "") -> str:
+    """``0.9446 [0.9431, 0.9461]``; the mean alone when there is no interval (one seed), a dash when no mean."""
     if mean is None:
-        return "—"
-    text = f"{mean:+{fmt}}" if signed else f"{mean:{fmt}}"
-    return f"{text} ± {std:{fmt}}" if std is not None else text
+        return DASH
+    text = number(mean, fmt, signed) + unit
+    if lo is None or hi is None:
+        return text
+    return f"{text} [{number(lo, fmt, signed)}, {number(hi, fmt, signed)}]"
+
+
+def pvalue(p: float | None) -> str:
+    if p is None:
+        return DASH
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def significance(sig: str | None, p_holm: float | None) -> str:
+    """▲ (significantly better), ▼ (significantly worse) with the Holm-adjusted p, or n.s."""
+    if sig is None:
+        return ""
+    return "n.s." if sig == "n.s." else f"{'▲' if sig == '+' else '▼'} {pvalue(p_holm)}"
 
 
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]<>|"} | {"\n": " ", "\r": " "})

@@ -9,79 +9,173 @@ from typing import Any
 
 import polars as pl
 
+from bench.spec.metrics import HIGHER_IS_BETTER
+
 from .repeats import repeat_runs
-from .tables import correlation_summary, task_summary, with_gains
+from .tables import BASELINE, arch_summary, correlation_summary, overall_ranking, task_summary, with_gains
 
-Links = dict[str, list[tuple[str, str]]]  # dataset label (or "" / "repeats:<label>") -> (caption, relative path)
+# dataset label (or "" / "overall" / "repeats:<label>") -> [(caption, path relative to the leaderboard directory)]
+Links = dict[str, list[tuple[str, str]]]
 
 
-def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, prefix: str) -> Links:
-    """PNG plots next to the markdown: per-task metric with error bars, MTL gain per task, and (several
-    correlations) performance against task correlation. Returns captions and paths relative to ``out_dir``."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = with_gains(task_summary(rows))
+    return plt
+
+
+META_PNG = {"Software": None}  # no version string: the files change only when the results do
+
+
+def _direction(metric: str) -> str:
+    return "higher is better" if HIGHER_IS_BETTER[metric] else "lower is better"
+
+
+def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, prefix: str) -> Links:
+    """PNG plots next to the markdown, per dataset: the test metric and the MTL gain per task, bars in rank
+    order with their 95% intervals and the per-seed points; several datasets: the critical-difference diagram;
+    several correlations: performance against task correlation; repeated runs: histograms. Returns captions and
+    paths relative to ``out_dir``."""
+    plt = _pyplot()
+    cells = with_gains(task_summary(rows))
+    archs = arch_summary(rows)
     plot_dir = out_dir / prefix
     plot_dir.mkdir(parents=True, exist_ok=True)
-    links: dict[str, list[tuple[str, str]]] = {}
-    meta_png = {"Software": None}  # no version string: the files change only when the results do
-    for label in sorted(tasks["dataset"].unique().to_list()):
-        d = tasks.filter(pl.col("dataset") == label)
-        archs = sorted(d["architecture"].unique().to_list())
-        task_names = sorted(d["task"].unique().to_list())
-        width = 0.8 / max(len(task_names), 1)
-        for kind, value_col, err_col, title in (("metrics", "mean", "std", "test metric (mean ± std over seeds)"),
-                                                ("gain", "gain", "gain_se", "MTL gain vs single-task (± s.e.)")):
-            fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(archs)), 3.6))
-            for j, task in enumerate(task_names):
-                sub = {r["architecture"]: r for r in d.filter(pl.col("task") == task).iter_rows(named=True)}
-                xs = [i + (j - (len(task_names) - 1) / 2) * width for i in range(len(archs))]
-                ys = [(sub.get(a) or {}).get(value_col) for a in archs]
-                es = [(sub.get(a) or {}).get(err_col) or 0.0 for a in archs]
-                metric = next(iter(sub.values()))["metric"] if sub else ""
-                ax.bar(xs, [y if y is not None else 0.0 for y in ys], width, yerr=es, capsize=3,
-                       label=f"{task} ({metric})")
-            if kind == "gain":
-                ax.axhline(0.0, color="black", linewidth=0.8)
-            ax.set_xticks(range(len(archs)), archs, rotation=20)
-            ax.set_title(f"{label}: {title}")
-            ax.legend(fontsize=8)
+    links: Links = {}
+    for label in sorted(cells["dataset"].unique().to_list()):
+        d = cells.filter(pl.col("dataset") == label)
+        order = archs.filter(pl.col("dataset") == label)["architecture"].to_list()  # rank order
+        tasks = sorted(d["task"].unique().to_list())
+        for kind, title in (("metrics", "test metric"), ("gain", "MTL gain vs single-task")):
+            shown = [a for a in order if kind == "metrics" or a != BASELINE]  # the baseline has no gain
+            if not shown:
+                continue
+            fig, axes = plt.subplots(1, len(tasks), figsize=(max(4.5, 0.9 * len(shown)) * len(tasks), 3.8),
+                                     squeeze=False)
+            for ax, task in zip(axes[0], tasks):
+                by = {r["architecture"]: r for r in d.filter(pl.col("task") == task).iter_rows(named=True)}
+                metric = next(iter(by.values()))["metric"]
+                _bars(ax, shown, by, kind)
+                ax.set_title(f"{label}: {task}", fontsize=9)
+                ax.set_ylabel(f"test {metric} ({_direction(metric)})" if kind == "metrics" else
+                              f"gain in test {metric} (positive: better)", fontsize=8)
+            fig.suptitle(f"{label}: {title}, mean with 95% interval, points: seeds", fontsize=9)
             fig.tight_layout()
             fname = f"{label}-{kind}.png"
-            fig.savefig(plot_dir / fname, dpi=100, metadata=meta_png)
+            fig.savefig(plot_dir / fname, dpi=100, metadata=META_PNG)
             plt.close(fig)
-            links.setdefault(label, []).append((f"{label}: {title}", f"{prefix}/{fname}"))
+            links.setdefault(label, []).append((f"{label}: {title} (95% intervals, seeds as points)",
+                                                f"{prefix}/{fname}"))
+    if len(cells["dataset"].unique()) > 1:
+        overall, tests = overall_ranking(archs, meta.get("architectures"))
+        if overall.height >= 2 and tests["cd"] is not None:
+            _cd_diagram(plt, overall, tests["cd"], plot_dir / "critical-difference.png")
+            links["overall"] = [("critical-difference diagram: mean rank of Δm over datasets (Nemenyi)",
+                                 f"{prefix}/critical-difference.png")]
     corr = correlation_summary(rows, meta)
     if corr.height:
         corr = corr.filter(pl.col("metric") == corr["metric"].mode().sort()[0])  # one metric on the y axis
         fig, ax = plt.subplots(figsize=(6, 4))
         for arch in sorted(corr["architecture"].unique().to_list()):
             sub = corr.filter(pl.col("architecture") == arch)
-            ax.errorbar(sub["p"].to_list(), sub["mean"].to_list(), yerr=[s or 0.0 for s in sub["std"].to_list()],
-                        marker="o", capsize=3, label=arch)
+            means, los, his = (sub[c].to_list() for c in ("mean", "lo", "hi"))
+            err = [[m - lo if lo is not None else 0.0 for m, lo in zip(means, los)],
+                   [hi - m if hi is not None else 0.0 for m, hi in zip(means, his)]]
+            ax.errorbar(sub["p"].to_list(), means, yerr=err, marker="o", capsize=3, label=arch)
+        metric = corr["metric"][0]
         ax.set_xlabel("task correlation p")
-        ax.set_ylabel(f"test {corr['metric'][0]} (mean over tasks)")
-        ax.set_title("performance against task correlation")
+        ax.set_ylabel(f"test {metric}, mean over tasks ({_direction(metric)})")
+        ax.set_title("performance against task correlation (95% intervals over runs)")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(plot_dir / "correlation.png", dpi=100, metadata=meta_png)
+        fig.savefig(plot_dir / "correlation.png", dpi=100, metadata=META_PNG)
         plt.close(fig)
         links[""] = [("performance against task correlation", f"{prefix}/correlation.png")]
     links.update(repeat_plots(rows, plot_dir, prefix))  # histograms of repeated runs (key "repeats:<label>")
     return links
 
 
+def _bars(ax, archs: list[str], by: dict[str, dict], kind: str) -> None:
+    """Bars (mean or gain) with their 95% interval and the per-seed values as points, in the given order."""
+    col, lo_col, hi_col = ("mean", "lo", "hi") if kind == "metrics" else ("gain", "gain_lo", "gain_hi")
+    ys = [(by.get(a) or {}).get(col) for a in archs]
+    lows = [(by.get(a) or {}).get(lo_col) for a in archs]
+    highs = [(by.get(a) or {}).get(hi_col) for a in archs]
+    points = []
+    for i, a in enumerate(archs):
+        r = by.get(a)
+        if r is None or r[col] is None:  # no finite score, or no baseline to gain against
+            continue
+        values = r["values"]
+        if kind == "gain":  # the seeds' own gains: oriented difference from the baseline's mean
+            base = r["mean"] - (r["gain"] if HIGHER_IS_BETTER[r["metric"]] else -r["gain"])
+            values = [(v - base) * (1 if HIGHER_IS_BETTER[r["metric"]] else -1) for v in values]
+        points += [(i, v) for v in values]
+    known = [v for v in [*ys, *lows, *highs, *(p[1] for p in points)] if v is not None]
+    if not known:
+        return
+    lo_lim, hi_lim = min(known), max(known)
+    pad = 0.15 * (hi_lim - lo_lim or abs(hi_lim) or 1.0)
+    axis_bottom = min(0.0, lo_lim - pad) if kind == "gain" else lo_lim - pad
+    bottom = 0.0 if kind == "gain" else axis_bottom  # gains rise or fall from 0; metric bars from the axis
+    heights = [0.0 if y is None else y - bottom for y in ys]
+    err = [[0.0 if y is None or lo is None else y - lo for y, lo in zip(ys, lows)],
+           [0.0 if y is None or hi is None else hi - y for y, hi in zip(ys, highs)]]
+    ax.bar(range(len(archs)), heights, 0.6, bottom=bottom, yerr=err, capsize=3, color="#9ecae1",
+           edgecolor="#3182bd")
+    if points:
+        xs, vs = zip(*points)
+        ax.scatter(xs, vs, s=9, color="black", alpha=0.5, zorder=3)
+    if kind == "gain":
+        ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_ylim(axis_bottom, max(hi_lim + pad, 0.0) if kind == "gain" else hi_lim + pad)
+    ax.set_xticks(range(len(archs)), archs, rotation=25, fontsize=8)
+
+
+def _cd_diagram(plt, overall: pl.DataFrame, cd: float, path: Path) -> None:
+    """Demsar's critical-difference diagram: mean ranks on an axis (1 = best, left), the CD as a bar, and a
+    thick line under each group of architectures whose mean ranks differ by less than the CD."""
+    names, ranks = overall["architecture"].to_list(), overall["mean_rank"].to_list()
+    k = len(names)
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.32 * k))
+    ax.set_xlim(0.5, k + 0.5)
+    ax.set_ylim(-(k + 1.5), 2.0)
+    ax.axhline(0, color="black", linewidth=1)
+    for r in range(1, k + 1):
+        ax.plot([r, r], [0, 0.15], color="black", linewidth=1)
+        ax.text(r, 0.35, str(r), ha="center", fontsize=8)
+    ax.plot([1, 1 + cd], [1.3, 1.3], color="black", linewidth=2)
+    ax.text(1 + cd / 2, 1.5, f"CD = {cd:.2f}", ha="center", fontsize=8)
+    for i, (name, rank) in enumerate(zip(names, ranks)):
+        y = -(i + 1)
+        ax.plot([rank, rank], [0, y], color="gray", linewidth=0.8)
+        ax.plot(rank, 0, "o", color="black", markersize=3)
+        ax.text(k + 0.45, y, f"{name} ({rank:.2f})", ha="right", va="center", fontsize=8)
+        ax.plot([rank, k + 0.45 - 0.02 * k], [y, y], color="gray", linewidth=0.5, linestyle=":")
+    # groups: maximal runs of consecutive architectures (by mean rank) within CD of each other
+    groups: list[tuple[int, int]] = []
+    for i in range(k):
+        j = max(jj for jj in range(i, k) if ranks[jj] - ranks[i] < cd)  # ranks are sorted: j grows with i
+        if j > i and (not groups or j > groups[-1][1]):  # not inside the previous group
+            groups.append((i, j))
+    for j, (a, b) in enumerate(groups):
+        y = -0.35 - 0.25 * j
+        ax.plot([ranks[a] - 0.03, ranks[b] + 0.03], [y, y], color="black", linewidth=3)
+    ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata=META_PNG)
+    plt.close(fig)
+
+
 def repeat_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
     """One PNG per dataset with repeats: per task, a histogram of the runs' test metric per architecture.
     Returns ``{"repeats:<label>": [(caption, path relative to the leaderboard directory)]}``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = _pyplot()
 
     runs = repeat_runs(rows)
     links: dict[str, list[tuple[str, str]]] = {}
@@ -104,7 +198,7 @@ def repeat_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
             ax.legend(fontsize=7)
         fig.tight_layout()
         fname = f"{label}-repeats.png"
-        fig.savefig(Path(plot_dir) / fname, dpi=100, metadata={"Software": None})
+        fig.savefig(Path(plot_dir) / fname, dpi=100, metadata=META_PNG)
         plt.close(fig)
         links[f"repeats:{label}"] = [(f"{label}: repeated runs, histogram of the test metric",
                                       f"{prefix}/{fname}")]

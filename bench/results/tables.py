@@ -1,69 +1,123 @@
-"""The leaderboard's tables: a short polars pipeline over the tidy rows of ``bench.results.store``.
+"""The leaderboard's tables: a short polars pipeline over the tidy rows of ``bench.results.store``, with the
+statistics of ``bench.results.statistics`` (scipy) on every number.
 
-Definitions (per dataset, on the final stage's test split, primary metric of each task's kind):
+Definitions (per dataset, on the final stage's test split, primary metric of each task's kind; n = the seeds
+whose score is finite, a diverged or missing seed is never a number):
 
-- metric: mean ± standard deviation over the final seeds.
-- MTL gain of architecture a on task k (PLE paper, Tang et al. 2020):
+- cell: mean over seeds with a 95% Student t interval.
+- MTL gain of architecture a on task k (PLE paper, Tang et al. 2020), oriented so that positive is better:
       gain_k = s_k (M_a,k - M_single,k),   s_k = +1 if higher is better, -1 otherwise
-  with the standard error of a difference of independent means as its uncertainty:
-      se_k = sqrt(sd_a,k^2 / n_a,k + sd_single,k^2 / n_single,k)
+  with a 95% Welch interval and a two-sided Welch test against the tuned single-task baseline; the p-values of
+  all (architecture, task) cells of a dataset are Holm-corrected together. A gain is significant when its
+  adjusted p < ALPHA, and "n.s." otherwise.
 - Delta_m (Maninis et al. 2019; Vandenhende et al. 2021), in percent:
       Delta_m = 100/T sum_k s_k (M_a,k - M_single,k) / M_single,k
-- seesaw: some gains are positive and others negative (the PLE paper's seesaw phenomenon).
+  with a 95% interval (per-seed Delta_m for the architecture, delta method for the baseline).
+- seesaw: one task's gain significantly positive and another's significantly negative.
+- complete: an architecture with a finite score on every task of the dataset; only complete architectures
+  get Delta_m and a rank (never a Delta_m over a subset of tasks), and only when the baseline is complete.
+- rank within a dataset: architectures ordered by Delta_m; the *top group* is every architecture whose per-seed
+  Delta_m is not significantly below the best one's (one-sided Welch tests against the best, Holm-corrected,
+  adjusted p >= ALPHA): its members share rank 1, the others take their place in the order.
+- across datasets: each architecture's rank of Delta_m per dataset (1 = best, ties averaged), their mean, a
+  Friedman test and the Nemenyi critical difference (Demsar 2006), over the architectures complete on every
+  dataset; the others are listed apart with the reason.
 
-Architectures are ranked by Delta_m within a dataset (single-task: 0 by definition); the overall ranking is
-the mean of those ranks over datasets. The same rows and metadata always give byte-identical markdown.
-Repeated runs (stage "repeat") have their own tables in ``bench.results.repeats``.
+The same rows and metadata always give the same frames. Repeated runs (stage "repeat") have their own tables in
+``bench.results.repeats``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import polars as pl
 
 from bench.spec.metrics import HIGHER_IS_BETTER, PRIMARY
 
+from . import statistics
+
 BASELINE = "single_task"
+ALPHA = 0.05  # significance level of every test on the leaderboard
+CONFIDENCE = 0.95  # level of every interval
 
 
-# --- the pipeline ----------------------------------------------------------------------------------------
-def task_summary(rows: pl.DataFrame) -> pl.DataFrame:
-    """Per (dataset, architecture, task): mean, std and count over seeds of the test primary metric."""
+def _nan_to_null(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+# --- per seed and per cell -------------------------------------------------------------------------------
+def seed_scores(rows: pl.DataFrame, stage: str = "final") -> pl.DataFrame:
+    """The test primary metric of every run of ``stage``: one row per (dataset, architecture, task, seed),
+    non-finite values kept (they are counted as failed seeds, never averaged)."""
     return (
-        rows.filter((pl.col("stage") == "final") & (pl.col("split") == "test"))
+        rows.filter((pl.col("stage") == stage) & (pl.col("split") == "test"))
         # keep each task's primary metric (auc, mse or accuracy by task kind)
         .filter(pl.col("metric") == pl.col("kind").replace_strict(PRIMARY, default=None))
-        .filter(pl.col("value").is_finite())  # a NaN or infinity never reaches the leaderboard
+        .select("dataset", "architecture", "task", "kind", "metric", "seed", "value")
+        .sort("dataset", "architecture", "task", "seed")
+    )
+
+
+def task_summary(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per (dataset, architecture, task): n finite seeds (and n_failed non-finite ones), mean, std and the 95%
+    t interval [lo, hi]; ``values`` and ``seeds`` hold the finite per-seed scores for the tests."""
+    cells = (
+        seed_scores(rows)
         .group_by("dataset", "architecture", "task", "kind", "metric")
-        .agg(mean=pl.col("value").mean(), std=pl.col("value").std(), n=pl.len().cast(pl.Int64))
+        .agg(
+            values=pl.col("value").filter(pl.col("value").is_finite()),  # sorted by seed (seed_scores)
+            seeds=pl.col("seed").filter(pl.col("value").is_finite()),
+            n_failed=(~pl.col("value").is_finite()).sum().cast(pl.Int64),
+        )
         .sort("dataset", "architecture", "task")
+    )
+    ci = [statistics.mean_ci(v, CONFIDENCE) for v in cells["values"].to_list()]
+    return cells.with_columns(
+        n=pl.Series([c.n for c in ci], dtype=pl.Int64),
+        mean=pl.Series([_nan_to_null(c.mean) for c in ci], dtype=pl.Float64),
+        std=pl.Series([_nan_to_null(c.std) for c in ci], dtype=pl.Float64),
+        lo=pl.Series([_nan_to_null(c.lo) for c in ci], dtype=pl.Float64),
+        hi=pl.Series([_nan_to_null(c.hi) for c in ci], dtype=pl.Float64),
     )
 
 
 def with_gains(tasks: pl.DataFrame) -> pl.DataFrame:
-    """Adds gain, gain_se and rel (the relative improvement of Delta_m) against the single-task baseline."""
-    base = tasks.filter(pl.col("architecture") == BASELINE).select(
-        "dataset", "task", base_mean="mean", base_std="std", base_n="n"
-    )
-    # s_k: +1 when higher is better, -1 when lower is better
-    sign = pl.col("metric").replace_strict({m: 1.0 if h else -1.0 for m, h in HIGHER_IS_BETTER.items()})
-    is_base = pl.col("architecture") == BASELINE
-    return (
-        tasks.join(base, on=["dataset", "task"], how="left")
-        .with_columns(
-            gain=pl.when(is_base).then(None).otherwise(sign * (pl.col("mean") - pl.col("base_mean"))),
-            gain_se=pl.when(is_base).then(None).otherwise(
-                (pl.col("std") ** 2 / pl.col("n") + pl.col("base_std") ** 2 / pl.col("base_n")).sqrt()
-            ),
-            rel=pl.when(is_base).then(0.0).otherwise(
-                sign * (pl.col("mean") - pl.col("base_mean")) / pl.col("base_mean")
-            ),
-        )
-        .drop("base_mean", "base_std", "base_n")
+    """Adds, against the single-task baseline of the same (dataset, task): the oriented gain with its Welch
+    interval [gain_lo, gain_hi] and two-sided p, p_holm (Holm over the dataset's cells), and ``sig`` ("+", "-"
+    or "n.s."). Baseline rows and cells without a baseline get nulls."""
+    base = tasks.filter(pl.col("architecture") == BASELINE).select("dataset", "task", base_values="values")
+    joined = tasks.join(base, on=["dataset", "task"], how="left")
+    out = []
+    for r in joined.iter_rows(named=True):
+        g = {"gain": None, "gain_lo": None, "gain_hi": None, "p": None}
+        if r["architecture"] != BASELINE and r["base_values"] is not None and r["n"] > 0:
+            s = 1.0 if HIGHER_IS_BETTER[r["metric"]] else -1.0  # s_k: gains are positive when better
+            w = statistics.welch(r["values"], r["base_values"], CONFIDENCE)
+            lo, hi = sorted((s * w.lo, s * w.hi))
+            g = {"gain": _nan_to_null(s * w.diff), "gain_lo": _nan_to_null(lo), "gain_hi": _nan_to_null(hi),
+                 "p": _nan_to_null(w.p)}
+        out.append(g)
+    gains = pl.DataFrame(out, schema={"gain": pl.Float64, "gain_lo": pl.Float64, "gain_hi": pl.Float64,
+                                      "p": pl.Float64})
+    frame = pl.concat([joined.drop("base_values"), gains], how="horizontal")
+    # Holm over all tested cells of a dataset
+    adjusted: list[float | None] = [None] * frame.height
+    for _, idx in frame.with_row_index("i").group_by("dataset", maintain_order=True).agg("i").iter_rows():
+        ps = [frame["p"][i] for i in idx]
+        holm = statistics.holm([math.nan if p is None else p for p in ps])
+        for i, p in zip(idx, holm, strict=True):
+            adjusted[i] = _nan_to_null(p)
+    frame = frame.with_columns(p_holm=pl.Series(adjusted, dtype=pl.Float64))
+    return frame.with_columns(
+        sig=pl.when(pl.col("p_holm") < ALPHA).then(pl.when(pl.col("gain") > 0).then(pl.lit("+")).otherwise(pl.lit("-")))
+        .when(pl.col("p_holm").is_not_null()).then(pl.lit("n.s."))
+        .otherwise(None)
     )
 
 
+# --- per architecture ------------------------------------------------------------------------------------
 def trial_summary(rows: pl.DataFrame) -> pl.DataFrame:
     """Per (dataset, architecture): search trials complete / pruned / failed and mean seconds per trial
     (single-task sums its per-task units)."""
@@ -71,9 +125,9 @@ def trial_summary(rows: pl.DataFrame) -> pl.DataFrame:
     return (
         trials.group_by("dataset", "architecture")
         .agg(
-            complete=(pl.col("status") == "complete").sum().cast(pl.Int64),
-            pruned=(pl.col("status") == "pruned").sum().cast(pl.Int64),
-            failed=(pl.col("status") == "failed").sum().cast(pl.Int64),
+            trials_complete=(pl.col("status") == "complete").sum().cast(pl.Int64),
+            trials_pruned=(pl.col("status") == "pruned").sum().cast(pl.Int64),
+            trials_failed=(pl.col("status") == "failed").sum().cast(pl.Int64),
             seconds_per_trial=pl.col("seconds").mean(),
         )
         .sort("dataset", "architecture")
@@ -91,48 +145,121 @@ def params_summary(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _delta_m(arch: pl.DataFrame, base: pl.DataFrame, tasks: list[str]) -> statistics.DeltaM:
+    """Delta_m of one architecture on one dataset; per-task values aligned by seed (NaN where a seed is
+    missing, so that a seed counts only where it has every task)."""
+    seeds = sorted({s for v in arch["seeds"].to_list() for s in v})
+    by_task = {r["task"]: dict(zip(r["seeds"], r["values"], strict=True)) for r in arch.iter_rows(named=True)}
+    a = [[by_task[t].get(s, math.nan) for s in seeds] for t in tasks]
+    b = [base.filter(pl.col("task") == t)["values"][0].to_list() for t in tasks]
+    hib = [HIGHER_IS_BETTER[arch.filter(pl.col("task") == t)["metric"][0]] for t in tasks]
+    return statistics.delta_m(a, b, hib, CONFIDENCE)
+
+
 def arch_summary(rows: pl.DataFrame) -> pl.DataFrame:
-    """One row per (dataset, architecture): Delta_m, seesaw, parameters, trials and time; ranked by Delta_m."""
-    gains = with_gains(task_summary(rows))
-    per_arch = gains.group_by("dataset", "architecture").agg(
-        delta_m=pl.col("rel").mean() * 100.0,  # Delta_m in percent
-        seesaw=(pl.col("gain") > 0).any() & (pl.col("gain") < 0).any(),
-        n_tasks=pl.len().cast(pl.Int64),
-    )
+    """One row per (dataset, architecture): completeness, Delta_m with its interval, seesaw, top group and
+    rank, parameters, trials and time; ordered by rank."""
+    cells = with_gains(task_summary(rows))
+    out = []
+    for (dataset,), d in cells.group_by("dataset", maintain_order=True):
+        tasks = sorted(d["task"].unique().to_list())
+        base = d.filter(pl.col("architecture") == BASELINE)
+        complete = {a: set(g.filter(pl.col("n") > 0)["task"]) == set(tasks)
+                    for (a,), g in d.group_by("architecture", maintain_order=True)}
+        base_ok = complete.get(BASELINE, False)
+        dms, per_seed = {}, {}
+        for (a,), g in d.group_by("architecture", maintain_order=True):
+            if complete[a] and base_ok:
+                dms[a] = _delta_m(g, base, tasks)
+                per_seed[a] = dms[a].per_seed
+        top = statistics.top_group({a: v for a, v in per_seed.items() if v}, ALPHA) if per_seed else {}
+        order = sorted(dms, key=lambda a: (-_finite_or(dms[a].value, -math.inf), a))
+        for (a,), g in d.group_by("architecture", maintain_order=True):
+            dm = dms.get(a)
+            gains = g.filter(pl.col("p_holm").is_not_null())
+            t = top.get(a)
+            rank = None
+            if dm is not None and not math.isnan(dm.value):
+                rank = 1 if t is not None and t.in_top else order.index(a) + 1
+            out.append({
+                "dataset": dataset, "architecture": a, "n_tasks": len(tasks), "complete": complete[a],
+                "missing": ", ".join(sorted(set(tasks) - set(g.filter(pl.col("n") > 0)["task"]))),
+                "delta_m": _nan_to_null(dm.value) if dm else None, "dm_lo": _nan_to_null(dm.lo) if dm else None,
+                "dm_hi": _nan_to_null(dm.hi) if dm else None,
+                "seesaw": statistics.seesaw(gains["gain"].to_list(), gains["p_holm"].to_list(), ALPHA),
+                "top": bool(t.in_top) if t is not None else None,
+                "p_top": _nan_to_null(t.p_adjusted) if t is not None else None,
+                "rank": rank,
+            })
+    schema = {"dataset": pl.String, "architecture": pl.String, "n_tasks": pl.Int64, "complete": pl.Boolean,
+              "missing": pl.String, "delta_m": pl.Float64, "dm_lo": pl.Float64, "dm_hi": pl.Float64,
+              "seesaw": pl.Boolean, "top": pl.Boolean, "p_top": pl.Float64, "rank": pl.Int64}
     return (
-        per_arch.join(params_summary(rows), on=["dataset", "architecture"], how="left")
+        pl.DataFrame(out, schema=schema)
+        .join(params_summary(rows), on=["dataset", "architecture"], how="left")
         .join(trial_summary(rows), on=["dataset", "architecture"], how="left")
-        # rank 1 = highest Delta_m; ties share the best rank; no baseline -> no rank
-        .with_columns(rank=pl.col("delta_m").rank("min", descending=True).over("dataset").cast(pl.Int64))
-        .sort("dataset", "rank", "architecture", nulls_last=True)
+        .sort(["dataset", "rank", "delta_m", "architecture"], descending=[False, False, True, False],
+              nulls_last=True)
     )
 
 
-def overall_ranking(archs: pl.DataFrame) -> pl.DataFrame:
-    """Mean rank over datasets (and mean Delta_m), best first."""
-    return (
-        archs.group_by("architecture")
-        .agg(mean_rank=pl.col("rank").mean(), mean_delta_m=pl.col("delta_m").mean(), datasets=pl.len())
-        .sort("mean_rank", pl.col("mean_delta_m"), "architecture", descending=[False, True, False], nulls_last=True)
-    )
+def _finite_or(value: float | None, default: float) -> float:
+    return value if value is not None and math.isfinite(value) else default
+
+
+# --- across datasets -------------------------------------------------------------------------------------
+def overall_ranking(archs: pl.DataFrame, expected: list[str] | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Mean rank of Delta_m over datasets (1 = best, ties averaged) for the architectures with a Delta_m on
+    every dataset, best first, with their mean Delta_m; and the Friedman test and Nemenyi critical difference
+    over them (``{"friedman": Friedman | None, "cd": float | None, "excluded": {arch: reason}}``). ``expected``:
+    the study's architectures, so that one with no results at all is listed too."""
+    datasets = archs["dataset"].unique().sort().to_list()
+    scores: dict[str, list[float]] = {}
+    excluded: dict[str, str] = {}
+    names = list(dict.fromkeys([*(expected or []), *archs["architecture"].unique().sort().to_list()]))
+    for a in names:
+        g = archs.filter(pl.col("architecture") == a)
+        by_ds = {r["dataset"]: r["delta_m"] for r in g.iter_rows(named=True)}
+        lacking = [d for d in datasets if by_ds.get(d) is None]
+        if lacking:
+            excluded[a] = "no Δm on " + ", ".join(lacking)
+        else:
+            scores[a] = [by_ds[d] for d in datasets]
+    schema = {"architecture": pl.String, "mean_rank": pl.Float64, "mean_delta_m": pl.Float64, "datasets": pl.Int64}
+    if not scores:
+        return pl.DataFrame(schema=schema), {"friedman": None, "cd": None, "excluded": excluded}
+    fr = statistics.friedman(scores, higher_is_better=True)
+    table = pl.DataFrame(
+        [{"architecture": a, "mean_rank": fr.mean_ranks[a], "mean_delta_m": sum(v) / len(v), "datasets": len(v)}
+         for a, v in scores.items()], schema=schema,
+    ).sort(["mean_rank", "mean_delta_m", "architecture"], descending=[False, True, False])
+    cd = statistics.nemenyi_cd(len(scores), len(datasets), ALPHA) if len(scores) >= 2 and datasets else None
+    return table, {"friedman": fr, "cd": cd, "excluded": excluded}
 
 
 def correlation_summary(rows: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFrame:
     """Performance against task correlation (MMoE paper, figure 4): for datasets with a correlation option
-    ``p``, the test primary metric averaged over tasks per seed, then mean and std over seeds."""
+    ``p``, the test primary metric averaged over tasks per seed, then its mean and 95% t interval over seeds
+    (final seeds and repeated runs together)."""
     ps = {label: d["options"]["p"] for label, d in meta.get("datasets", {}).items() if "p" in d.get("options", {})}
+    schema = {"architecture": pl.String, "p": pl.Float64, "n": pl.Int64, "mean": pl.Float64, "lo": pl.Float64,
+              "hi": pl.Float64, "metric": pl.String}
     if len(set(ps.values())) < 2:
-        return pl.DataFrame(schema={"architecture": pl.String, "p": pl.Float64, "mean": pl.Float64,
-                                    "std": pl.Float64, "metric": pl.String})
-    return (
-        rows.filter((pl.col("stage") == "final") & (pl.col("split") == "test") & pl.col("dataset").is_in(list(ps)))
-        .filter(pl.col("metric") == pl.col("kind").replace_strict(PRIMARY, default=None))
-        .filter(pl.col("value").is_finite())
+        return pl.DataFrame(schema=schema)
+    per_seed = (
+        pl.concat([seed_scores(rows, "final"), seed_scores(rows, "repeat")])
+        .filter(pl.col("dataset").is_in(list(ps)) & pl.col("value").is_finite())
         .with_columns(p=pl.col("dataset").replace_strict(ps, return_dtype=pl.Float64))
         .group_by("architecture", "p", "seed", "metric")
         .agg(pl.col("value").mean())  # mean over tasks, per seed
         .group_by("architecture", "p", "metric")
-        .agg(mean=pl.col("value").mean(), std=pl.col("value").std())
-        .select("architecture", "p", "mean", "std", "metric")
+        .agg(pl.col("value"))
         .sort("architecture", "p")
     )
+    ci = [statistics.mean_ci(v, CONFIDENCE) for v in per_seed["value"].to_list()]
+    return per_seed.with_columns(
+        n=pl.Series([c.n for c in ci], dtype=pl.Int64),
+        mean=pl.Series([_nan_to_null(c.mean) for c in ci], dtype=pl.Float64),
+        lo=pl.Series([_nan_to_null(c.lo) for c in ci], dtype=pl.Float64),
+        hi=pl.Series([_nan_to_null(c.hi) for c in ci], dtype=pl.Float64),
+    ).select(list(schema))

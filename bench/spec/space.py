@@ -79,6 +79,17 @@ def search_keys(arch: str) -> dict[str, Any]:
     return {**{k: getattr(train, k) for k in SEARCHABLE_TRAIN_KEYS}, **architectures.options(arch)}
 
 
+def describe(param: Param) -> str:
+    """A search-space entry as the leaderboard states it: ``0.1``, ``{128, 256}``, ``int 2..8``,
+    ``1e-4..1e-2 (log)``."""
+    if param.kind == "fixed":
+        return f"{param.value}"
+    if param.kind == "categorical":
+        return "{" + ", ".join(str(c) for c in param.choices) + "}"
+    text = f"{param.low:g}..{param.high:g}" if param.kind == "float" else f"int {param.low}..{param.high}"
+    return text + (" (log)" if param.log else "") + (f" step {param.step:g}" if param.step else "")
+
+
 def parse_param(where: str, spec: Any) -> Param:
     """A search-space entry from TOML: scalar (fixed), list (categorical) or ``{low, high[, log, step]}``."""
     if isinstance(spec, list):

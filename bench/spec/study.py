@@ -28,6 +28,13 @@
     mode = "offline"                     # "online" | "offline" | "disabled"; or simply: wandb = "offline"
     project = "mtl-bench"                # entity = "my-team" (optional)
 
+    [[published]]                        # optional: a paper's numbers, shown beside ours (never mixed in)
+    source = "Ma et al., KDD 2018, Table 2"
+    dataset = "p0.9"
+    metric = "test AUC, mean over 400 runs"
+    values = { mmoe = { y1 = 0.93 } }
+    notes = "their tuner and budget differ"
+
     [[datasets]]
     name = "synthetic"
     label = "p0.9"                       # optional: a distinct name in the study (default: the dataset's name)
@@ -48,9 +55,10 @@ one line listing the valid choices, before anything is written.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +66,12 @@ from bench.errors import UnknownChoice, UserError
 from bench.hashing import config_hash
 
 from .config import check_keys, coerce
-from .space import Param, check_param_values, default_space, parse_param, search_keys
+from .space import Param, check_param_values, default_space, describe, parse_param, search_keys
 from .tracking import WandbSpec, parse_wandb
 
 STUDY_KEYS = ("name", "description", "architectures", "objective", "seeds", "budget", "sampler", "pruner",
-              "datasets", "search", "wandb", "repeats", "final")
+              "datasets", "search", "wandb", "repeats", "final", "published")
+PUBLISHED_KEYS = ("source", "dataset", "metric", "notes", "values")
 FINAL_KEYS = ("population",)
 BUDGET_KEYS = ("trials", "max_epochs", "patience", "timeout")
 DATASET_KEYS = ("name", "label", "tasks", "options", "objective")
@@ -89,6 +98,19 @@ class Budget:
     timeout: float | None = None
 
 
+@dataclass(frozen=True)
+class Published:
+    """Published numbers for comparison (a ``[[published]]`` table of the spec): never produced by the harness,
+    shown apart from its results on the dataset's leaderboard section, with their source and the protocol
+    differences that remain."""
+
+    source: str  # citation: paper, table, how the numbers were obtained
+    dataset: str  # a dataset label of the study
+    metric: str  # e.g. "test AUC, mean over 400 runs"
+    values: dict[str, dict[str, float]]  # architecture (any name the paper uses) -> task -> number
+    notes: str = ""
+
+
 @dataclass
 class Study:
     name: str
@@ -106,6 +128,7 @@ class Study:
     wandb: WandbSpec = field(default_factory=WandbSpec)  # W&B mode, project, entity (not in spec_hash)
     repeats: int = 0  # extra runs of each unit's best configuration (repeat_seeds); 0: none
     population: bool = True  # final seeds and repeats of a unit trained as one population (bench.study.final)
+    published: list[Published] = field(default_factory=list)  # numbers from papers, shown beside ours
 
     def objective_for(self, label: str) -> str:
         """The tuning objective of dataset ``label``: its own ``objective``, else the study's."""
@@ -124,7 +147,7 @@ class Study:
 
     @property
     def spec_hash(self) -> str:
-        return config_hash({k: v for k, v in self.raw.items() if k not in ("wandb", "final")})
+        return config_hash({k: v for k, v in self.raw.items() if k not in ("wandb", "final", "published")})
 
     def meta(self) -> dict[str, Any]:
         """What the leaderboard needs besides the result rows (stored as ``runs/<study>/study.json``)."""
@@ -141,6 +164,8 @@ class Study:
             "pruner": self.pruner,
             "datasets": {d.label: {"name": d.name, "options": d.options, "tasks": list(d.tasks or []),
                                    "objective": self.objective_for(d.label)} for d in self.datasets},
+            "search": {arch: {k: describe(p) for k, p in sorted(space.items())} for arch, space in self.search.items()},
+            "published": [asdict(p) for p in self.published],
         }
 
 
@@ -334,9 +359,39 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
                                 f"{budget.trials}; set trials to the grid's size")
     pruner = _optuna_kwargs("pruner", raw.get("pruner", {}), PRUNERS, "median")
     tracking = parse_wandb(raw.get("wandb"))
+    published = parse_published(raw.get("published", []), labels)
 
     return Study(
         name=name, datasets=specs, architectures=list(archs), budget=budget, search=space, objective=objective,
         seeds=seeds, sampler=sampler, pruner=pruner, description=str(raw.get("description", "")), path=path, raw=raw,
-        wandb=tracking, repeats=repeats, population=population,
+        wandb=tracking, repeats=repeats, population=population, published=published,
     )
+
+
+def parse_published(entries: Any, labels: list[str]) -> list[Published]:
+    """``[[published]]`` tables: source, dataset (a label of the study), metric, values = {arch = {task = x}}."""
+    if not isinstance(entries, list):
+        raise UserError("published must be a list of [[published]] tables")
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"published[{i}]"
+        check_keys(where, entry, PUBLISHED_KEYS)
+        for key in ("source", "dataset", "metric", "values"):
+            if key not in entry:
+                raise UserError(f"{where} needs {key!r}")
+        dataset = _typed(f"{where}.dataset", entry["dataset"], str)
+        if dataset not in labels:
+            raise UnknownChoice(f"dataset label in {where}", dataset, labels)
+        values = entry["values"]
+        if not isinstance(values, dict) or not values:
+            raise UserError(f"{where}.values must be a table: architecture = {{ task = number, ... }}")
+        for arch, per_task in values.items():
+            if not isinstance(per_task, dict) or not all(
+                    isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in per_task.values()):
+                raise UserError(f"{where}.values.{arch} must be a table of task = finite number")
+        out.append(Published(_typed(f"{where}.source", entry["source"], str), dataset,
+                             _typed(f"{where}.metric", entry["metric"], str),
+                             {a: {t: float(v) for t, v in pt.items()} for a, pt in values.items()},
+                             _typed(f"{where}.notes", entry.get("notes", ""), str)))
+    return out

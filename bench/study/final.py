@@ -73,22 +73,28 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
             return True
         return False
 
+    def failed(seed: int, error: str) -> str:
+        out(f"[{unit}] {stage} seed {seed} failed: {error}")
+        return f"{unit} {'' if stage == 'final' else stage + ' '}seed {seed}: {error}"
+
     def train(batch: list[int]) -> list[str]:
         stop.check()
         try:
-            rows = train_seeds(udata, unit.arch, config, batch, population=study.population,
-                               accelerator=ctx.accelerator, hooks=ctx.hooks, unit=unit)
+            rows, errors = train_seeds(udata, unit.arch, config, batch, population=study.population,
+                                       accelerator=ctx.accelerator, hooks=ctx.hooks, unit=unit)
         except (SystemExit, KeyboardInterrupt):
             raise Terminated(stop.signum or 2) from None
         except UserError:
             raise
-        except Exception as err:  # e.g. a non-finite loss with this seed: reported, never stored
+        except Exception as err:  # the whole batch failed (e.g. out of memory): never stored
             if len(batch) > 1:  # one bad seed must not cost the others: train them one by one
                 out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} as a population failed "
                     f"({type(err).__name__}: {err}); training them one at a time")
                 return [e for seed in batch for e in train([seed])]
-            out(f"[{unit}] {stage} seed {batch[0]} failed: {type(err).__name__}: {err}")
-            return [f"{unit} {'' if stage == 'final' else stage + ' '}seed {batch[0]}: {type(err).__name__}: {err}"]
+            return [failed(batch[0], f"{type(err).__name__}: {err}")]
+        # a seed that diverged (non-finite training loss, no finite validation epoch) is reported, never stored
+        failures = [failed(seed, errors[seed]) for seed in batch if seed in errors]
+        batch = [seed for seed in batch if seed not in errors]
         common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.arch,
                   "target": unit.target, "stage": stage, "trial": best.number,
                   "git_commit": store.git_commit(), "versions": store.versions(), "hardware": ctx.hardware}
@@ -103,14 +109,14 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
             if stage == "final":
                 out(f"[{unit}] final seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}): "
                     f"test {summary}  {seed_rows[0]['seconds']:.1f} s")
-        if stage != "final":  # many runs: one line
+        if stage != "final" and batch:  # many runs: one line
             test = pl.DataFrame([r for r in rows if r["split"] == "test" and r["metric"] == PRIMARY[r["kind"]]])
             medians = test.group_by("task", "metric", maintain_order=True).agg(pl.col("value").median())
             summary = ", ".join(f"{t} {m}={v:.4f}" for t, m, v in medians.iter_rows())
             out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} ({len(batch)} runs, up to "
                 f"{seeds.index(batch[-1]) + 1}/{len(seeds)}): test median {summary}  "
                 f"{max(r['seconds'] for r in rows):.1f} s")
-        return []
+        return failures
 
     failures, busy = [], []
     with contextlib.ExitStack() as claims:  # first pass: claim the seeds no other worker is training
@@ -133,40 +139,52 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
     return failures, []
 
 
+Rows = list[dict[str, Any]]
+Errors = dict[int, str]  # seed -> why its run failed (it has no rows)
+
+
 def train_seeds(data, arch: str, config: dict[str, Any], seeds: list[int], *, population: bool = True,
-                accelerator: str = "auto", hooks: Hooks | None = None, unit=None) -> list[dict[str, Any]]:
-    """The rows of ``seeds`` trained as one population, or (``population=False``) one fit after another."""
+                accelerator: str = "auto", hooks: Hooks | None = None, unit=None) -> tuple[Rows, Errors]:
+    """The rows of ``seeds`` trained as one population, or (``population=False``) one fit after another, and
+    the seeds that failed."""
     if population:
         return population_final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit)
     return final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit)
 
 
 def final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, accelerator: str = "auto",
-                hooks: Hooks | None = None, unit: Unit | None = None) -> list[dict[str, Any]]:
+                hooks: Hooks | None = None, unit: Unit | None = None) -> tuple[Rows, Errors]:
     """Retrain ``config`` once per seed (config ``seed`` = the seed) and evaluate validation and, once, test.
 
-    Returns tidy rows (split, task, kind, metric, value, seed, n_params, seconds, epochs, config_hash, config);
-    the caller adds the study's columns. A population trainer that fits all seeds as one stacked model can
-    replace this function: same arguments, same rows.
+    Returns tidy rows (split, task, kind, metric, value, seed, n_params, seconds, epochs, config_hash, config;
+    the caller adds the study's columns) and the seeds whose fit failed (a non-finite training loss, no finite
+    validation epoch, an error of the configuration), which have no rows. ``population_final_stage`` trains
+    all seeds as one stacked model instead: same arguments, same rows.
     """
     from bench.training.fit import fit
 
     hooks = hooks or Hooks()
     kinds = {t.name: t.kind for t in data.tasks}
-    rows = []
+    rows, errors = [], {}
     for seed in seeds:
         cfg = {**config, "seed": seed}
         for hook in hooks.final_start:
             hook(unit, seed, cfg)
-        result = fit(arch, data, cfg, evaluate_test=True, accelerator=accelerator)
+        try:
+            result = fit(arch, data, cfg, evaluate_test=True, accelerator=accelerator)
+        except UserError:
+            raise
+        except Exception as err:  # this seed's failure; the others still train
+            errors[seed] = f"{type(err).__name__}: {err}"
+            continue
         rows += end_seed(hooks, unit, result, seed, config, cfg, kinds, store.now())
-    return rows
+    return rows, errors
 
 
 def population_final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, accelerator: str = "auto",
-                           hooks: Hooks | None = None, unit=None) -> list[dict[str, Any]]:
+                           hooks: Hooks | None = None, unit=None) -> tuple[Rows, Errors]:
     """Retrain ``config`` once per seed as one population, evaluate validation and, once per seed, test; the
-    rows of ``final_stage`` (the caller adds the study's columns)."""
+    rows and failures of ``final_stage`` (a member that diverged fails alone)."""
     from bench.training.population import seed_configs, train_population
 
     hooks = hooks or Hooks()
@@ -177,10 +195,13 @@ def population_final_stage(data, arch: str, config: dict[str, Any], seeds: list[
             hook(unit, seed, cfg)
     results = train_population(arch, data, configs, evaluate_test=True, device=accelerator)
     finished = store.now()
-    rows = []
+    rows, errors = [], {}
     for seed, cfg, result in zip(seeds, configs, results):
+        if result.error is not None:
+            errors[seed] = f"FloatingPointError: {result.error}"
+            continue
         rows += end_seed(hooks, unit, result, seed, config, cfg, kinds, finished)
-    return rows
+    return rows, errors
 
 
 def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg: dict[str, Any],

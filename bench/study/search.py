@@ -12,6 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback
@@ -216,7 +217,8 @@ def search_rows(ctx: RunContext, unit: Unit, optuna_study) -> list[dict[str, Any
             "config": json.dumps(attrs.get("config", {}), sort_keys=True), "git_commit": store.git_commit(),
             "versions": store.versions(), "hardware": attrs.get("hardware"),
             "wandb_run": attrs.get("wandb_run"), "wandb_url": attrs.get("wandb_url"),
-            "finished_at": trial.datetime_complete.replace(microsecond=0).isoformat()
+            # Optuna's times are naive local times: stored in UTC, as the final runs' are
+            "finished_at": trial.datetime_complete.replace(microsecond=0).astimezone(UTC).isoformat()
             if trial.datetime_complete else None,
         }
         rows.append({**base, "task": "*", "kind": "", "metric": "objective", "value": value})

@@ -30,6 +30,7 @@ class FitResult:
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
     test_metrics: dict[str, dict[str, float]] | None = None
+    error: str | None = None  # a population member that failed (diverged): its metrics must not be stored
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -89,6 +90,8 @@ def fit(
     seconds = time.perf_counter() - start
     test = None
     if evaluate_test:
+        if system.best_epoch is None:  # never evaluate test on weights with no finite validation epoch
+            raise FloatingPointError("no finite validation epoch (diverged); the test split was not read")
         trainer.test(system, datamodule=dm, verbose=False)
         test = system.test_metrics
     return FitResult(

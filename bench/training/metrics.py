@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from bench.spec.metrics import PRIMARY, oriented
+from bench.spec.metrics import METRICS, PRIMARY, oriented
 
 
 def task_loss(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -39,9 +39,19 @@ def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     return (rank_sum_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
+def check_finite_loss(loss: float, epoch: int) -> None:
+    """A non-finite training loss (NaN or inf) ends a fit with ``FloatingPointError``: the one check that both
+    ``MTLSystem`` and populations (per member) apply once per epoch."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"non-finite training loss ({loss}) in epoch {epoch}")
+
+
 def task_metrics(kind: str, logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """Metrics of one task over a whole split."""
+    """Metrics of one task over a whole split; NaN for every metric when any prediction is NaN or infinite
+    (a diverged model gets no score: ranking NaNs would give AUC 0.5 or so)."""
     logits, y = logits.detach().float(), y.detach().float()
+    if not bool(torch.isfinite(logits).all()):
+        return dict.fromkeys(METRICS[kind], math.nan)
     if kind == "binary":
         z = logits.squeeze(-1)
         return {"auc": auc(z, y), "logloss": F.binary_cross_entropy_with_logits(z, y).item()}

@@ -44,7 +44,7 @@ from bench.spec.config import TrainConfig, split_config
 from . import allocator
 from .devices import resolve_device
 from .fit import FitResult, count_params
-from .metrics import objective, task_loss, task_metrics
+from .metrics import check_finite_loss, objective, task_loss, task_metrics
 from .system import make_system, param_groups
 
 BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW defaults, as used by MTLSystem
@@ -169,8 +169,8 @@ class _Member:
     best_state: torch.Tensor | None = None  # (P,) row of the flat parameter buffer at the best epoch
     es_best: torch.Tensor = field(default_factory=lambda: torch.tensor(-math.inf))  # float32, as logged
     wait: int = 0
-    final_state: torch.Tensor | None = None  # (P,) row when the member stopped
     seconds: float = 0.0
+    error: str | None = None  # why the member failed (a non-finite training loss, no finite validation epoch)
 
     def early_stop(self, value: float) -> bool:
         """``EarlyStopping(mode="max", check_finite=True)`` on the float32 value ``self.log`` would store."""
@@ -223,7 +223,9 @@ def train_population(
     """Train one member per config of ``configs`` (flat configs as ``bench.training.fit.fit`` takes) as one stacked
     model; return one ``FitResult`` per config, in order, as ``fit(arch, data, config, evaluate_test=...)``
     would. ``seconds`` is the wall time from the start until that member stopped. The test split is read
-    (once, with each member's best weights) only when ``evaluate_test``.
+    (once, with each member's best weights) only when ``evaluate_test``. A member whose training loss turns
+    non-finite, or that has no finite validation epoch, fails alone: its result has ``error`` set and no test
+    metrics, and the others train on.
 
     ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda``. ``members_per_call``: how many members one
     vmap call runs (default ``default_members_per_call``); fewer bound the size of the stacked temporaries
@@ -312,6 +314,12 @@ def train_population(
             stopped = []
             for row, m in enumerate(active):
                 mem = members[m]
+                try:  # as MTLSystem: a non-finite training loss ends this member's fit as a failure
+                    check_finite_loss(train_loss[row], epoch)
+                except FloatingPointError as err:
+                    mem.error, mem.seconds = str(err), time.perf_counter() - start
+                    stopped.append(row)
+                    continue
                 metrics = metrics_of(logits, val, row)
                 value = objective(tasks, metrics, mem.train.objective)
                 if not math.isfinite(value):
@@ -322,7 +330,6 @@ def train_population(
                     mem.best_objective, mem.best_epoch, mem.val_metrics = value, epoch, metrics
                     mem.best_state = opt.flat[row].clone()
                 if mem.early_stop(value) or epoch + 1 >= mem.train.max_epochs:
-                    mem.final_state = opt.flat[row].clone()
                     mem.seconds = time.perf_counter() - start
                     stopped.append(row)
             if stopped:
@@ -332,11 +339,15 @@ def train_population(
                     opt.keep(torch.tensor(keep, device=dev))
             epoch += 1
 
-    test_logits = None
-    if evaluate_test:
-        best = opt.unflatten(torch.stack([m.final_state if m.best_state is None else m.best_state for m in members]))
+    for mem in members:
+        if mem.error is None and mem.best_state is None:
+            mem.error = "no finite validation epoch (diverged)"
+    test_logits, test_row = None, {}
+    ok = [i for i, m in enumerate(members) if m.error is None]
+    if evaluate_test and ok:  # the test split, read once per member with its best weights; never a failed one's
+        best = opt.unflatten(torch.stack([members[i].best_state for i in ok]))
         test = data.test.to(dev)
-        test_logits = predict(best, test)
+        test_logits, test_row = predict(best, test), {i: row for row, i in enumerate(ok)}
     results = []
     for i, (arch_config, mem) in enumerate(zip(configs, members)):
         results.append(
@@ -350,7 +361,8 @@ def train_population(
                 n_params=n_params,
                 seconds=mem.seconds,
                 history=mem.history,
-                test_metrics=metrics_of(test_logits, test, i) if test_logits is not None else None,
+                test_metrics=metrics_of(test_logits, test, test_row[i]) if i in test_row else None,
+                error=mem.error,
             )
         )
     return results

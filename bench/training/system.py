@@ -21,7 +21,7 @@ from bench.datasets import BatchLoader, MTLData, Task
 from bench.errors import UnknownChoice, UserError
 from bench.spec.config import TrainConfig, split_config
 
-from .metrics import objective, task_loss, task_metrics
+from .metrics import check_finite_loss, objective, task_loss, task_metrics
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -128,8 +128,7 @@ class MTLSystem(L.LightningModule):
         """A non-finite training loss (NaN or inf) ends the fit with ``FloatingPointError``: judged once per
         epoch on the accumulated sum (one host sync per epoch, none per step)."""
         if self._loss_sum is not None and not bool(torch.isfinite(self._loss_sum)):
-            raise FloatingPointError(f"non-finite training loss ({float(self._loss_sum)}) in epoch "
-                                     f"{self.current_epoch}")
+            check_finite_loss(float(self._loss_sum), self.current_epoch)
 
     def on_validation_epoch_start(self) -> None:
         self._check_finite_loss()  # the epoch's validation runs before on_train_epoch_end: judge the loss first
