@@ -199,3 +199,28 @@ def test_published_numbers_are_shown_apart(tmp_path):
 def test_published_mistakes_are_one_line(change, message):
     with pytest.raises(UserError, match=message):
         parse_study({"datasets": [{"name": "synthetic"}], "published": [{**PUBLISHED, **change}]})
+
+
+def test_tiny_reproduction_spec_end_to_end(tmp_path, monkeypatch):
+    """studies/mmoe-synthetic.toml made tiny (fewer rows, epochs, seeds and repeats; nothing else changed):
+    fixed sizes, a learning-rate grid, no single-task baseline, three correlations, repeated runs; the leaderboard
+    has the correlation plot and the trainability sections."""
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    text = (Path(__file__).resolve().parents[1] / "studies" / "mmoe-synthetic.toml").read_text()
+    for old, new in (('name = "mmoe-synthetic"', 'name = "tiny-repro"'), ("seeds = 5", "seeds = 2"),
+                     ("repeats = 100", "repeats = 3"), ("max_epochs = 60", "max_epochs = 2"),
+                     ("n_samples = 10000, d = 100", "n_samples = 300, d = 8")):
+        assert old in text
+        text = text.replace(old, new)
+    spec = tmp_path / "tiny-repro.toml"
+    spec.write_text(text)
+    assert main(["run", "--study", str(spec), "--accelerator", "cpu", "--wandb", "disabled"]) == 0
+    markdown = (tmp_path / "leaderboard" / "tiny-repro.md").read_text()
+    assert "![performance against task correlation](tiny-repro/correlation.png)" in markdown
+    assert all(f"### p{p}: repeated runs" in markdown for p in ("0.5", "0.9", "1.0"))
+    assert "no final results" not in markdown  # single-task is not an architecture of this study
+    rows = store.read(tmp_path / "runs" / "tiny-repro")
+    assert rows.filter(pl.col("stage") == "repeat")["seed"].unique().sort().to_list() == [1001, 1002, 1003]
+    assert set(rows.filter(pl.col("stage") == "search")["trial"].unique()) == {0, 1, 2}  # the grid, once

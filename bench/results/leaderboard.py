@@ -177,6 +177,8 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
         return [*lines, "No final results yet.", ""]
     task_meta = d_cells.select("task", "metric").unique().sort("task").rows()
     by = {(r["architecture"], r["task"]): r for r in d_cells.iter_rows(named=True)}
+    # a study without the single-task baseline (e.g. the MMoE paper's synthetic experiment) has no gain, Δm or rank
+    baseline = BASELINE in d_archs["architecture"].to_list()
     headers = ["rank", "architecture", *[escape(f"{t} {m}") for t, m in task_meta],
                *[escape(f"gain {t}") for t, _ in task_meta], "Δm", "seesaw", "params", "trials c/p/f", "s/trial"]
     table = []
@@ -201,12 +203,17 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
             "yes" if r["seesaw"] else "", DASH if r["n_params"] is None else f"{r['n_params']:,}",
             trials, DASH if r["seconds_per_trial"] is None else f"{r['seconds_per_trial']:.1f}",
         ])
+    if not baseline:  # drop the gain, Δm and seesaw columns, and the rank
+        keep = [i for i, h in enumerate(headers) if i > 0 and not h.startswith("gain ") and h not in ("Δm", "seesaw")]
+        headers, table = [headers[i] for i in keep], [[row[i] for i in keep] for row in table]
     links = wandb_links(rows, label)
     if links:  # runs tracked online: link each architecture's final runs
         headers.append("W&B runs")
         for row, r in zip(table, d_archs.iter_rows(named=True)):
             row.append(links.get(r["architecture"], DASH))
     lines += [tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    if not baseline:
+        lines += ["No single-task baseline in this study: no MTL gain, Δm or rank.", ""]
     incomplete = d_archs.filter(~pl.col("complete"))
     for r in incomplete.iter_rows(named=True):
         lines.append(f"- incomplete, so no Δm and no rank: {r['architecture']} (no finite test score on "
@@ -307,6 +314,8 @@ def build(root: Path, out_dir: Path, *, with_plots: bool = True) -> tuple[Path, 
     rows = store.read(root)
     meta = store.read_meta(root)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (out_dir / meta["study"]).glob("*.png"):  # plots of an earlier build that may not be made again
+        stale.unlink()
     links = leaderboard_plots(rows, meta, out_dir, meta["study"]) if with_plots and rows.height else {}
     text = render(rows, meta, links)
     path = out_dir / f"{meta['study']}.md"

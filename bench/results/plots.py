@@ -51,7 +51,7 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
         tasks = sorted(d["task"].unique().to_list())
         for kind, title in (("metrics", "test metric"), ("gain", "MTL gain vs single-task")):
             shown = [a for a in order if kind == "metrics" or a != BASELINE]  # the baseline has no gain
-            if not shown:
+            if not shown or (kind == "gain" and BASELINE not in order):  # no baseline, no gains
                 continue
             fig, axes = plt.subplots(1, len(tasks), figsize=(max(4.5, 0.9 * len(shown)) * len(tasks), 3.8),
                                      squeeze=False)

@@ -61,12 +61,14 @@ def run_study(
 
     hw = hardware(accelerator)
 
-    def note_hardware(unit, trial, config) -> None:
+    def note_provenance(unit, trial, config) -> None:  # what ran the trial, for its rows whenever exported
         trial.set_user_attr("hardware", hw)
+        trial.set_user_attr("git_commit", store.git_commit())
+        trial.set_user_attr("versions", store.versions())
 
     hooks = hooks or Hooks()
     ctx = RunContext(study=study, root=root, data=data, coordinator=Coordinator(root, storage_obj),
-                     stop=StopFlag().install(), hooks=replace(hooks, trial_start=[note_hardware, *hooks.trial_start]),
+                     stop=StopFlag().install(), hooks=replace(hooks, trial_start=[note_provenance, *hooks.trial_start]),
                      accelerator=accelerator, hardware=hw, out=out, max_failure_rate=max_failure_rate)
     try:
         failed = train_units(ctx, all_units, storage_obj)

@@ -214,8 +214,9 @@ def search_rows(ctx: RunContext, unit: Unit, optuna_study) -> list[dict[str, Any
             "stage": "search", "trial": trial.number, "seed": attrs.get("config", {}).get("seed", 0),
             "status": state, "split": "val", "n_params": attrs.get("n_params"), "seconds": attrs.get("seconds"),
             "epochs": len(attrs.get("curve", [])), "config_hash": attrs.get("config_hash"),
-            "config": json.dumps(attrs.get("config", {}), sort_keys=True), "git_commit": store.git_commit(),
-            "versions": store.versions(), "hardware": attrs.get("hardware"),
+            "config": json.dumps(attrs.get("config", {}), sort_keys=True),
+            "git_commit": attrs.get("git_commit") or store.git_commit(),  # trials of older runs: this commit
+            "versions": attrs.get("versions") or store.versions(), "hardware": attrs.get("hardware"),
             "wandb_run": attrs.get("wandb_run"), "wandb_url": attrs.get("wandb_url"),
             # Optuna's times are naive local times: stored in UTC, as the final runs' are
             "finished_at": trial.datetime_complete.replace(microsecond=0).astimezone(UTC).isoformat()
