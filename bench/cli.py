@@ -11,11 +11,14 @@ import sys
 
 from .errors import UserError
 
-COMMANDS = ("train", "run", "leaderboard")
+COMMANDS = ("train", "run", "leaderboard", "list")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    from bench import __version__
+
     parser = argparse.ArgumentParser(prog="bench", description="Benchmark multi-task learning architectures.")
+    parser.add_argument("--version", action="version", version=f"mtl-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers = {}
     for name in COMMANDS:

@@ -25,9 +25,43 @@ def test_bench_train_every_architecture(arch, capsys):
         (["--arch", "mmoe", "--data", "rho=1"], "unknown option of dataset synthetic 'rho'; valid choices:"),
         (["--arch", "mmoe", "--set", "optimizer=sgd"], "unknown optimizer 'sgd'; valid choices: adam, adamw"),
         (["--arch", "mmoe", "--tasks", "y1,y3", *TINY], "unknown task 'y3'; valid choices: y1, y2"),
+        (["--arch", "mmoe", "--accelerator", "foo"], "unknown accelerator 'foo'; valid choices: auto, cpu, cuda, gpu"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
     assert main(["train", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+def test_version_and_list(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == "mtl-bench 0.1.0"
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("architectures (bench train --arch NAME --set KEY=VALUE):\n")
+    for name in architectures.available():
+        assert f"\n  {name} " in out
+    assert "  mmoe           tower_units=32, tower_layers=1, dropout=0.0, expert_units=64, expert_layers=1, " \
+           "n_experts=8\n" in out
+    assert "\ndatasets (bench train --dataset NAME --data KEY=VALUE):\n  adult " in out
+    assert "options: n_samples=10000, d=100, p=0.5, n_tasks=2, m=10, c=1.0, noise_std=0.1" in out
+    assert "\nstudies (bench run --study NAME):\n" in out
+    assert "  quickstart             1 dataset(s), 7 architectures, 6 trials each, at most 12 epochs, 3 seeds\n" in out
+    assert main(["list", "studies"]) == 0
+    assert capsys.readouterr().out.startswith("studies (bench run --study NAME):\n")
+
+
+def test_bad_accelerator_for_run_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--study", "quickstart", "--accelerator", "tpu9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "bench run: error: unknown accelerator 'tpu9'; valid choices: auto, cpu, cuda, gpu"
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "leaderboard").exists()
+    import torch
+
+    if not torch.cuda.is_available():  # a GPU asked for where there is none
+        assert main(["run", "--study", "quickstart", "--accelerator", "gpu"]) == 2
+        assert "no CUDA GPU is available here" in capsys.readouterr().err
+        assert not (tmp_path / "runs").exists()

@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
                    "is failed and retried (default 20)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "i/N": one of --jobs N's processes
     p.add_argument("--output", default="leaderboard", type=Path, help="leaderboard directory (default: leaderboard)")
-    p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
+    p.add_argument("--accelerator", default="auto", help="auto (default: a CUDA GPU when there is one), cpu or gpu")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: these small models gain little from more, and parallel "
                    "workers share the cores)")
@@ -141,6 +141,7 @@ def _check_options(args: argparse.Namespace) -> None:
     from bench.coordination.urls import check_storage_url
     from bench.errors import UserError
     from bench.results.store import ensure_writable
+    from bench.training.devices import check_accelerator
 
     if args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
@@ -148,6 +149,7 @@ def _check_options(args: argparse.Namespace) -> None:
         raise UserError(f"--max-failure-rate must be between 0 and 1, got {args.max_failure_rate}")
     if args.heartbeat < 1:
         raise UserError(f"--heartbeat must be >= 1 second, got {args.heartbeat}")
+    check_accelerator(args.accelerator)
     if args.storage:
         check_storage_url(args.storage)
     ensure_writable(args.runs_dir, "--runs-dir")

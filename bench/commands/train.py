@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
         help="folder holding the data files (default: $BENCH_DATA_DIR, then ~/.cache/mtl-bench); missing official "
         "files are downloaded into it",
     )
-    p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
+    p.add_argument("--accelerator", default="auto", help="auto (default: a CUDA GPU when there is one), cpu or gpu")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -37,9 +37,11 @@ def run(args: argparse.Namespace) -> int:
     from bench import architectures, datasets
     from bench.errors import UserError
     from bench.spec.config import config_schema, parse_assignments, split_config
+    from bench.training.devices import check_accelerator
     from bench.training.fit import fit
 
     architectures.get(args.arch)  # unknown names fail before any work
+    check_accelerator(args.accelerator)
     datasets.get(args.dataset)
     config = parse_assignments(args.settings, config_schema(args.arch), f"config key for {args.arch}")
     split_config(args.arch, config)  # validates values before the data is loaded

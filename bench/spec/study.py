@@ -171,12 +171,13 @@ class Study:
 
 # --- finding a spec ----------------------------------------------------------------------------------------
 def study_dirs() -> list[Path]:
-    """Where study names are looked up: ``studies/`` in the current directory, then in the installed repo."""
-    repo = Path(__file__).resolve().parents[2] / "studies"
-    dirs = [Path.cwd() / "studies"]
-    if repo.resolve() != dirs[0].resolve():
-        dirs.append(repo)
-    return dirs
+    """Where study names are looked up: ``studies/`` in the current directory, then the shipped specs (package
+    data of ``bench.studies``, read with importlib.resources)."""
+    from importlib.resources import files
+
+    here = Path.cwd() / "studies"
+    shipped = Path(str(files("bench.studies")))
+    return [here] if shipped.resolve() == here.resolve() else [here, shipped]
 
 
 def available_studies() -> list[str]:

@@ -7,7 +7,7 @@ import platform
 
 import torch
 
-from bench.errors import UserError
+from bench.errors import UnknownChoice, UserError
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -28,6 +28,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu")
     return dev
+
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+
+
+def check_accelerator(name: str) -> str:
+    """A Lightning accelerator name this harness trains on (auto: CUDA when available, else CPU), checked before
+    anything is written: an unknown name, or a GPU asked for where none is, is a one-line ``UserError``."""
+    if name not in ACCELERATORS:
+        raise UnknownChoice("accelerator", name, ACCELERATORS)
+    if name in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(f"--accelerator {name} asked for, but no CUDA GPU is available here; use cpu or auto")
+    return name
 
 
 def hardware(accelerator: str = "cpu") -> str:
