@@ -82,6 +82,19 @@ def test_objective_per_dataset_tunes_each_on_its_main_task(tmp_path, monkeypatch
             assert objective != pytest.approx((main_auc + other) / 2)  # ... not on the mean of both
     meta = store.read_meta(tmp_path / "runs" / "two-groups")
     assert {k: v["objective"] for k, v in meta["datasets"].items()} == {"group1": "income", "group2": "educated"}
+    # the embedded journal opens in plain Optuna (and optuna-dashboard) with the objectives named
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "runs" / "two-groups" / "optuna.journal")))
+    names = {name: optuna.load_study(study_name=name, storage=storage).metric_names
+             for name in optuna.get_all_study_names(storage)}
+    assert names == {"group1/mmoe": ["val auc (income)"], "group2/mmoe": ["val auc (educated)"],
+                     "group1/single_task/income": ["val auc (income)"],
+                     "group1/single_task/married": ["val auc (married)"],
+                     "group2/single_task/educated": ["val auc (educated)"],
+                     "group2/single_task/married": ["val auc (married)"]}
     assert meta["data"]["group1"]["rows"] == {"train": 320, "val": 40, "test": 40}
 
 
@@ -224,3 +237,14 @@ def test_tiny_reproduction_spec_end_to_end(tmp_path, monkeypatch):
     rows = store.read(tmp_path / "runs" / "tiny-repro")
     assert rows.filter(pl.col("stage") == "repeat")["seed"].unique().sort().to_list() == [1001, 1002, 1003]
     assert set(rows.filter(pl.col("stage") == "search")["trial"].unique()) == {0, 1, 2}  # the grid, once
+
+
+def test_objective_names():
+    from bench import datasets
+    from bench.study.search import objective_name
+    from bench.study.units import Unit
+
+    data = datasets.load("synthetic", n_samples=100, d=4)
+    assert objective_name(Unit("s", "mmoe", "mean"), data) == "val mean of -mse (y1), -mse (y2)"
+    assert objective_name(Unit("s", "mmoe", "y2"), data) == "-val mse (y2)"
+    assert objective_name(Unit("s", "single_task", "y1"), data.select_tasks(["y1"])) == "-val mse (y1)"

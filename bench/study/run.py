@@ -119,7 +119,7 @@ def train_units(ctx: RunContext, all_units: list[Unit], storage) -> list[str]:
     # 1. every unit's search, without waiting for other workers' trials
     opts = {}
     for i, unit in enumerate(all_units, 1):
-        opts[unit] = open_unit_study(ctx.study, unit, storage)
+        opts[unit] = open_unit_study(ctx.study, unit, storage, ctx.data[unit.dataset])
         search_unit(ctx, unit, opts[unit], position=f"{i}/{len(all_units)}", wait=False)
     # 2. per unit: wait until no trial runs anywhere (retrying what others left), store its search rows, then
     # train the final seeds no other worker has claimed. Seeds claimed elsewhere are left for step 3, so that

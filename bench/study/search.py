@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from datetime import UTC
 from typing import Any
@@ -22,6 +23,7 @@ from bench.errors import UserError
 from bench.hashing import config_hash
 from bench.results import store
 from bench.spec.hooks import Hooks
+from bench.spec.metrics import HIGHER_IS_BETTER, PRIMARY
 from bench.spec.space import Param
 from bench.spec.study import Study, optuna_class
 
@@ -131,7 +133,7 @@ def make_objective(
 
 
 # --- one unit's Optuna study -----------------------------------------------------------------------------
-def open_unit_study(study: Study, unit: Unit, storage):
+def open_unit_study(study: Study, unit: Unit, storage, data=None):
     """The unit's Optuna study (created on first use), with the spec's pruner and its identity. Its sampler is
     made anew before every trial (``RunContext.new_sampler``: one seed per trial)."""
     import optuna
@@ -139,12 +141,30 @@ def open_unit_study(study: Study, unit: Unit, storage):
     pruner_kw = {k: v for k, v in study.pruner.items() if k != "kind"}
     opt = optuna.create_study(storage=storage, study_name=unit.optuna_name, direction="maximize",
                               load_if_exists=True, pruner=optuna_class("pruner", study.pruner["kind"])(**pruner_kw))
+    if data is not None and opt.metric_names is None:  # optuna-dashboard: "val auc (income)", not "Objective 0"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            opt.set_metric_names([objective_name(unit, unit_data(unit, data))])
     attrs = opt.user_attrs
     if "spec_hash" not in attrs:
         opt.set_user_attr("spec_hash", study.spec_hash)
     if "identity" not in attrs:  # what must not change under this name (checked by identity.check_identity)
         opt.set_user_attr("identity", identity.unit_identity(study, unit))
     return opt
+
+
+def objective_name(unit: Unit, data) -> str:
+    """What a unit's trials maximise, in words: ``val auc (income)`` for one task (a lower-is-better metric is
+    maximised negated: ``-val mse (y1)``), or ``val mean of auc (income), -mse (price)`` over the tasks."""
+    def one(task) -> str:
+        metric = PRIMARY[task.kind]
+        return f"{'' if HIGHER_IS_BETTER[metric] else '-'}{metric} ({task.name})"
+
+    target = unit.target if unit.arch != "single_task" else "mean"  # single-task data hold its one task
+    tasks = [t for t in data.tasks if target in ("mean", t.name)]
+    if len(tasks) == 1:
+        return f"val {one(tasks[0])}".replace("val -", "-val ")
+    return "val mean of " + ", ".join(one(t) for t in tasks)
 
 
 def progress_state(optuna_study) -> tuple[int, float]:
