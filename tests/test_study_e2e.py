@@ -117,3 +117,33 @@ def test_cli_study_end_to_end(tmp_path, monkeypatch, capsys):
     assert md_path.read_text() == markdown
     assert main(["leaderboard", "--study", "e2e", "--quiet"]) == 0
     assert md_path.read_text() == markdown
+
+
+def test_progress_lines_in_the_metric_orientation(tmp_path, monkeypatch, capsys):
+    """Output that is not a terminal gets plain lines: each trial with its unit's count, the objective in the
+    metric's own name and orientation (an MSE is printed as an MSE, not negated), and the study-wide count."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "e2e.toml").write_text(SPEC)
+    assert main(["run", "--study", "e2e.toml", "--accelerator", "cpu", "--wandb", "disabled", "--no-plots"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "] trial " in ln]
+    assert len(lines) == 8  # 2 trials x (mmoe, shared_bottom, single_task[y1], single_task[y2])
+    pattern = re.compile(r"^\[syn \| (\S+)\] trial (\d)/2 (complete|pruned) +(val mean mse|val mse \(y[12]\)) "
+                         r"(\d+\.\d+)  best (\d+\.\d+)  \d+\.\d s  \[search (\d)/8 trials, \d+ s elapsed"
+                         r"(, about \d+ s left)?\]$")
+    counts = []
+    for line in lines:
+        m = pattern.match(line)
+        assert m, line
+        arch, status, label, value, best, done = m.group(1, 3, 4, 5, 6, 7)
+        assert label == ("val mean mse" if not arch.startswith("single_task") else f"val mse ({arch[-3:-1]})")
+        if status == "complete":
+            assert float(best) <= float(value)  # best: the lowest MSE so far (the value itself at worst)
+        counts.append(int(done))
+    assert counts == sorted(counts) and counts[-1] == 8
+    rows = store.read(tmp_path / "runs" / "e2e")
+    objective = rows.filter((rows["stage"] == "search") & (rows["metric"] == "objective"))["value"]
+    assert (objective < 0).all()  # stored as Optuna maximised it: -MSE; printed as the MSE itself
+    # --quiet: nothing but where the leaderboard went
+    assert main(["run", "--study", "e2e.toml", "--accelerator", "cpu", "--wandb", "disabled", "--no-plots",
+                 "--quiet", "--output", "lb2"]) == 0
+    assert capsys.readouterr().out == ""

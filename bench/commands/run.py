@@ -42,6 +42,8 @@ def add_parser(sub) -> None:
                    help="torch CPU threads (default 1: these small models gain little from more, and parallel "
                    "workers share the cores)")
     p.add_argument("--no-plots", action="store_true", help="write the markdown without plots")
+    p.add_argument("--quiet", action="store_true",
+                   help="print no progress lines and no leaderboard (errors and where it was written still)")
     p.add_argument("--repeats", type=int, default=None, metavar="N",
                    help="also retrain each best configuration N more times (seeds 1001..1000+N) and report the "
                    "distribution of its test metric (default: the spec's repeats, else 0)")
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         tracker = Tracker(study.name, mode=mode, project=args.wandb_project or (spec.project if spec else None),
                           entity=spec.entity if spec else None, directory=Path(args.runs_dir) / study.name)
         prefix = f"[w{args.worker}] " if args.worker else (f"[w1/{args.jobs}] " if procs else "")
-        out = lambda line: print(prefix + mask_url(line), flush=True)
+        out = (lambda line: None) if args.quiet else (lambda line: print(prefix + mask_url(line), flush=True))
         options = dict(storage=args.storage, accelerator=args.accelerator, out=out,
                        max_failure_rate=args.max_failure_rate, heartbeat=args.heartbeat)
         if procs:
@@ -129,8 +131,9 @@ def run(args: argparse.Namespace) -> int:
         finished = True
     finally:
         tracker.close(timeout=120 if finished else 15)  # pending W&B runs are written before exiting
-    print()
-    print(text)
+    if not args.quiet:
+        print()
+        print(text)
     print(f"leaderboard written to {path} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
     print(tracker.describe(), file=sys.stderr)
     return 0
@@ -171,6 +174,8 @@ def _start_workers(args: argparse.Namespace) -> list[subprocess.Popen]:
         cmd += ["--repeats", str(args.repeats)]
     if args.no_population:
         cmd += ["--no-population"]
+    if args.quiet:
+        cmd += ["--quiet"]
     env = dict(os.environ)
     env.pop("BENCH_STORAGE", None)
     if args.storage:

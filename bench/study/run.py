@@ -25,7 +25,7 @@ from bench.spec.hooks import Hooks
 from bench.spec.study import Study
 
 from .final import final_unit
-from .search import mean_trial_seconds, open_unit_study, search_rows, search_unit
+from .search import Progress, mean_trial_seconds, open_unit_study, search_rows, search_unit
 from .units import RunContext, Unit, load_data, units
 
 
@@ -117,9 +117,11 @@ def describe(data) -> dict[str, Any]:
 def train_units(ctx: RunContext, all_units: list[Unit], storage) -> list[str]:
     """The search and final stages of every unit; returns the final runs that failed."""
     # 1. every unit's search, without waiting for other workers' trials
-    opts = {}
-    for i, unit in enumerate(all_units, 1):
+    opts = ctx.opts
+    ctx.progress = Progress(total=ctx.study.budget.trials * len(all_units))
+    for unit in all_units:
         opts[unit] = open_unit_study(ctx.study, unit, storage, ctx.data[unit.dataset])
+    for i, unit in enumerate(all_units, 1):
         search_unit(ctx, unit, opts[unit], position=f"{i}/{len(all_units)}", wait=False)
     # 2. per unit: wait until no trial runs anywhere (retrying what others left), store its search rows, then
     # train the final seeds no other worker has claimed. Seeds claimed elsewhere are left for step 3, so that

@@ -13,6 +13,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
@@ -153,6 +154,14 @@ def open_unit_study(study: Study, unit: Unit, storage, data=None):
     return opt
 
 
+def _objective_parts(unit: Unit, data) -> tuple[list, bool]:
+    """The tasks a unit's objective averages (one for a main task or a single-task unit) and whether the
+    objective is their primary metric negated (every one lower-is-better)."""
+    target = unit.target if unit.arch != "single_task" else "mean"  # single-task data hold its one task
+    tasks = [t for t in data.tasks if target in ("mean", t.name)]
+    return tasks, not any(HIGHER_IS_BETTER[PRIMARY[t.kind]] for t in tasks)
+
+
 def objective_name(unit: Unit, data) -> str:
     """What a unit's trials maximise, in words: ``val auc (income)`` for one task (a lower-is-better metric is
     maximised negated: ``-val mse (y1)``), or ``val mean of auc (income), -mse (price)`` over the tasks."""
@@ -160,11 +169,44 @@ def objective_name(unit: Unit, data) -> str:
         metric = PRIMARY[task.kind]
         return f"{'' if HIGHER_IS_BETTER[metric] else '-'}{metric} ({task.name})"
 
-    target = unit.target if unit.arch != "single_task" else "mean"  # single-task data hold its one task
-    tasks = [t for t in data.tasks if target in ("mean", t.name)]
+    tasks, _ = _objective_parts(unit, data)
     if len(tasks) == 1:
         return f"val {one(tasks[0])}".replace("val -", "-val ")
     return "val mean of " + ", ".join(one(t) for t in tasks)
+
+
+def objective_display(unit: Unit, data) -> tuple[str, float]:
+    """(label, sign) to print a unit's objective value in its metric's own orientation: ``val mse (y1)`` with
+    sign -1 (the objective is -MSE), ``val mean auc`` with +1; ``val objective`` when the tasks' metrics differ."""
+    tasks, negated = _objective_parts(unit, data)
+    sign = -1.0 if negated else 1.0
+    if len(tasks) == 1:
+        return f"val {PRIMARY[tasks[0].kind]} ({tasks[0].name})", sign
+    metrics = {PRIMARY[t.kind] for t in tasks}
+    return (f"val mean {metrics.pop()}" if len(metrics) == 1 else "val objective (higher is better)"), sign
+
+
+@dataclass
+class Progress:
+    """The whole study's search progress for log lines: trials counted of the total budget, elapsed time and
+    an estimate of the time left from this worker's rate so far (resumed trials are not counted as its work)."""
+
+    total: int
+    start: float = field(default_factory=time.perf_counter)
+    done_at_start: int | None = None
+
+    def line(self, done: int) -> str:
+        if self.done_at_start is None:
+            self.done_at_start = max(done - 1, 0)
+        elapsed = time.perf_counter() - self.start
+        ran = done - self.done_at_start
+        eta = elapsed / ran * (self.total - done) if ran > 0 and done < self.total else None
+        return (f"[search {done}/{self.total} trials, {_minutes(elapsed)} elapsed"
+                + (f", about {_minutes(eta)} left]" if eta is not None else "]"))
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def progress_state(optuna_study) -> tuple[int, float]:
@@ -202,13 +244,18 @@ def search_unit(ctx: RunContext, unit: Unit, opt, *, position: str, wait: bool) 
     if not wait and remaining > 0 and (time_left is None or time_left > 0):
         ctx.out(f"[{unit}] search: {done}/{budget.trials} trials done, running {remaining} ({position})")
 
+    label, sign = objective_display(unit, udata)
+
     def report(s, trial) -> None:
         n, _ = progress_state(s)
         best = s.best_value if any(trial_state(t) == "complete" for t in s.get_trials(deepcopy=False)) else None
         value = trial.value if trial.value is not None else (trial.user_attrs.get("curve") or [None])[-1]
         err = trial.user_attrs.get("error")
-        ctx.out(f"[{unit}] trial {n}/{budget.trials} {trial_state(trial):<8} value {_fmt(value)}  "
-                f"best {_fmt(best)}  {trial.user_attrs.get('seconds', 0.0):.1f} s" + (f"  ({err})" if err else ""))
+        shown = [None if v is None else sign * v for v in (value, best)]  # in the metric's own orientation
+        done = sum(progress_state(o)[0] for o in ctx.opts.values())
+        ctx.out(f"[{unit}] trial {n}/{budget.trials} {trial_state(trial):<8} {label} {_fmt(shown[0])}  "
+                f"best {_fmt(shown[1])}  {trial.user_attrs.get('seconds', 0.0):.1f} s  {ctx.progress.line(done)}"
+                + (f"  ({err})" if err else ""))
 
     objective = make_objective(unit, udata, ctx.study.search[unit.arch], unit_fixed(ctx.study, unit),
                                accelerator=ctx.accelerator, hooks=ctx.hooks)

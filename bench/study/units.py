@@ -8,7 +8,7 @@ task's validation metric and trained on that task alone (the MMoE paper's protoc
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,8 @@ class RunContext:
     hardware: str  # bench.training.devices.hardware(accelerator), stored with every row
     out: Callable[[str], None]
     max_failure_rate: float = 0.5
+    opts: dict[Unit, Any] = field(default_factory=dict)  # every unit's Optuna study, once opened
+    progress: Any = None  # bench.study.search.Progress over the whole search budget
 
     def new_sampler(self, unit: Unit, n_trials: int):
         """The sampler for a unit's next trial: one seed per trial (sampler seed + trials before it), so the
