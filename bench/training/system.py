@@ -8,7 +8,9 @@ validation objective and leaves at its best epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import pickle
 from typing import Any
 
 import lightning as L
@@ -100,6 +102,25 @@ class MTLSystem(L.LightningModule):
         # Manual optimisation: the step below is what automatic optimisation would do, without its closure
         # and per-step bookkeeping, which cost more than the arithmetic of a small model (benchmarks/README.md).
         self.automatic_optimization = False
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, **kwargs) -> MTLSystem:
+        """The system a Lightning checkpoint holds, rebuilt by ``make_system`` from its saved hyperparameters
+        (architecture, tasks, input width, config) with its weights; read with ``weights_only=True``. A file that
+        is not such a checkpoint is a one-line ``UserError``."""
+        try:
+            ckpt = torch.load(checkpoint_path, map_location=map_location or "cpu", weights_only=True)
+            hp = ckpt["hyper_parameters"]
+            system = make_system(hp["arch"], [Task(**t) for t in hp["tasks"]], int(hp["d_in"]), hp["config"],
+                                 hp.get("loss_weights"))
+            system.load_state_dict(ckpt["state_dict"])
+        except UserError:
+            raise
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError, EOFError,
+                pickle.UnpicklingError) as err:
+            raise UserError(f"{checkpoint_path}: not an mtl-bench checkpoint ({type(err).__name__}: "
+                            f"{str(err).strip().splitlines()[0] if str(err).strip() else 'unreadable'})") from None
+        return system
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(x)
@@ -214,7 +235,11 @@ def make_system(
             if isinstance(err, UserError):
                 raise
             raise UserError(f"invalid options for {arch}: {err}") from None
-    return MTLSystem(model, tasks, train, loss_weights)
+    system = MTLSystem(model, tasks, train, loss_weights)
+    # what rebuilds it: saved in every Lightning checkpoint, read by MTLSystem.load_from_checkpoint
+    system.save_hyperparameters({"arch": arch, "tasks": [dataclasses.asdict(t) for t in tasks], "d_in": d_in,
+                                 "config": dict(config or {}), "loss_weights": loss_weights})
+    return system
 
 
 class MTLDataModule(L.LightningDataModule):
