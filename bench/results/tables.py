@@ -60,6 +60,17 @@ def seed_scores(rows: pl.DataFrame, stage: str = "final") -> pl.DataFrame:
     )
 
 
+def with_mean_ci(frame: pl.DataFrame, values: str) -> pl.DataFrame:
+    """Adds n, mean, std and the 95% t interval [lo, hi] of each row's list column ``values`` (nulls where a
+    statistic is undefined: no value, or one)."""
+    ci = [statistics.mean_ci(v, CONFIDENCE) for v in frame[values].to_list()]
+    return frame.with_columns(
+        n=pl.Series([c.n for c in ci], dtype=pl.Int64),
+        **{name: pl.Series([_nan_to_null(getattr(c, name)) for c in ci], dtype=pl.Float64)
+           for name in ("mean", "std", "lo", "hi")},
+    )
+
+
 def task_summary(rows: pl.DataFrame) -> pl.DataFrame:
     """Per (dataset, architecture, task): n finite seeds (and n_failed non-finite ones), mean, std and the 95%
     t interval [lo, hi]; ``values`` and ``seeds`` hold the finite per-seed scores for the tests."""
@@ -73,14 +84,7 @@ def task_summary(rows: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("dataset", "architecture", "task")
     )
-    ci = [statistics.mean_ci(v, CONFIDENCE) for v in cells["values"].to_list()]
-    return cells.with_columns(
-        n=pl.Series([c.n for c in ci], dtype=pl.Int64),
-        mean=pl.Series([_nan_to_null(c.mean) for c in ci], dtype=pl.Float64),
-        std=pl.Series([_nan_to_null(c.std) for c in ci], dtype=pl.Float64),
-        lo=pl.Series([_nan_to_null(c.lo) for c in ci], dtype=pl.Float64),
-        hi=pl.Series([_nan_to_null(c.hi) for c in ci], dtype=pl.Float64),
-    )
+    return with_mean_ci(cells, "values")
 
 
 def with_gains(tasks: pl.DataFrame) -> pl.DataFrame:
@@ -256,10 +260,4 @@ def correlation_summary(rows: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFram
         .agg(pl.col("value"))
         .sort("architecture", "p")
     )
-    ci = [statistics.mean_ci(v, CONFIDENCE) for v in per_seed["value"].to_list()]
-    return per_seed.with_columns(
-        n=pl.Series([c.n for c in ci], dtype=pl.Int64),
-        mean=pl.Series([_nan_to_null(c.mean) for c in ci], dtype=pl.Float64),
-        lo=pl.Series([_nan_to_null(c.lo) for c in ci], dtype=pl.Float64),
-        hi=pl.Series([_nan_to_null(c.hi) for c in ci], dtype=pl.Float64),
-    ).select(list(schema))
+    return with_mean_ci(per_seed, "value").select(list(schema))
