@@ -5,6 +5,7 @@ is unreachable). Real processes only where a real kill or a real race is needed.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -335,8 +336,62 @@ def test_jobs_bad_input_one_error_and_workers_leave_quietly(tmp_path, capfd):
     spec.write_text(JOBS_SPEC)
     runs = tmp_path / "runs"
     assert main(["run", "--study", str(spec), "--runs-dir", str(runs), "--output", str(tmp_path / "lb"),
-                 "--accelerator", "cpu", "--no-plots", "--wandb", "disabled", "--jobs", "3", "--threads", "0"]) == 2
+                 "--accelerator", "cpu", "--no-plots", "--wandb", "disabled", "--jobs", "3", "--oversubscribe",
+                 "--threads", "0"]) == 2
     captured = capfd.readouterr()
     assert captured.err.strip().splitlines() == ["bench run: error: --threads must be >= 1, got 0"]
     assert captured.out == ""
     assert not runs.exists()
+
+
+def test_jobs_bounded_before_any_worker_starts(tmp_path, capfd):
+    """--jobs above the CPU count is one line before anything is spawned or written (--oversubscribe allows it)."""
+    spec = tmp_path / "jobs.toml"
+    spec.write_text(JOBS_SPEC)
+    start = time.perf_counter()
+    assert main(["run", "--study", str(spec), "--runs-dir", str(tmp_path / "runs"), "--jobs", "100000"]) == 2
+    assert time.perf_counter() - start < 5
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err == [f"bench run: error: --jobs 100000 is more than this machine's {os.cpu_count()} CPU cores; each "
+                   "worker is a process of its own: use at most that many, or add --oversubscribe"]
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(os.getpid())], capture_output=True, text=True)
+    assert len(children.stdout.split()) <= 1  # ps itself at most: no worker was started
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_die_with_their_parent(tmp_path):
+    """A worker started by --jobs 2 ends when the process that started it is killed by SIGKILL (the kernel sends
+    it SIGTERM), instead of running on unsupervised."""
+    spec = tmp_path / "jobs.toml"
+    spec.write_text(JOBS_SPEC.replace("trials = 3", "trials = 50").replace("max_epochs = 2", "max_epochs = 50"))
+    parent = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--study", str(spec), "--runs-dir",
+                               str(tmp_path / "runs"), "--output", str(tmp_path / "lb"), "--jobs", "2",
+                               "--accelerator", "cpu", "--wandb", "disabled"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        worker = None
+        deadline = time.time() + 60
+        while worker is None and time.time() < deadline:
+            out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent.pid)], capture_output=True, text=True)
+            pids = [int(p) for p in out.stdout.split()]
+            worker = pids[0] if pids else None
+            time.sleep(0.2)
+        assert worker is not None, "no worker started"
+        leases = tmp_path / "runs" / "jobs" / "workers"
+        while time.time() < deadline and len(list(leases.glob("*.lease"))) < 2:
+            time.sleep(0.2)  # both workers train (each holds its lease): past the start-up handshake
+        assert len(list(leases.glob("*.lease"))) == 2
+        parent.kill()
+        parent.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and os.path.exists(f"/proc/{worker}"):
+            if open(f"/proc/{worker}/stat").read().split()[2] == "Z":  # a zombie: dead, not yet reaped
+                break
+            time.sleep(0.2)
+        alive = os.path.exists(f"/proc/{worker}") and open(f"/proc/{worker}/stat").read().split()[2] != "Z"
+        assert not alive, "the worker outlived its parent"
+    finally:
+        for pid in (parent.pid,):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

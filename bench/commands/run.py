@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,6 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="N worker processes on this machine sharing the study (each --threads threads; one GPU is "
                    "shared); the budget stays exact")
+    p.add_argument("--oversubscribe", action="store_true",
+                   help="allow --jobs above this machine's CPU count")
     p.add_argument("--fresh", action="store_true",
                    help="start afresh: move an existing runs/<study>/ aside to runs/<study>.old-<time>/ (embedded "
                    "storage only); needed when the spec changed in a way that changes results")
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.worker:
         _await_go()
+    _check_jobs(args)  # before any worker is spawned
     # --jobs N: this process is worker 1 of N. Workers 2..N start first thing, so that their imports (seconds:
     # torch, Lightning) overlap with this process's checks and imports; they train once the study is prepared.
     procs = _start_workers(args) if args.jobs > 1 and not args.worker else []
@@ -139,6 +143,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_jobs(args: argparse.Namespace) -> None:
+    """``--jobs`` between 1 and this machine's CPU count (each worker is a process that imports torch and
+    trains with ``--threads`` threads); ``--oversubscribe`` allows more."""
+    from bench.errors import UserError
+
+    cores = os.cpu_count() or 1
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.jobs > cores and not args.oversubscribe:
+        raise UserError(f"--jobs {args.jobs} is more than this machine's {cores} CPU cores; each worker is a "
+                        "process of its own: use at most that many, or add --oversubscribe")
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the kernel sends SIGTERM to this worker when the process that started it dies (even by SIGKILL), so
+    that no worker outlives its study's first process; its running trial is then failed for a retry."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _check_options(args: argparse.Namespace) -> None:
     """The run's own options, and the storage URL and directories, checked before anything is written."""
     from bench.coordination.urls import check_storage_url
@@ -146,8 +173,6 @@ def _check_options(args: argparse.Namespace) -> None:
     from bench.results.store import ensure_writable
     from bench.training.devices import check_accelerator
 
-    if args.jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
     if not 0.0 <= args.max_failure_rate <= 1.0:
         raise UserError(f"--max-failure-rate must be between 0 and 1, got {args.max_failure_rate}")
     if args.heartbeat < 1:
@@ -181,7 +206,8 @@ def _start_workers(args: argparse.Namespace) -> list[subprocess.Popen]:
     if args.storage:
         env["BENCH_STORAGE"] = args.storage  # not on the command line, where `ps` shows credentials
     return [
-        subprocess.Popen([*cmd, "--worker", f"{i}/{args.jobs}"], env=env, stdin=subprocess.PIPE, text=True)
+        subprocess.Popen([*cmd, "--worker", f"{i}/{args.jobs}"], env=env, stdin=subprocess.PIPE, text=True,
+                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         for i in range(2, args.jobs + 1)
     ]
 
