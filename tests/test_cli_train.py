@@ -26,6 +26,7 @@ def test_bench_train_every_architecture(arch, capsys):
         (["--arch", "mmoe", "--set", "optimizer=sgd"], "unknown optimizer 'sgd'; valid choices: adam, adamw"),
         (["--arch", "mmoe", "--tasks", "y1,y3", *TINY], "unknown task 'y3'; valid choices: y1, y2"),
         (["--arch", "mmoe", "--accelerator", "foo"], "unknown accelerator 'foo'; valid choices: auto, cpu, cuda, gpu"),
+        (["--arch", "mmoe", "--set", "lr=1e30", *TINY], "mmoe diverged: "),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys):

@@ -248,3 +248,16 @@ def test_objective_names():
     assert objective_name(Unit("s", "mmoe", "mean"), data) == "val mean of -mse (y1), -mse (y2)"
     assert objective_name(Unit("s", "mmoe", "y2"), data) == "-val mse (y2)"
     assert objective_name(Unit("s", "single_task", "y1"), data.select_tasks(["y1"])) == "-val mse (y1)"
+
+
+@pytest.mark.parametrize("search, message", [
+    ({"batch_size": 0}, r"search.cgc.batch_size: batch_size must be >= 1, got 0"),
+    ({"batch_size": [0, 64]}, r"search.cgc.batch_size: batch_size must be >= 1, got 0"),
+    ({"lr": {"low": -1.0, "high": 1.0}}, r"search.cgc.lr: lr must be a positive number, got -1.0"),
+    ({"optimizer": "sgd"}, r"search.cgc.optimizer: unknown optimizer 'sgd'; valid choices: adam, adamw"),
+])
+def test_training_settings_in_a_search_space_are_checked_with_the_spec(search, message):
+    """A value the training would refuse is refused with the spec, before anything is written (not at the
+    first trial, after which the corrected spec would be refused as a change)."""
+    with pytest.raises(UserError, match=message):
+        parse_study({"datasets": [{"name": "synthetic"}], "search": {"all": search}})

@@ -55,9 +55,12 @@ def run(args: argparse.Namespace) -> int:
     data = datasets.load(args.dataset, **data_opts)
     if args.tasks:
         data = data.select_tasks([t.strip() for t in args.tasks.split(",") if t.strip()])
-    result = fit(
-        args.arch, data, config, evaluate_test=True, accelerator=args.accelerator, progress=not args.no_progress
-    )
+    try:
+        result = fit(
+            args.arch, data, config, evaluate_test=True, accelerator=args.accelerator, progress=not args.no_progress
+        )
+    except FloatingPointError as err:  # the configuration diverged: a result, not a crash
+        raise UserError(f"{args.arch} diverged: {err}; try a smaller lr") from None
     rows = []
     for task in data.tasks:
         for metric, value in result.val_metrics[task.name].items():

@@ -116,11 +116,19 @@ def parse_param(where: str, spec: Any) -> Param:
     return Param(value=spec)
 
 
-def check_param_values(where: str, param: Param, default: Any) -> None:
-    """Fixed values and choices must have the option's type (ranges are numeric by construction)."""
+def check_param_values(where: str, param: Param, default: Any, key: str | None = None) -> None:
+    """Fixed values and choices must have the option's type (ranges are numeric by construction); a training
+    setting (``key`` a ``TrainConfig`` field) must also be valid for it, so that ``batch_size = 0`` is refused
+    with the spec, not at the first trial."""
     values = [param.value] if param.kind == "fixed" else list(param.choices or ())
     for v in values:
         coerce(where, v, default)
+    if key in SEARCHABLE_TRAIN_KEYS:
+        for v in [*values, *([param.low, param.high] if param.kind in ("int", "float") else [])]:
+            try:
+                TrainConfig(**{key: coerce(where, v, default)})
+            except UserError as err:
+                raise UserError(f"{where}: {err}") from None
     if param.kind in ("int", "float") and isinstance(default, bool | str):
         raise UserError(f"{where}: a numeric range for a {type(default).__name__} option")
     if param.kind == "float" and isinstance(default, int) and not isinstance(default, bool):

@@ -347,7 +347,7 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
                     raise UnknownChoice(f"search key for {arch}", key, valid)
                 merged[key] = parse_param(f"search.{section}.{key}", value)
         for key, param in merged.items():
-            check_param_values(f"search.{arch}.{key}", param, valid[key])
+            check_param_values(f"search.{arch}.{key}", param, valid[key], key)
         space[arch] = merged
 
     sampler = _optuna_kwargs("sampler", raw.get("sampler", {}), SAMPLERS, "tpe")
