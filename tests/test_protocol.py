@@ -261,3 +261,19 @@ def test_training_settings_in_a_search_space_are_checked_with_the_spec(search, m
     first trial, after which the corrected spec would be refused as a change)."""
     with pytest.raises(UserError, match=message):
         parse_study({"datasets": [{"name": "synthetic"}], "search": {"all": search}})
+
+
+def test_the_stated_command_is_kept_across_rebuilds_and_reruns(tmp_path):
+    from bench.results import leaderboard
+    from bench.study.run import run_study
+
+    study = parse_study({**GRID, "architectures": ["mmoe"]})
+    root = run_study(study, tmp_path / "runs", accelerator="cpu", out=lambda line: None)
+    _, text = leaderboard.build(root, tmp_path / "lb", with_plots=False)
+    assert "- command: `bench run --study study`; wall time" in text
+    command = "bench run --study study --jobs 2 --wandb offline"
+    _, text = leaderboard.build(root, tmp_path / "lb", with_plots=False, command=command)
+    assert f"- command: `{command}`; wall time" in text
+    run_study(study, tmp_path / "runs", accelerator="cpu", out=lambda line: None)  # a rerun: nothing to train
+    _, text = leaderboard.build(root, tmp_path / "lb", with_plots=False)
+    assert f"- command: `{command}`; wall time" in text

@@ -91,7 +91,8 @@ def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
         f"# Leaderboard: {name}",
         "",
         *([escape(meta["description"]), ""] if meta.get("description") else []),
-        f"- command: `bench run --study {name}`; wall time {_duration(wall_time(rows))} (first run started to last "
+        f"- command: `{escape(meta.get('command') or f'bench run --study {name}')}`; wall time "
+        f"{_duration(wall_time(rows))} (first run started to last "
         "ended)",
         f"- date: {prov['date']}; git commit: {prov['commit']}",
         f"- hardware: {prov['hardware']}",
@@ -309,10 +310,15 @@ def tables(rows: pl.DataFrame) -> dict[str, pl.DataFrame]:
     return {"leaderboard": archs, "overall": overall_ranking(archs)[0], "tasks": cells}
 
 
-def build(root: Path, out_dir: Path, *, with_plots: bool = True) -> tuple[Path, str]:
-    """Rebuild ``out_dir/<study>.md`` (and plots in ``out_dir/<study>/``) from the store at ``root``."""
+def build(root: Path, out_dir: Path, *, with_plots: bool = True, command: str | None = None) -> tuple[Path, str]:
+    """Rebuild ``out_dir/<study>.md`` (and plots in ``out_dir/<study>/``) from the store at ``root``. ``command``:
+    the exact command that produced the results, for the header (kept in the study's metadata for later
+    rebuilds; default ``bench run --study NAME``)."""
     rows = store.read(root)
     meta = store.read_meta(root)
+    if command:
+        meta["command"] = command
+        store.write_meta(root, meta)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in (out_dir / meta["study"]).glob("*.png"):  # plots of an earlier build that may not be made again
         stale.unlink()

@@ -102,7 +102,8 @@ def prepare(study: Study, root: Path, data: dict[str, Any], all_units: list[Unit
     root.mkdir(parents=True, exist_ok=True)
     if storage is None:
         storage = open_storage(root, None)
-    store.write_meta(root, {**study.meta(), "data": {label: describe(d) for label, d in data.items()}})
+    kept = {k: v for k, v in store.read_meta(root).items() if k == "command"} if (root / "study.json").is_file() else {}
+    store.write_meta(root, {**study.meta(), "data": {label: describe(d) for label, d in data.items()}, **kept})
     if study.path is not None:
         shutil.copyfile(study.path, root / "spec.toml")
     return storage
