@@ -277,3 +277,13 @@ def test_the_stated_command_is_kept_across_rebuilds_and_reruns(tmp_path):
     run_study(study, tmp_path / "runs", accelerator="cpu", out=lambda line: None)  # a rerun: nothing to train
     _, text = leaderboard.build(root, tmp_path / "lb", with_plots=False)
     assert f"- command: `{command}`; wall time" in text
+
+
+def test_leaderboard_command_option_from_the_cli(tmp_path, monkeypatch, capsys):
+    from bench.study.run import run_study
+
+    monkeypatch.chdir(tmp_path)
+    run_study(parse_study({**GRID, "architectures": ["mmoe"]}), tmp_path / "runs", accelerator="cpu",
+              out=lambda line: None)
+    assert main(["leaderboard", "--study", "study", "--quiet", "--no-plots", "--command", "bench run --study x"]) == 0
+    assert "- command: `bench run --study x`; wall time" in (tmp_path / "leaderboard" / "study.md").read_text()

@@ -93,7 +93,7 @@ def test_cli_study_end_to_end(tmp_path, monkeypatch, capsys):
                 ci = welch.confidence_interval(0.95)
                 assert by_arch[arch][f"gain {task}"].startswith(f"{gain:+.4f} [{-ci.high:+.4f}, {-ci.low:+.4f}] ")
         deltas[arch] = 100 * sum(rel) / 2
-        assert by_arch[arch]["Δm"].startswith(f"{deltas[arch]:+.2f}% [")
+        assert by_arch[arch]["Δm"].startswith(f"{deltas[arch]:+.3f}% [")
     ranks = {r[1]: r[0] for r in body}
     assert [r[1] for r in body] == sorted(deltas, key=lambda a: (ranks[a].split()[0] != "1", -deltas[a]))
     assert by_arch["single_task"]["gain y1"] == "—"

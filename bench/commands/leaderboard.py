@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--output", default="leaderboard", type=Path, help="leaderboard directory (default: leaderboard)")
     p.add_argument("--no-plots", action="store_true", help="write the markdown without plots")
     p.add_argument("--quiet", action="store_true", help="do not print the leaderboard")
-    p.add_argument("--command", default=None, metavar="TEXT",
+    p.add_argument("--command", dest="stated_command", default=None, metavar="TEXT",
                    help="the exact command that produced the results, stated in the header (kept for later rebuilds)")
 
 
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             if args.runs_dir.is_dir() else []
         raise UserError(f"no stored results for study {name!r} in {args.runs_dir}/; studies with results: "
                         f"{', '.join(known) or 'none'}")
-    path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots, command=args.command)
+    path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots, command=args.stated_command)
     if not args.quiet:
         print(text)
     print(f"leaderboard written to {path}")

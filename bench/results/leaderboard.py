@@ -143,7 +143,7 @@ def overall_section(archs: pl.DataFrame, meta: dict[str, Any], labels: list[str]
         return []
     ranks = {(r["dataset"], r["architecture"]): r["rank"] for r in archs.iter_rows(named=True)}
     table = [
-        [r["architecture"], f"{r['mean_rank']:.2f}", number(r["mean_delta_m"], ".2f", signed=True) + "%",
+        [r["architecture"], f"{r['mean_rank']:.2f}", number(r["mean_delta_m"], ".3f", signed=True) + "%",
          *[ranks.get((d, r["architecture"])) or DASH for d in labels]]
         for r in overall.iter_rows(named=True)
     ]
@@ -200,7 +200,7 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
             f"{r['trials_complete']}/{r['trials_pruned']}/{r['trials_failed']}"
         table.append([
             (f"{r['rank']}" + (" (top)" if r["top"] else "")) if r["rank"] is not None else DASH, a, *values, *gains,
-            interval(r["delta_m"], r["dm_lo"], r["dm_hi"], ".2f", signed=True, unit="%"),
+            interval(r["delta_m"], r["dm_lo"], r["dm_hi"], ".3f", signed=True, unit="%"),
             "yes" if r["seesaw"] else "", DASH if r["n_params"] is None else f"{r['n_params']:,}",
             trials, DASH if r["seconds_per_trial"] is None else f"{r['seconds_per_trial']:.1f}",
         ])
