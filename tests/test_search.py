@@ -143,9 +143,10 @@ def test_open_unit_study_records_spec_hash(tmp_path):
 def test_invalid_fixed_value_is_a_user_error(tmp_path, bad):
     from bench.errors import UserError
 
-    study = parse_study(tiny_study(architectures=["mmoe"], search={"mmoe": bad}))
-    with pytest.raises(UserError, match="lr must be a positive number"):
-        run_study(study, tmp_path / "runs", accelerator="cpu", out=lambda line: None)
+    # refused with the spec, before anything runs or is written (it used to surface at the first trial)
+    with pytest.raises(UserError, match="search.mmoe.lr: lr must be a positive number"):
+        parse_study(tiny_study(architectures=["mmoe"], search={"mmoe": bad}))
+    assert not (tmp_path / "runs").exists()
 
 
 def test_storage_url_shared_database(tmp_path):
