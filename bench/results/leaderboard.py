@@ -91,7 +91,8 @@ def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
         f"# Leaderboard: {name}",
         "",
         *([escape(meta["description"]), ""] if meta.get("description") else []),
-        f"- command: `{escape(meta.get('command') or f'bench run --study {name}')}`; wall time "
+        # inside a code span nothing is markup but a backquote
+        f"- command: `{(meta.get('command') or f'bench run --study {name}').replace('`', chr(39))}`; wall time "
         f"{_duration(wall_time(rows))} (first run started to last "
         "ended)",
         f"- date: {prov['date']}; git commit: {prov['commit']}",
