@@ -168,17 +168,15 @@ def arch_summary(rows: pl.DataFrame) -> pl.DataFrame:
     for (dataset,), d in cells.group_by("dataset", maintain_order=True):
         tasks = sorted(d["task"].unique().to_list())
         base = d.filter(pl.col("architecture") == BASELINE)
-        complete = {a: set(g.filter(pl.col("n") > 0)["task"]) == set(tasks)
-                    for (a,), g in d.group_by("architecture", maintain_order=True)}
+        groups = {a: g for (a,), g in d.group_by("architecture", maintain_order=True)}
+        observed = {a: set(g.filter(pl.col("n") > 0)["task"]) for a, g in groups.items()}  # tasks with a score
+        complete = {a: obs == set(tasks) for a, obs in observed.items()}
         base_ok = complete.get(BASELINE, False)
-        dms, per_seed = {}, {}
-        for (a,), g in d.group_by("architecture", maintain_order=True):
-            if complete[a] and base_ok:
-                dms[a] = _delta_m(g, base, tasks)
-                per_seed[a] = dms[a].per_seed
-        top = statistics.top_group({a: v for a, v in per_seed.items() if v}, ALPHA) if per_seed else {}
+        dms = {a: _delta_m(g, base, tasks) for a, g in groups.items() if complete[a] and base_ok}
+        per_seed = {a: dm.per_seed for a, dm in dms.items() if dm.per_seed}
+        top = statistics.top_group(per_seed, ALPHA) if per_seed else {}
         order = sorted(dms, key=lambda a: (-_finite_or(dms[a].value, -math.inf), a))
-        for (a,), g in d.group_by("architecture", maintain_order=True):
+        for a, g in groups.items():
             dm = dms.get(a)
             gains = g.filter(pl.col("p_holm").is_not_null())
             t = top.get(a)
@@ -187,7 +185,7 @@ def arch_summary(rows: pl.DataFrame) -> pl.DataFrame:
                 rank = 1 if t is not None and t.in_top else order.index(a) + 1
             out.append({
                 "dataset": dataset, "architecture": a, "n_tasks": len(tasks), "complete": complete[a],
-                "missing": ", ".join(sorted(set(tasks) - set(g.filter(pl.col("n") > 0)["task"]))),
+                "missing": ", ".join(sorted(set(tasks) - observed[a])),
                 "delta_m": _nan_to_null(dm.value) if dm else None, "dm_lo": _nan_to_null(dm.lo) if dm else None,
                 "dm_hi": _nan_to_null(dm.hi) if dm else None,
                 "seesaw": statistics.seesaw(gains["gain"].to_list(), gains["p_holm"].to_list(), ALPHA),

@@ -34,8 +34,6 @@ from bench.spec.metrics import PRIMARY
 from .search import trial_state
 from .units import RunContext, Unit, unit_data
 
-STAGES = ("final", "repeat")
-
 
 def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds: list[int] | None = None,
                wait: bool = False) -> tuple[list[str], list[int]]:

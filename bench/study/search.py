@@ -157,8 +157,7 @@ def open_unit_study(study: Study, unit: Unit, storage, data=None):
 def _objective_parts(unit: Unit, data) -> tuple[list, bool]:
     """The tasks a unit's objective averages (one for a main task or a single-task unit) and whether the
     objective is their primary metric negated (every one lower-is-better)."""
-    target = unit.target if unit.arch != "single_task" else "mean"  # single-task data hold its one task
-    tasks = [t for t in data.tasks if target in ("mean", t.name)]
+    tasks = [t for t in data.tasks if unit.objective in ("mean", t.name)]
     return tasks, not any(HIGHER_IS_BETTER[PRIMARY[t.kind]] for t in tasks)
 
 

@@ -31,6 +31,12 @@ class Unit:
         name = f"{self.dataset}/{self.arch}"
         return f"{name}/{self.target}" if self.arch == "single_task" else name
 
+    @property
+    def objective(self) -> str:
+        """The training objective of its trials: its target, but "mean" for a single-task unit, whose data hold
+        its one task only (``unit_data``)."""
+        return "mean" if self.arch == "single_task" else self.target
+
     def __str__(self) -> str:
         return f"{self.dataset} | {self.arch}" + (f"[{self.target}]" if self.arch == "single_task" else "")
 
@@ -78,9 +84,8 @@ def unit_data(unit: Unit, data):
 
 def unit_fixed(study: Study, unit: Unit) -> dict[str, Any]:
     """Config entries set by the study, not searched: budget, search seed, objective."""
-    objective = "mean" if unit.arch == "single_task" else unit.target
     return {"max_epochs": study.budget.max_epochs, "patience": study.budget.patience, "seed": 0,
-            "objective": objective}
+            "objective": unit.objective}
 
 
 @dataclass
