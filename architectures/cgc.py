@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import ExpertOptions, LevelSettings, MultiTaskNet
+from .base import GatedOptions, LevelSettings, MultiTaskNet
 from .registry import register
 
 
 @dataclass
-class CGCOptions(ExpertOptions):
+class CGCOptions(GatedOptions):
     n_shared: int = 2
     n_specific: int = 2
 

@@ -3,7 +3,8 @@
 - ``StackedLinear``: ``n`` independent linear maps held as one ``(n, d_in, d_out)`` weight and run as one
   batched matmul. Initialised like ``nn.Linear`` with the fan-in of *one* member.
 - ``ExpertBank``: ``n`` MLP experts (or task columns, or towers) made of ``StackedLinear`` layers.
-- ``StackedGate``: several softmax gates over the same number of choices, one batched matmul.
+- ``StackedGate``: several softmax gates over the same number of choices, one batched matmul; dense, or noisy
+  top-k with the load-balancing loss (Shazeer et al., ICLR 2017).
 - ``ExtractionLevel``: one CGC-style extraction level (Tang et al., RecSys 2020, eq. 1-4). Single-task,
   Shared-Bottom, OMoE, MMoE and CGC are settings of one level; PLE stacks levels.
 - ``Towers``: one MLP tower per task on top, returning ``{task: logits}``.
@@ -15,6 +16,7 @@ T tasks, C choices of a gate, h hidden units.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -86,23 +88,96 @@ class ExpertBank(nn.Module):
         return x
 
 
+NOISE_EPS = 1e-2  # floor of the noise std, as the paper's reference code (tensor2tensor noisy_top_k_gating)
+
+
+@dataclass(frozen=True)
+class Gating:
+    """How the gates of a level choose: dense softmax (``top_k`` 0) or noisy top-k.
+
+    ``noise``: scale of the learned noise std (0: no noise); ``aux_weight``: weight of the load-balancing loss
+    w_importance = w_load (0: none). Both matter only with ``top_k`` > 0."""
+
+    top_k: int = 0
+    noise: float = 1.0
+    aux_weight: float = 0.0
+
+    @property
+    def sparse(self) -> bool:
+        return self.top_k > 0
+
+
+def cv_squared(x: torch.Tensor) -> torch.Tensor:
+    """CV(x)^2 = Var(x) / Mean(x)^2 over the last dimension (population variance, as the paper's code); ``(..., C)``
+    -> ``(...)``."""
+    return x.var(dim=-1, correction=0) / (x.mean(dim=-1).square() + 1e-10)
+
+
 class StackedGate(nn.Module):
-    """``n`` softmax gates over ``n_choices``: g(x) = softmax(W_g x) (MMoE eq. 5), batched.
+    """``n`` gates over ``n_choices``, batched: dense softmax g(x) = softmax(W_g x) (MMoE eq. 5), or noisy top-k
+    gating (Shazeer et al., ICLR 2017, eq. 3-5):
+
+        H(x)_i = (x W_g)_i + StandardNormal() * Softplus((x W_noise)_i)        (noise in training only)
+        KeepTopK(v, k)_i = v_i if v_i is among the k largest of v, else -inf
+        G(x) = softmax(KeepTopK(H(x), k))
 
     With a single choice the gate is the constant 1 and has no parameters (a gate-free level).
-    Input ``(B, d)`` (every gate sees the same rows) or ``(n, B, d)``; output ``(n, B, n_choices)``.
+    Input ``(B, d)`` (every gate sees the same rows) or ``(n, B, d)``. ``forward`` returns the gate weights
+    ``(n, B, n_choices)`` (exact zeros outside the top k) and, in training with ``aux_weight`` > 0, the
+    load-balancing loss (paper eq. 6-10), summed over the n gates and weighted, as a scalar tensor (else None):
+
+        Importance(X) = sum_x G(x),   L_importance = CV(Importance(X))^2
+        P(x, i) = Phi( ((x W_g)_i - kth_excluding(H(x), k, i)) / Softplus((x W_noise)_i) )
+        Load(X)_i = sum_x P(x, i),   L_load = CV(Load(X))^2        (with noise and k < n_choices only)
+
+    kth_excluding(v, k, i) is the k-th largest component of v not counting v_i. With k = n_choices and no noise
+    the gate is the dense softmax exactly: nothing is masked. ``W_noise`` is zero-initialised (the paper's choice),
+    so the noise starts at std ``noise * (softplus(0) + NOISE_EPS)``.
     """
 
-    def __init__(self, n: int, d_in: int, n_choices: int) -> None:
+    def __init__(self, n: int, d_in: int, n_choices: int, gating: Gating | None = None) -> None:
         super().__init__()
+        gating = gating or Gating()
+        if gating.top_k < 0 or gating.top_k > n_choices:
+            raise ValueError(f"top_k must be 0 (dense) or 1..{n_choices}, got {gating.top_k}")
         self.n, self.n_choices = n, n_choices
         self.proj = StackedLinear(n, d_in, n_choices) if n_choices > 1 else None
+        # a gate over one choice is the constant 1: nothing to sparsify
+        self.gating = gating if n_choices > 1 else Gating()
+        self.noise_proj = None
+        if self.gating.sparse and self.gating.noise > 0:
+            self.noise_proj = StackedLinear(n, d_in, n_choices, bias=False)
+            nn.init.zeros_(self.noise_proj.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.proj is None:
             batch = x.shape[-2]
-            return x.new_ones(self.n, batch, 1)
-        return torch.softmax(self.proj(x), dim=-1)
+            return x.new_ones(self.n, batch, 1), None
+        clean = self.proj(x)  # (n, B, C)
+        k = self.gating.top_k
+        if not k:
+            return torch.softmax(clean, dim=-1), None
+        noisy, std = clean, None
+        if self.noise_proj is not None and self.training:
+            std = self.gating.noise * (nn.functional.softplus(self.noise_proj(x)) + NOISE_EPS)  # (n, B, C)
+            noisy = clean + torch.randn_like(clean) * std
+        # KeepTopK: the k largest logits scattered back over -inf, then one softmax; (n, B, C) throughout
+        top, index = noisy.topk(min(k + 1, self.n_choices), dim=-1)  # (n, B, k or k+1), descending
+        kept = torch.full_like(noisy, -math.inf).scatter(-1, index[..., :k], top[..., :k])
+        gates = torch.softmax(kept, dim=-1)
+        aux = None
+        if self.training and self.gating.aux_weight > 0:
+            loss = cv_squared(gates.sum(dim=-2))  # (n,): importance of each gate's choices over the batch
+            if std is not None and k < self.n_choices:
+                # P(x, i): the probability that expert i stays in the top k when only its own noise is redrawn;
+                # its threshold is the k-th largest of the others: the (k+1)-th largest overall if i is in the
+                # top k, the k-th largest otherwise (the paper's code, _prob_in_top_k)
+                if_in, if_out = top[..., k : k + 1], top[..., k - 1 : k]  # (n, B, 1)
+                threshold = torch.where(noisy > if_in, if_in, if_out)
+                load = torch.special.ndtr((clean - threshold) / std).sum(dim=-2)  # (n, C)
+                loss = loss + cv_squared(load)
+            aux = self.gating.aux_weight * loss.sum()
+        return gates, aux
 
 
 class ExtractionLevel(nn.Module):
@@ -117,10 +192,14 @@ class ExtractionLevel(nn.Module):
     ``tied_gates`` uses one gate for every task (OMoE). With one choice per task the gates vanish
     (Shared-Bottom with S=1, K=0; single-task with S=0, K=1).
 
+    ``gating`` makes the task gates of the level dense or noisy top-k (``StackedGate``); the shared gate is
+    always dense.
+
     ``forward(x)`` takes ``(B, d)`` (first level: every expert and gate reads the input) or a pair
     ``(task_inputs (T, B, d), shared_input (B, d))`` (upper PLE levels: task k's experts and gate read
     task k's output of the level below, shared experts and the shared gate read the shared output).
-    It returns ``(task_outputs (T, B, h), shared_output (B, h) or None)``.
+    It returns ``(task_outputs (T, B, h), shared_output (B, h) or None, aux_loss)``: ``aux_loss`` is the gates'
+    weighted load-balancing loss (a scalar tensor, training with sparse gates only) or None.
     """
 
     def __init__(
@@ -134,6 +213,7 @@ class ExtractionLevel(nn.Module):
         *,
         tied_gates: bool = False,
         shared_gate: bool = False,
+        gating: Gating | None = None,
     ) -> None:
         super().__init__()
         if n_shared + n_specific < 1:
@@ -147,7 +227,13 @@ class ExtractionLevel(nn.Module):
         self.experts = ExpertBank(self.n_experts, d_in, widths, dropout)
         self.d_out = self.experts.d_out
         n_choices = n_shared + n_specific
-        self.task_gates = StackedGate(1 if tied_gates else n_tasks, d_in, n_choices)
+        gating = gating or Gating()
+        if gating.top_k > n_choices:
+            raise ValueError(f"gate_top_k must be 0 (dense) or 1..{n_choices} (the experts one task's gate weighs: "
+                             f"{n_shared} shared + {n_specific} own), got {gating.top_k}")
+        self.task_gates = StackedGate(1 if tied_gates else n_tasks, d_in, n_choices, gating)
+        # the PLE shared gate (over all N experts, feeding the next level's shared experts) stays dense: top-k is
+        # a choice of each task's gate, so that k = C gives back the dense level exactly
         self.shared_gate = StackedGate(1, d_in, self.n_experts) if shared_gate else None
         # Which experts task k's gate weighs: (T, C), own experts first, then the shared ones.
         own = torch.arange(n_tasks).unsqueeze(1) * n_specific + n_shared + torch.arange(n_specific)
@@ -172,7 +258,8 @@ class ExtractionLevel(nn.Module):
             task_in, shared_in = x
             expert_in, gate_in = self._expert_inputs(task_in, shared_in), task_in
         experts = self.experts(expert_in).transpose(0, 1)  # (B, N, h); contiguous on the first level
-        gates = self.task_gates(gate_in).transpose(0, 1)  # (B, T or 1, C)
+        gates, aux = self.task_gates(gate_in)
+        gates = gates.transpose(0, 1)  # (B, T or 1, C)
         batch = experts.shape[0]
         if self.all_choices:
             # every task weighs every expert (MMoE, OMoE); copied when tied (OMoE): a bmm over a stride-0
@@ -191,9 +278,9 @@ class ExtractionLevel(nn.Module):
         shared_out = None
         if self.shared_gate is not None:
             # one gate: a product summed over N (a bmm of (1, N) rows is 4x slower, forward plus backward)
-            g = self.shared_gate(shared_in)[0]  # (B, N)
+            g = self.shared_gate(shared_in)[0][0]  # (B, N)
             shared_out = (g.unsqueeze(-1) * experts).sum(1)  # (B, N, 1) * (B, N, h) -> (B, h)
-        return task_out, shared_out
+        return task_out, shared_out, aux
 
 
 class Towers(nn.Module):

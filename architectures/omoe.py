@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import ExpertOptions, LevelSettings, MultiTaskNet
+from .base import GatedOptions, LevelSettings, MultiTaskNet
 from .registry import register
 
 
 @dataclass
-class OMoEOptions(ExpertOptions):
+class OMoEOptions(GatedOptions):
     n_experts: int = 8
 
 

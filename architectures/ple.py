@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import ExpertOptions, LevelSettings, MultiTaskNet
+from .base import GatedOptions, LevelSettings, MultiTaskNet
 from .registry import register
 
 
 @dataclass
-class PLEOptions(ExpertOptions):
+class PLEOptions(GatedOptions):
     n_levels: int = 2
     n_shared: int = 2
     n_specific: int = 2

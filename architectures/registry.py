@@ -3,6 +3,10 @@
 Every registered class is an ``nn.Module`` built as ``cls(d_in, tasks, **options)`` where ``tasks`` maps
 task names to output widths, whose ``forward`` maps ``(B, d_in)`` features to ``{task: (B, out_dim)}``.
 Its options are the fields (int, float or bool, with defaults) of its ``Options`` dataclass.
+
+An architecture with an auxiliary training loss (sparse gates' load balancing) sets ``has_aux_loss`` True and
+accepts ``forward(x, with_aux=True)``, returning ``({task: logits}, aux_loss)``: a scalar tensor, already
+weighted, that the trainer adds to the weighted task losses (``has_aux_loss(model)`` says which).
 """
 
 from __future__ import annotations
@@ -55,3 +59,8 @@ def create(name: str, d_in: int, tasks: Mapping[str, int], **opts: Any) -> nn.Mo
         if key not in valid:
             raise UnknownChoice(f"option of {name}", key, valid)
     return get(name)(d_in, dict(tasks), **opts)
+
+
+def has_aux_loss(model: nn.Module) -> bool:
+    """Whether ``model`` returns an auxiliary training loss with ``forward(x, with_aux=True)``."""
+    return bool(getattr(model, "has_aux_loss", False))

@@ -89,3 +89,116 @@ def test_unknown_architecture_and_option_list_choices():
         architectures.get("moe")
     with pytest.raises(ValueError, match="n_experts"):
         architectures.create("mmoe", 4, {"a": 1}, n_expert=3)
+
+
+# --- sparse top-k gating (Shazeer et al. 2017): every gated architecture ----------------------------------
+GATED = [a for a in ARCHS if "gate_top_k" in architectures.options(a)]
+FEW = {"mmoe": {"n_experts": 4}, "omoe": {"n_experts": 4}, "cgc": {"n_shared": 2, "n_specific": 2},
+       "ple": {"n_shared": 2, "n_specific": 2, "n_levels": 2}}  # every task gate weighs 4 experts
+
+
+def test_gated_architectures_are_the_four_mixtures():
+    assert GATED == ["cgc", "mmoe", "omoe", "ple"]
+
+
+def all_gates(model) -> list[torch.Tensor]:
+    """The weights of every task gate of ``model`` on the forward passes after this call, as forward hooks see
+    them (the PLE shared gates stay dense)."""
+    seen = []
+    for level in model.levels:
+        level.task_gates.register_forward_hook(lambda mod, args, out: seen.append(out[0].detach()))
+    return seen
+
+
+@pytest.mark.parametrize("name", GATED)
+@pytest.mark.parametrize("train", [True, False])
+def test_top_k_shapes_and_exactly_k_experts_per_row(name, train):
+    model = build(name, gate_top_k=2, **FEW[name])
+    model.train(train)
+    gates = all_gates(model)
+    out = model(torch.randn(7, D_IN))
+    assert {k: v.shape for k, v in out.items()} == {k: (7, w) for k, w in MIXED_TASKS.items()}
+    assert gates
+    for g in gates:  # (n, B, C): k nonzero weights per row, summing to 1
+        assert ((g > 0).sum(-1) == 2).all()
+        torch.testing.assert_close(g.sum(-1), torch.ones(g.shape[:2]))
+
+
+@pytest.mark.parametrize("name", GATED)
+def test_top_k_with_noise_and_aux_loss_trains_every_parameter(name):
+    model = build(name, gate_top_k=2, **FEW[name])
+    assert model.has_aux_loss and architectures.has_aux_loss(model)
+    out, aux = model(torch.randn(32, D_IN), with_aux=True)
+    assert aux.dim() == 0 and aux.item() > 0
+    (sum(o.square().mean() for o in out.values()) + aux).backward()
+    names = [n for n, _ in model.named_parameters()]
+    assert any("noise_proj" in n for n in names)  # W_noise exists, and is learned
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}.{pname} got no gradient"
+    model.eval()  # no noise and no auxiliary loss in evaluation
+    _, aux = model(torch.randn(8, D_IN), with_aux=True)
+    assert aux.item() == 0.0
+
+
+@pytest.mark.parametrize("name", GATED)
+def test_top_k_equal_to_the_number_of_choices_without_noise_is_dense_gating(name):
+    n = {"mmoe": 4, "omoe": 4, "cgc": 4, "ple": 4}[name]  # every task gate of FEW weighs 4 experts
+    dense = build(name, **FEW[name])
+    sparse = build(name, gate_top_k=n, gate_noise=0.0, gate_aux_weight=0.0, **FEW[name])
+    assert dense.state_dict().keys() == sparse.state_dict().keys()
+    sparse.load_state_dict(dense.state_dict())
+    x = torch.randn(16, D_IN)
+    a, b = dense(x), sparse(x)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # exactly: nothing is masked, the same softmax
+
+
+def test_top_k_gradients_reach_only_the_kept_experts():
+    model = build("mmoe", {"a": 1, "b": 1}, n_experts=4, gate_top_k=2, gate_noise=0.0, gate_aux_weight=0.0)
+    gates = all_gates(model)
+    x = torch.randn(1, D_IN)  # one row: task a's gate keeps two experts
+    model(x)["a"].sum().backward()
+    kept = gates[0][0, 0] > 0  # (C,) task a's gate on the row
+    assert kept.sum() == 2
+    level = model.levels[0]
+    per_expert = level.experts.layers[0].weight.grad.abs().flatten(1).sum(1)  # (N,)
+    assert (per_expert[kept] > 0).all() and (per_expert[~kept] == 0).all()
+    gate_grad = level.task_gates.proj.weight.grad[0].abs().sum(0)  # task a's gate, per choice
+    assert (gate_grad[kept] > 0).all() and (gate_grad[~kept] == 0).all()
+    assert level.task_gates.proj.weight.grad[1].abs().sum() == 0  # task b's gate: not in a's loss
+
+
+def test_importance_loss_of_a_hand_set_gate():
+    from bench.architectures.layers import Gating, StackedGate
+
+    gate = StackedGate(1, 3, 4, Gating(top_k=2, noise=0.0, aux_weight=0.5))
+    with torch.no_grad():
+        gate.proj.weight.zero_()
+        gate.proj.bias.copy_(torch.tensor([[3.0, 2.0, 0.0, -1.0]]))
+    g, aux = gate(torch.randn(10, 3))
+    e = math.exp(1.0)
+    w = torch.tensor([e / (1 + e), 1 / (1 + e), 0.0, 0.0], dtype=torch.float64)  # softmax over the top 2
+    torch.testing.assert_close(g[0], w.float().expand(10, 4))
+    importance = 10 * w
+    cv2 = importance.var(correction=0) / importance.mean() ** 2
+    assert aux.item() == pytest.approx(0.5 * cv2.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", GATED)
+@pytest.mark.parametrize("bad", [-1, 5])
+def test_bad_top_k_is_a_one_line_error_listing_valid_values(name, bad):
+    from bench.datasets import Task
+    from bench.errors import UserError
+    from bench.training.system import make_system
+
+    with pytest.raises(ValueError, match="gate_top_k must be 0 \\(dense\\)"):
+        build(name, gate_top_k=bad, **FEW[name])
+    with pytest.raises(UserError) as err:
+        make_system(name, [Task("a", "binary", 1)], D_IN, {"gate_top_k": bad, **FEW[name]})
+    assert len(str(err.value).splitlines()) == 1
+    assert "1..4" in str(err.value) or ">= 1" in str(err.value)
+
+
+@pytest.mark.parametrize("option", ["gate_noise", "gate_aux_weight"])
+def test_negative_noise_or_aux_weight_is_refused(option):
+    with pytest.raises(ValueError, match=f"{option} must be a finite number >= 0"):
+        build("mmoe", gate_top_k=2, **{option: -0.1})

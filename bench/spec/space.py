@@ -49,21 +49,26 @@ _COMMON: dict[str, Param] = {
     "tower_layers": Param(low=1, high=2),
 }
 _EXPERTS = {"expert_units": Param(choices=(32, 64, 128)), "expert_layers": Param(low=1, high=2)}
+# dense gates (0) or noisy top-2 gating; 2 fits every gate of the spaces below (each weighs >= 2 experts), and
+# k >= 2 because with k = 1 the softmax over the one kept logit is constant: the gate would learn from the
+# load-balancing loss alone (Shazeer et al. 2017, section 2.1)
+_GATES = {"gate_top_k": Param(choices=(0, 2))}
 _DEFAULTS: dict[str, dict[str, Param]] = {
     "single_task": {**_EXPERTS},
     "shared_bottom": {"expert_units": Param(choices=(64, 128, 256)), "expert_layers": Param(low=1, high=2)},
     "cross_stitch": {"column_units": Param(choices=(32, 64, 128)), "column_layers": Param(low=1, high=3)},
-    "omoe": {**_EXPERTS, "n_experts": Param(low=2, high=8)},
-    "mmoe": {**_EXPERTS, "n_experts": Param(low=2, high=8)},
-    "cgc": {**_EXPERTS, "n_shared": Param(low=1, high=3), "n_specific": Param(low=1, high=3)},
+    "omoe": {**_EXPERTS, "n_experts": Param(low=2, high=8), **_GATES},
+    "mmoe": {**_EXPERTS, "n_experts": Param(low=2, high=8), **_GATES},
+    "cgc": {**_EXPERTS, "n_shared": Param(low=1, high=3), "n_specific": Param(low=1, high=3), **_GATES},
     "ple": {**_EXPERTS, "n_levels": Param(low=1, high=3), "n_shared": Param(low=1, high=3),
-            "n_specific": Param(low=1, high=3)},
+            "n_specific": Param(low=1, high=3), **_GATES},
 }
 
 
 def default_space(arch: str) -> dict[str, Param]:
     """Built-in search space of ``arch``: learning rate, batch size, weight decay, dropout, tower and
-    expert widths and depths, and the architecture's own counts (experts, PLE levels)."""
+    expert widths and depths, the architecture's own counts (experts, PLE levels) and, for the gated ones, dense
+    or top-2 gates."""
     from bench import architectures
 
     opts = architectures.options(arch)

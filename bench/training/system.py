@@ -66,6 +66,9 @@ class KeepBest(Callback):
 class MTLSystem(L.LightningModule):
     """Trains ``model`` on ``tasks``: weighted sum of per-task losses, whole-split metrics per task.
 
+    An architecture with an auxiliary loss (``bench.architectures.has_aux_loss``: sparse gates' load balancing)
+    has it added to the training loss, so ``train_loss`` includes it; validation and test never see it.
+
     Logged per epoch: ``train_loss``, ``val/<task>/<metric>`` and ``val_objective`` (higher is better);
     after ``trainer.test``: ``test/<task>/<metric>``. ``history`` holds one dict per validation epoch,
     ``best_epoch``, ``best_objective`` and ``val_metrics`` describe the best validation epoch so far (the
@@ -135,7 +138,11 @@ class MTLSystem(L.LightningModule):
     # --- training: no per-step logging or host sync; the epoch's mean loss is logged at its end
     def training_step(self, batch, batch_idx) -> torch.Tensor:
         x, y = batch
-        loss = self.loss(self.model(x), y)
+        if architectures.has_aux_loss(self.model):  # sparse gates: + their weighted load-balancing loss
+            out, aux = self.model(x, with_aux=True)
+            loss = self.loss(out, y) + aux
+        else:
+            loss = self.loss(self.model(x), y)
         opt = self.optimizers()
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
