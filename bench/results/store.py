@@ -27,6 +27,11 @@ One row per (study, dataset, architecture, target, stage, trial, seed, split, ta
   whose configuration was retrained.
 - ``stage`` "repeat": as "final", for the repeated runs of the same configuration (``bench.results.repeats``).
 
+- diagnostics of a gated architecture's final and repeated runs (``bench.training.diagnostics``): ``split``
+  "test", ``kind`` "diagnostic", ``metric`` gate_weight / gate_entropy / gate_entropy_norm / gate_unused (per
+  ``level`` and ``task``; gate_weight also per ``expert``) and expert_dead_units (per ``level`` and ``expert``,
+  ``task`` "*"), stored in the run's file beside its metrics. ``level`` and ``expert`` are null on other rows.
+
 ``wandb_run`` / ``wandb_url``: the W&B run of the trial or final run (``bench.tracking``); null when not
 tracked, the URL only when tracked online.
 """
@@ -73,6 +78,8 @@ SCHEMA: dict[str, pl.DataType] = {
     "finished_at": pl.String,  # ISO 8601, UTC
     "wandb_run": pl.String,  # W&B run id (bench.tracking), null when not tracked
     "wandb_url": pl.String,  # its URL, when tracked online
+    "level": pl.Int64,  # diagnostics (kind "diagnostic"): the extraction level; null otherwise
+    "expert": pl.Int64,  # diagnostics: the expert, in the level's bank order; null otherwise
 }
 
 
@@ -119,8 +126,8 @@ def read(root: Path) -> pl.DataFrame:
     # files written before a column existed (e.g. wandb_run) get it as nulls
     df = df.with_columns([pl.lit(None, dtype=t).alias(k) for k, t in SCHEMA.items() if k not in df.columns])
     df = df.select([pl.col(k).cast(t) for k, t in SCHEMA.items()])
-    return df.sort(["dataset", "architecture", "target", "stage", "trial", "seed", "split", "task", "metric"],
-                   nulls_last=True)
+    return df.sort(["dataset", "architecture", "target", "stage", "trial", "seed", "split", "task", "metric", "level",
+                    "expert"], nulls_last=True)
 
 
 def stored_seeds(root: Path, stage: str = "final") -> set[int]:

@@ -11,8 +11,9 @@ seed). The test split is read once per member, with its best weights.
 
 The two paths agree to float rounding (``tests/test_final_population.py`` checks rtol 1e-4) when the model
 has no dropout; with dropout > 0 the dropout masks are drawn differently, so only their distribution is the
-same. ``seconds`` of a member is the population's wall time until that member stopped. The sequential path
-stays available: ``[final] population = false`` in the spec or ``bench run --no-population``.
+same. ``seconds`` of a member is the population's wall time until that member stopped. Both paths store, beside
+each gated run's metrics, its gate and expert diagnostics on the test split (``bench.training.diagnostics``). The
+sequential path stays available: ``[final] population = false`` in the spec or ``bench run --no-population``.
 """
 
 from __future__ import annotations
@@ -103,12 +104,12 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
             store.write_atomic(df, path(seed))
             test = df.filter(pl.col("split") == "test")
             summary = ", ".join(f"{r['task']} {r['metric']}={r['value']:.4f}" for r in test.iter_rows(named=True)
-                                if r["metric"] == PRIMARY[r["kind"]])
+                                if r["metric"] == PRIMARY.get(r["kind"]))
             if stage == "final":
                 out(f"[{unit}] final seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}): "
                     f"test {summary}  {seed_rows[0]['seconds']:.1f} s")
         if stage != "final" and batch:  # many runs: one line
-            test = pl.DataFrame([r for r in rows if r["split"] == "test" and r["metric"] == PRIMARY[r["kind"]]])
+            test = pl.DataFrame([r for r in rows if r["split"] == "test" and r["metric"] == PRIMARY.get(r["kind"])])
             medians = test.group_by("task", "metric", maintain_order=True).agg(pl.col("value").median())
             summary = ", ".join(f"{t} {m}={v:.4f}" for t, m, v in medians.iter_rows())
             out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} ({len(batch)} runs, up to "
@@ -169,7 +170,7 @@ def final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, ac
         for hook in hooks.final_start:
             hook(unit, seed, cfg)
         try:
-            result = fit(arch, data, cfg, evaluate_test=True, accelerator=accelerator)
+            result = fit(arch, data, cfg, evaluate_test=True, accelerator=accelerator, diagnose=True)
         except UserError:
             raise
         except Exception as err:  # this seed's failure; the others still train
@@ -191,7 +192,7 @@ def population_final_stage(data, arch: str, config: dict[str, Any], seeds: list[
     for seed, cfg in zip(seeds, configs):
         for hook in hooks.final_start:
             hook(unit, seed, cfg)
-    results = train_population(arch, data, configs, evaluate_test=True, device=accelerator)
+    results = train_population(arch, data, configs, evaluate_test=True, device=accelerator, diagnose=True)
     finished = store.now()
     rows, errors = [], {}
     for seed, cfg, result in zip(seeds, configs, results):
@@ -204,9 +205,10 @@ def population_final_stage(data, arch: str, config: dict[str, Any], seeds: list[
 
 def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg: dict[str, Any],
              kinds: dict[str, str], finished: str) -> list[dict[str, Any]]:
-    """The tidy rows of one final run (validation and test metrics per task with their traceability columns),
-    after the ``final_end`` hooks have seen them. ``config`` is the unit's best configuration, ``cfg`` it with this
-    run's seed."""
+    """The tidy rows of one final run (validation and test metrics per task, then the gate and expert
+    diagnostics of a gated architecture on the test split, kind ``diagnostic``; all with their traceability
+    columns), after the ``final_end`` hooks have seen them. ``config`` is the unit's best configuration, ``cfg`` it
+    with this run's seed."""
     base = {"seed": seed, "n_params": result.n_params, "seconds": result.seconds, "epochs": result.epochs,
             "config_hash": config_hash(config), "config": json.dumps(cfg, sort_keys=True), "status": "complete",
             "finished_at": finished}
@@ -216,6 +218,7 @@ def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg:
         for task, metrics in per_task.items()
         for metric, value in metrics.items()
     ]
+    rows += [{**base, **r} for r in result.diagnostics or []]
     for hook in hooks.final_end:
         hook(unit, seed, cfg, rows, {"history": result.history, "best_epoch": result.best_epoch})
     return rows

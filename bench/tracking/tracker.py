@@ -17,7 +17,8 @@ Each run: project (default ``mtl-bench``), group ``<study>/<dataset>``, job_type
 baselines), tags with dataset and architecture; config = the fully resolved configuration (training defaults
 and architecture defaults filled in) and its ``config_hash`` (the same hash as in the results store);
 history = per-epoch ``train_loss``, ``val/<task>/<metric>`` and ``val_objective`` (step = epoch); summary =
-final per-task metrics, parameter count and wall time.
+final per-task metrics, parameter count and wall time, and for a gated architecture the diagnostics stored with
+the run, ``diagnostics/level<l>[/<task>][/expert<n>]/<metric>`` (``bench.training.diagnostics``).
 
 Run ids are drawn here, before W&B is touched, so they are stored with the trial's and the final run's rows
 (columns ``wandb_run`` and, online, ``wandb_url``) even though the W&B work itself happens on a background
@@ -260,7 +261,12 @@ class Tracker:
             "wall_seconds": wall, "best_epoch": record.get("best_epoch"), "seed": seed,
         }
         for r in rows:
-            summary[f"{r['split']}/{r['task']}/{r['metric']}"] = r["value"]
+            if r.get("kind") == "diagnostic":  # gate and expert diagnostics: one key per level (and expert)
+                where = "/".join([f"level{r['level']}", *([] if r["task"] == "*" else [r["task"]]),
+                                  *([] if r.get("expert") is None else [f"expert{r['expert']}"])])
+                summary[f"diagnostics/{where}/{r['metric']}"] = r["value"]
+            else:
+                summary[f"{r['split']}/{r['task']}/{r['metric']}"] = r["value"]
         base = self._base(unit, config, "final")
         # the results store hashes the configuration that was searched (seed 0); keep the same hash here
         if first.get("config_hash"):

@@ -13,6 +13,7 @@ import torch
 from bench.datasets import MTLData
 
 from . import allocator
+from .diagnostics import diagnose as diagnostics_of
 from .system import MTLDataModule, MTLSystem, make_system
 
 
@@ -31,6 +32,8 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     test_metrics: dict[str, dict[str, float]] | None = None
     error: str | None = None  # a population member that failed (diverged): its metrics must not be stored
+    # gate and expert diagnostics on the test split (bench.training.diagnostics), when asked and the model is gated
+    diagnostics: list[dict[str, Any]] | None = None
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -74,9 +77,12 @@ def fit(
     progress: bool = False,
     callbacks=None,
     loss_weights: dict[str, float] | None = None,
+    diagnose: bool = False,
 ) -> FitResult:
     """Train ``arch`` with ``config`` on ``data``; select the best epoch on validation; read the test split only
-    when ``evaluate_test`` (the final stage), never during search."""
+    when ``evaluate_test`` (the final stage), never during search. ``diagnose`` (with ``evaluate_test``): the gate
+    and expert diagnostics of the best weights on the test split, after training
+    (``bench.training.diagnostics``)."""
     quiet_lightning()
     allocator.tune()
     config = dict(config or {})
@@ -88,12 +94,15 @@ def fit(
     start = time.perf_counter()
     trainer.fit(system, datamodule=dm)
     seconds = time.perf_counter() - start
-    test = None
+    test, diagnostics = None, None
     if evaluate_test:
         if system.best_epoch is None:  # never evaluate test on weights with no finite validation epoch
             raise FloatingPointError("no finite validation epoch (diverged); the test split was not read")
         trainer.test(system, datamodule=dm, verbose=False)
         test = system.test_metrics
+        if diagnose:
+            diagnostics = diagnostics_of(system.model, data.test.x.to(system.device), [t.name for t in data.tasks],
+                                         chunk=cfg.eval_batch_size)
     return FitResult(
         arch=arch,
         config=config,
@@ -105,4 +114,5 @@ def fit(
         seconds=seconds,
         history=system.history,
         test_metrics=test,
+        diagnostics=diagnostics,
     )

@@ -43,6 +43,7 @@ from bench.spec.config import TrainConfig, split_config
 
 from . import allocator
 from .devices import resolve_device
+from .diagnostics import diagnose as diagnostics_of
 from .fit import FitResult, count_params
 from .metrics import check_finite_loss, objective, task_loss, task_metrics
 from .system import make_system, param_groups
@@ -219,6 +220,7 @@ def train_population(
     device: str | torch.device = "auto",
     loss_weights: dict[str, float] | None = None,
     members_per_call: int | None = None,
+    diagnose: bool = False,
 ) -> list[FitResult]:
     """Train one member per config of ``configs`` (flat configs as ``bench.training.fit.fit`` takes) as one stacked
     model; return one ``FitResult`` per config, in order, as ``fit(arch, data, config, evaluate_test=...)``
@@ -229,7 +231,9 @@ def train_population(
 
     ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda``. ``members_per_call``: how many members one
     vmap call runs (default ``default_members_per_call``); fewer bound the size of the stacked temporaries
-    (memory), the results do not depend on it beyond float rounding."""
+    (memory), the results do not depend on it beyond float rounding. ``diagnose`` (with ``evaluate_test``): each
+    member's gate and expert diagnostics on the test split with its best weights, after training, as ``fit``
+    gives them."""
     trains = _check_configs(arch, configs)
     allocator.tune()
     dev = resolve_device(device)
@@ -265,9 +269,14 @@ def train_population(
     batch_size, n_train = trains[0].batch_size, len(train)
     group = members_per_call or default_members_per_call(dev, len(configs))
 
+    with_aux = architectures.has_aux_loss(template)
+
     def member_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        out = functional_call(template, p, (x,))
         total = 0.0
+        if with_aux:  # sparse gates: their weighted load-balancing loss, as MTLSystem.training_step adds it
+            out, total = functional_call(template, p, (x,), {"with_aux": True})
+        else:
+            out = functional_call(template, p, (x,))
         for k, task in enumerate(tasks):  # sum_k w_k L_k, as MTLSystem.loss
             total = total + weights[k] * task_loss(task.kind, out[task.name], y[:, k])
         return total
@@ -342,12 +351,18 @@ def train_population(
     for mem in members:
         if mem.error is None and mem.best_state is None:
             mem.error = "no finite validation epoch (diverged)"
-    test_logits, test_row = None, {}
+    test_logits, test_row, diagnostics = None, {}, {}
     ok = [i for i, m in enumerate(members) if m.error is None]
     if evaluate_test and ok:  # the test split, read once per member with its best weights; never a failed one's
         best = opt.unflatten(torch.stack([members[i].best_state for i in ok]))
         test = data.test.to(dev)
         test_logits, test_row = predict(best, test), {i: row for row, i in enumerate(ok)}
+        if diagnose:  # one member at a time through the template, whose hooks see that member's weights
+            for i, row in test_row.items():
+                weights = {name: v[row] for name, v in best.items()}
+                diagnostics[i] = diagnostics_of(
+                    template, test.x, [t.name for t in tasks], chunk=eval_rows * len(configs),
+                    forward=lambda xb, w=weights: functional_call(template, w, (xb,)))
     results = []
     for i, (arch_config, mem) in enumerate(zip(configs, members)):
         results.append(
@@ -363,6 +378,7 @@ def train_population(
                 history=mem.history,
                 test_metrics=metrics_of(test_logits, test, test_row[i]) if i in test_row else None,
                 error=mem.error,
+                diagnostics=diagnostics.get(i),
             )
         )
     return results
