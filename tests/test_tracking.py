@@ -258,3 +258,30 @@ def test_online_run_creation_failure_falls_back_mid_study(tmp_path, wandb_env, m
     rows = store.read(root)
     # URLs were handed out while online; the run keeps its id offline, so `wandb sync` makes the URL valid
     assert rows["wandb_run"].null_count() == 0
+
+
+def test_final_run_summary_carries_the_diagnostics():
+    from bench.study.units import Unit
+
+    tracker = Tracker("tiny", mode="disabled")
+    jobs = []
+    tracker._submit = jobs.append  # the job the background thread would send
+    unit = Unit("synthetic", "mmoe", "mean")
+    base = {"seed": 1, "n_params": 10, "seconds": 1.0, "epochs": 2, "config_hash": "h"}
+    rows = [
+        {**base, "split": "test", "task": "y1", "kind": "regression", "metric": "mse", "value": 1.5},
+        {**base, "split": "test", "task": "y1", "kind": "diagnostic", "metric": "gate_weight", "value": 0.25,
+         "level": 0, "expert": 3},
+        {**base, "split": "test", "task": "y1", "kind": "diagnostic", "metric": "gate_entropy_norm", "value": 0.5,
+         "level": 0, "expert": None},
+        {**base, "split": "test", "task": "*", "kind": "diagnostic", "metric": "expert_dead_units", "value": 0.0,
+         "level": 1, "expert": 2},
+    ]
+    tracker.final_start(unit, 1, {"seed": 1})
+    tracker.final_end(unit, 1, {"seed": 1}, rows, {"history": [], "best_epoch": 1})
+    summary = jobs[0].summary
+    assert summary["test/y1/mse"] == 1.5
+    assert summary["diagnostics/level0/y1/expert3/gate_weight"] == 0.25
+    assert summary["diagnostics/level0/y1/gate_entropy_norm"] == 0.5
+    assert summary["diagnostics/level1/expert2/expert_dead_units"] == 0.0
+    assert not any(k.startswith("test/y1/gate") for k in summary)
