@@ -43,6 +43,23 @@ SEARCH = [
     ("d2", "ple", "mean", [("complete", 1.0)]),
 ]
 PROV = {"study": "toy", "git_commit": "abc123", "versions": "{}", "hardware": "CPU test, 2 cores"}
+# (dataset, architecture, seed, level, task, expert, metric, value) of gate and expert diagnostics (final, test)
+DIAGNOSTICS = [
+    *[("d1", "mmoe", seed, 0, task, e, "gate_weight", w) for seed, task, ws in
+      [(1, "click", (0.8, 0.2)), (2, "click", (0.6, 0.4)), (1, "price", (0.3, 0.7)), (2, "price", (0.5, 0.5))]
+      for e, w in enumerate(ws)],
+    *[("d1", "mmoe", seed, 0, task, None, metric, v) for metric, task, values in [
+        ("gate_entropy_norm", "click", (0.7, 0.9)), ("gate_entropy_norm", "price", (0.8, 0.8)),
+        ("gate_unused", "click", (0.0, 0.5)), ("gate_unused", "price", (0.0, 0.0))] for seed, v in zip((1, 2), values)],
+    *[("d1", "mmoe", seed, 0, "*", e, "expert_dead_units", v) for e, values in [(0, (0.0, 0.1)), (1, (0.5, 0.3))]
+      for seed, v in zip((1, 2), values)],
+    ("d1", "mmoe", 1, 0, "click", None, "gate_entropy", 0.5),  # not summarised on the page
+    # PLE, one seed, two levels, one expert weighed per task and level
+    ("d1", "ple", 1, 0, "click", 0, "gate_weight", 1.0), ("d1", "ple", 1, 1, "click", 1, "gate_weight", 1.0),
+    ("d1", "ple", 1, 0, "click", None, "gate_entropy_norm", 0.0),
+    ("d1", "ple", 1, 1, "click", None, "gate_entropy_norm", 0.5),
+    ("d1", "ple", 1, 0, "*", 0, "expert_dead_units", 1.0), ("d1", "ple", 1, 1, "*", 1, "expert_dead_units", 0.0),
+]
 
 
 def hand_made_rows() -> pl.DataFrame:
@@ -65,6 +82,12 @@ def hand_made_rows() -> pl.DataFrame:
                          "trial": number, "seed": 0, "status": status, "split": "val", "task": "*", "kind": "",
                          "metric": "objective", "value": None if status == "failed" else -1.0,
                          "seconds": seconds, "finished_at": "2026-01-01T09:00:00+00:00"})
+    for ds, arch, seed, level, task, expert, metric, value in DIAGNOSTICS:
+        rows.append({**PROV, "dataset": ds, "architecture": arch, "target": "mean", "stage": "final", "trial": 0,
+                     "seed": seed, "status": "complete", "split": "test", "task": task, "kind": "diagnostic",
+                     "metric": metric, "value": value, "level": level, "expert": expert,
+                     "n_params": PARAMS[(ds, arch, "mean")], "seconds": 1.0, "epochs": 3,
+                     "finished_at": f"2026-01-0{seed}T10:00:00+00:00"})
     return store.frame(rows)
 
 
@@ -246,6 +269,58 @@ def test_correlation_summary():
     assert sorted(c["p"].unique().to_list()) == [0.5, 0.9]
 
 
+def test_pareto_front_of_a_hand_made_frame():
+    # two tasks, AUC higher and MSE lower is better; means per architecture
+    means = {"a": (0.80, 2.0), "b": (0.75, 1.5), "c": (0.70, 2.5), "d": (0.80, 2.0), "e": (0.79, 1.5),
+             "f": (0.90, None)}
+    cells = pl.DataFrame(
+        [{"dataset": "x", "architecture": a, "task": t, "kind": k, "metric": m, "mean": v}
+         for a, vs in means.items() for (t, k, m), v in zip([("p", "binary", "auc"), ("q", "regression", "mse")], vs)]
+        + [{"dataset": "one", "architecture": "a", "task": "p", "kind": "binary", "metric": "auc", "mean": 0.5}],
+        schema={"dataset": pl.String, "architecture": pl.String, "task": pl.String, "kind": pl.String,
+                "metric": pl.String, "mean": pl.Float64},
+    )
+    expected = pl.DataFrame({
+        "dataset": ["x"] * 5,
+        "architecture": ["a", "b", "c", "d", "e"],
+        # c is dominated by everyone; b by e (better AUC, same MSE); a and d tie (neither dominates the other),
+        # e is better than neither on AUC; f has no MSE (not ranked); dataset "one" has one task
+        "on_front": [True, False, False, True, True],
+    })
+    assert_frame_equal(tables.pareto_front(cells), expected)
+
+
+def test_gate_utilisation_and_diagnostic_summary_expected_frames():
+    util = tables.gate_utilisation(hand_made_rows())
+    expected = pl.DataFrame({
+        "dataset": ["d1"] * 6,
+        "architecture": ["mmoe"] * 4 + ["ple"] * 2,
+        "level": [0, 0, 0, 0, 0, 1],
+        "task": ["click", "click", "price", "price", "click", "click"],
+        "expert": [0, 1, 0, 1, 0, 1],
+        "weight": [0.7, 0.3, 0.4, 0.6, 1.0, 1.0],
+        "n": [2, 2, 2, 2, 1, 1],
+    })
+    assert_frame_equal(util, expected, check_exact=False)
+    summary = tables.diagnostic_summary(hand_made_rows())
+    # per seed, the mean over levels and tasks (experts); then mean and t interval over seeds
+    per_seed = {("mmoe", "expert_dead_units"): [0.25, 0.2], ("mmoe", "gate_entropy_norm"): [0.75, 0.85],
+                ("mmoe", "gate_unused"): [0.0, 0.25], ("ple", "expert_dead_units"): [0.5],
+                ("ple", "gate_entropy_norm"): [0.25]}
+    assert summary.select("architecture", "metric").rows() == list(per_seed)
+    for r in summary.iter_rows(named=True):
+        values = per_seed[(r["architecture"], r["metric"])]
+        assert r["n"] == len(values) and r["mean"] == pytest.approx(sum(values) / len(values))
+        if len(values) == 2:
+            half = T1 * abs(values[0] - values[1]) / math.sqrt(2) / math.sqrt(2)  # t x sd / sqrt(n)
+            # clipped to [0, 1]: every measure is a share
+            assert (r["lo"], r["hi"]) == pytest.approx((max(0.0, r["mean"] - half), min(1.0, r["mean"] + half)))
+        else:
+            assert r["lo"] is None and r["hi"] is None  # one seed: no interval, never NaN
+    # the diagnostics never enter the metric tables
+    assert tables.task_summary(hand_made_rows()).filter(pl.col("kind") == "diagnostic").height == 0
+
+
 def test_golden_markdown():
     text = lb.render(hand_made_rows(), META, {"d1": [("metric", "toy/d1-metrics.png")]})
     assert text == lb.render(hand_made_rows().sample(fraction=1.0, shuffle=True, seed=3), META,
@@ -258,6 +333,9 @@ def test_golden_markdown():
 def test_plots_written(tmp_path):
     links = plots.leaderboard_plots(hand_made_rows(), META, tmp_path, "toy")
     files = sorted(p.name for p in (tmp_path / "toy").iterdir())
-    assert files == ["correlation.png", "critical-difference.png", "d1-gain.png", "d1-metrics.png", "d2-gain.png",
-                     "d2-metrics.png"]
+    # d1 has two tasks (a Pareto view) and gated architectures with diagnostics (a heatmap); d2 has neither
+    assert files == ["correlation.png", "critical-difference.png", "d1-gain.png", "d1-gates.png", "d1-metrics.png",
+                     "d1-pareto.png", "d2-gain.png", "d2-metrics.png"]
+    assert [path for _, path in links["d1"]] == ["toy/d1-metrics.png", "toy/d1-gain.png", "toy/d1-pareto.png",
+                                                 "toy/d1-gates.png"]
     assert links[""] == [("performance against task correlation", "toy/correlation.png")]

@@ -14,10 +14,23 @@ from typing import Any
 import polars as pl
 from tabulate import tabulate
 
+from bench.spec.metrics import DEAD_ROWS, UNUSED_WEIGHT
+
 from . import repeats, store
 from .markdown import DASH, escape, interval, number, options_text, pvalue, significance
 from .plots import leaderboard_plots
-from .tables import ALPHA, BASELINE, CONFIDENCE, arch_summary, overall_ranking, task_summary, with_gains
+from .tables import (
+    ALPHA,
+    BASELINE,
+    CONFIDENCE,
+    DIAGNOSTIC_MEASURES,
+    arch_summary,
+    diagnostic_summary,
+    overall_ranking,
+    pareto_front,
+    task_summary,
+    with_gains,
+)
 
 
 def provenance(rows: pl.DataFrame) -> dict[str, str]:
@@ -169,8 +182,9 @@ def overall_section(archs: pl.DataFrame, meta: dict[str, Any], labels: list[str]
 
 def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs: pl.DataFrame,
                     cells: pl.DataFrame, plots: dict[str, list[tuple[str, str]]]) -> list[str]:
-    """One dataset: the table (cells with n and intervals, gains with tests, Δm, top group), what is
-    incomplete, the selected configurations, the plots and the repeated runs."""
+    """One dataset: the table (cells with n and intervals, gains with tests, Δm, top group, on the Pareto front),
+    what is incomplete, the gates and experts of the gated architectures, the selected configurations, the plots
+    and the repeated runs."""
     lines = [f"## {escape(label)}", ""]
     d_archs = archs.filter(pl.col("dataset") == label)
     d_cells = cells.filter(pl.col("dataset") == label)
@@ -208,6 +222,12 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
     if not baseline:  # drop the gain, Δm and seesaw columns, and the rank
         keep = [i for i, h in enumerate(headers) if i > 0 and not h.startswith("gain ") and h not in ("Δm", "seesaw")]
         headers, table = [headers[i] for i in keep], [[row[i] for i in keep] for row in table]
+    if len(task_meta) >= 2:  # the per-task Pareto front; a dash for an architecture without a score on every task
+        front = {r["architecture"]: r["on_front"] for r in pareto_front(d_cells).iter_rows(named=True)}
+        headers.append("on front")
+        for row, r in zip(table, d_archs.iter_rows(named=True)):
+            on = front.get(r["architecture"])
+            row.append(DASH if on is None else "yes" if on else "")
     links = wandb_links(rows, label)
     if links:  # runs tracked online: link each architecture's final runs
         headers.append("W&B runs")
@@ -226,12 +246,37 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
     if incomplete.height or absent:
         lines.append("")
     lines += published(meta, label)
+    lines += gates_section(rows, label, d_archs["architecture"].to_list())
     lines += configurations(rows, label)
     for caption, path in plots.get(label, []):
         lines.append(f"![{caption}]({path})")
     if plots.get(label):
         lines.append("")
     return lines + repeats.section(rows, label, plots.get(f"repeats:{label}"))  # nothing without repeat runs
+
+
+def gates_section(rows: pl.DataFrame, label: str, order: list[str]) -> list[str]:
+    """The gates and experts of the gated architectures on this dataset (``diagnostic_summary``), in rank order:
+    nothing when no final run has diagnostics."""
+    summary = diagnostic_summary(rows).filter(pl.col("dataset") == label)
+    if not summary.height:
+        return []
+    by = {(r["architecture"], r["metric"]): r for r in summary.iter_rows(named=True)}
+    archs = [a for a in order if any((a, m) in by for m in DIAGNOSTIC_MEASURES)]
+    table = []
+    for a in archs:
+        cells = [by.get((a, m)) for m in DIAGNOSTIC_MEASURES]
+        n = max(c["n"] for c in cells if c is not None)
+        table.append([a, *[DASH if c is None else interval(c["mean"], c["lo"], c["hi"], ".3f") for c in cells], n])
+    return ["Gates and experts (test split, final runs; mean over seeds [95% t interval, clipped to [0, 1]], n "
+            "seeds):", "",
+            tabulate(table, headers=["architecture", *DIAGNOSTIC_MEASURES.values(), "n"], tablefmt="github",
+                     disable_numparse=True), "",
+            f"dead units: share of the experts' ReLU units that are zero on at least {DEAD_ROWS:.0%} of the rows (1: "
+            "a collapsed expert). normalised gate entropy: mean over rows of the entropy of a task's gate divided by "
+            f"log of its number of experts (1: uniform weights, 0: one expert). unused experts: share of a gate's "
+            f"experts whose mean weight is below {UNUSED_WEIGHT}. Each is a mean over levels and tasks (experts) per "
+            "run; the gate-utilisation heatmap shows each task's mean weight on each expert.", ""]
 
 
 def published(meta: dict[str, Any], label: str) -> list[str]:
@@ -296,8 +341,9 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
         "significantly below the best architecture's (one-sided Welch tests on per-seed Δm against the best, "
         f"Holm-corrected, adjusted p ≥ {ALPHA}), and those share rank 1. seesaw: one task's gain significantly "
         "positive and another's significantly negative. Architectures without a finite score on every task get "
-        "no Δm and no rank. trials c/p/f: search trials complete/pruned/failed. s/trial: mean seconds per search "
-        "trial.",
+        "no Δm and no rank. on front: not dominated by another architecture in the mean test metrics of every task "
+        "(at least as good on all, better on one; datasets with two or more tasks). trials c/p/f: search trials "
+        "complete/pruned/failed. s/trial: mean seconds per search trial.",
         "",
     ]
     return "\n".join(lines)

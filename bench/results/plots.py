@@ -1,5 +1,6 @@
-"""The leaderboard's plots (PNG, matplotlib's Agg backend): per-task metrics, MTL gains, performance against
-task correlation, and histograms of repeated runs. Files carry no version string, so they change only when
+"""The leaderboard's plots (PNG, matplotlib's Agg backend): per-task metrics, MTL gains, the per-task Pareto
+view, the gates' utilisation of the experts, performance against task correlation, and histograms of repeated
+runs. Files carry no version string, so they change only when
 the results do."""
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ import polars as pl
 from bench.spec.metrics import HIGHER_IS_BETTER
 
 from .repeats import repeat_runs
-from .tables import BASELINE, arch_summary, correlation_summary, overall_ranking, task_summary, with_gains
+from .tables import (
+    BASELINE,
+    arch_summary,
+    correlation_summary,
+    gate_utilisation,
+    overall_ranking,
+    pareto_front,
+    pareto_seeds,
+    task_summary,
+    with_gains,
+)
 
 # dataset label (or "" / "overall" / "repeats:<label>") -> [(caption, path relative to the leaderboard directory)]
 Links = dict[str, list[tuple[str, str]]]
@@ -36,7 +47,9 @@ def _direction(metric: str) -> str:
 
 def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, prefix: str) -> Links:
     """PNG plots next to the markdown, per dataset: the test metric and the MTL gain per task, bars in rank
-    order with their 95% intervals and the per-seed points; several datasets: the critical-difference diagram;
+    order with their 95% intervals and the per-seed points; with two or more tasks, the Pareto view of the
+    per-task metrics (pairwise for more than two); with gated architectures, the heatmap of the gates' utilisation
+    of the experts; several datasets: the critical-difference diagram;
     several correlations: performance against task correlation; repeated runs: histograms. Returns captions and
     paths relative to ``out_dir``."""
     plt = _pyplot()
@@ -44,6 +57,7 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
     archs = arch_summary(rows)
     plot_dir = out_dir / prefix
     plot_dir.mkdir(parents=True, exist_ok=True)
+    front, seeds, util = pareto_front(cells), pareto_seeds(rows), gate_utilisation(rows)
     links: Links = {}
     for label in sorted(cells["dataset"].unique().to_list()):
         d = cells.filter(pl.col("dataset") == label)
@@ -69,6 +83,19 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
             plt.close(fig)
             links.setdefault(label, []).append((f"{label}: {title} (95% intervals, seeds as points)",
                                                 f"{prefix}/{fname}"))
+        if len(tasks) >= 2 and order:
+            fname = f"{label}-pareto.png"
+            _pareto_plot(plt, d, front.filter(pl.col("dataset") == label), seeds.filter(pl.col("dataset") == label),
+                         order, label, plot_dir / fname)
+            links.setdefault(label, []).append((f"{label}: per-task Pareto view (means with 95% intervals, seeds "
+                                                "faint, the front ringed)", f"{prefix}/{fname}"))
+        d_util = util.filter(pl.col("dataset") == label)
+        if d_util.height:
+            fname = f"{label}-gates.png"
+            _gate_heatmap(plt, d_util, [a for a in order if a in d_util["architecture"].to_list()], label,
+                          plot_dir / fname)
+            links.setdefault(label, []).append((f"{label}: gate utilisation, task x expert per level (mean gate "
+                                                "weight over seeds)", f"{prefix}/{fname}"))
     if len(cells["dataset"].unique()) > 1:
         overall, tests = overall_ranking(archs, meta.get("architectures"))
         if overall.height >= 2 and tests["cd"] is not None:
@@ -133,6 +160,88 @@ def _bars(ax, archs: list[str], by: dict[str, dict], kind: str) -> None:
         ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_ylim(axis_bottom, max(hi_lim + pad, 0.0) if kind == "gain" else hi_lim + pad)
     ax.set_xticks(range(len(archs)), archs, rotation=25, fontsize=8)
+
+
+def _pareto_plot(plt, cells: pl.DataFrame, front: pl.DataFrame, seeds: pl.DataFrame, order: list[str], label: str,
+                 path: Path) -> None:
+    """One panel per pair of tasks: each architecture's mean test metrics with their 95% intervals as error bars,
+    its seeds as faint points, the non-dominated architectures (over all tasks) ringed and named in bold."""
+    from itertools import combinations
+
+    tasks = sorted(cells["task"].unique().to_list())
+    pairs = list(combinations(tasks, 2))
+    on_front = {r["architecture"] for r in front.iter_rows(named=True) if r["on_front"]}
+    by = {(r["architecture"], r["task"]): r for r in cells.iter_rows(named=True)}
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4.4), squeeze=False)
+    for ax, (tx, ty) in zip(axes[0], pairs):
+        for i, arch in enumerate(order):
+            cx, cy = by.get((arch, tx)), by.get((arch, ty))
+            colour = colours(i % 10)
+            per_seed = seeds.filter(pl.col("architecture") == arch)
+            if tx in per_seed.columns and ty in per_seed.columns:
+                both = per_seed.filter(pl.col(tx).is_not_null() & pl.col(ty).is_not_null())
+                ax.scatter(both[tx].to_list(), both[ty].to_list(), s=14, color=colour, alpha=0.3, linewidths=0)
+            if cx is None or cy is None or cx["mean"] is None or cy["mean"] is None:
+                continue  # no finite score on one of the two tasks
+            xerr = [[cx["mean"] - cx["lo"]], [cx["hi"] - cx["mean"]]] if cx["lo"] is not None else None
+            yerr = [[cy["mean"] - cy["lo"]], [cy["hi"] - cy["mean"]]] if cy["lo"] is not None else None
+            ax.errorbar([cx["mean"]], [cy["mean"]], xerr=xerr, yerr=yerr, fmt="o", color=colour, capsize=3,
+                        markersize=5, label=arch)
+            if arch in on_front:
+                ax.scatter([cx["mean"]], [cy["mean"]], s=160, facecolors="none", edgecolors="black", linewidths=1.2,
+                           zorder=4)
+            ax.annotate(arch, (cx["mean"], cy["mean"]), xytext=(5, 5), textcoords="offset points", fontsize=7,
+                        fontweight="bold" if arch in on_front else "normal")
+        mx, my = _metric_of(cells, tx), _metric_of(cells, ty)
+        ax.set_xlabel(f"{tx}: test {mx} ({_direction(mx)})", fontsize=8)
+        ax.set_ylabel(f"{ty}: test {my} ({_direction(my)})", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{label}: per-task trade-off; ringed: the Pareto front (not dominated on all tasks)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata=META_PNG)
+    plt.close(fig)
+
+
+def _metric_of(cells: pl.DataFrame, task: str) -> str:
+    """The primary metric of ``task`` in ``cells``."""
+    return cells.filter(pl.col("task") == task)["metric"][0]
+
+
+def _gate_heatmap(plt, util: pl.DataFrame, archs: list[str], label: str, path: Path) -> None:
+    """One panel per gated architecture: rows (level, task), columns experts in bank order (shared first, then
+    each task's own), colour the mean gate weight; blank where that task's gate does not weigh that expert."""
+    import numpy as np
+
+    panels = []
+    for arch in archs:
+        a = util.filter(pl.col("architecture") == arch)
+        keys = a.select("level", "task").unique().sort("level", "task").rows()  # (level, task) rows
+        n_experts = int(a["expert"].max()) + 1
+        grid = np.full((len(keys), n_experts), np.nan)
+        index = {k: i for i, k in enumerate(keys)}
+        for r in a.iter_rows(named=True):
+            grid[index[(r["level"], r["task"])], r["expert"]] = r["weight"]
+        panels.append((arch, keys, grid))
+    width = sum(max(2.2, 0.45 * g.shape[1] + 1.4) for _, _, g in panels)
+    height = max(2.4, 0.32 * max(len(k) for _, k, _ in panels) + 1.4)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width + 1.0, height), squeeze=False)
+    image = None
+    for ax, (arch, keys, grid) in zip(axes[0], panels):
+        image = ax.imshow(np.ma.masked_invalid(grid), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        for (i, j), w in np.ndenumerate(grid):
+            if not np.isnan(w):
+                ax.text(j, i, f"{w:.2f}", ha="center", va="center", fontsize=6, color="white" if w < 0.6 else "black")
+        ax.set_title(arch, fontsize=9)
+        ax.set_xticks(range(grid.shape[1]), [str(e) for e in range(grid.shape[1])], fontsize=7)
+        levels = {lvl for lvl, _ in keys}
+        ax.set_yticks(range(len(keys)), [f"L{lvl} {t}" if len(levels) > 1 else t for lvl, t in keys], fontsize=7)
+        ax.set_xlabel("expert", fontsize=8)
+    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, pad=0.02).ax.tick_params(labelsize=7)
+    fig.suptitle(f"{label}: mean gate weight on each expert (bank order: shared first, then each task's own),\\ntest "
+                 "split, mean over seeds; blank: not weighed by that gate", fontsize=8, y=1.06)
+    fig.savefig(path, dpi=100, metadata=META_PNG, bbox_inches="tight")
+    plt.close(fig)
 
 
 def _cd_diagram(plt, overall: pl.DataFrame, cd: float, path: Path) -> None:

@@ -23,6 +23,14 @@ whose score is finite, a diverged or missing seed is never a number):
   Friedman test and the Nemenyi critical difference (Demsar 2006), over the architectures complete on every
   dataset; the others are listed apart with the reason.
 
+- Pareto front (per dataset with two or more tasks, architectures with a score on every task): architecture a is
+  dominated when another b is at least as good on every task and better on one, in the oriented mean test metric
+  s_k M_k; the non-dominated ones are on the front. Means only: the intervals are drawn on the Pareto plot.
+- gates and experts (``bench.training.diagnostics`` rows of the final runs): utilisation of expert n by task k's
+  gate at level l = the mean over seeds of its mean gate weight; per run, the share of the experts' ReLU units that
+  are dead, the normalised gate entropy and the share of unused experts (means over levels, tasks and experts),
+  then their mean over seeds with a 95% t interval clipped to [0, 1].
+
 The same rows and metadata always give the same frames. Repeated runs (stage "repeat") have their own tables in
 ``bench.results.repeats``.
 """
@@ -34,11 +42,14 @@ from typing import Any
 
 import polars as pl
 
-from bench.spec.metrics import HIGHER_IS_BETTER, PRIMARY
+from bench.spec.metrics import DIAGNOSTIC, HIGHER_IS_BETTER, PRIMARY
 
 from . import statistics
 
 BASELINE = "single_task"
+# per-run diagnostics summarised on the leaderboard, in its column order: metric -> what the column says
+DIAGNOSTIC_MEASURES = {"expert_dead_units": "dead units", "gate_entropy_norm": "normalised gate entropy",
+                       "gate_unused": "unused experts"}
 ALPHA = 0.05  # significance level of every test on the leaderboard
 CONFIDENCE = 0.95  # level of every interval
 
@@ -259,3 +270,83 @@ def correlation_summary(rows: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFram
         .sort("architecture", "p")
     )
     return with_mean_ci(per_seed, "value").select(list(schema))
+
+
+# --- per-task trade-off -----------------------------------------------------------------------------------
+def pareto_front(cells: pl.DataFrame) -> pl.DataFrame:
+    """Per (dataset, architecture) of the datasets with two or more tasks, for the architectures with a score on
+    every task: ``on_front``, whether no other architecture dominates it in the oriented mean test metrics
+    (``cells``: ``task_summary``)."""
+    scored = (
+        cells.filter(pl.col("mean").is_not_null())
+        # s_k M_k: higher is better on every task
+        .with_columns(score=pl.col("mean") * pl.col("metric").replace_strict(
+            {m: 1.0 if h else -1.0 for m, h in HIGHER_IS_BETTER.items()}, return_dtype=pl.Float64))
+        .with_columns(n_tasks=pl.col("task").n_unique().over("dataset"),
+                      scored_tasks=pl.len().over("dataset", "architecture"))
+        .filter((pl.col("n_tasks") >= 2) & (pl.col("scored_tasks") == pl.col("n_tasks")))  # complete ones only
+        .select("dataset", "architecture", "task", "score")
+    )
+    dominated = (
+        scored.join(scored, on=["dataset", "task"], suffix="_other")  # every pair of architectures, per task
+        .filter(pl.col("architecture") != pl.col("architecture_other"))
+        .group_by("dataset", "architecture", "architecture_other")
+        # b dominates a: at least as good on every task, better on one
+        .agg(dominated=(pl.col("score_other") >= pl.col("score")).all()
+             & (pl.col("score_other") > pl.col("score")).any())
+        .group_by("dataset", "architecture")
+        .agg(pl.col("dominated").any())
+    )
+    return (
+        scored.select("dataset", "architecture").unique()
+        .join(dominated, on=["dataset", "architecture"], how="left")  # alone on its dataset: nothing dominates it
+        .select("dataset", "architecture", on_front=~pl.col("dominated").fill_null(False))
+        .sort("dataset", "architecture")
+    )
+
+
+def pareto_seeds(rows: pl.DataFrame) -> pl.DataFrame:
+    """The per-seed test primary metrics of the final runs side by side: one row per (dataset, architecture, seed),
+    one column per task (null where that seed has no finite score on it); for the Pareto plots."""
+    return (
+        seed_scores(rows)
+        .filter(pl.col("value").is_finite())
+        .pivot(on="task", index=["dataset", "architecture", "seed"], values="value", sort_columns=True)
+        .sort("dataset", "architecture", "seed")
+    )
+
+
+# --- gates and experts ------------------------------------------------------------------------------------
+def diagnostic_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    """The gate and expert diagnostics of the final runs."""
+    return rows.filter((pl.col("stage") == "final") & (pl.col("kind") == DIAGNOSTIC) & pl.col("value").is_finite())
+
+
+def gate_utilisation(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per (dataset, architecture, level, task, expert): ``weight``, the mean over seeds of the mean gate weight
+    task k's gate gives expert n, and ``n`` seeds (only the experts that gate weighs)."""
+    return (
+        diagnostic_rows(rows)
+        .filter(pl.col("metric") == "gate_weight")
+        .group_by("dataset", "architecture", "level", "task", "expert")
+        .agg(weight=pl.col("value").mean(), n=pl.len().cast(pl.Int64))
+        .sort("dataset", "architecture", "level", "task", "expert")
+    )
+
+
+def diagnostic_summary(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per (dataset, architecture, metric) of ``DIAGNOSTIC_MEASURES``: n seeds, mean, std and 95% t interval over
+    seeds of each run's mean over levels and tasks (entropy, unused experts) or levels and experts (dead units);
+    the interval clipped to [0, 1], where every one of them lies."""
+    per_seed = (
+        diagnostic_rows(rows)
+        .filter(pl.col("metric").is_in(list(DIAGNOSTIC_MEASURES)))
+        .group_by("dataset", "architecture", "metric", "seed")
+        .agg(pl.col("value").mean())  # one number per run
+        .sort("dataset", "architecture", "metric", "seed")
+        .group_by("dataset", "architecture", "metric", maintain_order=True)
+        .agg(values=pl.col("value"))
+    )
+    # every measure is a share in [0, 1]: the t interval (wide over few seeds) is clipped to it
+    return with_mean_ci(per_seed, "values").drop("values").with_columns(pl.col("lo").clip(lower_bound=0.0),
+                                                                        pl.col("hi").clip(upper_bound=1.0))

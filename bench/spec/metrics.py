@@ -2,6 +2,9 @@
 computes (``bench.training.metrics``) and the results pipeline ranks by (``bench.results``).
 
 binary: AUC and log loss.  regression: MSE and MAE.  multiclass: accuracy and log loss.
+
+And the gate and expert diagnostics of gated architectures (computed by ``bench.training.diagnostics``, read by
+``bench.results``): their ``kind`` in the store and their thresholds.
 """
 
 from __future__ import annotations
@@ -18,3 +21,8 @@ HIGHER_IS_BETTER: dict[str, bool] = {"auc": True, "accuracy": True, "logloss": F
 def oriented(metric: str, value: float) -> float:
     """The value with "higher is better" orientation (lower-is-better metrics negated)."""
     return value if HIGHER_IS_BETTER[metric] else -value
+
+
+DIAGNOSTIC = "diagnostic"  # the store's ``kind`` of diagnostics rows: no task kind, so no task metric reads them
+UNUSED_WEIGHT = 0.01  # an expert whose mean gate weight is below this is counted unused by that gate
+DEAD_ROWS = 0.99  # a ReLU unit zero on at least this share of the rows is dead

@@ -14,6 +14,7 @@ gradients (the model and the random state are left as they were):
 - ``expert_dead_units`` (level, expert; task ``*``): the share of the expert's ReLU units (all its layers) that
   are zero on at least ``DEAD_ROWS`` of the rows: 1 is a collapsed expert.
 
+The thresholds and ``DIAGNOSTIC`` are defined in ``bench.spec.metrics``, which the leaderboard reads too.
 Rows carry ``split``, ``task``, ``kind`` ``DIAGNOSTIC``, ``metric``, ``value``, ``level`` and ``expert`` (null
 where it does not apply). Every value is a finite number: a non-finite one (weights gone non-finite) is left out.
 """
@@ -28,10 +29,9 @@ import torch
 from torch import nn
 
 from bench.architectures.layers import ExtractionLevel
+from bench.spec.metrics import DEAD_ROWS, DIAGNOSTIC, UNUSED_WEIGHT
 
-DIAGNOSTIC = "diagnostic"  # the store's ``kind`` of these rows: no task kind, so no leaderboard metric reads them
-UNUSED_WEIGHT = 0.01  # an expert whose mean gate weight is below this is counted unused by that gate
-DEAD_ROWS = 0.99  # a ReLU unit zero on at least this share of the rows is dead
+__all__ = ["DEAD_ROWS", "DIAGNOSTIC", "UNUSED_WEIGHT", "diagnose", "gated_levels"]
 
 
 def gated_levels(model: nn.Module) -> list[ExtractionLevel]:
