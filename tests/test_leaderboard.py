@@ -339,3 +339,19 @@ def test_plots_written(tmp_path):
     assert [path for _, path in links["d1"]] == ["toy/d1-metrics.png", "toy/d1-gain.png", "toy/d1-pareto.png",
                                                  "toy/d1-gates.png"]
     assert links[""] == [("performance against task correlation", "toy/correlation.png")]
+
+
+def test_three_tasks_give_pairwise_pareto_panels(tmp_path):
+    # a third task on d1: three pairs, so the Pareto figure has three panels side by side
+    extra = hand_made_rows().filter((pl.col("dataset") == "d1") & (pl.col("task") == "price")).with_columns(
+        task=pl.lit("size"), value=pl.col("value") * 2)
+    links = plots.leaderboard_plots(pl.concat([hand_made_rows(), extra]), META, tmp_path, "toy")
+    assert ("d1: per-task Pareto view (means with 95% intervals, seeds faint, the front ringed)",
+            "toy/d1-pareto.png") in links["d1"]
+    import matplotlib.image
+
+    three = matplotlib.image.imread(tmp_path / "toy" / "d1-pareto.png")
+    two = plots.leaderboard_plots(hand_made_rows(), META, tmp_path / "two", "toy")["d1"]
+    assert ("toy/d1-pareto.png" in [p for _, p in two])
+    one_pair = matplotlib.image.imread(tmp_path / "two" / "toy" / "d1-pareto.png")
+    assert three.shape[1] > 2.5 * one_pair.shape[1] * 0.8  # about three times as wide (legend beside the last)

@@ -165,7 +165,7 @@ def _bars(ax, archs: list[str], by: dict[str, dict], kind: str) -> None:
 def _pareto_plot(plt, cells: pl.DataFrame, front: pl.DataFrame, seeds: pl.DataFrame, order: list[str], label: str,
                  path: Path) -> None:
     """One panel per pair of tasks: each architecture's mean test metrics with their 95% intervals as error bars,
-    its seeds as faint points, the non-dominated architectures (over all tasks) ringed and named in bold."""
+    its seeds as faint points, the non-dominated architectures (over all tasks) ringed and marked in the legend."""
     from itertools import combinations
 
     tasks = sorted(cells["task"].unique().to_list())
@@ -187,19 +187,18 @@ def _pareto_plot(plt, cells: pl.DataFrame, front: pl.DataFrame, seeds: pl.DataFr
             xerr = [[cx["mean"] - cx["lo"]], [cx["hi"] - cx["mean"]]] if cx["lo"] is not None else None
             yerr = [[cy["mean"] - cy["lo"]], [cy["hi"] - cy["mean"]]] if cy["lo"] is not None else None
             ax.errorbar([cx["mean"]], [cy["mean"]], xerr=xerr, yerr=yerr, fmt="o", color=colour, capsize=3,
-                        markersize=5, label=arch)
+                        markersize=5, elinewidth=1, label=arch + (" (front)" if arch in on_front else ""))
             if arch in on_front:
                 ax.scatter([cx["mean"]], [cy["mean"]], s=160, facecolors="none", edgecolors="black", linewidths=1.2,
                            zorder=4)
-            ax.annotate(arch, (cx["mean"], cy["mean"]), xytext=(5, 5), textcoords="offset points", fontsize=7,
-                        fontweight="bold" if arch in on_front else "normal")
         mx, my = _metric_of(cells, tx), _metric_of(cells, ty)
         ax.set_xlabel(f"{tx}: test {mx} ({_direction(mx)})", fontsize=8)
         ax.set_ylabel(f"{ty}: test {my} ({_direction(my)})", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{label}: per-task trade-off; ringed: the Pareto front (not dominated on all tasks)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata=META_PNG)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"{label}: per-task trade-off, means with 95% intervals, seeds faint;\nringed: the Pareto front "
+                 "(not dominated on every task)", fontsize=9)
+    fig.savefig(path, dpi=100, metadata=META_PNG, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -238,7 +237,7 @@ def _gate_heatmap(plt, util: pl.DataFrame, archs: list[str], label: str, path: P
         ax.set_yticks(range(len(keys)), [f"L{lvl} {t}" if len(levels) > 1 else t for lvl, t in keys], fontsize=7)
         ax.set_xlabel("expert", fontsize=8)
     fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, pad=0.02).ax.tick_params(labelsize=7)
-    fig.suptitle(f"{label}: mean gate weight on each expert (bank order: shared first, then each task's own),\\ntest "
+    fig.suptitle(f"{label}: mean gate weight on each expert (bank order: shared first, then each task's own),\ntest "
                  "split, mean over seeds; blank: not weighed by that gate", fontsize=8, y=1.06)
     fig.savefig(path, dpi=100, metadata=META_PNG, bbox_inches="tight")
     plt.close(fig)
