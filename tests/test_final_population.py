@@ -39,6 +39,7 @@ expert_units = [8]
 tower_units = [8]
 n_experts = 2
 dropout = 0.0   # with dropout the two paths draw different masks (same distribution, different numbers)
+gate_noise = 0.0   # the same for the noise of top-k gates (gate_top_k is searched: dense or top-2)
 """
 
 CONFIG = {"batch_size": 48, "expert_units": 8, "tower_units": 8, "n_experts": 2, "max_epochs": 2, "patience": 2,
@@ -73,8 +74,12 @@ def test_population_rows_equal_per_seed_rows():
     assert calls == [("start", s, s) for s in (1, 2, 3)] + [("end", s, n) for s in (1, 2, 3)]
     seq, seq_errors = final_stage(data, "mmoe", CONFIG, [1, 2, 3], accelerator="cpu")
     assert pop_errors == seq_errors == {}
-    assert len(pop) == len(seq) == 3 * 2 * 2 * 2  # seeds x splits x tasks x metrics
-    key = lambda r: (r["seed"], r["split"], r["task"], r["metric"])  # noqa: E731
+    # seeds x splits x tasks x metrics, and per seed MMoE's diagnostics (2 experts): 2 tasks x 2 gate weights,
+    # 2 tasks x 3 gate statistics, 2 experts' dead units
+    assert sum(r["kind"] != "diagnostic" for r in pop) == 3 * 2 * 2 * 2
+    assert len(pop) == len(seq) == 3 * 2 * 2 * 2 + 3 * (4 + 6 + 2)
+    key = lambda r: (r["seed"], r["split"], r["task"], r["metric"], *(  # noqa: E731
+        -1 if r.get(c) is None else r[c] for c in ("level", "expert")))
     for p, s in zip(sorted(pop, key=key), sorted(seq, key=key), strict=True):
         assert p.keys() - {"wandb_run"} == s.keys()
         for col in ("seed", "split", "task", "kind", "metric", "n_params", "epochs", "config_hash", "config",
@@ -103,8 +108,9 @@ def test_study_population_and_sequential_store_the_same_values(tmp_path, capsys)
     capsys.readouterr()
     seq_root = tmp_path / "seq" / "finalpop"
     a, b = final_rows(pop_root), final_rows(seq_root)
-    # single_task: one unit per task (y1, y2), mmoe: one unit; 2 seeds; val and test; 2 tasks or 1 task x 2 metrics
-    assert a.height == b.height == 2 * 2 * (2 * 2 + 2 * 2)
+    # single_task: one unit per task (y1, y2), mmoe: one unit; 2 seeds; val and test; 2 tasks or 1 task x 2 metrics;
+    # and MMoE's diagnostics per seed (2 tasks x 2 gate weights, 2 tasks x 3 gate statistics, 2 experts)
+    assert a.height == b.height == 2 * 2 * (2 * 2 + 2 * 2) + 2 * (4 + 6 + 2)
     assert a.columns == b.columns == list(store.SCHEMA)
     # one file per (unit, seed)
     files = sorted(p.relative_to(pop_root) for p in (pop_root / "results" / "final").glob("**/*.parquet"))

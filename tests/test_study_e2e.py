@@ -7,6 +7,7 @@ import re
 import statistics
 
 import optuna
+import polars as pl
 import scipy.stats
 
 from bench.cli import main
@@ -42,8 +43,8 @@ n_experts = 2
 
 def table_rows(markdown: str, heading: str) -> tuple[list[str], list[list[str]]]:
     """Header and body cells of the first table under ``## heading``."""
-    section = markdown.split(f"## {heading}\n", 1)[1]
-    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    section = markdown.split(f"## {heading}\n", 1)[1].lstrip("\n")
+    lines = section.split("\n\n", 1)[0].splitlines()  # the first table only (the gates table follows)
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
     return cells[0], [c for c in cells[2:]]
 
@@ -64,13 +65,13 @@ def test_cli_study_end_to_end(tmp_path, monkeypatch, capsys):
     # columns and rows of the dataset's table
     header, body = table_rows(markdown, "syn")
     assert header == ["rank", "architecture", "y1 mse", "y2 mse", "gain y1", "gain y2", "Δm", "seesaw", "params",
-                      "trials c/p/f", "s/trial"]
+                      "trials c/p/f", "s/trial", "on front"]
     assert sorted(r[1] for r in body) == ["mmoe", "shared_bottom", "single_task"]
     by_arch = {r[1]: dict(zip(header, r, strict=True)) for r in body}
 
     # values recomputed from the stored rows with plain Python
     test = [r for r in rows.iter_rows(named=True)
-            if r["stage"] == "final" and r["split"] == "test" and r["metric"] == PRIMARY[r["kind"]]]
+            if r["stage"] == "final" and r["split"] == "test" and r["metric"] == PRIMARY.get(r["kind"])]
 
     def values(arch, task):
         vals = [r["value"] for r in test if r["architecture"] == arch and r["task"] == task]
@@ -102,6 +103,23 @@ def test_cli_study_end_to_end(tmp_path, monkeypatch, capsys):
     assert counts == {"single_task": 4, "shared_bottom": 2, "mmoe": 2}
     assert re.search(r"!\[syn: test metric .*\]\(e2e/syn-metrics\.png\)", markdown)
     assert (tmp_path / "leaderboard" / "e2e" / "syn-gain.png").stat().st_size > 0
+
+    # the Pareto front of the mean test MSEs (lower is better on both tasks), recomputed
+    means = {a: [statistics.mean(values(a, t)) for t in ("y1", "y2")] for a in by_arch}
+    for a, m in means.items():
+        dominated = any(all(o <= x for o, x in zip(other, m)) and other != m for b, other in means.items() if b != a)
+        assert by_arch[a]["on front"] == ("" if dominated else "yes")
+    assert "yes" in [by_arch[a]["on front"] for a in by_arch]
+    # gates and experts: MMoE only (the one gated architecture), from its stored diagnostics
+    gates = markdown.split("Gates and experts", 1)[1]
+    gate_rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in gates.split("\n\n")[1].splitlines()[2:]]
+    assert [r[0] for r in gate_rows] == ["mmoe"] and gate_rows[0][-1] == "2"
+    diag = rows.filter((pl.col("kind") == "diagnostic") & (pl.col("metric") == "gate_entropy_norm"))
+    per_seed = [statistics.mean(diag.filter(pl.col("seed") == s)["value"].to_list()) for s in (1, 2)]
+    assert gate_rows[0][2].startswith(f"{statistics.mean(per_seed):.3f} [")
+    for name in ("syn-pareto.png", "syn-gates.png"):
+        assert (tmp_path / "leaderboard" / "e2e" / name).stat().st_size > 0
+        assert f"(e2e/{name})" in markdown
 
     # a rerun adds no trial and no final run, and rebuilds byte-identical markdown
     journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(root / "optuna.journal")))
