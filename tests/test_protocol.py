@@ -117,7 +117,7 @@ GRID = {
     "search": {
         "all": {"lr": [1e-4, 1e-3, 1e-2], "batch_size": 64, "weight_decay": 0.0, "dropout": 0.0,
                 "tower_units": 8, "tower_layers": 1, "expert_units": 16, "expert_layers": 1},
-        "mmoe": {"n_experts": 8},
+        "mmoe": {"n_experts": 8, "gate_top_k": 0},  # a grid fixes every option it does not list
     },
 }
 

@@ -165,7 +165,11 @@ def test_cli_repeats_end_to_end(tmp_path, monkeypatch, capsys):
     rep = rows.filter(pl.col("stage") == "repeat")
     final = rows.filter(pl.col("stage") == "final")
     assert sorted(rep["seed"].unique().to_list()) == [1001, 1002, 1003]
-    # per repeat: val and test, 2 tasks x 2 metrics each; the test split read once per run
+    # per repeat: val and test, 2 tasks x 2 metrics each; the test split read once per run; and MMoE's gate and
+    # expert diagnostics (2 tasks x 2 gate weights, 2 tasks x 3 gate statistics, 2 experts' dead units)
+    diag = rep.filter(pl.col("kind") == "diagnostic")
+    assert diag.group_by("seed").len().sort("seed")["len"].to_list() == [4 + 6 + 2] * 3
+    rep = rep.filter(pl.col("kind") != "diagnostic")
     assert rep.height == 3 * 2 * 2 * 2
     assert rep.group_by("seed", "split", "task", "metric").len()["len"].to_list() == [1] * rep.height
     # the final stage's traceability columns, same configuration and search trial
