@@ -13,12 +13,17 @@ so that process-wide settings of one never reach the other. "plain+allocator" is
 
     python benchmarks/throughput.py                       # all seven, batch 1024, CPU
     python benchmarks/throughput.py --arch mmoe --device cuda --n-samples 200000
+    python benchmarks/throughput.py --gates --top-k 2     # gated architectures: dense against top-k gates
+
+``--gates`` compares our path with dense gates against the same architecture with noisy top-k gates (``gate_top_k``,
+noise and load-balancing loss on, the defaults) and with top-k gates without noise, instead of the plain path.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import subprocess
 import sys
@@ -174,15 +179,27 @@ def run_plain(arch, data, batch_size, epochs, device) -> tuple[float, int]:
     return time.perf_counter() - start, sum(p.numel() for p in model.parameters())
 
 
-def run_ours(arch, data, batch_size, epochs, device) -> tuple[float, int]:
+def run_ours(arch, data, batch_size, epochs, device, **options) -> tuple[float, int]:
     # patience above max_epochs: both paths run exactly `epochs` epochs
-    res = fit(arch, data, {"batch_size": batch_size, "max_epochs": epochs, "patience": epochs + 1}, accelerator=device)
+    config = {"batch_size": batch_size, "max_epochs": epochs, "patience": epochs + 1, **options}
+    res = fit(arch, data, config, accelerator=device)
     if device == "cuda":
         torch.cuda.synchronize()
     return res.seconds, res.n_params
 
 
-PATHS = {"plain": run_plain, "plain+allocator": run_plain, "ours": run_ours}
+PATHS = {"plain": run_plain, "plain+allocator": run_plain, "ours": run_ours, "top-k": run_ours,
+         "top-k-no-noise": run_ours}
+GATE_PATHS = ("ours", "top-k", "top-k-no-noise")  # --gates: dense gates, noisy top-k, top-k without noise
+
+
+def path_options(path: str, args) -> dict:
+    """The architecture options a path adds: the top-k gates of ``--gates``."""
+    if path == "top-k":
+        return {"gate_top_k": args.top_k}
+    if path == "top-k-no-noise":
+        return {"gate_top_k": args.top_k, "gate_noise": 0.0}
+    return {}
 
 
 def measure(path: str, arch: str, args) -> dict:
@@ -194,11 +211,11 @@ def measure(path: str, arch: str, args) -> dict:
     if path == "plain+allocator":
         allocator.tune()
     data = datasets.load("synthetic", n_samples=args.n_samples, d=args.d)
-    run = PATHS[path]
-    run(arch, data, args.batch_size, 1, args.device)
+    run, options = PATHS[path], path_options(path, args)
+    run(arch, data, args.batch_size, 1, args.device, **options)
     times, params = [], 0
     for _ in range(args.repeats):
-        seconds, params = run(arch, data, args.batch_size, args.epochs, args.device)
+        seconds, params = run(arch, data, args.batch_size, args.epochs, args.device, **options)
         times.append(seconds)
     return {"times": times, "params": params, "rows": len(data.train), "threads": torch.get_num_threads()}
 
@@ -221,6 +238,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--repeats", type=int, default=3, help="timed fits per path; the fastest is kept")
+    ap.add_argument("--gates", action="store_true", help="dense against top-k gates (gated architectures only)")
+    ap.add_argument("--top-k", type=int, default=2, help="k of the top-k gates of --gates (default 2)")
+    ap.add_argument("--steps", action="store_true", help="with --gates: time one training step of each gating "
+                    "variant, interleaved in this process (steadier than whole fits on a loaded machine)")
     ap.add_argument("--worker", choices=list(PATHS), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -229,7 +250,14 @@ def main() -> None:
     argv = [
         f"--batch-size={args.batch_size}", f"--epochs={args.epochs}", f"--n-samples={args.n_samples}",
         f"--d={args.d}", f"--device={args.device}", f"--threads={args.threads}", f"--repeats={args.repeats}",
+        f"--top-k={args.top_k}",
     ]
+    if args.gates and args.steps:
+        gate_steps(args)
+        return
+    if args.gates:
+        gates_table(args, argv)
+        return
     rows, info = [], {}
     for arch in args.arch or architectures.available():
         res = {path: in_subprocess(path, arch, argv) for path in PATHS}
@@ -256,6 +284,67 @@ def main() -> None:
             intfmt=",",
         )
     )
+
+
+def gates_table(args, argv: list[str]) -> None:
+    """``--gates``: samples/s of each gated architecture with dense gates, noisy top-k gates (with the
+    load-balancing loss) and top-k gates without noise, each path in its own interpreter."""
+    gated = [a for a in architectures.available() if "gate_top_k" in architectures.options(a)]
+    rows, info = [], {}
+    for arch in args.arch or gated:
+        res = {path: in_subprocess(path, arch, argv) for path in GATE_PATHS}
+        info = res["ours"]
+        rate = {path: info["rows"] * args.epochs / min(r["times"]) for path, r in res.items()}
+        rows.append([arch, res["ours"]["params"], res["top-k"]["params"], rate["ours"], rate["top-k"],
+                     rate["top-k"] / rate["ours"], rate["top-k-no-noise"], rate["top-k-no-noise"] / rate["ours"]])
+        print(f"{arch}: done", flush=True)
+    dev = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or 'cpu'}"
+    print(f"\nbatch {args.batch_size}, {args.epochs} epochs of {info['rows']} rows, d={args.d}, device {dev}, "
+          f"torch {torch.__version__}, {info['threads']} threads, best of {args.repeats} fits per path, k={args.top_k}")
+    print(tabulate(rows, headers=["arch", "params (dense)", "params (top-k)", "dense samples/s", "top-k samples/s",
+                                  "top-k / dense", "top-k no noise samples/s", "no noise / dense"],
+                   floatfmt=(".0f", ".0f", ".0f", ".0f", ".0f", ".2f", ".0f", ".2f"), intfmt=","))
+
+
+def gate_steps(args, rounds: int = 15, steps: int = 5) -> None:
+    """``--gates --steps``: forward plus backward of one batch (task losses plus the auxiliary loss) for each gating
+    variant of each gated architecture, the variants interleaved round by round so that a changing machine load
+    hits them alike; the best of ``rounds`` rounds of ``steps`` steps, in ms per step."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    allocator.tune()
+    variants = {"dense": {}, "top-k": {"gate_top_k": args.top_k},
+                "top-k no noise": {"gate_top_k": args.top_k, "gate_noise": 0.0},
+                "top-k no noise, no aux": {"gate_top_k": args.top_k, "gate_noise": 0.0, "gate_aux_weight": 0.0}}
+    gated = [a for a in architectures.available() if "gate_top_k" in architectures.options(a)]
+    x = torch.randn(args.batch_size, args.d, device=args.device)
+    rows = []
+    for arch in args.arch or gated:
+        torch.manual_seed(0)
+        models = {v: architectures.create(arch, args.d, {"y1": 1, "y2": 1}, **o).to(args.device)
+                  for v, o in variants.items()}
+
+        def step(model) -> None:
+            out, aux = model(x, with_aux=True)
+            (sum(o.square().mean() for o in out.values()) + aux).backward()
+
+        best = dict.fromkeys(models, math.inf)
+        for model in models.values():  # warm-up
+            step(model)
+        for _ in range(rounds):
+            for v, model in models.items():
+                if args.device == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step(model)
+                if args.device == "cuda":
+                    torch.cuda.synchronize()
+                best[v] = min(best[v], (time.perf_counter() - start) / steps)
+        rows.append([arch, *[f"{1e3 * best[v]:.2f} ({best['dense'] / best[v]:.2f}x)" for v in variants]])
+    print(f"\nms per training step (speed against dense), batch {args.batch_size}, d={args.d}, k={args.top_k}, "
+          f"{torch.get_num_threads()} threads, best of {rounds} rounds of {steps} steps")
+    print(tabulate(rows, headers=["arch", *variants], disable_numparse=True))
 
 
 if __name__ == "__main__":
