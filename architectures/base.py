@@ -56,10 +56,16 @@ class GatedOptions(ExpertOptions):
     gate_noise: float = 1.0  # scale of the learned noise std of the top-k gates in training (0: no noise)
     gate_aux_weight: float = 0.01  # weight of the load-balancing loss of the top-k gates (0: none)
 
+    def gate_choices(self) -> tuple[int, str]:
+        """How many experts one task's gate weighs, and in which options: the bound of ``gate_top_k``."""
+        raise NotImplementedError
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.gate_top_k < 0:
-            raise ValueError(f"gate_top_k must be 0 (dense) or a number of experts >= 1, got {self.gate_top_k}")
+        n, what = self.gate_choices()
+        if not 0 <= self.gate_top_k <= n:
+            raise ValueError(f"gate_top_k must be 0 (dense) or 1..{n} (the experts one task's gate weighs: {what}), "
+                             f"got {self.gate_top_k}")
         for name in ("gate_noise", "gate_aux_weight"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):

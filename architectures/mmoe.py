@@ -17,6 +17,9 @@ from .registry import register
 class MMoEOptions(GatedOptions):
     n_experts: int = 8
 
+    def gate_choices(self) -> tuple[int, str]:
+        return self.n_experts, f"n_experts = {self.n_experts}"
+
 
 @register("mmoe")
 class MMoE(MultiTaskNet):

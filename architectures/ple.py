@@ -22,6 +22,9 @@ class PLEOptions(GatedOptions):
     n_shared: int = 2
     n_specific: int = 2
 
+    def gate_choices(self) -> tuple[int, str]:
+        return self.n_shared + self.n_specific, f"n_shared + n_specific = {self.n_shared} + {self.n_specific}"
+
 
 @register("ple")
 class PLE(MultiTaskNet):

@@ -27,6 +27,10 @@ def test_bench_train_every_architecture(arch, capsys):
         (["--arch", "mmoe", "--tasks", "y1,y3", *TINY], "unknown task 'y3'; valid choices: y1, y2"),
         (["--arch", "mmoe", "--accelerator", "foo"], "unknown accelerator 'foo'; valid choices: auto, cpu, cuda, gpu"),
         (["--arch", "mmoe", "--set", "lr=1e30", *TINY], "mmoe diverged: "),
+        (["--arch", "mmoe", "--set", "gate_top_k=9", *TINY],
+         "invalid options for mmoe: gate_top_k must be 0 (dense) or 1..8 (the experts one task's gate weighs: "
+         "n_experts = 8), got 9"),
+        (["--arch", "cgc", "--set", "gate_top_k=-2", *TINY], "gate_top_k must be 0 (dense) or 1..4"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys):

@@ -26,6 +26,10 @@ def test_defaults():
     assert s.search["mmoe"]["n_experts"].kind == "int"
     assert s.search["ple"]["n_levels"].kind == "int"
     assert "n_experts" not in s.search["shared_bottom"]
+    # the gated architectures try dense and top-2 gates; the others have no gates
+    assert {a: s.search[a]["gate_top_k"].choices for a in ("omoe", "mmoe", "cgc", "ple")} == dict.fromkeys(
+        ("omoe", "mmoe", "cgc", "ple"), (0, 2))
+    assert not any("gate_top_k" in s.search[a] for a in ("single_task", "shared_bottom", "cross_stitch"))
 
 
 def test_overrides_and_options():
@@ -65,6 +69,14 @@ def test_overrides_and_options():
         ({**MINIMAL, "search": {"mmoe": {"n_experts": [2, "many"]}}}, "expected int"),
         ({**MINIMAL, "budget": {"trials": "ten"}}, "expected int"),
         ({"datasets": [{"name": "synthetic"}, {"name": "synthetic"}]}, "dataset labels must be distinct"),
+        # architecture option values refused with the spec, listing the valid ones
+        ({**MINIMAL, "search": {"mmoe": {"n_experts": 4, "gate_top_k": 5}}},
+         "search.mmoe: gate_top_k must be 0 (dense) or 1..4 (the experts one task's gate weighs: n_experts = 4), "
+         "got 5"),
+        ({**MINIMAL, "search": {"cgc": {"gate_top_k": [0, -1]}}},
+         "search.cgc.gate_top_k = -1: gate_top_k must be 0 (dense) or 1..4"),
+        ({**MINIMAL, "search": {"ple": {"gate_noise": -1.0}}}, "gate_noise must be a finite number >= 0"),
+        ({**MINIMAL, "search": {"all": {"dropout": 1.0}}}, "dropout must be in [0, 1), got 1.0"),
     ],
 )
 def test_bad_specs(raw, needle):
@@ -103,6 +115,8 @@ def test_shipped_studies_load():
         ('datasets = [{ name = "synthetic", options = { pp = 1 } }]\n', "unknown key in options of dataset synthetic"),
         ('datasets = [{ name = "synthetic" }]\nobjective = "y9"\n', "unknown objective 'y9'"),
         ("datasets = [\n", "invalid TOML"),
+        ('datasets = [{ name = "synthetic" }]\n[search.omoe]\nn_experts = 2\ngate_top_k = 3\n',
+         "search.omoe: gate_top_k must be 0 (dense) or 1..2"),
     ],
 )
 def test_cli_bad_spec_exit_2_nothing_written(tmp_path, monkeypatch, capsys, spec, needle):

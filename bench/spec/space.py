@@ -138,3 +138,29 @@ def check_param_values(where: str, param: Param, default: Any, key: str | None =
         raise UserError(f"{where}: a numeric range for a {type(default).__name__} option")
     if param.kind == "float" and isinstance(default, int) and not isinstance(default, bool):
         raise UserError(f"{where}: integer option with non-integer bounds")
+
+
+def check_option_values(arch: str, space: dict[str, Param]) -> None:
+    """Every fixed value and choice of an architecture option must build that architecture's options together
+    with the space's other fixed options (the rest at their defaults), so that ``gate_top_k = -1``, a ``gate_top_k``
+    above a fixed ``n_experts`` or ``dropout = 1.0`` is refused with the spec, in one line, not at the first trial.
+    A value valid only for some draws of a searched option is left to the trials."""
+    from bench import architectures
+
+    defaults = architectures.options(arch)
+    build = architectures.get(arch).Options
+    fixed = {k: coerce(k, p.value, defaults[k]) for k, p in space.items() if k in defaults and p.kind == "fixed"}
+
+    def check(where: str, options: dict[str, Any]) -> None:
+        try:
+            build(**options)
+        except UserError:
+            raise
+        except (TypeError, ValueError) as err:
+            raise UserError(f"{where}: {err}") from None
+
+    check(f"search.{arch}", fixed)  # the fixed options together (the message names the option at fault)
+    for key, param in space.items():
+        if key in defaults and param.kind == "categorical":
+            for value in param.choices:
+                check(f"search.{arch}.{key} = {value!r}", {**fixed, key: coerce(key, value, defaults[key])})

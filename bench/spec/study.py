@@ -66,7 +66,7 @@ from bench.errors import UnknownChoice, UserError
 from bench.hashing import config_hash
 
 from .config import check_keys, coerce
-from .space import Param, check_param_values, default_space, describe, parse_param, search_keys
+from .space import Param, check_option_values, check_param_values, default_space, describe, parse_param, search_keys
 from .tracking import WandbSpec, parse_wandb
 
 STUDY_KEYS = ("name", "description", "architectures", "objective", "seeds", "budget", "sampler", "pruner",
@@ -348,6 +348,7 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
                 merged[key] = parse_param(f"search.{section}.{key}", value)
         for key, param in merged.items():
             check_param_values(f"search.{arch}.{key}", param, valid[key], key)
+        check_option_values(arch, merged)
         space[arch] = merged
 
     sampler = _optuna_kwargs("sampler", raw.get("sampler", {}), SAMPLERS, "tpe")
