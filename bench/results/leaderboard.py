@@ -26,6 +26,7 @@ from .tables import (
     DIAGNOSTIC_MEASURES,
     arch_summary,
     diagnostic_summary,
+    gate_utilisation,
     overall_ranking,
     pareto_front,
     task_summary,
@@ -354,7 +355,8 @@ def tables(rows: pl.DataFrame) -> dict[str, pl.DataFrame]:
     per-seed values are left out."""
     archs = arch_summary(rows)
     cells = with_gains(task_summary(rows)).drop("values", "seeds")
-    return {"leaderboard": archs, "overall": overall_ranking(archs)[0], "tasks": cells}
+    return {"leaderboard": archs, "overall": overall_ranking(archs)[0], "tasks": cells, "pareto": pareto_front(cells),
+            "gates": diagnostic_summary(rows), "gate_utilisation": gate_utilisation(rows)}
 
 
 def build(root: Path, out_dir: Path, *, with_plots: bool = True, command: str | None = None) -> tuple[Path, str]:
