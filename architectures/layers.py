@@ -117,9 +117,11 @@ class StackedGate(nn.Module):
     """``n`` gates over ``n_choices``, batched: dense softmax g(x) = softmax(W_g x) (MMoE eq. 5), or noisy top-k
     gating (Shazeer et al., ICLR 2017, eq. 3-5):
 
-        H(x)_i = (x W_g)_i + StandardNormal() * Softplus((x W_noise)_i)        (noise in training only)
+        H(x)_i = (x W_g)_i + StandardNormal() * sigma_i(x),   sigma_i(x) = s (Softplus((x W_noise)_i) + NOISE_EPS)
         KeepTopK(v, k)_i = v_i if v_i is among the k largest of v, else -inf
         G(x) = softmax(KeepTopK(H(x), k))
+
+    with s = ``gating.noise`` (0: no noise, no W_noise); noise is drawn in training only.
 
     With a single choice the gate is the constant 1 and has no parameters (a gate-free level).
     Input ``(B, d)`` (every gate sees the same rows) or ``(n, B, d)``. ``forward`` returns the gate weights
@@ -127,12 +129,12 @@ class StackedGate(nn.Module):
     load-balancing loss (paper eq. 6-10), summed over the n gates and weighted, as a scalar tensor (else None):
 
         Importance(X) = sum_x G(x),   L_importance = CV(Importance(X))^2
-        P(x, i) = Phi( ((x W_g)_i - kth_excluding(H(x), k, i)) / Softplus((x W_noise)_i) )
+        P(x, i) = Phi( ((x W_g)_i - kth_excluding(H(x), k, i)) / sigma_i(x) )
         Load(X)_i = sum_x P(x, i),   L_load = CV(Load(X))^2        (with noise and k < n_choices only)
 
     kth_excluding(v, k, i) is the k-th largest component of v not counting v_i. With k = n_choices and no noise
     the gate is the dense softmax exactly: nothing is masked. ``W_noise`` is zero-initialised (the paper's choice),
-    so the noise starts at std ``noise * (softplus(0) + NOISE_EPS)``.
+    so the noise starts at std ``s * (softplus(0) + NOISE_EPS)``.
     """
 
     def __init__(self, n: int, d_in: int, n_choices: int, gating: Gating | None = None) -> None:

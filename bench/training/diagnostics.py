@@ -9,7 +9,8 @@ gradients (the model and the random state are left as they were):
   the experts task k's gate weighs (CGC / PLE: its own and the shared ones). Experts are numbered in the level's
   bank order: shared first, then each task's own, in task order.
 - ``gate_entropy`` (level, task): mean over rows of H(g(x)) = -sum_i g_i log g_i (0 log 0 = 0), in nats;
-  ``gate_entropy_norm``: that divided by log C, C the choices of the gate (1: uniform weights, 0: one expert).
+  ``gate_entropy_norm``: that divided by log C, C the choices of the gate (1: uniform weights, 0: one expert;
+  a top-k gate reaches at most log k / log C).
 - ``gate_unused`` (level, task): the share of the C experts whose mean weight is below ``UNUSED_WEIGHT``.
 - ``expert_dead_units`` (level, expert; task ``*``): the share of the expert's ReLU units (all its layers) that
   are zero on at least ``DEAD_ROWS`` of the rows: 1 is a collapsed expert.
