@@ -64,8 +64,14 @@ def test_cgc_gates_report_the_experts_each_task_sees():
     assert level.choices.tolist() == [[1, 2, 0], [3, 4, 0]]
     set_gate(level, torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]))
     weights = by_metric(diagnose(model, torch.randn(20, D), TASKS), "gate_weight")
-    expected = {(0, "a", 1): 0.6, (0, "a", 2): 0.3, (0, "a", 0): 0.1, (0, "b", 3): 0.2, (0, "b", 4): 0.2,
-                (0, "b", 0): 0.6}
+    expected = {
+        (0, "a", 1): 0.6,
+        (0, "a", 2): 0.3,
+        (0, "a", 0): 0.1,
+        (0, "b", 3): 0.2,
+        (0, "b", 4): 0.2,
+        (0, "b", 0): 0.6,
+    }
     assert weights.keys() == expected.keys()  # never a row for an expert the task's gate does not weigh
     assert all(weights[k] == pytest.approx(v, rel=1e-5) for k, v in expected.items())
 
@@ -99,8 +105,13 @@ def test_a_collapsed_expert_is_reported_collapsed():
 def test_ple_reports_every_level_and_non_gated_models_nothing():
     rows = diagnose(build("ple", n_levels=2), torch.randn(8, D), TASKS)
     assert sorted({r["level"] for r in rows}) == [0, 1]
-    assert {r["metric"] for r in rows} == {"gate_weight", "gate_entropy", "gate_entropy_norm", "gate_unused",
-                                           "expert_dead_units"}
+    assert {r["metric"] for r in rows} == {
+        "gate_weight",
+        "gate_entropy",
+        "gate_entropy_norm",
+        "gate_unused",
+        "expert_dead_units",
+    }
     for name in ("shared_bottom", "single_task", "cross_stitch"):
         assert diagnose(build(name), torch.randn(8, D), TASKS) == []
 
@@ -122,8 +133,16 @@ def data():
     return datasets.load("synthetic", n_samples=300, d=D, seed=2)
 
 
-CONFIG = {"batch_size": 48, "expert_units": 8, "tower_units": 8, "n_experts": 3, "max_epochs": 2, "patience": 2,
-          "dropout": 0.1, "gate_top_k": 2}
+CONFIG = {
+    "batch_size": 48,
+    "expert_units": 8,
+    "tower_units": 8,
+    "n_experts": 3,
+    "max_epochs": 2,
+    "patience": 2,
+    "dropout": 0.1,
+    "gate_top_k": 2,
+}
 
 
 def test_diagnostics_do_not_change_the_training_results(data):

@@ -41,8 +41,15 @@ def gated_levels(model: nn.Module) -> list[ExtractionLevel]:
 
 
 @torch.no_grad()
-def diagnose(model: nn.Module, x: torch.Tensor, task_names: list[str], *, chunk: int = 65_536,
-             forward: Callable[[torch.Tensor], Any] | None = None, split: str = "test") -> list[dict[str, Any]]:
+def diagnose(
+    model: nn.Module,
+    x: torch.Tensor,
+    task_names: list[str],
+    *,
+    chunk: int = 65_536,
+    forward: Callable[[torch.Tensor], Any] | None = None,
+    split: str = "test",
+) -> list[dict[str, Any]]:
     """The diagnostic rows of ``model`` on the rows ``x`` (``(R, d)``, read in chunks of ``chunk``); none for a
     model without gated levels. ``forward`` runs the model on a chunk (default ``model(x)``; a population passes
     ``functional_call`` with one member's weights, which fires the same hooks)."""
@@ -61,12 +68,14 @@ def diagnose(model: nn.Module, x: torch.Tensor, task_names: list[str], *, chunk:
             gs, ent = g.sum(1), -torch.special.xlogy(g, g).sum(-1).sum(1)  # (G, C), (G,)
             gate_sum[i] = gs if gate_sum[i] is None else gate_sum[i] + gs
             entropy_sum[i] = ent if entropy_sum[i] is None else entropy_sum[i] + ent
+
         return hook
 
     def on_layer(i: int, j: int):
         def hook(module, args, output) -> None:
             dead = (output <= 0).sum(1)  # (N, B, h) pre-activations -> (N, h) rows where relu(.) == 0
             zeros[i][j] = dead if zeros[i][j] is None else zeros[i][j] + dead
+
         return hook
 
     handles = []
@@ -93,17 +102,31 @@ def diagnose(model: nn.Module, x: torch.Tensor, task_names: list[str], *, chunk:
             gate = 0 if len(mean_gate) == 1 else k  # tied gates (OMoE): one gate for every task
             experts = level.choices[k].tolist()  # (C,) expert of each choice of task k's gate
             weights = mean_gate[gate]
-            rows += [{**base, "task": task, "metric": "gate_weight", "value": w, "level": i, "expert": e}
-                     for e, w in sorted(zip(experts, weights))]
+            rows += [
+                {**base, "task": task, "metric": "gate_weight", "value": w, "level": i, "expert": e}
+                for e, w in sorted(zip(experts, weights))
+            ]
             rows += [
                 {**base, "task": task, "metric": "gate_entropy", "value": mean_entropy[gate], "level": i},
-                {**base, "task": task, "metric": "gate_entropy_norm", "value": mean_entropy[gate] / math.log(n_choices),
-                 "level": i},
-                {**base, "task": task, "metric": "gate_unused", "level": i,
-                 "value": sum(w < UNUSED_WEIGHT for w in weights) / n_choices},
+                {
+                    **base,
+                    "task": task,
+                    "metric": "gate_entropy_norm",
+                    "value": mean_entropy[gate] / math.log(n_choices),
+                    "level": i,
+                },
+                {
+                    **base,
+                    "task": task,
+                    "metric": "gate_unused",
+                    "level": i,
+                    "value": sum(w < UNUSED_WEIGHT for w in weights) / n_choices,
+                },
             ]
         # a unit is dead when zero on >= DEAD_ROWS of the rows; the share of dead units over the expert's layers
         dead = torch.cat([z.double() / n_rows >= DEAD_ROWS for z in zeros[i]], dim=1).double().mean(1)  # (N,)
-        rows += [{**base, "task": "*", "metric": "expert_dead_units", "value": v, "level": i, "expert": e}
-                 for e, v in enumerate(dead.tolist())]
+        rows += [
+            {**base, "task": "*", "metric": "expert_dead_units", "value": v, "level": i, "expert": e}
+            for e, v in enumerate(dead.tolist())
+        ]
     return [r for r in rows if math.isfinite(r["value"])]  # no NaN or inf reaches the store
