@@ -103,7 +103,8 @@ class RunContext:
     out: Callable[[str], None]
     max_failure_rate: float = 0.5
     opts: dict[Unit, Any] = field(default_factory=dict)  # every unit's Optuna study, once opened
-    progress: Any = None  # bench.study.search.Progress over the whole search budget
+    progress: Any = None  # bench.study.progress.Progress over the whole study
+    keep_models: str = "all"  # final runs' models kept under runs/<study>/models/: all, best (one seed), none
 
     def new_sampler(self, unit: Unit, n_trials: int):
         """The sampler for a unit's next trial: one seed per trial (sampler seed + trials before it), so the

@@ -31,6 +31,8 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     test_metrics: dict[str, dict[str, float]] | None = None
     error: str | None = None  # a population member that failed (diverged): its metrics must not be stored
+    # the architecture's best-epoch weights (``model.state_dict()``, on the CPU), kept by final runs only
+    state: dict[str, torch.Tensor] | None = None
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -88,12 +90,13 @@ def fit(
     start = time.perf_counter()
     trainer.fit(system, datamodule=dm)
     seconds = time.perf_counter() - start
-    test = None
+    test = state = None
     if evaluate_test:
         if system.best_epoch is None:  # never evaluate test on weights with no finite validation epoch
             raise FloatingPointError("no finite validation epoch (diverged); the test split was not read")
         trainer.test(system, datamodule=dm, verbose=False)
         test = system.test_metrics
+        state = {k: v.detach().cpu().clone() for k, v in system.model.state_dict().items()}
     return FitResult(
         arch=arch,
         config=config,
@@ -105,4 +108,5 @@ def fit(
         seconds=seconds,
         history=system.history,
         test_metrics=test,
+        state=state,
     )

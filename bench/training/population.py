@@ -342,12 +342,17 @@ def train_population(
     for mem in members:
         if mem.error is None and mem.best_state is None:
             mem.error = "no finite validation epoch (diverged)"
-    test_logits, test_row = None, {}
+    test_logits, test_row, states = None, {}, {}
     ok = [i for i, m in enumerate(members) if m.error is None]
     if evaluate_test and ok:  # the test split, read once per member with its best weights; never a failed one's
         best = opt.unflatten(torch.stack([members[i].best_state for i in ok]))
         test = data.test.to(dev)
         test_logits, test_row = predict(best, test), {i: row for row, i in enumerate(ok)}
+        # each member's weights as its own model's state_dict (what ``fit`` keeps): trained rows of the stack,
+        # the template's values for what is not trained (buffers, frozen parameters)
+        fixed = {k: v.detach().cpu() for k, v in template.state_dict().items() if k not in best}
+        states = {i: {**fixed, **{k: v[row].detach().cpu().clone() for k, v in best.items()}}
+                  for i, row in test_row.items()}
     results = []
     for i, (arch_config, mem) in enumerate(zip(configs, members)):
         results.append(
@@ -363,6 +368,7 @@ def train_population(
                 history=mem.history,
                 test_metrics=metrics_of(test_logits, test, test_row[i]) if i in test_row else None,
                 error=mem.error,
+                state=states.get(i),
             )
         )
     return results

@@ -63,6 +63,20 @@ class KeepBest(Callback):
             pl_module.load_state_dict(self.state)
 
 
+# what torch.load and rebuilding raise for a file that is not what it should be (damaged, foreign, truncated)
+UNREADABLE = (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError, EOFError, pickle.UnpicklingError)
+
+
+def unreadable(path, what: str, err: BaseException) -> UserError:
+    """The one-line error for a checkpoint or model file that cannot be read as one."""
+    if isinstance(err, pickle.UnpicklingError):  # torch's message is a paragraph on weights_only
+        why = "damaged, or not a file torch.load reads with weights_only=True"
+    else:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable"
+        why = f"{type(err).__name__}: {text.split('. ')[0]}"  # the first sentence: torch's go on for lines
+    return UserError(f"{path}: not an mtl-bench {what} ({why})")
+
+
 class MTLSystem(L.LightningModule):
     """Trains ``model`` on ``tasks``: weighted sum of per-task losses, whole-split metrics per task.
 
@@ -116,10 +130,8 @@ class MTLSystem(L.LightningModule):
             system.load_state_dict(ckpt["state_dict"])
         except UserError:
             raise
-        except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError, EOFError,
-                pickle.UnpicklingError) as err:
-            raise UserError(f"{checkpoint_path}: not an mtl-bench checkpoint ({type(err).__name__}: "
-                            f"{str(err).strip().splitlines()[0] if str(err).strip() else 'unreadable'})") from None
+        except UNREADABLE as err:
+            raise unreadable(checkpoint_path, "checkpoint", err) from None
         return system
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
