@@ -62,7 +62,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
     claim_prefix = f"{study.name}:{unit.optuna_name}:{stage}"
 
     def path(seed: int) -> Path:
-        return store.stage_path(ctx.root, stage, unit.dataset, unit.arch, unit.target, seed)
+        return store.stage_path(ctx.root, stage, unit.dataset, unit.label, unit.target, seed)
 
     def stored(seed: int) -> bool:
         old = pl.read_parquet(path(seed)) if path(seed).is_file() else None
@@ -96,7 +96,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
         # a seed that diverged (non-finite training loss, no finite validation epoch) is reported, never stored
         failures = [failed(seed, errors[seed]) for seed in batch if seed in errors]
         batch = [seed for seed in batch if seed not in errors]
-        common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.arch,
+        common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.label,
                   "target": unit.target, "stage": stage, "trial": best.number,
                   "git_commit": store.git_commit(), "versions": store.versions(), "hardware": ctx.hardware}
         for seed in batch:
@@ -162,13 +162,13 @@ def save_model(ctx: RunContext, unit: Unit, data, config: dict[str, Any], seed: 
         return
     test = rows.filter(pl.col("split") == "test")
     meta = {
-        "study": ctx.study.name, "dataset": unit.dataset, "architecture": unit.arch, "target": unit.target,
+        "study": ctx.study.name, "dataset": unit.dataset, "architecture": unit.label, "target": unit.target,
         "seed": seed, "config_hash": config_hash(config), "val_objective": float(record["val_objective"]),
         "test_metrics": {f"{r['task']}/{r['metric']}": float(r["value"]) for r in test.iter_rows(named=True)},
         "encoding": encoding, "git_commit": store.git_commit(), "versions": store.versions(),
     }
     try:
-        models.save_model(store.model_path(ctx.root, unit.dataset, unit.arch, unit.target, seed), unit.arch,
+        models.save_model(store.model_path(ctx.root, unit.dataset, unit.label, unit.target, seed), unit.arch,
                           data.tasks, data.d_in, {**config, "seed": seed}, record["state"], meta)
     except OSError as err:  # disk full, permissions: the run's results still count; say what was not kept
         ctx.out(f"[{unit}] final seed {seed}: model not saved ({err})")
@@ -198,9 +198,11 @@ Errors = dict[int, str]  # seed -> why its run failed (it has no rows)
 
 def train_seeds(data, arch: str, config: dict[str, Any], seeds: list[int], *, population: bool = True,
                 accelerator: str = "auto", hooks: Hooks | None = None, unit=None) -> tuple[Rows, Errors]:
-    """The rows of ``seeds`` trained as one population, or (``population=False``) one fit after another, and
-    the seeds that failed."""
-    if population:
+    """The rows of ``seeds`` trained as one population, or (``population=False``, or a weighting method that a
+    population cannot train: learned or gradient-based) one fit after another, and the seeds that failed."""
+    from bench import weighting
+
+    if population and weighting.get(config.get("weighting", "equal")).population:
         return population_final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit)
     return final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit)
 

@@ -149,7 +149,7 @@ def train_units(ctx: RunContext, all_units: list[Unit], storage) -> list[str]:
         search_unit(ctx, unit, opts[unit], position=f"{i}/{len(all_units)}", wait=True)
         rows = search_rows(ctx, unit, opts[unit])
         if rows:
-            store.write_atomic(store.frame(rows), store.search_path(ctx.root, unit.dataset, unit.arch, unit.target))
+            store.write_atomic(store.frame(rows), store.search_path(ctx.root, unit.dataset, unit.label, unit.target))
         for stage, seeds in stages:
             unit_failed, busy = final_unit(ctx, unit, opts[unit], stage=stage, seeds=seeds)
             failed += unit_failed

@@ -253,7 +253,7 @@ def search_rows(ctx: RunContext, unit: Unit, optuna_study) -> list[dict[str, Any
         curve = [v for v in attrs.get("curve", []) if math.isfinite(v)]
         value = trial.value if state == "complete" else (curve[-1] if state == "pruned" and curve else None)
         base = {
-            "study": ctx.study.name, "dataset": unit.dataset, "architecture": unit.arch, "target": unit.target,
+            "study": ctx.study.name, "dataset": unit.dataset, "architecture": unit.label, "target": unit.target,
             "stage": "search", "trial": trial.number, "seed": attrs.get("config", {}).get("seed", 0),
             "status": state, "split": "val", "n_params": attrs.get("n_params"), "seconds": attrs.get("seconds"),
             "epochs": len(attrs.get("curve", [])), "config_hash": attrs.get("config_hash"),

@@ -237,7 +237,13 @@ def train_population(
         raise UserError(f"members_per_call must be >= 1, got {members_per_call}")
     systems = [make_system(arch, data.tasks, data.d_in, dict(cfg), loss_weights) for cfg in configs]
     template = systems[0].model.to(dev)  # runs every member via functional_call; its own weights are unused
-    tasks, weights = systems[0].tasks, systems[0].loss_weights
+    tasks = systems[0].tasks
+    for system in systems:
+        if not system.weighting.population:
+            raise UserError(f"weighting {system.weighting.name} cannot be trained as a population (it keeps state "
+                            "or per-task gradients per member); train its seeds one fit at a time")
+    # (S, T): member s's fixed weight of task k (loss_weights times its equal/static weighting's lambda_k)
+    weights = torch.stack([s.weighting.weights().float() * torch.tensor(s.loss_weights) for s in systems]).to(dev)
     decayed_ids = {id(p) for p in param_groups(template, 1.0)[0]["params"]}
     decayed = {name for name, p in template.named_parameters() if id(p) in decayed_ids}
     trainable = {name for name, p in template.named_parameters() if p.requires_grad}
@@ -265,14 +271,14 @@ def train_population(
     batch_size, n_train = trains[0].batch_size, len(train)
     group = members_per_call or default_members_per_call(dev, len(configs))
 
-    def member_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def member_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         out = functional_call(template, p, (x,))
         total = 0.0
-        for k, task in enumerate(tasks):  # sum_k w_k L_k, as MTLSystem.loss
-            total = total + weights[k] * task_loss(task.kind, out[task.name], y[:, k])
+        for k, task in enumerate(tasks):  # sum_k w_k L_k, as MTLSystem.loss with equal or static weighting
+            total = total + w[k] * task_loss(task.kind, out[task.name], y[:, k])
         return total
 
-    batched_loss = vmap(member_loss, randomness="different")  # (S, B, d), (S, B, T) -> (S,)
+    batched_loss = vmap(member_loss, randomness="different")  # (S, B, d), (S, B, T), (S, T) -> (S,)
     forward_shared = vmap(lambda p, x: functional_call(template, p, (x,)), in_dims=(0, None))
 
     @torch.no_grad()
@@ -303,7 +309,8 @@ def train_population(
                 grads = []
                 for a in range(0, len(active), group):  # groups of members per vmap call (see members_per_call)
                     p = opt.params if group >= len(active) else opt.unflatten(opt.flat[a : a + group], True)
-                    losses = batched_loss(p, xb[a : a + group], yb[a : a + group])  # (G,)
+                    w = weights[active][a : a + group]
+                    losses = batched_loss(p, xb[a : a + group], yb[a : a + group], w)  # (G,)
                     g = torch.autograd.grad(losses.sum(), list(p.values()), allow_unused=True)
                     grads.append(opt.flatten(g, len(losses)))
                     loss_sum[a : a + group] += losses.detach()
