@@ -11,7 +11,7 @@ import sys
 
 from .errors import UserError
 
-COMMANDS = ("train", "run", "leaderboard", "list")
+COMMANDS = ("train", "run", "leaderboard", "predict", "list")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -172,6 +172,94 @@ class Encoded:
     x: dict[str, torch.Tensor]
     names: list[str]
     groups: list[dict] = field(default_factory=list)  # [{"name", "kind": numeric|onehot, "columns": [int]}]
+    encoding: FeatureEncoding | None = None  # what turns the source columns of new rows into the same features
+
+
+@dataclass
+class FeatureEncoding:
+    """The fitted encoder of a data set (training-split statistics only), serialisable as plain JSON so a saved
+    model can encode new rows exactly as its training rows were (``bench predict``).
+
+    ``numeric``: ``[name, mean, std, has_missing_column]`` per numeric source column; ``categorical``:
+    ``[name, levels]`` per categorical source column (levels sorted; the one-hot block is the levels, then
+    ``<unknown>``)."""
+
+    numeric: list[tuple[str, float, float, bool]]
+    categorical: list[tuple[str, list[str]]]
+
+    @classmethod
+    def fit(cls, train: pl.DataFrame, numeric: list[str], categorical: list[str]) -> FeatureEncoding:
+        stats = []
+        for c in numeric:
+            col = train[c]
+            n_missing = col.null_count()
+            mean = col.mean() if n_missing < len(col) else 0.0
+            std = col.std(ddof=0) if n_missing < len(col) else 1.0
+            std = std if std is not None and std > 0 else 1.0
+            stats.append((c, float(mean if mean is not None else 0.0), float(std), bool(n_missing)))
+        levels = [(c, sorted(train[c].cast(pl.String).fill_null(MISSING_LEVEL).unique().to_list()))
+                  for c in categorical]
+        return cls(stats, levels)
+
+    @classmethod
+    def identity(cls, names: list[str]) -> FeatureEncoding:
+        """Numeric columns used as they are (mean 0, std 1, no missing values): data generated as tensors."""
+        return cls([(n, 0.0, 1.0, False) for n in names], [])
+
+    def to_dict(self) -> dict:
+        return {"numeric": [list(s) for s in self.numeric],
+                "categorical": [[c, list(lv)] for c, lv in self.categorical]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureEncoding:
+        return cls([(str(n), float(m), float(s), bool(k)) for n, m, s, k in d["numeric"]],
+                   [(str(c), [str(v) for v in lv]) for c, lv in d["categorical"]])
+
+    @property
+    def columns(self) -> list[str]:
+        """The source columns a frame must have, numeric ones first."""
+        return [s[0] for s in self.numeric] + [c for c, _ in self.categorical]
+
+    def layout(self) -> tuple[list[str], list[dict], list[int]]:
+        """(feature names, feature groups, start column of each categorical block)."""
+        names: list[str] = []
+        groups: list[dict] = []
+        for c, _, _, missing in self.numeric:
+            cols = [len(names)]
+            names.append(c)
+            if missing:
+                cols.append(len(names))
+                names.append(f"{c}:missing")
+            groups.append({"name": c, "kind": "numeric", "columns": cols})
+        offsets = []
+        for c, levels in self.categorical:
+            offsets.append(len(names))
+            names.extend(f"{c}={lv}" for lv in levels)
+            names.append(f"{c}={UNKNOWN_LEVEL}")
+            groups.append({"name": c, "kind": "onehot", "columns": list(range(offsets[-1], len(names)))})
+        return names, groups, offsets
+
+    def transform(self, frame: pl.DataFrame) -> torch.Tensor:
+        """``x (N, d)`` float32 of ``frame`` (numeric columns as floats with nulls for missing values,
+        categorical ones as strings)."""
+        names, _, offsets = self.layout()
+        exprs: list[pl.Expr] = []
+        for c, mean, std, missing in self.numeric:
+            exprs.append(((pl.col(c).fill_null(mean) - mean) / std).cast(pl.Float32).alias(c))
+            if missing:
+                exprs.append(pl.col(c).is_null().cast(pl.Float32).alias(f"{c}:missing"))
+        x = torch.zeros(len(frame), len(names), dtype=torch.float32)
+        if exprs:
+            x[:, : len(exprs)] = frame.select(exprs).to_torch(dtype=pl.Float32)
+        if self.categorical:
+            # codes (N, n_cat): index of each row's level within its column's block; unseen -> the unknown slot
+            codes = frame.select(
+                pl.col(c).cast(pl.String).fill_null(MISSING_LEVEL)
+                .replace_strict(lv, list(range(len(lv))), default=len(lv), return_dtype=pl.Int64)
+                for c, lv in self.categorical
+            ).to_torch(dtype=pl.Int64)
+            x.scatter_(1, codes + torch.tensor(offsets, dtype=torch.int64), 1.0)
+        return x
 
 
 def encode_features(frames: dict[str, pl.DataFrame], numeric: list[str], categorical: list[str]) -> Encoded:
@@ -180,54 +268,9 @@ def encode_features(frames: dict[str, pl.DataFrame], numeric: list[str], categor
     ``frames`` maps ``train``/``val``/``test`` to frames holding the columns (numeric ones as floats with
     nulls for missing values, categorical ones as strings).
     """
-    train = frames["train"]
-    names: list[str] = []
-    groups: list[dict] = []
-    num_exprs: list[pl.Expr] = []
-    for c in numeric:
-        col = train[c]
-        n_missing = col.null_count()
-        mean = col.mean() if n_missing < len(col) else 0.0
-        std = col.std(ddof=0) if n_missing < len(col) else 1.0
-        std = std if std is not None and std > 0 else 1.0
-        mean = mean if mean is not None else 0.0
-        cols = [len(names)]
-        names.append(c)
-        num_exprs.append(((pl.col(c).fill_null(mean) - mean) / std).cast(pl.Float32).alias(f"{c}"))
-        if n_missing:
-            cols.append(len(names))
-            names.append(f"{c}:missing")
-            num_exprs.append(pl.col(c).is_null().cast(pl.Float32).alias(f"{c}:missing"))
-        groups.append({"name": c, "kind": "numeric", "columns": cols})
-    n_num = len(names)
-
-    level_lists: dict[str, list[str]] = {}
-    offsets: list[int] = []
-    for c in categorical:
-        levels = sorted(train[c].cast(pl.String).fill_null(MISSING_LEVEL).unique().to_list())
-        level_lists[c] = levels
-        offsets.append(len(names))
-        start = len(names)
-        names.extend(f"{c}={lv}" for lv in levels)
-        names.append(f"{c}={UNKNOWN_LEVEL}")
-        groups.append({"name": c, "kind": "onehot", "columns": list(range(start, len(names)))})
-
-    out: dict[str, torch.Tensor] = {}
-    for split_name, frame in frames.items():
-        n = len(frame)
-        x = torch.zeros(n, len(names), dtype=torch.float32)
-        if num_exprs:
-            x[:, :n_num] = frame.select(num_exprs).to_torch(dtype=pl.Float32)
-        if categorical:
-            # codes (N, n_cat): index of each row's level within its column's block; unseen -> the unknown slot
-            codes = frame.select(
-                pl.col(c).cast(pl.String).fill_null(MISSING_LEVEL)
-                .replace_strict(lv, list(range(len(lv))), default=len(lv), return_dtype=pl.Int64)
-                for c, lv in level_lists.items()
-            ).to_torch(dtype=pl.Int64)
-            x.scatter_(1, codes + torch.tensor(offsets, dtype=torch.int64), 1.0)
-        out[split_name] = x
-    return Encoded(out, names, groups)
+    encoding = FeatureEncoding.fit(frames["train"], numeric, categorical)
+    names, groups, _ = encoding.layout()
+    return Encoded({s: encoding.transform(f) for s, f in frames.items()}, names, groups, encoding)
 
 
 def label_tensor(frames: dict[str, pl.DataFrame], columns: list[str]) -> dict[str, torch.Tensor]:
@@ -262,5 +305,5 @@ def to_data(
         val=Split(enc.x["val"], ys["val"]),
         test=Split(enc.x["test"], ys["test"]),
         feature_names=enc.names,
-        info={**info, "feature_groups": enc.groups},
+        info={**info, "feature_groups": enc.groups, "encoding": enc.encoding.to_dict()},
     )

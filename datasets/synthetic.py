@@ -22,6 +22,7 @@ import torch
 from bench.errors import UserError
 
 from .base import MTLData, Split, Task
+from .preprocess import FeatureEncoding
 from .registry import register_dataset
 
 
@@ -79,12 +80,14 @@ def synthetic(
     perm = torch.randperm(n_samples, generator=g)
     cut_val, cut_test = n_samples - n_val - n_test, n_samples - n_test
     tr, va, te = perm[:cut_val], perm[cut_val:cut_test], perm[cut_test:]
+    names = [f"x{i}" for i in range(d)]
     return MTLData(
         name="synthetic",
         tasks=[Task(f"y{k + 1}", "regression") for k in range(n_tasks)],
         train=Split(x[tr], y[tr]),
         val=Split(x[va], y[va]),
         test=Split(x[te], y[te]),
-        feature_names=[f"x{i}" for i in range(d)],
-        info={"p": p, "m": m, "c": c, "noise_std": noise_std, "seed": seed, "n_samples": n_samples, "d": d},
+        feature_names=names,
+        info={"p": p, "m": m, "c": c, "noise_std": noise_std, "seed": seed, "n_samples": n_samples, "d": d,
+              "encoding": FeatureEncoding.identity(names).to_dict()},  # x0..x{d-1} as they are
     )

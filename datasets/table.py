@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import torch
 
 from bench.errors import UnknownChoice, UserError
 
@@ -323,3 +324,31 @@ def table(
     if task_names is not None:
         data = data.select_tasks(task_names)
     return data
+
+
+def encode_file(path: Path, encoding: dict, *, separator: str = ",") -> torch.Tensor:
+    """``x (N, d)`` of the rows of a CSV or Parquet file, encoded as a data set's training rows were
+    (``encoding``: ``FeatureEncoding.to_dict()``). The file needs the source columns the encoding names, under
+    those names (other columns are ignored); missing values are as in training: empty cells or nulls."""
+    enc = preprocess.FeatureEncoding.from_dict(encoding)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    frame = read_table(path, separator, 0)
+    missing = [c for c in enc.columns if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path} lacks {len(missing)} of the model's input columns: {', '.join(missing[:10])}"
+                        + (", ..." if len(missing) > 10 else ""))
+    numeric = [c for c, *_ in enc.numeric]
+    for c in numeric:
+        if not frame.schema[c].is_numeric():
+            values = frame[c].cast(pl.String).str.strip_chars().replace("", None).cast(pl.Float64, strict=False)
+            bad = (values.is_null() & frame[c].is_not_null() & (frame[c].cast(pl.String).str.strip_chars() != ""))
+            if bad.any():
+                i = bad.arg_true()[0]
+                raise UserError(f"{locate_row(frame, i, [path])}: numeric column {c}: {frame[c][i]!r} is not a number")
+            frame = frame.with_columns(values.alias(c))
+    frame = frame.with_columns(
+        *(pl.col(c).cast(pl.Float64).fill_nan(None) for c in numeric),
+        *(pl.col(c).cast(pl.String) for c, _ in enc.categorical),
+    )
+    return enc.transform(frame)

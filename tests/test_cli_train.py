@@ -50,6 +50,8 @@ def test_version_and_list(capsys):
         assert f"\n  {name} " in out
     assert "  mmoe           tower_units=32, tower_layers=1, dropout=0.0, expert_units=64, expert_layers=1, " \
            "gate_top_k=0, gate_noise=1.0, gate_aux_weight=0.01, n_experts=8\n" in out
+    assert "\nloss weightings (bench train --set weighting=NAME; a study's weightings = [...]):\n  dwa " in out
+    assert "  gradnorm       Learned weights balancing" in out and "(options: gradnorm_alpha=1.5)\n" in out
     assert "\ndatasets (bench train --dataset NAME --data KEY=VALUE):\n  adult " in out
     assert "options: n_samples=10000, d=100, p=0.5, n_tasks=2, m=10, c=1.0, noise_std=0.1" in out
     assert "\nstudies (bench run --study NAME):\n" in out

@@ -74,15 +74,15 @@ def journal_trials(root: Path, name: str = "synthetic/mmoe"):
 # --- non-finite training ---------------------------------------------------------------------------------
 def test_nan_loss_fails_the_trial_with_its_reason_and_the_study_completes(tmp_path, monkeypatch):
     fault = {"mode": None}
-    original = MTLSystem.loss
+    original = MTLSystem.task_losses
 
-    def loss(self, out, y):
+    def task_losses(self, out, y):
         value = original(self, out, y)
         if fault["mode"] == "first" or (fault["mode"] == "later" and self.current_epoch >= 1):
             return value * float("nan")
         return value
 
-    monkeypatch.setattr(MTLSystem, "loss", loss)
+    monkeypatch.setattr(MTLSystem, "task_losses", task_losses)
     # trial 0: NaN at its first step; trial 1: NaN in epoch 1, after a finite epoch 0; then healthy runs
     modes = {0: "first", 1: "later"}
     hooks = Hooks(trial_start=[lambda unit, trial, config: fault.update(mode=modes.get(trial.number))],

@@ -143,10 +143,11 @@ def test_progress_lines_in_the_metric_orientation(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "e2e.toml").write_text(SPEC)
     assert main(["run", "--study", "e2e.toml", "--accelerator", "cpu", "--wandb", "disabled", "--no-plots"]) == 0
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if "] trial " in ln]
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if "] trial " in ln]
     assert len(lines) == 8  # 2 trials x (mmoe, shared_bottom, single_task[y1], single_task[y2])
     pattern = re.compile(r"^\[syn \| (\S+)\] trial (\d)/2 (complete|pruned) +(val mean mse|val mse \(y[12]\)) "
-                         r"(\d+\.\d+)  best (\d+\.\d+)  \d+\.\d s  \[search (\d)/8 trials, \d+ s elapsed"
+                         r"(\d+\.\d+)  best (\d+\.\d+)  \d+\.\d s  \[(\d)/8 trials, 0/8 final runs, \d+ s elapsed"
                          r"(, about \d+ s left)?\]$")
     counts = []
     for line in lines:
@@ -158,6 +159,11 @@ def test_progress_lines_in_the_metric_orientation(tmp_path, monkeypatch, capsys)
             assert float(best) <= float(value)  # best: the lowest MSE so far (the value itself at worst)
         counts.append(int(done))
     assert counts == sorted(counts) and counts[-1] == 8
+    # the final runs continue the same count: 4 units x 2 seeds, after all 8 trials
+    finals = [ln for ln in out.splitlines() if "] final seed " in ln]
+    runs = [int(re.search(r"\[8/8 trials, (\d)/8 final runs, ", ln).group(1)) for ln in finals]
+    assert runs == list(range(1, 9)), finals
+    assert finals[-1].endswith("elapsed]")  # nothing left: no estimate
     rows = store.read(tmp_path / "runs" / "e2e")
     objective = rows.filter((rows["stage"] == "search") & (rows["metric"] == "objective"))["value"]
     assert (objective < 0).all()  # stored as Optuna maximised it: -MSE; printed as the MSE itself

@@ -22,22 +22,30 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.errors import UserError
     from bench.results import leaderboard
 
-    name = args.study
-    if name.endswith(".toml") or "/" in name:
-        from bench.spec.study import load_study
-
-        name = load_study(name).name
-    root = args.runs_dir / name
-    if not (root / "study.json").is_file():
-        known = sorted(p.name for p in args.runs_dir.glob("*") if (p / "study.json").is_file()) \
-            if args.runs_dir.is_dir() else []
-        raise UserError(f"no stored results for study {name!r} in {args.runs_dir}/; studies with results: "
-                        f"{', '.join(known) or 'none'}")
+    root = stored_root(args.study, args.runs_dir)
     path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots, command=args.stated_command)
     if not args.quiet:
         print(text)
     print(f"leaderboard written to {path}")
     return 0
+
+
+def stored_root(study: str, runs_dir: Path) -> Path:
+    """``runs_dir/<study>/`` of a study name (or spec path) with stored results; else a one-line error listing
+    the studies that have some."""
+    from bench.errors import UserError
+
+    name = study
+    if name.endswith(".toml") or "/" in name:
+        from bench.spec.study import load_study
+
+        name = load_study(name).name
+    root = runs_dir / name
+    if not (root / "study.json").is_file():
+        known = sorted(p.name for p in runs_dir.glob("*") if (p / "study.json").is_file()) \
+            if runs_dir.is_dir() else []
+        raise UserError(f"no stored results for study {name!r} in {runs_dir}/; studies with results: "
+                        f"{', '.join(known) or 'none'}")
+    return root

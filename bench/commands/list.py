@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import argparse
 
-WHAT = ("architectures", "datasets", "studies")
+WHAT = ("architectures", "weightings", "datasets", "studies")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("list", help="list architectures, datasets and shipped studies",
-                       description="List the registered architectures with their options and defaults, the "
-                       "registered datasets with their options, and the shipped studies with their budget.")
+    p = sub.add_parser("list", help="list architectures, loss weightings, datasets and shipped studies",
+                       description="List the registered architectures and loss weightings with their options and "
+                       "defaults, the registered datasets with their options, and the shipped studies with their "
+                       "budget.")
     p.add_argument("what", nargs="?", choices=WHAT, help="only this part (default: all three)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench import architectures, datasets
+    from bench import architectures, datasets, weighting
     from bench.spec.study import available_studies, load_study
 
     parts = [args.what] if args.what else list(WHAT)
@@ -25,6 +26,12 @@ def run(args: argparse.Namespace) -> int:
         for name in architectures.available():
             options = ", ".join(f"{k}={v}" for k, v in architectures.options(name).items())
             print(f"  {name:<14} {options}")
+    if "weightings" in parts:
+        print("loss weightings (bench train --set weighting=NAME; a study's weightings = [...]):")
+        for name in weighting.available():
+            doc = (weighting.get(name).__doc__ or "").strip().splitlines()
+            options = ", ".join(f"{k}={v!r}" for k, v in weighting.options(name).items())
+            print(f"  {name:<14} {doc[0] if doc else ''}" + (f" (options: {options})" if options else ""))
     if "datasets" in parts:
         print("datasets (bench train --dataset NAME --data KEY=VALUE):")
         for name in datasets.available():

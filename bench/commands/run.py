@@ -47,6 +47,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-plots", action="store_true", help="write the markdown without plots")
     p.add_argument("--quiet", action="store_true",
                    help="print no progress lines and no leaderboard (errors and where it was written still)")
+    p.add_argument("--keep-models", default="all", choices=("all", "best", "none"),
+                   help="final runs' models kept under runs/<study>/models/ for `bench predict`: all (default), best "
+                   "(per unit, the seed with the best validation score) or none")
     p.add_argument("--repeats", type=int, default=None, metavar="N",
                    help="also retrain each best configuration N more times (seeds 1001..1000+N) and report the "
                    "distribution of its test metric (default: the spec's repeats, else 0)")
@@ -99,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         out = (lambda line: None) if args.quiet else (lambda line: print(prefix + mask_url(line), flush=True))
         options = dict(storage=args.storage, accelerator=args.accelerator, out=out,
                        max_failure_rate=args.max_failure_rate, heartbeat=args.heartbeat)
+        # a progress bar only for one process writing to a terminal; else the counts end every log line
+        bar = not args.quiet and not procs and not args.worker and sys.stderr.isatty()
         if procs:
             run_study(study, args.runs_dir, fresh=args.fresh, prepare_only=True, **options)
     except BaseException:
@@ -113,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     finished = False
     try:
         try:
-            root = run_study(study, args.runs_dir, hooks=tracker.hooks(), fresh=args.fresh and not procs, **options)
+            root = run_study(study, args.runs_dir, hooks=tracker.hooks(), fresh=args.fresh and not procs,
+                             keep_models=args.keep_models, progress_bar=bar, **options)
         except Terminated as stop:
             print(f"bench run: {prefix}terminated by {signal.Signals(stop.signum).name}; an interrupted trial is "
                   "failed and will be retried by the next run", file=sys.stderr, flush=True)
@@ -190,7 +196,8 @@ def _start_workers(args: argparse.Namespace) -> list[subprocess.Popen]:
     waits for ``_release_workers`` before it reads the study."""
     cmd = [sys.executable, "-m", "bench.cli", "run", "--study", str(args.study),
            "--runs-dir", str(args.runs_dir), "--accelerator", args.accelerator, "--threads", str(args.threads),
-           "--max-failure-rate", str(args.max_failure_rate), "--heartbeat", str(args.heartbeat)]
+           "--max-failure-rate", str(args.max_failure_rate), "--heartbeat", str(args.heartbeat),
+           "--keep-models", args.keep_models]
     if args.wandb:
         cmd += ["--wandb", args.wandb]
     if args.wandb_project:

@@ -27,6 +27,8 @@ def unit_identity(study, unit) -> dict[str, Any]:
         "search": {k: asdict(p) for k, p in sorted(study.search[unit.arch].items())},
         "max_epochs": study.budget.max_epochs, "patience": study.budget.patience,
         "sampler": study.sampler, "pruner": study.pruner,
+        # only when not the default, so that studies from before weightings keep their identity
+        **({"weighting": unit.weighting} if unit.weighting != "equal" else {}),
     }
     return json.loads(json.dumps(ident, sort_keys=True, default=str))  # the form it has after a storage round trip
 

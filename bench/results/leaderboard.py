@@ -119,6 +119,10 @@ def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
         f"{len(seeds)} final seeds ({_seed_range(seeds)}), the test split read once per seed. Across seeds vary the "
         "weight initialisation, the data order and the dropout masks; the data split is fixed",
     ]
+    if meta.get("weightings"):  # a study comparing loss weightings: each (architecture, weighting) is a unit
+        lines.append(f"- loss weightings compared: {', '.join(meta['weightings'])}; each multi-task architecture "
+                     "with each is tuned with the full budget and ranked as `architecture+weighting` (equal weighting "
+                     "keeps the plain name; the single-task baseline has one loss and runs once)")
     for label, info in meta.get("datasets", {}).items():
         data = meta.get("data", {}).get(label, {})
         rows_text = ", ".join(f"{k} {v:,}" for k, v in data.get("rows", {}).items())

@@ -117,6 +117,11 @@ def stage_path(root: Path, stage: str, dataset: str, arch: str, target: str, see
     return Path(root) / "results" / stage / dataset / unit_name(arch, target) / f"seed-{seed}.parquet"
 
 
+def model_path(root: Path, dataset: str, arch: str, target: str, seed: int) -> Path:
+    """``models/<dataset>/<unit>/seed-<k>.ckpt``: a final run's saved model (``bench.training.models``)."""
+    return Path(root) / "models" / dataset / unit_name(arch, target) / f"seed-{seed}.ckpt"
+
+
 def read(root: Path) -> pl.DataFrame:
     """All rows stored under ``root`` (a ``runs/<study>/`` directory), in a stable order."""
     files = sorted((root / "results").glob("**/*.parquet"))

@@ -4,7 +4,7 @@ architecture, and typed parsing of ``key=value`` settings against it (from the C
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from bench.errors import UnknownChoice, UserError
@@ -77,8 +77,14 @@ class TrainConfig:
     eval_batch_size: int = 65_536
     seed: int = 0
     objective: str = "mean"  # "mean" over tasks, or one task's name
+    weighting: str = "equal"  # how the task losses are combined (bench.weighting)
+    # the weighting methods' options (``gradnorm_alpha``, ...): a flat config may hold any method's, each reads its own
+    weighting_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from bench import weighting  # torch: only when a configuration is built
+
+        weighting.check(self.weighting, self.weighting_options)
         if self.optimizer not in OPTIMIZERS:
             raise UnknownChoice("optimizer", self.optimizer, OPTIMIZERS)
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -92,14 +98,23 @@ class TrainConfig:
             raise UserError(f"patience must be >= 0, got {self.patience}")
 
 
-TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name != "weighting_options")
+
+
+def weighting_keys() -> dict[str, Any]:
+    """Every weighting method's options, with their defaults (keys of a flat config beside ``TRAIN_KEYS``)."""
+    from bench import weighting
+
+    return weighting.all_options()
 
 
 def config_schema(arch: str) -> dict[str, Any]:
-    """Every key a flat config for ``arch`` may hold (training settings, then architecture options), with defaults."""
+    """Every key a flat config for ``arch`` may hold (training settings, weighting options, then architecture
+    options), with defaults."""
     from bench import architectures  # torch: only when a configuration is built
 
-    return {**asdict(TrainConfig()), **architectures.options(arch)}
+    train = {k: v for k, v in asdict(TrainConfig()).items() if k != "weighting_options"}
+    return {**train, **weighting_keys(), **architectures.options(arch)}
 
 
 def split_config(arch: str, config: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
@@ -107,12 +122,15 @@ def split_config(arch: str, config: dict[str, Any]) -> tuple[TrainConfig, dict[s
     from bench import architectures
 
     arch_keys = architectures.options(arch)
-    train, opts = {}, {}
+    wkeys = weighting_keys()
+    train, wopts, opts = {}, {}, {}
     for key, value in config.items():
         if key in TRAIN_KEYS:
             train[key] = value
+        elif key in wkeys:
+            wopts[key] = value
         elif key in arch_keys:
             opts[key] = value
         else:
-            raise UnknownChoice(f"config key for {arch}", key, [*TRAIN_KEYS, *arch_keys])
-    return TrainConfig(**train), opts
+            raise UnknownChoice(f"config key for {arch}", key, [*TRAIN_KEYS, *wkeys, *arch_keys])
+    return TrainConfig(**train, weighting_options=wopts), opts

@@ -18,7 +18,8 @@ class Hooks:
     n_params, curve, history (per epoch: train_loss, val metrics), and val_metrics or error);
     ``final_start(unit, seed, config)``, ``final_end(unit, seed, config, rows, record)`` (rows: the tidy rows
     about to be stored, which a hook may extend with store columns such as ``wandb_run``; record: history,
-    best_epoch). ``bench.tracking.Tracker.hooks()`` is the W&B implementation.
+    best_epoch, val_objective, state: the best-epoch weights). ``bench.tracking.Tracker.hooks()`` is the W&B
+    implementation.
     """
 
     trial_start: list[Callable[..., None]] = field(default_factory=list)

@@ -16,7 +16,7 @@ from .config import TrainConfig, check_keys, coerce
 
 RANGE_KEYS = ("low", "high", "log", "step")
 # TrainConfig fields a search space may set; the others are set by the budget, the seeds and the objective
-SEARCHABLE_TRAIN_KEYS = ("lr", "weight_decay", "optimizer", "batch_size", "eval_batch_size")
+SEARCHABLE_TRAIN_KEYS = ("lr", "weight_decay", "optimizer", "batch_size", "eval_batch_size", "weighting")
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,10 @@ def search_keys(arch: str) -> dict[str, Any]:
     """The keys a search space for ``arch`` may set, with their defaults."""
     from bench import architectures
 
+    from .config import weighting_keys
+
     train = TrainConfig()
-    return {**{k: getattr(train, k) for k in SEARCHABLE_TRAIN_KEYS}, **architectures.options(arch)}
+    return {**{k: getattr(train, k) for k in SEARCHABLE_TRAIN_KEYS}, **weighting_keys(), **architectures.options(arch)}
 
 
 def describe(param: Param) -> str:
@@ -132,6 +134,16 @@ def check_param_values(where: str, param: Param, default: Any, key: str | None =
         for v in [*values, *([param.low, param.high] if param.kind in ("int", "float") else [])]:
             try:
                 TrainConfig(**{key: coerce(where, v, default)})
+            except UserError as err:
+                raise UserError(f"{where}: {err}") from None
+    from .config import weighting_keys
+
+    if key in weighting_keys():  # a weighting method's option: its method judges the values
+        from bench import weighting
+
+        for v in [*values, *([param.low, param.high] if param.kind in ("int", "float") else [])]:
+            try:
+                weighting.check_option(key, coerce(where, v, default))
             except UserError as err:
                 raise UserError(f"{where}: {err}") from None
     if param.kind in ("int", "float") and isinstance(default, bool | str):

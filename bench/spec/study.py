@@ -6,6 +6,8 @@
                                          # entry may set its own (objective = "income")
     seeds = 5                            # final seeds: 1..seeds (the search trains with seed 0)
     repeats = 0                          # optional: N more runs of each best config (Study.repeat_seeds; --repeats)
+    weightings = ["equal", "gradnorm"]   # optional: loss weightings (bench.weighting); each (architecture,
+                                         # weighting) is a unit with the full budget, named "mmoe+gradnorm"
 
     [budget]                             # the same for every architecture
     trials = 20                          # per (dataset, architecture); per task for single_task
@@ -69,8 +71,8 @@ from .config import check_keys, coerce
 from .space import Param, check_option_values, check_param_values, default_space, describe, parse_param, search_keys
 from .tracking import WandbSpec, parse_wandb
 
-STUDY_KEYS = ("name", "description", "architectures", "objective", "seeds", "budget", "sampler", "pruner",
-              "datasets", "search", "wandb", "repeats", "final", "published")
+STUDY_KEYS = ("name", "description", "architectures", "weightings", "objective", "seeds", "budget", "sampler",
+              "pruner", "datasets", "search", "wandb", "repeats", "final", "published")
 PUBLISHED_KEYS = ("source", "dataset", "metric", "notes", "values")
 FINAL_KEYS = ("population",)
 BUDGET_KEYS = ("trials", "max_epochs", "patience", "timeout")
@@ -129,6 +131,18 @@ class Study:
     repeats: int = 0  # extra runs of each unit's best configuration (repeat_seeds); 0: none
     population: bool = True  # final seeds and repeats of a unit trained as one population (bench.study.final)
     published: list[Published] = field(default_factory=list)  # numbers from papers, shown beside ours
+    weightings: list[str] = field(default_factory=lambda: ["equal"])  # loss weightings compared (bench.weighting)
+
+    def weightings_of(self, arch: str) -> list[str]:
+        """The weightings ``arch`` is run with: the study's, but only ``equal`` for the single-task baseline,
+        which has one loss and nothing to weigh."""
+        return ["equal"] if arch == "single_task" else self.weightings
+
+    @property
+    def labels(self) -> list[str]:
+        """The names results are stored and ranked under: an architecture, or ``arch+weighting`` for a weighting
+        other than ``equal``."""
+        return [unit_label(a, w) for a in self.architectures for w in self.weightings_of(a)]
 
     def objective_for(self, label: str) -> str:
         """The tuning objective of dataset ``label``: its own ``objective``, else the study's."""
@@ -155,7 +169,8 @@ class Study:
             "study": self.name,
             "description": self.description,
             "spec_hash": self.spec_hash,
-            "architectures": self.architectures,
+            "architectures": self.labels,
+            **({"weightings": self.weightings} if self.weightings != ["equal"] else {}),
             "objective": self.objective,
             "seeds": self.final_seeds,
             "budget": {"trials": self.budget.trials, "max_epochs": self.budget.max_epochs,
@@ -167,6 +182,11 @@ class Study:
             "search": {arch: {k: describe(p) for k, p in sorted(space.items())} for arch, space in self.search.items()},
             "published": [asdict(p) for p in self.published],
         }
+
+
+def unit_label(arch: str, weighting: str = "equal") -> str:
+    """``mmoe`` with equal weighting, ``mmoe+gradnorm`` with another: the name results are stored under."""
+    return arch if weighting == "equal" else f"{arch}+{weighting}"
 
 
 # --- finding a spec ----------------------------------------------------------------------------------------
@@ -281,6 +301,16 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
             raise UnknownChoice("architecture", arch, architectures.available())
     if len(set(archs)) != len(archs):
         raise UserError("architectures lists a name twice")
+    from bench import weighting
+
+    weightings = raw.get("weightings", ["equal"])
+    if not isinstance(weightings, list) or not weightings or not all(isinstance(w, str) for w in weightings):
+        raise UserError("weightings must be a non-empty list of names")
+    for w in weightings:
+        if w not in weighting.available():
+            raise UnknownChoice("weighting", w, weighting.available())
+    if len(set(weightings)) != len(weightings):
+        raise UserError("weightings lists a name twice")
 
     budget_raw = check_keys("budget", raw.get("budget", {}), BUDGET_KEYS)
     b = Budget()
@@ -348,6 +378,9 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
                 merged[key] = parse_param(f"search.{section}.{key}", value)
         for key, param in merged.items():
             check_param_values(f"search.{arch}.{key}", param, valid[key], key)
+        if "weighting" in merged and weightings != ["equal"] and arch != "single_task":
+            raise UserError(f"search.{arch}.weighting: the study's weightings set it (one unit per weighting); "
+                            "search it only without a weightings list")
         check_option_values(arch, merged)
         space[arch] = merged
 
@@ -366,7 +399,7 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     return Study(
         name=name, datasets=specs, architectures=list(archs), budget=budget, search=space, objective=objective,
         seeds=seeds, sampler=sampler, pruner=pruner, description=str(raw.get("description", "")), path=path, raw=raw,
-        wandb=tracking, repeats=repeats, population=population, published=published,
+        wandb=tracking, repeats=repeats, population=population, published=published, weightings=list(weightings),
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
     ``population = false``. ``stage="repeat"`` with ``seeds``: the repeated runs (``Study.repeat_seeds``)."""
     study, out, stop = ctx.study, ctx.out, ctx.stop
     udata = unit_data(unit, ctx.data[unit.dataset])
+    kept: dict[int, dict[str, Any]] = {}  # seed -> its run's record (best-epoch weights) until stored
+    hooks = replace(ctx.hooks, final_end=[*ctx.hooks.final_end, lambda _u, seed, _c, _r, rec: kept.update({seed: rec})])
     complete = [t for t in opt.get_trials(deepcopy=False) if trial_state(t) == "complete"]
     if not complete:
         out(f"[{unit}] no complete trial: skipping the final stage")
@@ -60,7 +63,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
     claim_prefix = f"{study.name}:{unit.optuna_name}:{stage}"
 
     def path(seed: int) -> Path:
-        return store.stage_path(ctx.root, stage, unit.dataset, unit.arch, unit.target, seed)
+        return store.stage_path(ctx.root, stage, unit.dataset, unit.label, unit.target, seed)
 
     def stored(seed: int) -> bool:
         old = pl.read_parquet(path(seed)) if path(seed).is_file() else None
@@ -80,7 +83,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
         stop.check()
         try:
             rows, errors = train_seeds(udata, unit.arch, config, batch, population=study.population,
-                                       accelerator=ctx.accelerator, hooks=ctx.hooks, unit=unit)
+                                       accelerator=ctx.accelerator, hooks=hooks, unit=unit)
         except (SystemExit, KeyboardInterrupt):
             raise Terminated(stop.signum or 2) from None
         except UserError:
@@ -94,27 +97,30 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
         # a seed that diverged (non-finite training loss, no finite validation epoch) is reported, never stored
         failures = [failed(seed, errors[seed]) for seed in batch if seed in errors]
         batch = [seed for seed in batch if seed not in errors]
-        common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.arch,
+        common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.label,
                   "target": unit.target, "stage": stage, "trial": best.number,
                   "git_commit": store.git_commit(), "versions": store.versions(), "hardware": ctx.hardware}
         for seed in batch:
             seed_rows = [r for r in rows if r["seed"] == seed]
             df = store.frame([{**r, **common} for r in seed_rows])
             opt.set_user_attr(f"{stage}:seed-{seed}", {"config_hash": chash, "rows": df.to_dicts()})
+            if stage == "final" and ctx.keep_models != "none":  # the model first: the rows mark the seed done
+                save_model(ctx, unit, udata, config, seed, kept.pop(seed, {}), df)
             store.write_atomic(df, path(seed))
             test = df.filter(pl.col("split") == "test")
             summary = ", ".join(f"{r['task']} {r['metric']}={r['value']:.4f}" for r in test.iter_rows(named=True)
                                 if r["metric"] == PRIMARY.get(r["kind"]))
+            counts = runs_done(ctx, unit)
             if stage == "final":
                 out(f"[{unit}] final seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}): "
-                    f"test {summary}  {seed_rows[0]['seconds']:.1f} s")
+                    f"test {summary}  {seed_rows[0]['seconds']:.1f} s  {counts}")
         if stage != "final" and batch:  # many runs: one line
             test = pl.DataFrame([r for r in rows if r["split"] == "test" and r["metric"] == PRIMARY.get(r["kind"])])
             medians = test.group_by("task", "metric", maintain_order=True).agg(pl.col("value").median())
             summary = ", ".join(f"{t} {m}={v:.4f}" for t, m, v in medians.iter_rows())
             out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} ({len(batch)} runs, up to "
                 f"{seeds.index(batch[-1]) + 1}/{len(seeds)}): test median {summary}  "
-                f"{max(r['seconds'] for r in rows):.1f} s")
+                f"{max(r['seconds'] for r in rows):.1f} s  {runs_done(ctx, unit)}")
         return failures
 
     failures, busy = [], []
@@ -138,15 +144,66 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
     return failures, []
 
 
+def runs_done(ctx: RunContext, unit: Unit) -> str:
+    """Count the final runs and repeats stored study-wide into the study's progress; its counts as text."""
+    if ctx.progress is None:
+        return ""
+    done = sum(1 for stage in ("final", "repeat") for _ in (ctx.root / "results" / stage).glob("*/*/seed-*.parquet"))
+    return ctx.progress.final(done, str(unit))
+
+
+def save_model(ctx: RunContext, unit: Unit, data, config: dict[str, Any], seed: int, record: dict[str, Any],
+               rows: pl.DataFrame) -> None:
+    """Keep a final run's best-epoch weights with what predicting needs (``bench.training.models``) under
+    ``runs/<study>/models/<dataset>/<unit>/seed-<k>.ckpt``."""
+    from bench.training import models
+
+    encoding = data.info.get("encoding")
+    if record.get("state") is None or encoding is None:  # nothing to keep (e.g. a dataset without an encoder)
+        return
+    test = rows.filter(pl.col("split") == "test")
+    meta = {
+        "study": ctx.study.name, "dataset": unit.dataset, "architecture": unit.label, "target": unit.target,
+        "seed": seed, "config_hash": config_hash(config), "val_objective": float(record["val_objective"]),
+        "test_metrics": {f"{r['task']}/{r['metric']}": float(r["value"]) for r in test.iter_rows(named=True)},
+        "encoding": encoding, "git_commit": store.git_commit(), "versions": store.versions(),
+    }
+    try:
+        models.save_model(store.model_path(ctx.root, unit.dataset, unit.label, unit.target, seed), unit.arch,
+                          data.tasks, data.d_in, {**config, "seed": seed}, record["state"], meta)
+    except OSError as err:  # disk full, permissions: the run's results still count; say what was not kept
+        ctx.out(f"[{unit}] final seed {seed}: model not saved ({err})")
+
+
+def keep_best_models(root: Path) -> int:
+    """``--keep-models best``: of each unit's saved models keep only the seed with the best validation
+    objective (ties: the lowest seed); returns how many files were removed."""
+    from bench.training import models
+
+    removed = 0
+    for unit_dir in sorted(p for p in (Path(root) / "models").glob("*/*") if p.is_dir()):
+        files = sorted(unit_dir.glob("seed-*.ckpt"), key=lambda f: int(f.stem.split("-")[1]))
+        if len(files) < 2:
+            continue
+        best = max(files, key=lambda f: models.read_meta(f)["val_objective"])  # max keeps the first of ties
+        for f in files:
+            if f != best:
+                f.unlink()
+                removed += 1
+    return removed
+
+
 Rows = list[dict[str, Any]]
 Errors = dict[int, str]  # seed -> why its run failed (it has no rows)
 
 
 def train_seeds(data, arch: str, config: dict[str, Any], seeds: list[int], *, population: bool = True,
                 accelerator: str = "auto", hooks: Hooks | None = None, unit=None) -> tuple[Rows, Errors]:
-    """The rows of ``seeds`` trained as one population, or (``population=False``) one fit after another, and
-    the seeds that failed."""
-    if population:
+    """The rows of ``seeds`` trained as one population, or (``population=False``, or a weighting method that a
+    population cannot train: learned or gradient-based) one fit after another, and the seeds that failed."""
+    from bench import weighting
+
+    if population and weighting.get(config.get("weighting", "equal")).population:
         return population_final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit)
     return final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit)
 
@@ -220,5 +277,6 @@ def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg:
     ]
     rows += [{**base, **r} for r in result.diagnostics or []]
     for hook in hooks.final_end:
-        hook(unit, seed, cfg, rows, {"history": result.history, "best_epoch": result.best_epoch})
+        hook(unit, seed, cfg, rows, {"history": result.history, "best_epoch": result.best_epoch,
+                                     "val_objective": result.val_objective, "state": result.state})
     return rows

@@ -24,8 +24,9 @@ from bench.results import store
 from bench.spec.hooks import Hooks
 from bench.spec.study import Study
 
-from .final import final_unit
-from .search import Progress, mean_trial_seconds, open_unit_study, search_rows, search_unit
+from .final import final_unit, keep_best_models
+from .progress import Progress
+from .search import mean_trial_seconds, open_unit_study, search_rows, search_unit
 from .units import RunContext, Unit, load_data, units
 
 
@@ -41,10 +42,14 @@ def run_study(
     prepare_only: bool = False,
     max_failure_rate: float = 0.5,
     heartbeat: int = DEFAULT_HEARTBEAT,
+    keep_models: str = "all",
+    progress_bar: bool = False,
 ) -> Path:
     """Run what is missing of ``study``, as one of possibly many workers; returns its store directory
     ``runs_dir/<study>``. ``fresh`` moves an existing ``runs_dir/<study>`` aside first; ``prepare_only``
-    (``--jobs N``) checks and prepares the study for the workers without training."""
+    (``--jobs N``) checks and prepares the study for the workers without training. ``keep_models``: the final
+    runs' models kept under ``runs_dir/<study>/models/`` (all, best: the best seed per unit, none);
+    ``progress_bar``: draw the study's progress as a bar (a terminal) instead of only in the log lines."""
     import optuna
 
     from bench.training.devices import hardware
@@ -67,12 +72,19 @@ def run_study(
         trial.set_user_attr("versions", store.versions())
 
     hooks = hooks or Hooks()
+    n_runs = len(study.final_seeds) + len(study.repeat_seeds)
+    progress = Progress(trials=study.budget.trials * len(all_units), runs=n_runs * len(all_units), bar=progress_bar)
+    out = progress.writer(out)
     ctx = RunContext(study=study, root=root, data=data, coordinator=Coordinator(root, storage_obj),
                      stop=StopFlag().install(), hooks=replace(hooks, trial_start=[note_provenance, *hooks.trial_start]),
-                     accelerator=accelerator, hardware=hw, out=out, max_failure_rate=max_failure_rate)
+                     accelerator=accelerator, hardware=hw, out=out, max_failure_rate=max_failure_rate,
+                     progress=progress, keep_models=keep_models)
     try:
         failed = train_units(ctx, all_units, storage_obj)
+        if keep_models == "best":
+            keep_best_models(root)
     finally:
+        progress.close()
         ctx.stop.restore()
         ctx.coordinator.close()
     if failed:
@@ -119,7 +131,6 @@ def train_units(ctx: RunContext, all_units: list[Unit], storage) -> list[str]:
     """The search and final stages of every unit; returns the final runs that failed."""
     # 1. every unit's search, without waiting for other workers' trials
     opts = ctx.opts
-    ctx.progress = Progress(total=ctx.study.budget.trials * len(all_units))
     for unit in all_units:
         opts[unit] = open_unit_study(ctx.study, unit, storage, ctx.data[unit.dataset])
     for i, unit in enumerate(all_units, 1):
@@ -138,7 +149,7 @@ def train_units(ctx: RunContext, all_units: list[Unit], storage) -> list[str]:
         search_unit(ctx, unit, opts[unit], position=f"{i}/{len(all_units)}", wait=True)
         rows = search_rows(ctx, unit, opts[unit])
         if rows:
-            store.write_atomic(store.frame(rows), store.search_path(ctx.root, unit.dataset, unit.arch, unit.target))
+            store.write_atomic(store.frame(rows), store.search_path(ctx.root, unit.dataset, unit.label, unit.target))
         for stage, seeds in stages:
             unit_failed, busy = final_unit(ctx, unit, opts[unit], stage=stage, seeds=seeds)
             failed += unit_failed

@@ -13,7 +13,6 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
@@ -185,29 +184,6 @@ def objective_display(unit: Unit, data) -> tuple[str, float]:
     return (f"val mean {metrics.pop()}" if len(metrics) == 1 else "val objective (higher is better)"), sign
 
 
-@dataclass
-class Progress:
-    """The whole study's search progress for log lines: trials counted of the total budget, elapsed time and
-    an estimate of the time left from this worker's rate so far (resumed trials are not counted as its work)."""
-
-    total: int
-    start: float = field(default_factory=time.perf_counter)
-    done_at_start: int | None = None
-
-    def line(self, done: int) -> str:
-        if self.done_at_start is None:
-            self.done_at_start = max(done - 1, 0)
-        elapsed = time.perf_counter() - self.start
-        ran = done - self.done_at_start
-        eta = elapsed / ran * (self.total - done) if ran > 0 and done < self.total else None
-        return (f"[search {done}/{self.total} trials, {_minutes(elapsed)} elapsed"
-                + (f", about {_minutes(eta)} left]" if eta is not None else "]"))
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
-
-
 def progress_state(optuna_study) -> tuple[int, float]:
     """(trials counted toward the budget, their seconds)."""
     counted = [t for t in optuna_study.get_trials(deepcopy=False) if trials.counted(t)]
@@ -252,8 +228,9 @@ def search_unit(ctx: RunContext, unit: Unit, opt, *, position: str, wait: bool) 
         err = trial.user_attrs.get("error")
         shown = [None if v is None else sign * v for v in (value, best)]  # in the metric's own orientation
         done = sum(progress_state(o)[0] for o in ctx.opts.values())
+        counts = ctx.progress.search(done, str(unit), label, shown[1])
         ctx.out(f"[{unit}] trial {n}/{budget.trials} {trial_state(trial):<8} {label} {_fmt(shown[0])}  "
-                f"best {_fmt(shown[1])}  {trial.user_attrs.get('seconds', 0.0):.1f} s  {ctx.progress.line(done)}"
+                f"best {_fmt(shown[1])}  {trial.user_attrs.get('seconds', 0.0):.1f} s  {counts}"
                 + (f"  ({err})" if err else ""))
 
     objective = make_objective(unit, udata, ctx.study.search[unit.arch], unit_fixed(ctx.study, unit),
@@ -276,7 +253,7 @@ def search_rows(ctx: RunContext, unit: Unit, optuna_study) -> list[dict[str, Any
         curve = [v for v in attrs.get("curve", []) if math.isfinite(v)]
         value = trial.value if state == "complete" else (curve[-1] if state == "pruned" and curve else None)
         base = {
-            "study": ctx.study.name, "dataset": unit.dataset, "architecture": unit.arch, "target": unit.target,
+            "study": ctx.study.name, "dataset": unit.dataset, "architecture": unit.label, "target": unit.target,
             "stage": "search", "trial": trial.number, "seed": attrs.get("config", {}).get("seed", 0),
             "status": state, "split": "val", "n_params": attrs.get("n_params"), "seconds": attrs.get("seconds"),
             "epochs": len(attrs.get("curve", [])), "config_hash": attrs.get("config_hash"),

@@ -17,18 +17,24 @@ from bench.coordination.signals import StopFlag
 from bench.coordination.trials import grid_sampler
 from bench.errors import UserError
 from bench.spec.hooks import Hooks
-from bench.spec.study import Study, optuna_class
+from bench.spec.study import Study, optuna_class, unit_label
 
 
 @dataclass(frozen=True)
 class Unit:
     dataset: str  # the dataset's label in the study
-    arch: str
+    arch: str  # the registered architecture that is built
     target: str  # "mean", the study's main task, or (single_task) the one task trained and tuned
+    weighting: str = "equal"  # the loss weighting (bench.weighting) its configurations train with
+
+    @property
+    def label(self) -> str:
+        """The name its results are stored and ranked under: ``mmoe``, or ``mmoe+gradnorm``."""
+        return unit_label(self.arch, self.weighting)
 
     @property
     def optuna_name(self) -> str:
-        name = f"{self.dataset}/{self.arch}"
+        name = f"{self.dataset}/{self.label}"
         return f"{name}/{self.target}" if self.arch == "single_task" else name
 
     @property
@@ -38,7 +44,7 @@ class Unit:
         return "mean" if self.arch == "single_task" else self.target
 
     def __str__(self) -> str:
-        return f"{self.dataset} | {self.arch}" + (f"[{self.target}]" if self.arch == "single_task" else "")
+        return f"{self.dataset} | {self.label}" + (f"[{self.target}]" if self.arch == "single_task" else "")
 
 
 def load_data(study: Study) -> dict[str, Any]:
@@ -74,7 +80,7 @@ def units(study: Study, data: dict[str, Any]) -> list[Unit]:
             if arch == "single_task":
                 out += [Unit(spec.label, arch, t) for t in data[spec.label].task_names]
             else:
-                out.append(Unit(spec.label, arch, study.objective_for(spec.label)))
+                out += [Unit(spec.label, arch, study.objective_for(spec.label), w) for w in study.weightings_of(arch)]
     return out
 
 
@@ -83,9 +89,12 @@ def unit_data(unit: Unit, data):
 
 
 def unit_fixed(study: Study, unit: Unit) -> dict[str, Any]:
-    """Config entries set by the study, not searched: budget, search seed, objective."""
-    return {"max_epochs": study.budget.max_epochs, "patience": study.budget.patience, "seed": 0,
-            "objective": unit.objective}
+    """Config entries set by the study, not searched: budget, search seed, objective, weighting."""
+    fixed = {"max_epochs": study.budget.max_epochs, "patience": study.budget.patience, "seed": 0,
+             "objective": unit.objective}
+    if unit.weighting != "equal":  # equal is the default: configurations of studies without weightings unchanged
+        fixed["weighting"] = unit.weighting
+    return fixed
 
 
 @dataclass
@@ -103,7 +112,8 @@ class RunContext:
     out: Callable[[str], None]
     max_failure_rate: float = 0.5
     opts: dict[Unit, Any] = field(default_factory=dict)  # every unit's Optuna study, once opened
-    progress: Any = None  # bench.study.search.Progress over the whole search budget
+    progress: Any = None  # bench.study.progress.Progress over the whole study
+    keep_models: str = "all"  # final runs' models kept under runs/<study>/models/: all, best (one seed), none
 
     def new_sampler(self, unit: Unit, n_trials: int):
         """The sampler for a unit's next trial: one seed per trial (sampler seed + trials before it), so the

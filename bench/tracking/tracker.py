@@ -70,7 +70,7 @@ def _finite(v: Any) -> Any:
 
 
 def unit_label(unit) -> str:
-    return f"{unit.arch}@{unit.target}" if unit.arch == "single_task" else unit.arch
+    return f"{unit.arch}@{unit.target}" if unit.arch == "single_task" else unit.label
 
 
 # --- what one W&B run receives -----------------------------------------------------------------------------
@@ -210,9 +210,10 @@ class Tracker:
     def _base(self, unit, config: dict[str, Any], stage: str) -> dict[str, Any]:
         return {
             "group": f"{self.study}/{unit.dataset}",
-            "tags": sorted({unit.dataset, unit.arch, *([unit.target] if unit.arch == "single_task" else [])}),
+            "tags": sorted({unit.dataset, unit.arch, unit.weighting,
+                            *([unit.target] if unit.arch == "single_task" else [])}),
             "config": {**resolved_config(unit.arch, config), "config_hash": config_hash(config),
-                       "study": self.study, "dataset": unit.dataset, "architecture": unit.arch,
+                       "study": self.study, "dataset": unit.dataset, "architecture": unit.label,
                        "target": unit.target, "stage": stage},
         }
 

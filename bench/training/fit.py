@@ -32,6 +32,8 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     test_metrics: dict[str, dict[str, float]] | None = None
     error: str | None = None  # a population member that failed (diverged): its metrics must not be stored
+    # the architecture's best-epoch weights (``model.state_dict()``, on the CPU), kept by final runs only
+    state: dict[str, torch.Tensor] | None = None
     # gate and expert diagnostics on the test split (bench.training.diagnostics), when asked and the model is gated
     diagnostics: list[dict[str, Any]] | None = None
 
@@ -94,12 +96,13 @@ def fit(
     start = time.perf_counter()
     trainer.fit(system, datamodule=dm)
     seconds = time.perf_counter() - start
-    test, diagnostics = None, None
+    test = state = diagnostics = None
     if evaluate_test:
         if system.best_epoch is None:  # never evaluate test on weights with no finite validation epoch
             raise FloatingPointError("no finite validation epoch (diverged); the test split was not read")
         trainer.test(system, datamodule=dm, verbose=False)
         test = system.test_metrics
+        state = {k: v.detach().cpu().clone() for k, v in system.model.state_dict().items()}
         if diagnose:
             diagnostics = diagnostics_of(system.model, data.test.x.to(system.device), [t.name for t in data.tasks],
                                          chunk=cfg.eval_batch_size)
@@ -114,5 +117,6 @@ def fit(
         seconds=seconds,
         history=system.history,
         test_metrics=test,
+        state=state,
         diagnostics=diagnostics,
     )

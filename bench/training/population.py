@@ -241,7 +241,13 @@ def train_population(
         raise UserError(f"members_per_call must be >= 1, got {members_per_call}")
     systems = [make_system(arch, data.tasks, data.d_in, dict(cfg), loss_weights) for cfg in configs]
     template = systems[0].model.to(dev)  # runs every member via functional_call; its own weights are unused
-    tasks, weights = systems[0].tasks, systems[0].loss_weights
+    tasks = systems[0].tasks
+    for system in systems:
+        if not system.weighting.population:
+            raise UserError(f"weighting {system.weighting.name} cannot be trained as a population (it keeps state "
+                            "or per-task gradients per member); train its seeds one fit at a time")
+    # (S, T): member s's fixed weight of task k (loss_weights times its equal/static weighting's lambda_k)
+    weights = torch.stack([s.weighting.weights().float() * torch.tensor(s.loss_weights) for s in systems]).to(dev)
     decayed_ids = {id(p) for p in param_groups(template, 1.0)[0]["params"]}
     decayed = {name for name, p in template.named_parameters() if id(p) in decayed_ids}
     trainable = {name for name, p in template.named_parameters() if p.requires_grad}
@@ -271,17 +277,17 @@ def train_population(
 
     with_aux = architectures.has_aux_loss(template)
 
-    def member_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def member_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         total = 0.0
         if with_aux:  # sparse gates: their weighted load-balancing loss, as MTLSystem.training_step adds it
             out, total = functional_call(template, p, (x,), {"with_aux": True})
         else:
             out = functional_call(template, p, (x,))
-        for k, task in enumerate(tasks):  # sum_k w_k L_k, as MTLSystem.loss
-            total = total + weights[k] * task_loss(task.kind, out[task.name], y[:, k])
+        for k, task in enumerate(tasks):  # sum_k w_k L_k, as MTLSystem.loss with equal or static weighting
+            total = total + w[k] * task_loss(task.kind, out[task.name], y[:, k])
         return total
 
-    batched_loss = vmap(member_loss, randomness="different")  # (S, B, d), (S, B, T) -> (S,)
+    batched_loss = vmap(member_loss, randomness="different")  # (S, B, d), (S, B, T), (S, T) -> (S,)
     forward_shared = vmap(lambda p, x: functional_call(template, p, (x,)), in_dims=(0, None))
 
     @torch.no_grad()
@@ -312,7 +318,8 @@ def train_population(
                 grads = []
                 for a in range(0, len(active), group):  # groups of members per vmap call (see members_per_call)
                     p = opt.params if group >= len(active) else opt.unflatten(opt.flat[a : a + group], True)
-                    losses = batched_loss(p, xb[a : a + group], yb[a : a + group])  # (G,)
+                    w = weights[active][a : a + group]
+                    losses = batched_loss(p, xb[a : a + group], yb[a : a + group], w)  # (G,)
                     g = torch.autograd.grad(losses.sum(), list(p.values()), allow_unused=True)
                     grads.append(opt.flatten(g, len(losses)))
                     loss_sum[a : a + group] += losses.detach()
@@ -351,18 +358,23 @@ def train_population(
     for mem in members:
         if mem.error is None and mem.best_state is None:
             mem.error = "no finite validation epoch (diverged)"
-    test_logits, test_row, diagnostics = None, {}, {}
+    test_logits, test_row, states, diagnostics = None, {}, {}, {}
     ok = [i for i, m in enumerate(members) if m.error is None]
     if evaluate_test and ok:  # the test split, read once per member with its best weights; never a failed one's
         best = opt.unflatten(torch.stack([members[i].best_state for i in ok]))
         test = data.test.to(dev)
         test_logits, test_row = predict(best, test), {i: row for row, i in enumerate(ok)}
+        # each member's weights as its own model's state_dict (what ``fit`` keeps): trained rows of the stack,
+        # the template's values for what is not trained (buffers, frozen parameters)
+        fixed = {k: v.detach().cpu() for k, v in template.state_dict().items() if k not in best}
+        states = {i: {**fixed, **{k: v[row].detach().cpu().clone() for k, v in best.items()}}
+                  for i, row in test_row.items()}
         if diagnose:  # one member at a time through the template, whose hooks see that member's weights
             for i, row in test_row.items():
-                weights = {name: v[row] for name, v in best.items()}
+                member = {name: v[row] for name, v in best.items()}
                 diagnostics[i] = diagnostics_of(
                     template, test.x, [t.name for t in tasks], chunk=eval_rows * len(configs),
-                    forward=lambda xb, w=weights: functional_call(template, w, (xb,)))
+                    forward=lambda xb, w=member: functional_call(template, w, (xb,)))
     results = []
     for i, (arch_config, mem) in enumerate(zip(configs, members)):
         results.append(
@@ -378,6 +390,7 @@ def train_population(
                 history=mem.history,
                 test_metrics=metrics_of(test_logits, test, test_row[i]) if i in test_row else None,
                 error=mem.error,
+                state=states.get(i),
                 diagnostics=diagnostics.get(i),
             )
         )

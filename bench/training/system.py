@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
-from bench import architectures
+from bench import architectures, weighting
 from bench.datasets import BatchLoader, MTLData, Task
 from bench.errors import UnknownChoice, UserError
 from bench.spec.config import TrainConfig, split_config
@@ -63,6 +63,20 @@ class KeepBest(Callback):
             pl_module.load_state_dict(self.state)
 
 
+# what torch.load and rebuilding raise for a file that is not what it should be (damaged, foreign, truncated)
+UNREADABLE = (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError, EOFError, pickle.UnpicklingError)
+
+
+def unreadable(path, what: str, err: BaseException) -> UserError:
+    """The one-line error for a checkpoint or model file that cannot be read as one."""
+    if isinstance(err, pickle.UnpicklingError):  # torch's message is a paragraph on weights_only
+        why = "damaged, or not a file torch.load reads with weights_only=True"
+    else:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable"
+        why = f"{type(err).__name__}: {text.split('. ')[0]}"  # the first sentence: torch's go on for lines
+    return UserError(f"{path}: not an mtl-bench {what} ({why})")
+
+
 class MTLSystem(L.LightningModule):
     """Trains ``model`` on ``tasks``: weighted sum of per-task losses, whole-split metrics per task.
 
@@ -93,6 +107,11 @@ class MTLSystem(L.LightningModule):
             if name not in [t.name for t in tasks]:
                 raise UnknownChoice("task in loss_weights", name, [t.name for t in tasks])
         self.loss_weights = [float(weights.get(t.name, 1.0)) for t in self.tasks]
+        cfg = self.train_config
+        self.weighting = weighting.create(cfg.weighting, [t.kind for t in self.tasks], cfg.weighting_options)
+        self.weighting.seed(cfg.seed)
+        self._shared: weighting.Shared | None = None  # parameter elements more than one task depends on
+        self._task_loss_sum: torch.Tensor | None = None
         self.history: list[dict[str, Any]] = []
         self.val_metrics: dict[str, dict[str, float]] = {}
         self.test_metrics: dict[str, dict[str, float]] = {}
@@ -119,38 +138,70 @@ class MTLSystem(L.LightningModule):
             system.load_state_dict(ckpt["state_dict"])
         except UserError:
             raise
-        except (OSError, RuntimeError, KeyError, TypeError, ValueError, AttributeError, EOFError,
-                pickle.UnpicklingError) as err:
-            raise UserError(f"{checkpoint_path}: not an mtl-bench checkpoint ({type(err).__name__}: "
-                            f"{str(err).strip().splitlines()[0] if str(err).strip() else 'unreadable'})") from None
+        except UNREADABLE as err:
+            raise unreadable(checkpoint_path, "checkpoint", err) from None
         return system
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(x)
 
+    def task_losses(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        """``(T,)``: w_k L_k(logits_k, y[:, k]) per task, with the fixed ``loss_weights`` w_k (1 by default)."""
+        return torch.stack([self.loss_weights[k] * task_loss(task.kind, out[task.name], y[:, k])
+                            for k, task in enumerate(self.tasks)])
+
     def loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-        """sum_k w_k L_k(logits_k, y[:, k])."""
-        total = 0.0
-        for k, task in enumerate(self.tasks):
-            total = total + self.loss_weights[k] * task_loss(task.kind, out[task.name], y[:, k])
-        return total
+        """The scalar the weighting method backpropagates (``sum_k w_k L_k`` for equal weighting)."""
+        return self.weighting.combine(self.task_losses(out, y))
+
+    def shared_parameters(self, losses: torch.Tensor) -> weighting.Shared:
+        """Where gradient-based weighting acts: the model's parameter elements that more than one task's loss
+        depends on. Found element-wise from the tasks' gradients at the first step, then kept: the architectures
+        stack task-specific weights (gates, towers) into one tensor per kind, so whole tensors would not do; an
+        element is task-specific when every other task's gradient on it is exactly zero."""
+        if self._shared is None:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            grads = weighting.task_gradients(losses, params)  # (T, P)
+            mask = (grads != 0).sum(0) > 1 if len(losses) > 1 else torch.ones(grads.shape[1], dtype=torch.bool)
+            self._shared = weighting.Shared(params, mask)
+        return self._shared
 
     # --- training: no per-step logging or host sync; the epoch's mean loss is logged at its end
     def training_step(self, batch, batch_idx) -> torch.Tensor:
         x, y = batch
-        if architectures.has_aux_loss(self.model):  # sparse gates: + their weighted load-balancing loss
+        aux = None
+        if architectures.has_aux_loss(self.model):  # sparse gates: their weighted load-balancing loss, a scalar
             out, aux = self.model(x, with_aux=True)
-            loss = self.loss(out, y) + aux
         else:
-            loss = self.loss(self.model(x), y)
+            out = self.model(x)
+        losses = self.task_losses(out, y)  # (T,)
         opt = self.optimizers()
         opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        if self.weighting.grad_based:
+            # the auxiliary loss is no task's: its gradient is taken apart (before the method's backward frees the
+            # graph) and added to whatever the method sets, which may overwrite the shared elements' gradients
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            aux_grads = None if aux is None else torch.autograd.grad(aux, params, retain_graph=True,
+                                                                     allow_unused=True)
+            self.weighting.backward(losses, self.shared_parameters(losses), self.manual_backward)
+            for p, g in zip(params, aux_grads or []):
+                if g is not None:
+                    p.grad = g if p.grad is None else p.grad + g
+        else:
+            total = self.weighting.combine(losses)
+            self.manual_backward(total if aux is None else total + aux)
         opt.step()
-        detached = loss.detach()
-        self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
+        self.weighting.after_step()
+        detached = losses.detach()
+        self._task_loss_sum = detached if self._task_loss_sum is None else self._task_loss_sum + detached
+        # train_loss: sum_k w_k L_k with the method's current weights (for uncertainty: without its log terms), plus
+        # the auxiliary loss, as populations count it
+        weighted = (self.weighting.weights().to(detached) * detached).sum()
+        if aux is not None:
+            weighted = weighted + aux.detach()
+        self._loss_sum = weighted if self._loss_sum is None else self._loss_sum + weighted
         self._steps += 1
-        return loss
+        return weighted
 
     def _check_finite_loss(self) -> None:
         """A non-finite training loss (NaN or inf) ends the fit with ``FloatingPointError``: judged once per
@@ -168,7 +219,8 @@ class MTLSystem(L.LightningModule):
             self.log("train_loss", mean)
             if self.history and self.history[-1]["epoch"] == self.current_epoch:
                 self.history[-1]["train_loss"] = mean
-        self._loss_sum, self._steps = None, 0
+            self.weighting.epoch_end(self._task_loss_sum / self._steps)
+        self._loss_sum, self._task_loss_sum, self._steps = None, None, 0
 
     # --- evaluation: logits of the whole split are gathered, then metrics computed once
     def _collect(self, batch) -> None:
@@ -214,7 +266,12 @@ class MTLSystem(L.LightningModule):
         # The fused kernel updates every parameter in one call: the step of a small model is dominated by the
         # per-tensor dispatch of the default (foreach) implementation, not by arithmetic.
         fused = all(p.device.type in ("cpu", "cuda") for p in self.model.parameters())
-        return cls(param_groups(self.model, cfg.weight_decay), lr=cfg.lr, fused=fused)
+        groups = param_groups(self.model, cfg.weight_decay)
+        learned = [p for p in self.weighting.parameters() if p.requires_grad]
+        if learned:  # the weighting's own parameters (uncertainty's log-variances, GradNorm's weights): no decay
+            groups.append({"params": learned, "weight_decay": 0.0})
+            fused = fused and all(p.device.type in ("cpu", "cuda") for p in learned)
+        return cls(groups, lr=cfg.lr, fused=fused)
 
     def configure_callbacks(self):
         # mode "max": val_objective is oriented so that higher is better; check_finite stops a diverged run

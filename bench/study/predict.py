@@ -1,0 +1,80 @@
+"""Predicting with a study's saved models (``bench predict``): find the model of a (dataset, architecture) and
+seed under ``runs/<study>/models/``, encode the input rows as the training rows were, write per-task
+predictions.
+
+The single-task baseline is one model per task: its prediction of each task comes from that task's model.
+Without ``seed``, each model is the seed with the best validation objective among those saved (the test split
+plays no part in the choice).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from bench.errors import UnknownChoice, UserError
+
+
+def model_files(root: Path, dataset: str, arch: str, seed: int | None) -> list[Path]:
+    """The model file of each unit of (dataset, arch): one for a multi-task architecture, one per task for the
+    single-task baseline."""
+    from bench.training import models
+
+    base = Path(root) / "models"
+    if not base.is_dir():
+        raise UserError(f"{root} has no saved models (runs/<study>/models/): run the study first, without "
+                        "--keep-models none")
+    datasets = sorted(p.name for p in base.iterdir() if p.is_dir())
+    if dataset not in datasets:
+        raise UnknownChoice("dataset of the study's saved models", dataset, datasets)
+    units = sorted(p for p in (base / dataset).iterdir() if p.is_dir() and any(p.glob("seed-*.ckpt")))
+    archs = sorted({p.name.split("@")[0] for p in units})
+    if arch not in archs:
+        raise UnknownChoice(f"architecture of the saved models of {dataset}", arch, archs)
+    files = []
+    for unit in (u for u in units if u.name.split("@")[0] == arch):
+        saved = sorted(unit.glob("seed-*.ckpt"), key=lambda f: int(f.stem.split("-")[1]))
+        if seed is None:  # the best validation objective; max keeps the lowest seed of ties
+            files.append(max(saved, key=lambda f: models.read_meta(f)["val_objective"]))
+            continue
+        chosen = unit / f"seed-{seed}.ckpt"
+        if not chosen.is_file():
+            raise UnknownChoice(f"seed of {dataset} {unit.name}", str(seed),
+                                [f.stem.split("-")[1] for f in saved])
+        files.append(chosen)
+    return files
+
+
+def predict_file(root: Path, dataset: str, arch: str, input_path: Path, output_path: Path,
+                 seed: int | None = None) -> pl.DataFrame:
+    """Write the predictions of (dataset, arch) for the rows of ``input_path`` to ``output_path`` (CSV or
+    Parquet, by its suffix): one column per task, the positive class's probability for a binary task, one
+    column per class (``<task>:<k>``) for a multi-class task, the value for a regression task. Returns them."""
+    from bench.datasets.table import encode_file
+    from bench.training import models
+
+    if output_path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise UserError(f"--output {output_path}: the name must end in .csv or .parquet")
+    columns: dict[str, pl.Series] = {}
+    encoded: dict[str, object] = {}  # the same encoding (one per dataset) is applied once
+    for path in model_files(root, dataset, arch, seed):
+        system, meta = models.load_model(path)
+        key = repr(meta["encoding"])
+        if key not in encoded:
+            encoded[key] = encode_file(input_path, meta["encoding"])
+        for task, values in models.predict(system, encoded[key]).items():
+            if values.dim() == 2:  # class probabilities
+                for k in range(values.shape[1]):
+                    columns[f"{task}:{k}"] = pl.Series(f"{task}:{k}", values[:, k].numpy())
+            else:
+                columns[task] = pl.Series(task, values.numpy())
+    frame = pl.DataFrame(list(columns.values()))
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output_path.with_name(f".{output_path.name}.tmp")
+    if output_path.suffix.lower() == ".csv":
+        frame.write_csv(tmp)
+    else:
+        frame.write_parquet(tmp)
+    tmp.replace(output_path)
+    return frame
