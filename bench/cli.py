@@ -6,15 +6,12 @@ User mistakes (``UserError``) are reported on one line and exit with status 2, n
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import sys
 
-from .errors import UserError
+from .errors import UserError, is_environment_error
 
 COMMANDS = ("train", "run", "leaderboard", "list")
-# errors of the machine (full disk, quota, read-only or forbidden paths, failing device), reported in one line
-ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -40,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        if err.errno not in ENVIRONMENT_ERRORS:
+        if not is_environment_error(err):
             raise
         # the machine, not the study: nothing of the configuration is judged; what was stored stays whole
         where = f" writing {err.filename}" if err.filename else ""

@@ -340,3 +340,33 @@ def test_header_states_trials_that_ran_and_an_incomplete_study(tmp_path, capsys)
     _, text = leaderboard.build(root, cwd / "lb", with_plots=False)
     assert "- **incomplete study**: final runs missing (synthetic \\| mmoe: seed 2; synthetic \\| shared_bottom: " \
            "no final run)" in text
+
+
+def test_a_full_disk_in_a_trial_is_retried_not_counted(tmp_path, capsys, monkeypatch, reference):
+    """An error of the machine inside a trial (here ENOSPC) is not a failure of its configuration: the trial is
+    failed for a retry, the run stops with one line, and the rerun gives the uninterrupted leaderboard."""
+    import optuna
+
+    import bench.training.fit
+    from bench.coordination.storage import open_storage
+
+    cwd = study_dir(tmp_path)
+    original = bench.training.fit.fit
+    calls = {"n": 0}
+
+    def fit(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", "/scratch/lightning.tmp")
+        return original(*a, **kw)
+
+    monkeypatch.setattr(bench.training.fit, "fit", fit)
+    capsys.readouterr()
+    assert run(cwd) == 1
+    err = one_line(capsys.readouterr().err)
+    assert err == "bench run: error: No space left on device writing /scratch/lightning.tmp\n"
+    trial = optuna.load_study(study_name="synthetic/mmoe", storage=open_storage(cwd / "runs" / "f", None)).trials[1]
+    assert "error" not in trial.user_attrs and trial.user_attrs["interrupted"].startswith("interrupted by OSError")
+    monkeypatch.setattr(bench.training.fit, "fit", original)
+    assert run(cwd) == 0
+    assert page(cwd) == reference

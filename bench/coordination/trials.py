@@ -45,7 +45,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from bench.errors import UserError
+from bench.errors import UserError, is_environment_error
 
 from .coordinator import Coordinator
 from .signals import StopFlag, Terminated
@@ -208,8 +208,9 @@ def search(
 
 def run_trial(opt, trial, objective: Callable, *, coordinator: Coordinator, lock_name: str, unit: str,
               stop: StopFlag) -> None:
-    """One trial: the objective's value, PRUNED, or FAIL (its error kept by the objective); an interruption
-    fails it for a retry and re-raises; a ``UserError`` fails it and re-raises."""
+    """One trial: the objective's value, PRUNED, or FAIL (its error kept by the objective); an interruption, or
+    an error of the machine (``bench.errors.is_environment_error``: a full disk...), fails it for a retry and
+    re-raises; a ``UserError`` fails it and re-raises."""
     import optuna
     from optuna.trial import TrialState
 
@@ -231,7 +232,13 @@ def run_trial(opt, trial, objective: Callable, *, coordinator: Coordinator, lock
         except UserError:
             opt.tell(trial, state=TrialState.FAIL)
             raise
-        except Exception:
+        except Exception as err:
+            if is_environment_error(err):  # the machine failed, not the configuration: retried, not counted
+                with coordinator.lock(lock_name):
+                    frozen = opt._storage.get_trial(trial._trial_id)
+                    if frozen.state == TrialState.RUNNING:
+                        fail_and_retry(opt, frozen, f"interrupted by {type(err).__name__}: {err}")
+                raise
             opt.tell(trial, state=TrialState.FAIL)
             return
     opt.tell(trial, value)

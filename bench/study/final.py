@@ -28,7 +28,7 @@ import polars as pl
 
 from bench.coordination import trials
 from bench.coordination.signals import Terminated
-from bench.errors import UserError
+from bench.errors import UserError, is_environment_error
 from bench.hashing import config_hash
 from bench.results import store
 from bench.spec.hooks import Hooks
@@ -92,6 +92,8 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
         except UserError:
             raise
         except Exception as err:  # the whole batch failed (e.g. out of memory): never stored
+            if is_environment_error(err):  # the machine's (a full disk...): reported, not a failed seed
+                raise
             if len(batch) > 1:  # one bad seed must not cost the others: train them one by one
                 out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} as a population failed "
                     f"({type(err).__name__}: {err}); training them one at a time")
@@ -187,6 +189,8 @@ def final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, ac
         except UserError:
             raise
         except Exception as err:  # this seed's failure; the others still train
+            if is_environment_error(err):
+                raise
             errors[seed] = f"{type(err).__name__}: {err}"
             continue
         rows += end_seed(hooks, unit, result, seed, config, cfg, kinds, store.now())

@@ -20,7 +20,7 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback
 
 from bench.coordination import identity, trials
-from bench.errors import UserError
+from bench.errors import UserError, is_environment_error
 from bench.hashing import config_hash
 from bench.results import store
 from bench.spec.hooks import Hooks
@@ -118,6 +118,9 @@ def make_objective(
             record["user_error"] = str(err)
             raise
         except Exception as err:
+            if is_environment_error(err):  # the machine's (a full disk...): the trial is retried, not counted
+                record["interrupted"] = f"{type(err).__name__}: {err}"
+                raise
             # an error of this configuration (kept as a failed trial that counts toward the budget)
             record["error"] = f"{type(err).__name__}: {err}"
             raise
