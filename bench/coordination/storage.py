@@ -20,6 +20,7 @@ from .urls import check_storage_url, clean_error, mask_url
 
 DEFAULT_HEARTBEAT = 20  # seconds between heartbeats on a database storage; stale after GRACE_FACTOR times that
 GRACE_FACTOR = 3
+ENTRY = b'{"op_code":'  # how every line of Optuna's journal file starts
 
 
 def open_storage(root: Path, url: str | None, *, heartbeat: int = DEFAULT_HEARTBEAT):
@@ -78,6 +79,9 @@ def repair_journal(path: Path, out: Callable[[str], None] = print) -> None:
     lock.acquire()
     try:
         raw = path.read_bytes()
+        n = raw.count(b"\n")
+        if raw.endswith(b"\n") and raw.startswith(ENTRY) and raw.count(ENTRY) == raw.count(b"\n" + ENTRY) + 1 == n:
+            return  # every line starts an entry and none holds a second one: sound, no need to parse it all
         lines = raw.split(b"\n")
         tail = lines.pop()  # b"" when the file ends with a newline
         fixed, notes = [], []
