@@ -95,6 +95,15 @@ SPECS = [
     ("wandb-mode", 'wandb = "loud"\n' + BASE, "unknown wandb mode 'loud'"),
     ("published-dataset", BASE + '\n[[published]]\nsource = "x"\ndataset = "nope"\nmetric = "auc"\n'
      "values = { mmoe = { y1 = 0.9 } }\n", "unknown dataset label in published[0] 'nope'"),
+    ("repeats-huge", replaced("seeds = 1", "seeds = 1\nrepeats = 100000000000"), "repeats must be between 0"),
+    ("objective-type", replaced("seeds = 1", "seeds = 1\nobjective = 1"), "objective=1: expected str"),
+    ("datasets-type", BASE.split("[[datasets]]")[0] + 'datasets = "synthetic"\n', "at least one [[datasets]]"),
+    ("dataset-no-name", replaced('name = "synthetic"\n', ""), "datasets[0] needs a name"),
+    ("tasks-empty", replaced('name = "synthetic"', 'name = "synthetic"\ntasks = []'),
+     "datasets[0].tasks must be a non-empty list"),
+    ("search-section", BASE + "\n[search.nope]\nlr = 0.1\n", "unknown key in search 'nope'"),
+    ("pruner-option", replaced('kind = "none"', 'kind = "median"\nn_warmup_steps = "x"'),
+     "pruner.n_warmup_steps='x': expected int"),
     ("invalid-toml", BASE + "\n[budget\n", "invalid TOML"),
     ("binary-file", bytes(range(256)) * 4, "not a study spec (not UTF-8 text"),
 ]

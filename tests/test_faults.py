@@ -329,7 +329,9 @@ def test_header_states_trials_that_ran_and_an_incomplete_study(tmp_path, capsys)
     assert run(cwd) == 0
     root = cwd / "runs" / "f"
     (cwd / "f.toml").write_text(SPEC.replace("trials = 3", "trials = 2"))
+    journal = (root / "optuna.journal").read_bytes()
     assert run(cwd) == 0
+    assert (root / "optuna.journal").read_bytes() == journal  # nothing to run: nothing appended
     text = (cwd / "leaderboard" / "f.md").read_text()
     assert "- budget: 2 search trials per architecture and dataset (3 ran for some units: trials of an earlier, " \
            "larger budget are kept)" in text
