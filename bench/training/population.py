@@ -235,14 +235,14 @@ def _draw_masks(
     ``torch.nn.functional.dropout`` draws from the global one (``bernoulli_(1 - p)`` into a tensor laid out as
     its input, divided by ``1 - p``): on the CPU, member s's masks are those ``fit`` draws after seeding with
     s's seed."""
-    per_member = [
-        [
-            torch.empty_strided(shape, stride, device=device).bernoulli_(1 - p, generator=g).div_(1 - p)
-            for shape, stride, p in calls
-        ]
-        for g in generators
-    ]
-    return [torch.stack([masks[k] for masks in per_member]) for k in range(len(calls))]
+    masks = []
+    for shape, stride, p in calls:
+        n = math.prod(shape)
+        mask = torch.empty_strided((len(generators), *shape), (n, *stride), device=device)  # row s: fit's layout
+        for row, g in zip(mask, generators):
+            row.bernoulli_(1 - p, generator=g)
+        masks.append(mask.div_(1 - p))
+    return masks
 
 
 def _check_configs(arch: str, configs: list[dict[str, Any]]) -> list[TrainConfig]:
