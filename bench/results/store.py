@@ -166,10 +166,14 @@ def stored_seeds(root: Path, stage: str = "final") -> set[int]:
 
 
 def write_meta(root: Path, meta: dict[str, Any]) -> None:
-    root.mkdir(parents=True, exist_ok=True)
     tmp = root / ".study.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, root / "study.json")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, root / "study.json")
+    except OSError as err:  # a full disk names the file (bench.cli reports it in one line)
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror or str(err), str(root / "study.json")) from None
 
 
 def read_meta(root: Path) -> dict[str, Any]:

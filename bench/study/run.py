@@ -107,7 +107,10 @@ def prepare(study: Study, root: Path, data: dict[str, Any], all_units: list[Unit
     kept = {k: v for k, v in store.read_meta(root).items() if k == "command"} if (root / "study.json").is_file() else {}
     store.write_meta(root, {**study.meta(), "data": {label: describe(d) for label, d in data.items()}, **kept})
     if study.path is not None:
-        shutil.copyfile(study.path, root / "spec.toml")
+        try:
+            shutil.copyfile(study.path, root / "spec.toml")
+        except OSError as err:  # a full disk names the file (bench.cli reports it in one line)
+            raise OSError(err.errno, err.strerror or str(err), str(root / "spec.toml")) from None
     return storage
 
 
