@@ -53,8 +53,11 @@ SPECS = [
     ("name-type", replaced('name = "m"', "name = 3"), "name=3: expected str"),
     ("archs-empty", replaced('architectures = ["mmoe"]', "architectures = []"), "non-empty list"),
     ("archs-type", replaced('architectures = ["mmoe"]', 'architectures = "mmoe"'), "non-empty list"),
-    ("arch-unknown", replaced('architectures = ["mmoe"]', 'architectures = ["mmoe", "nope"]'),
-     "unknown architecture 'nope'"),
+    (
+        "arch-unknown",
+        replaced('architectures = ["mmoe"]', 'architectures = ["mmoe", "nope"]'),
+        "unknown architecture 'nope'",
+    ),
     ("arch-twice", replaced('architectures = ["mmoe"]', 'architectures = ["mmoe", "mmoe"]'), "twice"),
     ("trials-zero", replaced("trials = 1", "trials = 0"), "trials and max_epochs must be >= 1"),
     ("trials-type", replaced("trials = 1", 'trials = "three"'), "budget.trials='three': expected int"),
@@ -67,16 +70,18 @@ SPECS = [
     ("seeds-float", replaced("seeds = 1", "seeds = 1e11"), "seeds=100000000000.0: expected int"),
     ("repeats-negative", replaced("seeds = 1", "seeds = 1\nrepeats = -1"), "repeats must be between 0"),
     ("objective-unknown", replaced("seeds = 1", 'seeds = 1\nobjective = "y9"'), "unknown objective 'y9'"),
-    ("no-datasets", BASE.split("[[datasets]]")[0] + "[search.all]\nbatch_size = [64]\n",
-     "at least one [[datasets]]"),
+    ("no-datasets", BASE.split("[[datasets]]")[0] + "[search.all]\nbatch_size = [64]\n", "at least one [[datasets]]"),
     ("dataset-unknown", replaced('name = "synthetic"', 'name = "synthetc"'), "unknown dataset 'synthetc'"),
     ("dataset-option", replaced("n_samples = 200", "n_sample = 200"), "'n_sample'"),
     ("dataset-option-type", replaced("n_samples = 200", 'n_samples = "many"'), "expected int"),
     ("n-samples-1e11", replaced("n_samples = 200", "n_samples = 100000000000"), "n_samples=100000000000 with d=4"),
     ("dataset-task", replaced('name = "synthetic"', 'name = "synthetic"\ntasks = ["y9"]'), "unknown task 'y9'"),
     ("dataset-label", replaced('name = "synthetic"', 'name = "synthetic"\nlabel = "a b"'), "dataset label 'a b'"),
-    ("dataset-twice", BASE.replace("[search.all]", '[[datasets]]\nname = "synthetic"\n\n[search.all]'),
-     "dataset labels must be distinct"),
+    (
+        "dataset-twice",
+        BASE.replace("[search.all]", '[[datasets]]\nname = "synthetic"\n\n[search.all]'),
+        "dataset labels must be distinct",
+    ),
     ("search-key", replaced("n_experts = 2", "n_experts = 2\ncolour = [1]"), "unknown search key for mmoe 'colour'"),
     ("search-empty", replaced("expert_units = [4]", "expert_units = []"), "expert_units"),
     ("search-range", replaced("expert_units = [4]", "lr = { low = 0.1, high = 0.01 }\nexpert_units = [4]"), "lr"),
@@ -86,32 +91,53 @@ SPECS = [
     ("search-type", replaced("expert_units = [4]", 'expert_units = ["four"]'), "expert_units"),
     ("sampler-kind", replaced("[pruner]", '[sampler]\nkind = "cmaes"\n\n[pruner]'), "unknown sampler 'cmaes'"),
     ("sampler-option", replaced("[pruner]", "[sampler]\nfoo = 1\n\n[pruner]"), "unknown option of sampler tpe 'foo'"),
-    ("grid-mismatch", replaced("[pruner]", '[sampler]\nkind = "grid"\n\n[pruner]').replace(
-        "expert_units = [4]", FIXED + "expert_units = [4, 8]"), "the grid of mmoe has 2 points but budget.trials = 1"),
-    ("grid-range", replaced("[pruner]", '[sampler]\nkind = "grid"\n\n[pruner]').replace(
-        "n_experts = 2", "n_experts = 2\nlr = { low = 0.001, high = 0.01 }"), "needs a list of choices"),
+    (
+        "grid-mismatch",
+        replaced("[pruner]", '[sampler]\nkind = "grid"\n\n[pruner]').replace(
+            "expert_units = [4]", FIXED + "expert_units = [4, 8]"
+        ),
+        "the grid of mmoe has 2 points but budget.trials = 1",
+    ),
+    (
+        "grid-range",
+        replaced("[pruner]", '[sampler]\nkind = "grid"\n\n[pruner]').replace(
+            "n_experts = 2", "n_experts = 2\nlr = { low = 0.001, high = 0.01 }"
+        ),
+        "needs a list of choices",
+    ),
     ("pruner-kind", replaced('kind = "none"', 'kind = "sometimes"'), "unknown pruner 'sometimes'"),
-    ("final-type", BASE + "\n[final]\npopulation = \"maybe\"\n", "final.population='maybe': expected bool"),
+    ("final-type", BASE + '\n[final]\npopulation = "maybe"\n', "final.population='maybe': expected bool"),
     ("wandb-mode", 'wandb = "loud"\n' + BASE, "unknown wandb mode 'loud'"),
-    ("published-dataset", BASE + '\n[[published]]\nsource = "x"\ndataset = "nope"\nmetric = "auc"\n'
-     "values = { mmoe = { y1 = 0.9 } }\n", "unknown dataset label in published[0] 'nope'"),
+    (
+        "published-dataset",
+        BASE + '\n[[published]]\nsource = "x"\ndataset = "nope"\nmetric = "auc"\nvalues = { mmoe = { y1 = 0.9 } }\n',
+        "unknown dataset label in published[0] 'nope'",
+    ),
     ("repeats-huge", replaced("seeds = 1", "seeds = 1\nrepeats = 100000000000"), "repeats must be between 0"),
     ("objective-type", replaced("seeds = 1", "seeds = 1\nobjective = 1"), "objective=1: expected str"),
     ("datasets-type", BASE.split("[[datasets]]")[0] + 'datasets = "synthetic"\n', "at least one [[datasets]]"),
     ("dataset-no-name", replaced('name = "synthetic"\n', ""), "datasets[0] needs a name"),
-    ("tasks-empty", replaced('name = "synthetic"', 'name = "synthetic"\ntasks = []'),
-     "datasets[0].tasks must be a non-empty list"),
+    (
+        "tasks-empty",
+        replaced('name = "synthetic"', 'name = "synthetic"\ntasks = []'),
+        "datasets[0].tasks must be a non-empty list",
+    ),
     ("search-section", BASE + "\n[search.nope]\nlr = 0.1\n", "unknown key in search 'nope'"),
-    ("pruner-option", replaced('kind = "none"', 'kind = "median"\nn_warmup_steps = "x"'),
-     "pruner.n_warmup_steps='x': expected int"),
+    (
+        "pruner-option",
+        replaced('kind = "none"', 'kind = "median"\nn_warmup_steps = "x"'),
+        "pruner.n_warmup_steps='x': expected int",
+    ),
     ("invalid-toml", BASE + "\n[budget\n", "invalid TOML"),
     ("binary-file", bytes(range(256)) * 4, "not a study spec (not UTF-8 text"),
 ]
 
 
 def tree_hash(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -168,14 +194,16 @@ def test_the_matrix_has_the_issue_s_34_variants_and_more():
 
 # --- the table matrix ----------------------------------------------------------------------------------------
 def good_frame(n: int = 60) -> pl.DataFrame:
-    return pl.DataFrame({
-        "x": [float(i % 7) for i in range(n)],
-        "c": [["a", "b", "c"][i % 3] for i in range(n)],
-        "click": [i % 2 for i in range(n)],
-        "price": [i / 10 for i in range(n)],
-        "segment": [["u", "v", "w"][i % 3] for i in range(n)],
-        "fold": [["train", "train", "train", "valid", "test"][i % 5] for i in range(n)],
-    })
+    return pl.DataFrame(
+        {
+            "x": [float(i % 7) for i in range(n)],
+            "c": [["a", "b", "c"][i % 3] for i in range(n)],
+            "click": [i % 2 for i in range(n)],
+            "price": [i / 10 for i in range(n)],
+            "segment": [["u", "v", "w"][i % 3] for i in range(n)],
+            "fold": [["train", "train", "train", "valid", "test"][i % 5] for i in range(n)],
+        }
+    )
 
 
 def csv_with(**columns) -> str:
@@ -188,47 +216,84 @@ LABELS = '{ click = "binary", price = "regression" }'
 TABLES = [
     ("header-only", "x,c,click,price\n", f"labels = {LABELS}", "no data rows (only a header line)"),
     ("empty-file", "", f"labels = {LABELS}", "t.csv"),
-    ("constant-binary", csv_with(click=[1] * N), f"labels = {LABELS}",
-     "label click is binary but every row holds the same value (1)"),
-    ("inf-regression", csv_with(price=[1.0] * (N - 1) + [float("inf")]), f"labels = {LABELS}",
-     "label price is a regression label but inf is not a finite number"),
-    ("nan-regression", csv_with(price=[1.0] * (N - 1) + [float("nan")]), f"labels = {LABELS}",
-     "label price is missing"),
-    ("huge-regression", csv_with(price=[1.0] * (N - 1) + [1e39]), f"labels = {LABELS}",
-     "beyond the float32 range"),
+    (
+        "constant-binary",
+        csv_with(click=[1] * N),
+        f"labels = {LABELS}",
+        "label click is binary but every row holds the same value (1)",
+    ),
+    (
+        "inf-regression",
+        csv_with(price=[1.0] * (N - 1) + [float("inf")]),
+        f"labels = {LABELS}",
+        "label price is a regression label but inf is not a finite number",
+    ),
+    (
+        "nan-regression",
+        csv_with(price=[1.0] * (N - 1) + [float("nan")]),
+        f"labels = {LABELS}",
+        "label price is missing",
+    ),
+    ("huge-regression", csv_with(price=[1.0] * (N - 1) + [1e39]), f"labels = {LABELS}", "beyond the float32 range"),
     ("missing-label", csv_with(click=[1, None] * (N // 2)), f"labels = {LABELS}", "label click is missing"),
-    ("binary-three-values", csv_with(click=[0, 1, 2] * (N // 3)), f"labels = {LABELS}",
-     "label click is binary but holds values 0, 1, 2"),
+    (
+        "binary-three-values",
+        csv_with(click=[0, 1, 2] * (N // 3)),
+        f"labels = {LABELS}",
+        "label click is binary but holds values 0, 1, 2",
+    ),
     ("regression-text", csv_with(price=["cheap"] * N), f"labels = {LABELS}", "'cheap' is not a number"),
-    ("multiclass-one-class", csv_with(segment=["u"] * N), 'labels = { segment = "multiclass" }',
-     "label segment is multiclass but holds only 1 distinct value"),
+    (
+        "multiclass-one-class",
+        csv_with(segment=["u"] * N),
+        'labels = { segment = "multiclass" }',
+        "label segment is multiclass but holds only 1 distinct value",
+    ),
     ("unknown-label-column", csv_with(), 'labels = { clicks = "binary" }', "unknown label column"),
     ("unknown-label-kind", csv_with(), 'labels = { click = "ordinal" }', "unknown kind of label click 'ordinal'"),
     ("no-labels", csv_with(), "labels = {}", "no labels given"),
     ("malformed-row", good_frame().write_csv() + "1,a,0\n", f"labels = {LABELS}", "malformed row: 3 fields"),
     ("binary-garbage", bytes(range(256)) * 8, f"labels = {LABELS}", "t.csv"),
     ("file-missing", None, f"labels = {LABELS}", "file not found"),
-    ("split-value", csv_with(fold=["train", "later"] * (N // 2)), f'labels = {LABELS}, split_column = "fold"',
-     "unknown value of split column fold"),
-    ("split-empty", csv_with(fold=["train", "valid"] * (N // 2)), f'labels = {LABELS}, split_column = "fold"',
-     "the test split is empty"),
+    (
+        "split-value",
+        csv_with(fold=["train", "later"] * (N // 2)),
+        f'labels = {LABELS}, split_column = "fold"',
+        "unknown value of split column fold",
+    ),
+    (
+        "split-empty",
+        csv_with(fold=["train", "valid"] * (N // 2)),
+        f'labels = {LABELS}, split_column = "fold"',
+        "the test split is empty",
+    ),
     ("split-column-missing", csv_with(), f'labels = {LABELS}, split_column = "part"', "unknown split column"),
-    ("feature-is-label", csv_with(), f'labels = {LABELS}, features = ["x", "click"]',
-     "label column click cannot also be a feature"),
-    ("no-features", good_frame().select("click", "price").write_csv(), f"labels = {LABELS}",
-     "no feature columns left"),
-    ("numeric-text", csv_with(x=["1.5", "many"] * (N // 2)), f'labels = {LABELS}, numeric = ["x"]',
-     "numeric feature x: 'many' is not a number"),
-    ("reserved-column", good_frame().rename({"x": "__line"}).write_csv(), f"labels = {LABELS}",
-     "column name '__line' is reserved"),
+    (
+        "feature-is-label",
+        csv_with(),
+        f'labels = {LABELS}, features = ["x", "click"]',
+        "label column click cannot also be a feature",
+    ),
+    ("no-features", good_frame().select("click", "price").write_csv(), f"labels = {LABELS}", "no feature columns left"),
+    (
+        "numeric-text",
+        csv_with(x=["1.5", "many"] * (N // 2)),
+        f'labels = {LABELS}, numeric = ["x"]',
+        "numeric feature x: 'many' is not a number",
+    ),
+    (
+        "reserved-column",
+        good_frame().rename({"x": "__line"}).write_csv(),
+        f"labels = {LABELS}",
+        "column name '__line' is reserved",
+    ),
     ("fractions", csv_with(), f"labels = {LABELS}, val_fraction = 0.7, test_fraction = 0.5", "fraction"),
     ("separator", csv_with(), f'labels = {LABELS}, separator = ";;"', "separator must be one character"),
 ]
 
 
 @pytest.mark.usefixtures("one_thread")
-@pytest.mark.parametrize(("content", "options", "needle"),
-                         [pytest.param(c, o, n, id=i) for i, c, o, n in TABLES])
+@pytest.mark.parametrize(("content", "options", "needle"), [pytest.param(c, o, n, id=i) for i, c, o, n in TABLES])
 def test_bad_table_is_refused_in_one_line(stored, tmp_path, capsys, monkeypatch, content, options, needle):
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     csv = tmp_path / "t.csv"
@@ -236,8 +301,10 @@ def test_bad_table_is_refused_in_one_line(stored, tmp_path, capsys, monkeypatch,
         csv.write_bytes(content)
     elif content is not None:
         csv.write_text(content)
-    spec = BASE.replace('name = "synthetic"\noptions = { n_samples = 200, d = 4 }',
-                        f'name = "table"\noptions = {{ path = "{csv}", {options} }}')
+    spec = BASE.replace(
+        'name = "synthetic"\noptions = { n_samples = 200, d = 4 }',
+        f'name = "table"\noptions = {{ path = "{csv}", {options} }}',
+    )
     (tmp_path / "m.toml").write_text(spec)
     refused(stored, str(tmp_path / "m.toml"), capsys, needle)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

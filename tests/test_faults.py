@@ -142,8 +142,10 @@ def test_torn_journal_line_repair_message_and_glued_append(tmp_path, capsys):
     from bench.coordination.storage import repair_journal
 
     journal = tmp_path / "optuna.journal"
-    good = [b'{"op_code":0,"worker_id":"w","study_name":"s","directions":[1]}',
-            b'{"op_code":5,"worker_id":"w","study_id":0,"datetime_start":"2026-01-01T00:00:00"}']
+    good = [
+        b'{"op_code":0,"worker_id":"w","study_name":"s","directions":[1]}',
+        b'{"op_code":5,"worker_id":"w","study_id":0,"datetime_start":"2026-01-01T00:00:00"}',
+    ]
     journal.write_bytes(good[0] + b"\n" + good[1][:20] + good[1] + b"\n" + good[1][:9])
     lines: list[str] = []
     repair_journal(journal, lines.append)
@@ -192,8 +194,7 @@ def test_interrupted_and_resumed_study_gives_the_same_leaderboard(tmp_path, caps
 
     from bench.coordination.storage import open_storage
 
-    trials = optuna.load_study(study_name="synthetic/mmoe",
-                               storage=open_storage(cwd / "runs" / "f", None)).get_trials()
+    trials = optuna.load_study(study_name="synthetic/mmoe", storage=open_storage(cwd / "runs" / "f", None)).get_trials()
     assert len(trials) == 4 and "failed_trial" in trials[2].system_attrs  # the interrupted one and its retry
     assert page(cwd) == reference
 
@@ -296,13 +297,23 @@ def table_frame(n: int = 120, flip: bool = False) -> pl.DataFrame:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 3, generator=g)
     a = (x[:, 0] > 0).int().tolist()
-    return pl.DataFrame({"x0": x[:, 0].tolist(), "x1": x[:, 1].tolist(), "x2": x[:, 2].tolist(),
-                         "a": [1 - v for v in a] if flip else a, "b": (x[:, 1] * 2).tolist()})
+    return pl.DataFrame(
+        {
+            "x0": x[:, 0].tolist(),
+            "x1": x[:, 1].tolist(),
+            "x2": x[:, 2].tolist(),
+            "a": [1 - v for v in a] if flip else a,
+            "b": (x[:, 1] * 2).tolist(),
+        }
+    )
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.parent.name not in ("locks", "workers")}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.parent.name not in ("locks", "workers")
+    }
 
 
 def test_a_data_file_edited_in_place_is_a_changed_study(tmp_path, capsys, monkeypatch):
@@ -333,15 +344,19 @@ def test_header_states_trials_that_ran_and_an_incomplete_study(tmp_path, capsys)
     assert run(cwd) == 0
     assert (root / "optuna.journal").read_bytes() == journal  # nothing to run: nothing appended
     text = (cwd / "leaderboard" / "f.md").read_text()
-    assert "- budget: 2 search trials per architecture and dataset (3 ran for some units: trials of an earlier, " \
-           "larger budget are kept)" in text
+    assert (
+        "- budget: 2 search trials per architecture and dataset (3 ran for some units: trials of an earlier, "
+        "larger budget are kept)" in text
+    )
     assert "| 3/0/0 " in text and "incomplete" not in text
     (root / "results" / "final" / "synthetic" / "mmoe" / "seed-2.parquet").unlink()
     for p in (root / "results" / "final" / "synthetic" / "shared_bottom").glob("*.parquet"):
         p.unlink()
     _, text = leaderboard.build(root, cwd / "lb", with_plots=False)
-    assert "- **incomplete study**: final runs missing (synthetic \\| mmoe: seed 2; synthetic \\| shared_bottom: " \
-           "no final run)" in text
+    assert (
+        "- **incomplete study**: final runs missing (synthetic \\| mmoe: seed 2; synthetic \\| shared_bottom: "
+        "no final run)" in text
+    )
 
 
 def test_a_full_disk_in_a_trial_is_retried_not_counted(tmp_path, capsys, monkeypatch, reference):
