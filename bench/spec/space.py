@@ -16,6 +16,7 @@ from .config import TrainConfig, check_keys, coerce
 
 RANGE_KEYS = ("low", "high", "log", "step")
 # TrainConfig fields a search space may set; the others are set by the budget, the seeds and the objective
+MAX_LR = 10.0  # a search space's learning rates are at most this (Adam, AdamW: far beyond any that trains)
 SEARCHABLE_TRAIN_KEYS = ("lr", "weight_decay", "optimizer", "batch_size", "eval_batch_size")
 
 
@@ -116,6 +117,19 @@ def parse_param(where: str, spec: Any) -> Param:
     return Param(value=spec)
 
 
+def check_arch_values(where: str, arch: str, key: str, param: Param, default: Any) -> None:
+    """Every fixed value, choice and bound of architecture option ``key`` must build ``arch`` (e.g. dropout in
+    [0, 1), at least one unit and layer), so that a bad value is refused with the spec, not at the first trial."""
+    from bench import architectures
+
+    values = [param.value] if param.kind == "fixed" else list(param.choices or ())
+    for v in [*values, *([param.low, param.high] if param.kind in ("int", "float") else [])]:
+        try:
+            architectures.check_options(arch, **{key: coerce(where, v, default)})
+        except ValueError as err:
+            raise UserError(f"{where}: {err}") from None
+
+
 def check_param_values(where: str, param: Param, default: Any, key: str | None = None) -> None:
     """Fixed values and choices must have the option's type (ranges are numeric by construction); a training
     setting (``key`` a ``TrainConfig`` field) must also be valid for it, so that ``batch_size = 0`` is refused
@@ -129,6 +143,8 @@ def check_param_values(where: str, param: Param, default: Any, key: str | None =
                 TrainConfig(**{key: coerce(where, v, default)})
             except UserError as err:
                 raise UserError(f"{where}: {err}") from None
+            if key == "lr" and coerce(where, v, default) > MAX_LR:
+                raise UserError(f"{where}: a learning rate above {MAX_LR:g} only diverges, got {v:g}")
     if param.kind in ("int", "float") and isinstance(default, bool | str):
         raise UserError(f"{where}: a numeric range for a {type(default).__name__} option")
     if param.kind == "float" and isinstance(default, int) and not isinstance(default, bool):

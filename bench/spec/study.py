@@ -66,7 +66,16 @@ from bench.errors import UnknownChoice, UserError
 from bench.hashing import config_hash
 
 from .config import check_keys, coerce
-from .space import Param, check_param_values, default_space, describe, parse_param, search_keys
+from .space import (
+    SEARCHABLE_TRAIN_KEYS,
+    Param,
+    check_arch_values,
+    check_param_values,
+    default_space,
+    describe,
+    parse_param,
+    search_keys,
+)
 from .tracking import WandbSpec, parse_wandb
 
 STUDY_KEYS = ("name", "description", "architectures", "objective", "seeds", "budget", "sampler", "pruner",
@@ -355,6 +364,8 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
                 merged[key] = parse_param(f"search.{section}.{key}", value)
         for key, param in merged.items():
             check_param_values(f"search.{arch}.{key}", param, valid[key], key)
+            if key not in SEARCHABLE_TRAIN_KEYS:
+                check_arch_values(f"search.{arch}.{key}", arch, key, param, valid[key])
         space[arch] = merged
 
     sampler = _optuna_kwargs("sampler", raw.get("sampler", {}), SAMPLERS, "tpe")
