@@ -4,6 +4,6 @@ Importing this package registers them; ``create(name, d_in, tasks, **options)`` 
 """
 
 from . import cgc, cross_stitch, mmoe, omoe, ple, shared_bottom, single_task  # noqa: F401  (registration)
-from .registry import UnknownChoice, available, create, get, has_aux_loss, options, register
+from .registry import UnknownChoice, available, check_options, create, get, has_aux_loss, options, register
 
-__all__ = ["UnknownChoice", "available", "create", "get", "has_aux_loss", "options", "register"]
+__all__ = ["UnknownChoice", "available", "check_options", "create", "get", "has_aux_loss", "options", "register"]

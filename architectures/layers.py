@@ -237,12 +237,19 @@ class ExtractionLevel(nn.Module):
         # the PLE shared gate (over all N experts, feeding the next level's shared experts) stays dense: top-k is
         # a choice of each task's gate, so that k = C gives back the dense level exactly
         self.shared_gate = StackedGate(1, d_in, self.n_experts) if shared_gate else None
-        # Which experts task k's gate weighs: (T, C), own experts first, then the shared ones.
-        own = torch.arange(n_tasks).unsqueeze(1) * n_specific + n_shared + torch.arange(n_specific)
-        shared = torch.arange(n_shared).expand(n_tasks, n_shared)
+        # Which experts task k's gate weighs: (T, C), own experts first, then the shared ones. On the CPU whatever
+        # the default device (architectures.check_options builds models on the meta device, where they are unread)
+        own = (
+            torch.arange(n_tasks, device="cpu").unsqueeze(1) * n_specific
+            + n_shared
+            + torch.arange(n_specific, device="cpu")
+        )
+        shared = torch.arange(n_shared, device="cpu").expand(n_tasks, n_shared)
         choices = torch.cat([own, shared], dim=1)
         self.register_buffer("choices", choices, persistent=False)
-        self.all_choices = n_choices == self.n_experts and bool((choices == torch.arange(self.n_experts)).all())
+        self.all_choices = n_choices == self.n_experts and bool(
+            (choices == torch.arange(self.n_experts, device="cpu")).all()
+        )
 
     def _expert_inputs(self, task_in: torch.Tensor, shared_in: torch.Tensor) -> torch.Tensor:
         # (N, B, d): shared experts read the shared input, task k's experts read task k's input

@@ -20,6 +20,7 @@ from torch import nn
 from bench.errors import UnknownChoice
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
+MAX_PARAMS = 1_000_000_000  # check_options: a bound on a configuration's size (4 GB of float32 weights)
 
 
 def register(name: str):
@@ -50,6 +51,23 @@ def get(name: str) -> type[nn.Module]:
 def options(name: str) -> dict[str, Any]:
     """The options of an architecture and their defaults: ``{option: default}``."""
     return {f.name: f.default for f in fields(get(name).Options)}
+
+
+def check_options(name: str, **opts: Any) -> None:
+    """Raise ``ValueError`` (or ``UnknownChoice``) when ``opts`` (the others at their defaults) cannot build
+    architecture ``name``, or build one of more than ``MAX_PARAMS`` parameters (with one input and one task): the
+    model is built on the meta device, which runs every check of its constructor without allocating its
+    weights, whatever their size."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = create(name, 1, {"t": 1}, **opts)
+    except RuntimeError as err:  # sizes beyond what a tensor can hold
+        raise ValueError(f"{name} with {opts} cannot be built ({str(err).splitlines()[0]})") from None
+    n = sum(p.numel() for p in model.parameters())
+    if n > MAX_PARAMS:
+        raise ValueError(f"{name} with {opts} has {n:,} parameters, more than the {MAX_PARAMS:,} allowed")
 
 
 def create(name: str, d_in: int, tasks: Mapping[str, int], **opts: Any) -> nn.Module:

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import UserError
+from .errors import UserError, is_environment_error
 
 COMMANDS = ("train", "run", "leaderboard", "predict", "list")
 
@@ -36,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"bench {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if not is_environment_error(err):
+            raise
+        # the machine, not the study: nothing of the configuration is judged; what was stored stays whole
+        where = f" writing {err.filename}" if err.filename else ""
+        print(f"bench {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"bench {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+
+# errors of the machine, not of a configuration (full disk, quota, read-only or forbidden paths, a failing device):
+# a trial they end is retried, never counted toward the budget; the command reports them in one line (exit 1)
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
+
+
+def is_environment_error(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in ENVIRONMENT_ERRNOS
+
 
 class UserError(ValueError):
     """Bad input from the user (a name, an option, a file): reported without a traceback."""

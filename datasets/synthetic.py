@@ -43,6 +43,9 @@ def correlated_factors(n_tasks: int, p: float) -> torch.Tensor:
     return L
 
 
+MAX_BYTES = 32 * 2**30  # a bound on the memory of one generated data set (hostile or mistyped sizes)
+
+
 @register_dataset("synthetic")
 def synthetic(
     *,
@@ -62,6 +65,14 @@ def synthetic(
         raise UserError(f"need 1 <= n_tasks <= d, got n_tasks={n_tasks}, d={d}")
     if m < 0 or noise_std < 0:
         raise UserError("m and noise_std must be non-negative")
+    if n_samples < 1:
+        raise UserError(f"n_samples must be >= 1, got {n_samples}")
+    need = n_samples * (d + n_tasks * (m + 2)) * 8  # float64 while generating: x, and y's (N, T, m) sines
+    if need > MAX_BYTES:
+        raise UserError(
+            f"n_samples={n_samples} with d={d} needs about {need / 2**30:.3g} GiB to generate, more "
+            f"than the {MAX_BYTES / 2**30:.0f} GiB this loader allows; use fewer samples or features"
+        )
     n_val, n_test = round(n_samples * val_fraction), round(n_samples * test_fraction)
     if min(n_val, n_test, n_samples - n_val - n_test) < 1:
         raise UserError(f"n_samples={n_samples} with these fractions leaves an empty split")

@@ -44,6 +44,7 @@ SPLIT_VALUES = {
     "val": "val", "valid": "val", "validation": "val", "dev": "val",
     "test": "test",
 }
+FLOAT32_MAX = 3.4028234663852886e38
 LINE = "__line"  # row number in its file (1-based, counting the header line)
 FILE = "__file"
 
@@ -123,6 +124,8 @@ def read_table(path: Path, separator: str, index: int) -> pl.DataFrame:
             first = 2
     except pl.exceptions.PolarsError as err:
         raise UserError(f"{path}: cannot read ({first_line(err)})") from None
+    if frame.height == 0:
+        raise UserError(f"{path}: no data rows" + (" (only a header line)" if frame.width else ""))
     for reserved in (LINE, FILE):
         if reserved in frame.columns:
             raise UserError(f"{path}: column name {reserved!r} is reserved")
@@ -151,8 +154,21 @@ def encode_label(frame: pl.DataFrame, name: str, kind: str, paths: list[Path]) -
                     f"{locate_row(frame, i, paths)}: label {name} is a regression label but {col[i]!r} is not a number"
                 )
             col = values
+        col = col.cast(pl.Float64)
+        infinite = col.is_infinite()
+        if infinite.any():
+            i = infinite.arg_true()[0]
+            raise UserError(f"{locate_row(frame, i, paths)}: label {name} is a regression label but {col[i]} is "
+                            "not a finite number")
+        if col.abs().max() > FLOAT32_MAX:
+            i = (col.abs() > FLOAT32_MAX).arg_true()[0]
+            raise UserError(f"{locate_row(frame, i, paths)}: label {name} is a regression label but {col[i]:g} is "
+                            "beyond the float32 range")
         return col.cast(pl.Float32), Task(name, "regression"), {}
     levels = col.unique().sort().to_list()
+    if kind == "binary" and len(levels) < 2:
+        raise UserError(f"table: label {name} is binary but every row holds the same value ({levels[0]!r}); a "
+                        "binary label needs both classes")
     if kind == "binary":
         if col.dtype == pl.Boolean:
             return col.cast(pl.Float32), Task(name, "binary"), {"positive": True}

@@ -38,8 +38,8 @@ batch_size = [48]
 expert_units = [8]
 tower_units = [8]
 n_experts = 2
-dropout = 0.0   # with dropout the two paths draw different masks (same distribution, different numbers)
-gate_noise = 0.0   # the same for the noise of top-k gates (gate_top_k is searched: dense or top-2)
+dropout = 0.2   # each seed's masks come from that seed alone: the two paths draw the same ones on a CPU
+gate_noise = 0.0   # the noise of top-k gates is drawn differently by the two paths (gate_top_k is searched)
 """
 
 CONFIG = {"batch_size": 48, "expert_units": 8, "tower_units": 8, "n_experts": 2, "max_epochs": 2, "patience": 2,
@@ -65,14 +65,16 @@ def recorder() -> tuple[Hooks, list[tuple]]:
     return Hooks(final_start=[start], final_end=[end]), calls
 
 
-def test_population_rows_equal_per_seed_rows():
+@pytest.mark.parametrize("dropout", [0.0, 0.25])
+def test_population_rows_equal_per_seed_rows(dropout):
     data = datasets.load("synthetic", n_samples=240, d=6, p=0.5)
     hooks, calls = recorder()
-    pop, pop_errors = population_final_stage(data, "mmoe", CONFIG, [1, 2, 3], accelerator="cpu", hooks=hooks)
+    config = {**CONFIG, "dropout": dropout}
+    pop, pop_errors = population_final_stage(data, "mmoe", config, [1, 2, 3], accelerator="cpu", hooks=hooks)
     # every seed started before training, every seed ended after it with its own rows
     n = len(pop) // 3
     assert calls == [("start", s, s) for s in (1, 2, 3)] + [("end", s, n) for s in (1, 2, 3)]
-    seq, seq_errors = final_stage(data, "mmoe", CONFIG, [1, 2, 3], accelerator="cpu")
+    seq, seq_errors = final_stage(data, "mmoe", config, [1, 2, 3], accelerator="cpu")
     assert pop_errors == seq_errors == {}
     # seeds x splits x tasks x metrics, and per seed MMoE's diagnostics (2 experts): 2 tasks x 2 gate weights,
     # 2 tasks x 3 gate statistics, 2 experts' dead units
@@ -87,6 +89,21 @@ def test_population_rows_equal_per_seed_rows():
             assert p[col] == s[col], col
         assert close(p["value"], s["value"]), (key(p), p["value"], s["value"])
         assert p["wandb_run"] == f"run-{p['seed']}"
+
+
+def test_a_seed_does_not_depend_on_the_seeds_sharing_its_population():
+    """With dropout, seed 3's rows are the same trained alone, with seeds 1 and 2, or after a resume that adds
+    seeds 4 and 5: its masks come from its own seed (issue 18, case 6)."""
+    data = datasets.load("synthetic", n_samples=240, d=6, p=0.5)
+    config = {**CONFIG, "dropout": 0.3}
+
+    def seed3(seeds):
+        rows, errors = population_final_stage(data, "mmoe", config, seeds, accelerator="cpu")
+        assert errors == {}
+        return sorted((r["split"], r["task"], r["metric"], r["value"], r["epochs"]) for r in rows if r["seed"] == 3)
+
+    alone = seed3([3])
+    assert seed3([1, 2, 3]) == alone and seed3([3, 4, 5]) == alone
 
 
 def write_spec(tmp_path, seeds: int, population: bool = True) -> str:

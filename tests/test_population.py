@@ -66,6 +66,19 @@ def test_population_of_two_reproduces_separate_fits(arch, data):
     assert pop[0].history[-1]["train_loss"] != pop[1].history[-1]["train_loss"]  # members really differ
 
 
+@pytest.mark.parametrize("arch", architectures.available())
+def test_population_with_dropout_reproduces_separate_fits(arch, data):
+    """Each member's dropout masks come from its own seed, drawn as ``fit`` draws them: on a CPU a member is
+    the separately trained model with dropout too (so whichever members share its population:
+    ``tests/test_final_population.py`` checks that directly)."""
+    small = {k: 8 for k in ("expert_units", "column_units", "tower_units") if k in architectures.options(arch)}
+    base = {"max_epochs": 2, "batch_size": 48, "patience": 10, "dropout": 0.3, **small}
+    configs = [{**base, "seed": 1}, {**base, "seed": 7, "lr": 1e-2}]
+    pop = train_population(arch, data, configs, evaluate_test=True, device="cpu")
+    for p, c in zip(pop, configs):
+        assert_same_fit(p, fit(arch, data, c, evaluate_test=True, accelerator="cpu"))
+
+
 def test_members_stop_independently(data):
     # member 0 overshoots with a large learning rate and stops on patience 1 (after epoch 4 on this data);
     # member 1 runs to its max_epochs; member 2 has a smaller max_epochs. Each must stop when it would alone.

@@ -112,7 +112,7 @@ def test_spec_keys():
     s2 = parse_study({**raw, "repeats": 7, "final": {"population": False}})
     assert s2.repeats == 7 and not s2.population
     assert parse_study({**raw, "final": {"population": True}}).spec_hash == s.spec_hash  # how, not what
-    with pytest.raises(UserError, match="repeats must be >= 0, got -1"):
+    with pytest.raises(UserError, match="repeats must be between 0 and 100000, got -1"):
         parse_study({**raw, "repeats": -1})
     with pytest.raises(UserError, match=r"repeats='three': expected int"):
         parse_study({**raw, "repeats": "three"})
@@ -154,7 +154,7 @@ def test_cli_repeats_end_to_end(tmp_path, monkeypatch, capsys):
     # a bad value: one line, exit 2, nothing written
     assert main([*args, "--repeats", "-1"]) == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines() == ["bench run: error: --repeats must be >= 0, got -1"]
+    assert err.strip().splitlines() == ["bench run: error: --repeats must be between 0 and 100000, got -1"]
     assert not (tmp_path / "runs").exists()
 
     assert main([*args, "--repeats", "3"]) == 0

@@ -65,7 +65,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bench.errors import UserError
-    from bench.spec.study import load_study
+    from bench.spec.study import MAX_REPEATS, load_study
 
     if args.worker:
         _await_go()
@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         study = load_study(args.study)  # every check of the spec happens here, before anything is written
         if args.repeats is not None:
-            if args.repeats < 0:
-                raise UserError(f"--repeats must be >= 0, got {args.repeats}")
+            if not 0 <= args.repeats <= MAX_REPEATS:
+                raise UserError(f"--repeats must be between 0 and {MAX_REPEATS}, got {args.repeats}")
             study.repeats = args.repeats
         if args.no_population:
             study.population = False

@@ -12,17 +12,28 @@ ALLOWED_CHANGES = ("description", "budget.trials", "budget.timeout", "seeds (mor
                    "wandb")
 
 
-def unit_identity(study, unit) -> dict[str, Any]:
-    """Everything of the spec that changes a unit's results: dataset and options, tasks, architecture, target,
-    objective, search space (built-in defaults included), epochs, patience, sampler and pruner. Not the
-    description, the number of trials, the timeout or the final seeds (a larger budget continues a study)."""
+def source_digests(data) -> dict[str, str]:
+    """``{"<label> <file name>": SHA-256}`` of the files a loaded dataset was read from
+    (``data.info["sources"]``, which the dataset layer's tensor cache computes anyway, once per file, size and
+    modification time); ``{}`` for generated data."""
+    sources = (getattr(data, "info", None) or {}).get("sources") or {}
+    return {f"{label} {Path(src.get('path', '')).name}".strip(): src["sha256"]
+            for label, src in sorted(sources.items()) if "sha256" in src}
+
+
+def unit_identity(study, unit, data=None) -> dict[str, Any]:
+    """Everything of the spec that changes a unit's results: dataset and options, the content of its source
+    files (``data``, the loaded dataset: ``source_digests``), tasks, architecture, target, objective, search
+    space (built-in defaults included), epochs, patience, sampler and pruner. Not the description, the number of
+    trials, the timeout or the final seeds (a larger budget continues a study)."""
     import json
     from dataclasses import asdict
 
     ds = next(d for d in study.datasets if d.label == unit.dataset)
     ident = {
         "study": study.name,
-        "dataset": {"name": ds.name, "options": ds.options, "tasks": list(ds.tasks or [])},
+        "dataset": {"name": ds.name, "options": ds.options, "tasks": list(ds.tasks or []),
+                    **({"sources": source_digests(data)} if data is not None else {})},
         "architecture": unit.arch, "target": unit.target, "objective": study.objective_for(unit.dataset),
         "search": {k: asdict(p) for k, p in sorted(study.search[unit.arch].items())},
         "max_epochs": study.budget.max_epochs, "patience": study.budget.patience,
@@ -40,17 +51,27 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if a == b:
             continue
         if isinstance(a, dict) and isinstance(b, dict) and key in ("search", "dataset"):
-            out += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            for k in sorted(set(a) | set(b)):
+                if key == "dataset" and k == "sources" and k not in a:
+                    continue  # stored before source digests were part of the identity
+                if a.get(k) == b.get(k):
+                    continue
+                if key == "dataset" and k == "sources":
+                    changed = sorted(f for f in set(a[k]) | set(b[k]) if a[k].get(f) != b[k].get(f))
+                    out.append(f"dataset.sources: the content of {', '.join(changed)} changed")
+                else:
+                    out.append(f"{key}.{k}")
         else:
             out.append(key)
     return out
 
 
 def check_identity(study, units, storage, root: Path, *, url: str | None,
-                   stored_final_seeds=()) -> None:
+                   stored_final_seeds=(), data: dict[str, Any] | None = None) -> None:
     """Refuse (``UserError``, before anything is written) to continue a unit whose stored Optuna study was
     started by a spec that gives different results, or to lower the number of final seeds below the stored ones
-    (``stored_final_seeds``, from the results store)."""
+    (``stored_final_seeds``, from the results store). ``data``: the loaded datasets by label (their source files'
+    digests are part of the identity)."""
     import optuna
 
     remedy = ("give the study a new name (name = ... in the spec)" if url else
@@ -67,7 +88,7 @@ def check_identity(study, units, storage, root: Path, *, url: str | None,
                 raise UserError(f"{unit}: the stored search was started by a different version of study "
                                 f"{study.name!r}; {remedy} ({allowed})")
             continue
-        new = unit_identity(study, unit)
+        new = unit_identity(study, unit, (data or {}).get(unit.dataset))
         if old.get("study") != new["study"]:
             raise UserError(f"{unit}: the storage already holds Optuna study {unit.optuna_name!r} of study "
                             f"{old.get('study')!r}; use one database (or dataset label) per study, or {remedy}")

@@ -5,7 +5,12 @@ heartbeats."""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import shutil
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.errors import UserError
@@ -15,6 +20,7 @@ from .urls import check_storage_url, clean_error, mask_url
 
 DEFAULT_HEARTBEAT = 20  # seconds between heartbeats on a database storage; stale after GRACE_FACTOR times that
 GRACE_FACTOR = 3
+ENTRY = b'{"op_code":'  # how every line of Optuna's journal file starts
 
 
 def open_storage(root: Path, url: str | None, *, heartbeat: int = DEFAULT_HEARTBEAT):
@@ -23,8 +29,15 @@ def open_storage(root: Path, url: str | None, *, heartbeat: int = DEFAULT_HEARTB
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
+        class Backend(JournalFileBackend):
+            def append_logs(self, logs) -> None:  # a full disk names the journal (bench.cli reports it)
+                try:
+                    super().append_logs(logs)
+                except OSError as err:
+                    raise OSError(err.errno, err.strerror or str(err), self._file_path) from None
+
         root.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(root / "optuna.journal")))
+        return JournalStorage(Backend(str(root / "optuna.journal")))
     dialect = check_storage_url(url)
     import optuna
     from optuna.storages import RDBStorage
@@ -43,6 +56,76 @@ def open_storage(root: Path, url: str | None, *, heartbeat: int = DEFAULT_HEARTB
     finally:
         if init_lock is not None:
             init_lock.close()
+
+
+def repair_journal(path: Path, out: Callable[[str], None] = print) -> None:
+    """Repair a journal damaged by a torn write (a crash or a full disk in the middle of a line), before anything
+    appends to it, or refuse it in one line (``UserError``); a repaired file's old bytes are kept beside it
+    (``optuna.journal.damaged-<time>``) and one line says so.
+
+    - A partial last line (no newline: the write was cut) is dropped: Optuna never applied it, and the next
+      append would otherwise be glued onto it, after which every read fails.
+    - A line holding such a partial write followed by a complete one (what that append produced) keeps the
+      complete entry, which is the one Optuna applied.
+    - Any other line that is not a JSON object cannot be repaired: refused, naming the line.
+
+    Held under Optuna's own lock of the file, so that a line another worker is writing is never taken for a
+    torn one."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        raw = path.read_bytes()
+        n = raw.count(b"\n")
+        if raw.endswith(b"\n") and raw.startswith(ENTRY) and raw.count(ENTRY) == raw.count(b"\n" + ENTRY) + 1 == n:
+            return  # every line starts an entry and none holds a second one: sound, no need to parse it all
+        lines = raw.split(b"\n")
+        tail = lines.pop()  # b"" when the file ends with a newline
+        fixed, notes = [], []
+        for number, line in enumerate(lines, 1):
+            good = _journal_entry(line)
+            if good is None:
+                raise UserError(f"{path}:{number}: damaged Optuna journal (not a JSON entry) that cannot be "
+                                f"repaired; restore it from a backup, or move {path.parent} aside (--fresh)")
+            if good is not line:
+                notes.append(f"line {number} held a torn write before a complete entry")
+            fixed.append(good)
+        if tail:
+            notes.append(f"dropped a partial last line of {len(tail)} bytes")
+        if not notes:
+            return
+        backup = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        n = 1
+        while backup.exists():
+            n += 1
+            backup = backup.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        shutil.copy2(path, backup)
+        tmp = path.with_name(f".{path.name}.repair")
+        with open(tmp, "wb") as f:
+            f.write(b"".join(line + b"\n" for line in fixed))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        out(f"{path}: repaired a torn write ({'; '.join(notes)}); the damaged file is kept as {backup.name}")
+    finally:
+        lock.release()
+
+
+def _journal_entry(line: bytes) -> bytes | None:
+    """``line`` when it is a JSON object; the complete entry at its end when it starts with a torn write; else
+    None."""
+    start = 0
+    while start >= 0:
+        try:
+            if isinstance(json.loads(line[start:]), dict):
+                return line if start == 0 else line[start:]
+        except ValueError:
+            pass
+        start = line.find(b'{"', start + 1)
+    return None
 
 
 def storage_url(storage) -> str | None:

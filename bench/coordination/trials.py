@@ -25,9 +25,12 @@ journal file ``runs/<study>/optuna.journal`` (processes on one machine), or a da
   counted trials failing (at least ``MIN_FAILURES`` of them) stops the worker with one clear line.
 - **Claims.** The final run of one (unit, seed) is claimed with a non-blocking lock held for the run's
   length (``Coordinator.claim``), so two workers never train the same seed; a lock dies with its process.
-- **Sampler seeds.** The sampler is re-created before every ``ask()`` with seed ``sampler.seed + n``, n the
-  number of trials the unit had: every trial draws from its own stream whichever worker asks, and two workers
-  started at the same moment never draw the same configurations.
+- **Sampler seeds.** The sampler is re-created before every ``ask()`` with seed ``sampler.seed + k``, k the
+  ordinal of the configuration about to be drawn (``next_ordinal``: the unit's trials that hold a
+  configuration, interrupted ones not counted), not the number of trials: every configuration draws from its
+  own stream whichever worker asks, two workers started at the same moment never draw the same configurations,
+  and an interrupted and resumed study draws the same configurations as an uninterrupted one. The ordinal
+  (user attribute ``ordinal``, kept by a retry) is also the ``trial`` number of the results store.
 
 Signals: SIGTERM sets a flag; inside training Lightning turns it into ``SIGTERMException`` (a ``SystemExit``,
 which Optuna does not catch) at the next batch; between trials the loop checks the flag. Either way the
@@ -42,7 +45,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from bench.errors import UserError
+from bench.errors import UserError, is_environment_error
 
 from .coordinator import Coordinator
 from .signals import StopFlag, Terminated
@@ -80,6 +83,34 @@ def counted(trial) -> bool:
     return trial.state == TrialState.FAIL and "error" in trial.user_attrs
 
 
+def interrupted(trial) -> bool:
+    """A trial failed by an interruption (its worker stopped or died), not by its configuration."""
+    from optuna.trial import TrialState
+
+    return trial.state == TrialState.FAIL and "interrupted" in trial.user_attrs
+
+
+def next_ordinal(all_trials) -> int:
+    """The ordinal of the configuration the unit's next new trial draws: its trials that hold a configuration
+    (all but the interrupted ones, whose configuration a retry holds, or, when no retry was queued, the next
+    new trial draws again from the same seed)."""
+    return sum(1 for t in all_trials if not interrupted(t))
+
+
+def ordinals(all_trials) -> dict[int, int]:
+    """``{trial number: ordinal of its configuration}`` for the trials that hold one: user attribute
+    ``ordinal``, set when the trial was drawn (a retry keeps its trial's); for trials stored without it, their
+    position among those trials in number order."""
+    out: dict[int, int] = {}
+    position = 0
+    for t in sorted(all_trials, key=lambda t: t.number):
+        if interrupted(t):
+            continue
+        out[t.number] = t.user_attrs.get("ordinal", position)
+        position += 1
+    return out
+
+
 def fail_and_retry(opt, trial, reason: str) -> bool:
     """Fail a RUNNING ``trial`` (``interrupted`` = reason) and queue one retry with the same parameters.
     Returns whether a retry was queued. Call under the unit's lock."""
@@ -99,7 +130,8 @@ def fail_and_retry(opt, trial, reason: str) -> bool:
     # trial's user attributes (its partial curve and the interruption are not the retry's)
     opt.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs={"retry_of": trial.number},
+        user_attrs={"retry_of": trial.number,  # the ordinal of its configuration is the failed trial's
+                    **{k: trial.user_attrs[k] for k in ("ordinal",) if k in trial.user_attrs}},
         system_attrs={"failed_trial": trial.system_attrs.get("failed_trial", trial.number), "retry_history": history,
                       # a grid sampler's point stays the retry's (else the grid would skip one and repeat another)
                       **{k: trial.system_attrs[k] for k in GRID_ATTRS if k in trial.system_attrs}},
@@ -154,11 +186,14 @@ def search(
             spent = sum(t.user_attrs.get("seconds", 0.0) for t in done)
             in_time = timeout is None or spent < timeout
             if waiting or (in_time and len(done) + len(running) + len(waiting) < trials):
-                opt.sampler = new_sampler(len(all_trials))
+                ordinal = next_ordinal(all_trials)
+                opt.sampler = new_sampler(ordinal)
                 with warnings.catch_warnings():
                     # Optuna warns that heartbeats are meant for Study.optimize: this loop beats itself
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = opt.ask()
+                if "retry_of" not in trial.user_attrs:  # a new draw (a retry keeps its trial's ordinal)
+                    trial.set_user_attr("ordinal", ordinal)
                 coordinator.begin(trial)
             elif not running or not wait:
                 return ran
@@ -173,8 +208,9 @@ def search(
 
 def run_trial(opt, trial, objective: Callable, *, coordinator: Coordinator, lock_name: str, unit: str,
               stop: StopFlag) -> None:
-    """One trial: the objective's value, PRUNED, or FAIL (its error kept by the objective); an interruption
-    fails it for a retry and re-raises; a ``UserError`` fails it and re-raises."""
+    """One trial: the objective's value, PRUNED, or FAIL (its error kept by the objective); an interruption, or
+    an error of the machine (``bench.errors.is_environment_error``: a full disk...), fails it for a retry and
+    re-raises; a ``UserError`` fails it and re-raises."""
     import optuna
     from optuna.trial import TrialState
 
@@ -196,7 +232,13 @@ def run_trial(opt, trial, objective: Callable, *, coordinator: Coordinator, lock
         except UserError:
             opt.tell(trial, state=TrialState.FAIL)
             raise
-        except Exception:
+        except Exception as err:
+            if is_environment_error(err):  # the machine failed, not the configuration: retried, not counted
+                with coordinator.lock(lock_name):
+                    frozen = opt._storage.get_trial(trial._trial_id)
+                    if frozen.state == TrialState.RUNNING:
+                        fail_and_retry(opt, frozen, f"interrupted by {type(err).__name__}: {err}")
+                raise
             opt.tell(trial, state=TrialState.FAIL)
             return
     opt.tell(trial, value)

@@ -111,7 +111,8 @@ def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
         "ended)",
         f"- date: {prov['date']}; git commit: {prov['commit']}",
         f"- hardware: {prov['hardware']}",
-        f"- budget: {b['trials']} search trials per architecture and dataset{timeout}; the single-task baseline is "
+        f"- budget: {b['trials']} search trials per architecture and dataset{_trials_ran(rows, b['trials'])}{timeout}; "
+        "the single-task baseline is "
         f"tuned per task, {b['trials']} trials for each task" + (f" ({baseline})" if baseline else "") + "; at "
         f"most {b['max_epochs']} epochs, early-stopping patience {b['patience']}; sampler "
         f"{sampler.get('kind', 'tpe')} (seed {sampler.get('seed', 0)}), pruner {pruner.get('kind', 'median')}",
@@ -123,6 +124,10 @@ def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
         lines.append(f"- loss weightings compared: {', '.join(meta['weightings'])}; each multi-task architecture "
                      "with each is tuned with the full budget and ranked as `architecture+weighting` (equal weighting "
                      "keeps the plain name; the single-task baseline has one loss and runs once)")
+    missing = missing_final_runs(rows, meta)
+    if missing:
+        lines.append(f"- **incomplete study**: final runs missing ({'; '.join(escape(m) for m in missing)}); the "
+                     "results below are over the runs stored so far (`bench run` trains the rest)")
     for label, info in meta.get("datasets", {}).items():
         data = meta.get("data", {}).get(label, {})
         rows_text = ", ".join(f"{k} {v:,}" for k, v in data.get("rows", {}).items())
@@ -142,6 +147,43 @@ def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
                   tabulate(table, headers=["architecture", *keys], tablefmt="github", disable_numparse=True),
                   "", "</details>"]
     return [*lines, ""]
+
+
+def _trials_ran(rows: pl.DataFrame, budget: int) -> str:
+    """Said when some unit ran more search trials than the budget now states (the budget was lowered after
+    they ran: they are kept and the best configuration is chosen among all of them)."""
+    search = rows.filter((pl.col("stage") == "search") & (pl.col("metric") == "objective"))
+    if not search.height:
+        return ""
+    ran = search.group_by("dataset", "architecture", "target").len()["len"].max()
+    return f" ({ran} ran for some units: trials of an earlier, larger budget are kept)" if ran > budget else ""
+
+
+def missing_final_runs(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
+    """``"<dataset> | <arch>: seeds 3, 4"`` for every unit whose final seeds are not all stored (``"no final
+    run"`` when none is), in the study's order; empty for a complete study."""
+    seeds = set(meta.get("seeds", []))
+    final = rows.filter(pl.col("stage") == "final").select("dataset", "architecture", "target", "seed").unique()
+    stored: dict[tuple[str, str, str], set[int]] = {}
+    for d, a, t, s in final.iter_rows():
+        stored.setdefault((d, a, t), set()).add(s)
+    out = []
+    for label, info in meta.get("datasets", {}).items():
+        for arch in meta.get("architectures", []):
+            if arch == BASELINE:  # one unit per task: the tasks any of its rows name
+                targets = sorted(rows.filter((pl.col("dataset") == label) & (pl.col("architecture") == arch))
+                                 ["target"].unique().to_list())
+            else:
+                targets = [info.get("objective", meta.get("objective", "mean"))]
+            for target in targets or [None]:
+                have = stored.get((label, arch, target), set()) if target else set()
+                lost = sorted(seeds - have)
+                if not lost:
+                    continue
+                unit = f"{label} | {arch}" + (f"[{target}]" if arch == BASELINE and target else "")
+                out.append(f"{unit}: " + ("no final run" if not have else
+                                          "seed" + ("s " if len(lost) > 1 else " ") + ", ".join(map(str, lost))))
+    return out
 
 
 def _seed_range(seeds: list[int]) -> str:

@@ -38,6 +38,7 @@ tracked, the URL only when tracked online.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -93,15 +94,44 @@ def frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 
 def write_atomic(df: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """Write ``df`` to a temporary file beside ``path``, then rename it: ``path`` is the old file or the new one,
+    never a partial one. A full disk (or any other OS error) is an ``OSError`` naming ``path``."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         df.write_parquet(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
+    except pl.exceptions.PolarsError as err:  # polars reports its own I/O errors (a full disk among them)
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        code = errno.ENOSPC if "no space left" in text.lower() else errno.EIO
+        raise OSError(code, os.strerror(code) if code == errno.ENOSPC else text, str(path)) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def read_file(path: Path) -> pl.DataFrame | None:
+    """One stored parquet file, or None when it cannot be read (truncated, damaged)."""
+    try:
+        return pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError, ValueError):
+        return None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged file to ``<name>.damaged-<UTC time>`` beside it (ignored by ``read``; nothing is deleted)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+        n += 1
+    path.rename(target)
+    return target
 
 
 def unit_name(arch: str, target: str) -> str:
@@ -127,7 +157,14 @@ def read(root: Path) -> pl.DataFrame:
     files = sorted((root / "results").glob("**/*.parquet"))
     if not files:
         return empty()
-    df = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    frames = []
+    for f in files:
+        df = read_file(f)
+        if df is None:
+            raise UserError(f"{f} is damaged (cannot be read as parquet); rerun `bench run` on the study: it sets "
+                            "the file aside and restores or retrains that run")
+        frames.append(df)
+    df = pl.concat(frames, how="diagonal_relaxed")
     # files written before a column existed (e.g. wandb_run) get it as nulls
     df = df.with_columns([pl.lit(None, dtype=t).alias(k) for k, t in SCHEMA.items() if k not in df.columns])
     df = df.select([pl.col(k).cast(t) for k, t in SCHEMA.items()])
@@ -141,10 +178,14 @@ def stored_seeds(root: Path, stage: str = "final") -> set[int]:
 
 
 def write_meta(root: Path, meta: dict[str, Any]) -> None:
-    root.mkdir(parents=True, exist_ok=True)
     tmp = root / ".study.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, root / "study.json")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, root / "study.json")
+    except OSError as err:  # a full disk names the file (bench.cli reports it in one line)
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror or str(err), str(root / "study.json")) from None
 
 
 def read_meta(root: Path) -> dict[str, Any]:

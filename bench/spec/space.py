@@ -16,6 +16,7 @@ from .config import TrainConfig, check_keys, coerce
 
 RANGE_KEYS = ("low", "high", "log", "step")
 # TrainConfig fields a search space may set; the others are set by the budget, the seeds and the objective
+MAX_LR = 10.0  # a search space's learning rates are at most this (Adam, AdamW: far beyond any that trains)
 SEARCHABLE_TRAIN_KEYS = ("lr", "weight_decay", "optimizer", "batch_size", "eval_batch_size", "weighting")
 
 
@@ -136,6 +137,8 @@ def check_param_values(where: str, param: Param, default: Any, key: str | None =
                 TrainConfig(**{key: coerce(where, v, default)})
             except UserError as err:
                 raise UserError(f"{where}: {err}") from None
+            if key == "lr" and coerce(where, v, default) > MAX_LR:
+                raise UserError(f"{where}: a learning rate above {MAX_LR:g} only diverges, got {v:g}")
     from .config import weighting_keys
 
     if key in weighting_keys():  # a weighting method's option: its method judges the values
@@ -153,19 +156,20 @@ def check_param_values(where: str, param: Param, default: Any, key: str | None =
 
 
 def check_option_values(arch: str, space: dict[str, Param]) -> None:
-    """Every fixed value and choice of an architecture option must build that architecture's options together
+    """Every fixed value, choice and range bound of an architecture option must build that architecture together
     with the space's other fixed options (the rest at their defaults), so that ``gate_top_k = -1``, a ``gate_top_k``
-    above a fixed ``n_experts`` or ``dropout = 1.0`` is refused with the spec, in one line, not at the first trial.
-    A value valid only for some draws of a searched option is left to the trials."""
+    above a fixed ``n_experts``, ``dropout = 1.0`` or a model of more than a billion parameters is refused with the
+    spec, in one line, not at the first trial. The model is built on the meta device (no weights allocated,
+    ``architectures.check_options``). A value valid only for some draws of a searched option is left to the
+    trials."""
     from bench import architectures
 
     defaults = architectures.options(arch)
-    build = architectures.get(arch).Options
     fixed = {k: coerce(k, p.value, defaults[k]) for k, p in space.items() if k in defaults and p.kind == "fixed"}
 
     def check(where: str, options: dict[str, Any]) -> None:
         try:
-            build(**options)
+            architectures.check_options(arch, **options)
         except UserError:
             raise
         except (TypeError, ValueError) as err:
@@ -173,6 +177,8 @@ def check_option_values(arch: str, space: dict[str, Param]) -> None:
 
     check(f"search.{arch}", fixed)  # the fixed options together (the message names the option at fault)
     for key, param in space.items():
-        if key in defaults and param.kind == "categorical":
-            for value in param.choices:
-                check(f"search.{arch}.{key} = {value!r}", {**fixed, key: coerce(key, value, defaults[key])})
+        if key not in defaults or param.kind == "fixed":
+            continue
+        values = param.choices if param.kind == "categorical" else (param.low, param.high)
+        for value in values:
+            check(f"search.{arch}.{key} = {value!r}", {**fixed, key: coerce(key, value, defaults[key])})

@@ -80,6 +80,8 @@ DATASET_KEYS = ("name", "label", "tasks", "options", "objective")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+MAX_SEEDS = 1000  # final seeds of a study (trained as one population per unit): a bound on mistyped values
+MAX_REPEATS = 100_000
 REPEAT_SEED0 = 1000  # repeat r uses seed REPEAT_SEED0 + r, never one of the final seeds 1..seeds
 
 
@@ -225,9 +227,14 @@ def find_study(name_or_path: str) -> Path:
 def load_study(name_or_path: str) -> Study:
     path = find_study(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not a study spec (not UTF-8 text: byte {err.start} is {err.object[err.start]:#04x})"
+                        ) from None
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"{path}: invalid TOML: {err}") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
     return parse_study(raw, default_name=path.stem, path=path)
 
 
@@ -326,12 +333,12 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
         raise UserError("budget.timeout must be > 0 seconds")
 
     seeds = _typed("seeds", raw.get("seeds", 5), int)
-    if seeds < 1:
-        raise UserError(f"seeds must be >= 1, got {seeds}")
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise UserError(f"seeds must be between 1 and {MAX_SEEDS}, got {seeds}")
     objective = _typed("objective", raw.get("objective", "mean"), str)
     repeats = _typed("repeats", raw.get("repeats", 0), int)
-    if repeats < 0:
-        raise UserError(f"repeats must be >= 0, got {repeats}")
+    if not 0 <= repeats <= MAX_REPEATS:
+        raise UserError(f"repeats must be between 0 and {MAX_REPEATS}, got {repeats}")
     final_raw = check_keys("final", raw.get("final", {}), FINAL_KEYS)
     population = _typed("final.population", final_raw.get("population", True), bool)
 

@@ -9,25 +9,28 @@ per seed, split, task and metric; same columns), the same hooks per seed (``fina
 training, ``final_end`` for every seed after, with that seed's rows, so a tracker still gets one run per
 seed). The test split is read once per member, with its best weights.
 
-The two paths agree to float rounding (``tests/test_final_population.py`` checks rtol 1e-4) when the model
-has no dropout; with dropout > 0 the dropout masks are drawn differently, so only their distribution is the
-same. ``seconds`` of a member is the population's wall time until that member stopped. Both paths store, beside
-each gated run's metrics, its gate and expert diagnostics on the test split (``bench.training.diagnostics``). The
-sequential path stays available: ``[final] population = false`` in the spec or ``bench run --no-population``.
+The two paths agree to float rounding (``tests/test_final_population.py`` checks rtol 1e-4), on a CPU with
+dropout too: a member's dropout masks come from its own seed, as a fit's do, so a seed's result does not depend
+on which seeds share its population (on a GPU the fit's fused dropout kernel draws other masks of the same
+distribution). ``seconds`` of a member is the population's wall time until that member stopped. Both paths store,
+beside each gated run's metrics, its gate and expert diagnostics on the test split (``bench.training.diagnostics``).
+The sequential path stays available: ``[final] population = false`` in the spec or ``bench run --no-population``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from bench.coordination import trials
 from bench.coordination.signals import Terminated
-from bench.errors import UserError
+from bench.errors import UserError, is_environment_error
 from bench.hashing import config_hash
 from bench.results import store
 from bench.spec.hooks import Hooks
@@ -57,6 +60,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
         out(f"[{unit}] no complete trial: skipping the final stage")
         return [], []
     best = opt.best_trial
+    best_ordinal = trials.ordinals(opt.get_trials(deepcopy=False))[best.number]  # as the search rows number it
     config = best.user_attrs["config"]
     chash = config_hash(config)
     seeds = seeds or study.final_seeds
@@ -66,7 +70,10 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
         return store.stage_path(ctx.root, stage, unit.dataset, unit.label, unit.target, seed)
 
     def stored(seed: int) -> bool:
-        old = pl.read_parquet(path(seed)) if path(seed).is_file() else None
+        old = store.read_file(path(seed)) if path(seed).is_file() else None
+        if old is None and path(seed).is_file():  # truncated or damaged: set aside, then restored or retrained
+            out(f"[{unit}] {path(seed)} is damaged (cannot be read); set aside as "
+                f"{store.set_aside(path(seed)).name}")
         if old is not None and old["config_hash"].unique().to_list() == [chash]:
             return True
         kept = opt.user_attrs.get(f"{stage}:seed-{seed}")
@@ -83,12 +90,14 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
         stop.check()
         try:
             rows, errors = train_seeds(udata, unit.arch, config, batch, population=study.population,
-                                       accelerator=ctx.accelerator, hooks=hooks, unit=unit)
+                                       accelerator=ctx.accelerator, hooks=hooks, unit=unit, stop=stop.check)
         except (SystemExit, KeyboardInterrupt):
             raise Terminated(stop.signum or 2) from None
         except UserError:
             raise
         except Exception as err:  # the whole batch failed (e.g. out of memory): never stored
+            if is_environment_error(err):  # the machine's (a full disk...): reported, not a failed seed
+                raise
             if len(batch) > 1:  # one bad seed must not cost the others: train them one by one
                 out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} as a population failed "
                     f"({type(err).__name__}: {err}); training them one at a time")
@@ -98,7 +107,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
         failures = [failed(seed, errors[seed]) for seed in batch if seed in errors]
         batch = [seed for seed in batch if seed not in errors]
         common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.label,
-                  "target": unit.target, "stage": stage, "trial": best.number,
+                  "target": unit.target, "stage": stage, "trial": best_ordinal,
                   "git_commit": store.git_commit(), "versions": store.versions(), "hardware": ctx.hardware}
         for seed in batch:
             seed_rows = [r for r in rows if r["seed"] == seed]
@@ -198,18 +207,23 @@ Errors = dict[int, str]  # seed -> why its run failed (it has no rows)
 
 
 def train_seeds(data, arch: str, config: dict[str, Any], seeds: list[int], *, population: bool = True,
-                accelerator: str = "auto", hooks: Hooks | None = None, unit=None) -> tuple[Rows, Errors]:
+                accelerator: str = "auto", hooks: Hooks | None = None, unit=None,
+                stop: Callable[[], None] | None = None) -> tuple[Rows, Errors]:
     """The rows of ``seeds`` trained as one population, or (``population=False``, or a weighting method that a
-    population cannot train: learned or gradient-based) one fit after another, and the seeds that failed."""
+    population cannot train: learned or gradient-based) one fit after another, and the seeds that failed.
+    ``stop`` (a SIGTERM flag's check) is called between steps of a population and between fits; what it raises
+    ends the stage with nothing returned (one fit stops at its next batch by Lightning's own SIGTERM handling)."""
     from bench import weighting
 
     if population and weighting.get(config.get("weighting", "equal")).population:
-        return population_final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit)
-    return final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit)
+        return population_final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit,
+                                      stop=stop)
+    return final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit, stop=stop)
 
 
 def final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, accelerator: str = "auto",
-                hooks: Hooks | None = None, unit: Unit | None = None) -> tuple[Rows, Errors]:
+                hooks: Hooks | None = None, unit: Unit | None = None,
+                stop: Callable[[], None] | None = None) -> tuple[Rows, Errors]:
     """Retrain ``config`` once per seed (config ``seed`` = the seed) and evaluate validation and, once, test.
 
     Returns tidy rows (split, task, kind, metric, value, seed, n_params, seconds, epochs, config_hash, config;
@@ -223,6 +237,8 @@ def final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, ac
     kinds = {t.name: t.kind for t in data.tasks}
     rows, errors = [], {}
     for seed in seeds:
+        if stop is not None:
+            stop()
         cfg = {**config, "seed": seed}
         for hook in hooks.final_start:
             hook(unit, seed, cfg)
@@ -231,6 +247,8 @@ def final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, ac
         except UserError:
             raise
         except Exception as err:  # this seed's failure; the others still train
+            if is_environment_error(err):
+                raise
             errors[seed] = f"{type(err).__name__}: {err}"
             continue
         rows += end_seed(hooks, unit, result, seed, config, cfg, kinds, store.now())
@@ -238,7 +256,8 @@ def final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, ac
 
 
 def population_final_stage(data, arch: str, config: dict[str, Any], seeds: list[int], *, accelerator: str = "auto",
-                           hooks: Hooks | None = None, unit=None) -> tuple[Rows, Errors]:
+                           hooks: Hooks | None = None, unit=None,
+                           stop: Callable[[], None] | None = None) -> tuple[Rows, Errors]:
     """Retrain ``config`` once per seed as one population, evaluate validation and, once per seed, test; the
     rows and failures of ``final_stage`` (a member that diverged fails alone)."""
     from bench.training.population import seed_configs, train_population
@@ -249,7 +268,8 @@ def population_final_stage(data, arch: str, config: dict[str, Any], seeds: list[
     for seed, cfg in zip(seeds, configs):
         for hook in hooks.final_start:
             hook(unit, seed, cfg)
-    results = train_population(arch, data, configs, evaluate_test=True, device=accelerator, diagnose=True)
+    results = train_population(arch, data, configs, evaluate_test=True, device=accelerator, diagnose=True,
+                               stop=stop)
     finished = store.now()
     rows, errors = [], {}
     for seed, cfg, result in zip(seeds, configs, results):

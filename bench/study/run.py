@@ -18,7 +18,7 @@ from typing import Any
 from bench.coordination import identity
 from bench.coordination.coordinator import Coordinator
 from bench.coordination.signals import StopFlag
-from bench.coordination.storage import DEFAULT_HEARTBEAT, open_storage
+from bench.coordination.storage import DEFAULT_HEARTBEAT, open_storage, repair_journal
 from bench.errors import UserError
 from bench.results import store
 from bench.spec.hooks import Hooks
@@ -106,18 +106,23 @@ def prepare(study: Study, root: Path, data: dict[str, Any], all_units: list[Unit
         if moved is not None:
             out(f"--fresh: moved {root} to {moved}")
     elif root.exists() or storage is not None:
+        if url is None:  # a torn write (crash, full disk) is repaired before anything appends to the journal
+            repair_journal(root / "optuna.journal", out)
         probe = storage if storage is not None else (
             open_storage(root, None) if (root / "optuna.journal").exists() else None)
         if probe is not None:
             identity.check_identity(study, all_units, probe, root, url=url,
-                                    stored_final_seeds=store.stored_seeds(root, "final"))
+                                    stored_final_seeds=store.stored_seeds(root, "final"), data=data)
     root.mkdir(parents=True, exist_ok=True)
     if storage is None:
         storage = open_storage(root, None)
     kept = {k: v for k, v in store.read_meta(root).items() if k == "command"} if (root / "study.json").is_file() else {}
     store.write_meta(root, {**study.meta(), "data": {label: describe(d) for label, d in data.items()}, **kept})
     if study.path is not None:
-        shutil.copyfile(study.path, root / "spec.toml")
+        try:
+            shutil.copyfile(study.path, root / "spec.toml")
+        except OSError as err:  # a full disk names the file (bench.cli reports it in one line)
+            raise OSError(err.errno, err.strerror or str(err), str(root / "spec.toml")) from None
     return storage
 
 

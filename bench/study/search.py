@@ -19,7 +19,7 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback
 
 from bench.coordination import identity, trials
-from bench.errors import UserError
+from bench.errors import UserError, is_environment_error
 from bench.hashing import config_hash
 from bench.results import store
 from bench.spec.hooks import Hooks
@@ -117,6 +117,9 @@ def make_objective(
             record["user_error"] = str(err)
             raise
         except Exception as err:
+            if is_environment_error(err):  # the machine's (a full disk...): the trial is retried, not counted
+                record["interrupted"] = f"{type(err).__name__}: {err}"
+                raise
             # an error of this configuration (kept as a failed trial that counts toward the budget)
             record["error"] = f"{type(err).__name__}: {err}"
             raise
@@ -139,8 +142,13 @@ def open_unit_study(study: Study, unit: Unit, storage, data=None):
     import optuna
 
     pruner_kw = {k: v for k, v in study.pruner.items() if k != "kind"}
-    opt = optuna.create_study(storage=storage, study_name=unit.optuna_name, direction="maximize",
-                              load_if_exists=True, pruner=optuna_class("pruner", study.pruner["kind"])(**pruner_kw))
+    pruner = optuna_class("pruner", study.pruner["kind"])(**pruner_kw)
+    if unit.optuna_name in {s.study_name for s in storage.get_all_studies()}:
+        # loaded, not created: create_study(load_if_exists=True) would append a failed creation to the journal
+        opt = optuna.load_study(storage=storage, study_name=unit.optuna_name, pruner=pruner)
+    else:
+        opt = optuna.create_study(storage=storage, study_name=unit.optuna_name, direction="maximize",
+                                  load_if_exists=True, pruner=pruner)
     if data is not None and opt.metric_names is None:  # optuna-dashboard: "val auc (income)", not "Objective 0"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -149,7 +157,7 @@ def open_unit_study(study: Study, unit: Unit, storage, data=None):
     if "spec_hash" not in attrs:
         opt.set_user_attr("spec_hash", study.spec_hash)
     if "identity" not in attrs:  # what must not change under this name (checked by identity.check_identity)
-        opt.set_user_attr("identity", identity.unit_identity(study, unit))
+        opt.set_user_attr("identity", identity.unit_identity(study, unit, data))
     return opt
 
 
@@ -245,7 +253,9 @@ def search_rows(ctx: RunContext, unit: Unit, optuna_study) -> list[dict[str, Any
     """Tidy rows of every counted trial of a unit (see ``bench.results.store``)."""
     kinds = {t.name: t.kind for t in ctx.data[unit.dataset].tasks}
     rows = []
-    for trial in optuna_study.get_trials(deepcopy=False):
+    all_trials = optuna_study.get_trials(deepcopy=False)
+    number = trials.ordinals(all_trials)  # the configuration's ordinal: the same after an interruption
+    for trial in all_trials:
         if not trials.counted(trial):
             continue
         attrs = trial.user_attrs
@@ -254,7 +264,7 @@ def search_rows(ctx: RunContext, unit: Unit, optuna_study) -> list[dict[str, Any
         value = trial.value if state == "complete" else (curve[-1] if state == "pruned" and curve else None)
         base = {
             "study": ctx.study.name, "dataset": unit.dataset, "architecture": unit.label, "target": unit.target,
-            "stage": "search", "trial": trial.number, "seed": attrs.get("config", {}).get("seed", 0),
+            "stage": "search", "trial": number[trial.number], "seed": attrs.get("config", {}).get("seed", 0),
             "status": state, "split": "val", "n_params": attrs.get("n_params"), "seconds": attrs.get("seconds"),
             "epochs": len(attrs.get("curve", [])), "config_hash": attrs.get("config_hash"),
             "config": json.dumps(attrs.get("config", {}), sort_keys=True),

@@ -115,14 +115,16 @@ class RunContext:
     progress: Any = None  # bench.study.progress.Progress over the whole study
     keep_models: str = "all"  # final runs' models kept under runs/<study>/models/: all, best (one seed), none
 
-    def new_sampler(self, unit: Unit, n_trials: int):
-        """The sampler for a unit's next trial: one seed per trial (sampler seed + trials before it), so the
-        draws are distinct whichever worker asks. A grid sampler gets the unit's space as its grid (the
-        searched entries' choices) and visits each point once (a retried trial keeps its point)."""
+    def new_sampler(self, unit: Unit, ordinal: int):
+        """The sampler for a unit's next trial: one seed per sampled configuration (sampler seed + the ordinal
+        of the configuration about to be drawn, ``bench.coordination.trials.next_ordinal``: interrupted trials
+        not counted), so the draws are distinct whichever worker asks and the same after an interruption. A grid
+        sampler gets the unit's space as its grid (the searched entries' choices) and visits each point once (a
+        retried trial keeps its point)."""
         kind = self.study.sampler["kind"]
         kwargs = {k: v for k, v in self.study.sampler.items() if k != "kind"}
         if kind == "grid":  # one seed for all: it shuffles the grid, and trial n takes point n of that order
             space = self.study.search[unit.arch]
             return grid_sampler({k: list(p.choices) for k, p in space.items() if p.kind == "categorical"}, **kwargs)
-        kwargs["seed"] = int(kwargs.get("seed", 0)) + n_trials
+        kwargs["seed"] = int(kwargs.get("seed", 0)) + ordinal
         return optuna_class("sampler", kind)(**kwargs)

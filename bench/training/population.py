@@ -3,9 +3,12 @@
 Members differ in what does not change shapes: seed (initialisation, data order), learning rate, weight
 decay, optimiser (adam / adamw), patience, max_epochs and objective. Each member keeps its own data order,
 optimiser state, early stopping, best epoch, metrics and history, and is numerically the model
-``bench.training.fit.fit(arch, data, config_s)`` would train alone (up to float rounding; with dropout > 0 the
-dropout masks differ, so only the distribution matches). Used for the multi-seed final stage of studies and
-for repeated-run experiments: ``train_population(arch, data, seed_configs(config, range(8)))``.
+``bench.training.fit.fit(arch, data, config_s)`` would train alone (up to float rounding). Each member's dropout
+masks come from a generator seeded with its own seed, drawn as ``fit`` draws them after seeding torch with that
+seed: a member's result never depends on which members share its population, and on a CPU it is ``fit``'s with
+dropout too (on a GPU ``fit``'s fused dropout kernel draws other masks of the same distribution). Used for the
+multi-seed final stage of studies and for repeated-run experiments:
+``train_population(arch, data, seed_configs(config, range(8)))``.
 
 How: the S models are built by ``make_system`` (so each is initialised from its own seed exactly as ``fit``
 does), their parameters stacked into ``(S, ...)`` tensors, and the forward pass is ``torch.func.vmap`` of
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,6 +176,7 @@ class _Member:
     wait: int = 0
     seconds: float = 0.0
     error: str | None = None  # why the member failed (a non-finite training loss, no finite validation epoch)
+    generator: torch.Generator | None = None  # its dropout masks, seeded with its own seed (as fit seeds torch)
 
     def early_stop(self, value: float) -> bool:
         """``EarlyStopping(mode="max", check_finite=True)`` on the float32 value ``self.log`` would store."""
@@ -183,6 +188,62 @@ class _Member:
             return False
         self.wait += 1
         return self.wait >= self.train.patience
+
+
+class _MaskFeed:
+    """Where the dropout layers of a population's template find their masks: ``probe`` records the shapes of
+    one forward pass's dropout calls (in call order) without drawing anything; otherwise each call takes the
+    next of ``masks`` (inside ``vmap``: one member's mask)."""
+
+    def __init__(self) -> None:
+        self.probe: list[tuple[torch.Size, tuple[int, ...], float]] | None = None
+        self.masks: list[torch.Tensor] = []
+
+
+class _FedDropout(torch.nn.Module):
+    """``nn.Dropout`` with its mask given (``_MaskFeed``), so that each member's masks come from its own
+    generator (``_draw_masks``) instead of one stream shared by the population."""
+
+    def __init__(self, p: float, feed: _MaskFeed) -> None:
+        super().__init__()
+        self.p, self.feed = p, feed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        if self.feed.probe is not None:
+            self.feed.probe.append((x.shape, torch.empty_like(x).stride(), self.p))  # dropout's noise layout
+            return x
+        return x * self.feed.masks.pop(0)
+
+
+def _feed_dropout(model: torch.nn.Module) -> _MaskFeed | None:
+    """Replace ``model``'s active ``nn.Dropout`` layers by ``_FedDropout`` sharing one feed (None: no dropout)."""
+    feed = _MaskFeed()
+    found = False
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.Dropout) and child.p > 0:
+                setattr(parent, name, _FedDropout(child.p, feed))
+                found = True
+    return feed if found else None
+
+
+def _draw_masks(
+    calls: list[tuple[torch.Size, tuple[int, ...], float]], generators: list[torch.Generator], device: torch.device
+) -> list[torch.Tensor]:
+    """One ``(S, *shape)`` mask per dropout call, member s's row drawn from its own generator exactly as
+    ``torch.nn.functional.dropout`` draws from the global one (``bernoulli_(1 - p)`` into a tensor laid out as
+    its input, divided by ``1 - p``): on the CPU, member s's masks are those ``fit`` draws after seeding with
+    s's seed."""
+    masks = []
+    for shape, stride, p in calls:
+        n = math.prod(shape)
+        mask = torch.empty_strided((len(generators), *shape), (n, *stride), device=device)  # row s: fit's layout
+        for row, g in zip(mask, generators):
+            row.bernoulli_(1 - p, generator=g)
+        masks.append(mask.div_(1 - p))
+    return masks
 
 
 def _check_configs(arch: str, configs: list[dict[str, Any]]) -> list[TrainConfig]:
@@ -221,6 +282,7 @@ def train_population(
     loss_weights: dict[str, float] | None = None,
     members_per_call: int | None = None,
     diagnose: bool = False,
+    stop: Callable[[], None] | None = None,
 ) -> list[FitResult]:
     """Train one member per config of ``configs`` (flat configs as ``bench.training.fit.fit`` takes) as one stacked
     model; return one ``FitResult`` per config, in order, as ``fit(arch, data, config, evaluate_test=...)``
@@ -233,7 +295,8 @@ def train_population(
     vmap call runs (default ``default_members_per_call``); fewer bound the size of the stacked temporaries
     (memory), the results do not depend on it beyond float rounding. ``diagnose`` (with ``evaluate_test``): each
     member's gate and expert diagnostics on the test split with its best weights, after training, as ``fit``
-    gives them."""
+    gives them. ``stop``: called before every step (e.g. a SIGTERM flag's check); whatever it raises ends the
+    training at once, with no result."""
     trains = _check_configs(arch, configs)
     allocator.tune()
     dev = resolve_device(device)
@@ -241,6 +304,7 @@ def train_population(
         raise UserError(f"members_per_call must be >= 1, got {members_per_call}")
     systems = [make_system(arch, data.tasks, data.d_in, dict(cfg), loss_weights) for cfg in configs]
     template = systems[0].model.to(dev)  # runs every member via functional_call; its own weights are unused
+    feed = _feed_dropout(template)  # dropout masks from each member's own seed (as fit's), not a shared stream
     tasks = systems[0].tasks
     for system in systems:
         if not system.weighting.population:
@@ -259,7 +323,12 @@ def train_population(
     train = data.train.to(dev)
     val = data.val.to(dev)
     members = [
-        _Member(dict(cfg), t, BatchLoader(train, t.batch_size, shuffle=True, seed=t.seed))
+        _Member(
+            dict(cfg),
+            t,
+            BatchLoader(train, t.batch_size, shuffle=True, seed=t.seed),
+            generator=torch.Generator(device=dev).manual_seed(t.seed),
+        )
         for cfg, t in zip(configs, trains)
     ]
     opt = StackedAdam(
@@ -277,7 +346,11 @@ def train_population(
 
     with_aux = architectures.has_aux_loss(template)
 
-    def member_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def member_loss(
+        p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, masks: list[torch.Tensor]
+    ) -> torch.Tensor:
+        if feed is not None:
+            feed.masks = list(masks)  # this member's masks, in the order its dropout layers are called
         total = 0.0
         if with_aux:  # sparse gates: their weighted load-balancing loss, as MTLSystem.training_step adds it
             out, total = functional_call(template, p, (x,), {"with_aux": True})
@@ -287,7 +360,20 @@ def train_population(
             total = total + w[k] * task_loss(task.kind, out[task.name], y[:, k])
         return total
 
-    batched_loss = vmap(member_loss, randomness="different")  # (S, B, d), (S, B, T), (S, T) -> (S,)
+    batched_loss = vmap(member_loss, randomness="different")  # (S, B, d), (S, B, T), (S, T), [(S, ...)] -> (S,)
+    calls_of: dict[int, list[tuple[torch.Size, tuple[int, ...], float]]] = {}
+
+    def dropout_calls(rows: int) -> list[tuple[torch.Size, tuple[int, ...], float]]:
+        """The (shape, stride, p) of every dropout call of one member's forward pass on ``rows`` rows."""
+        if feed is None:
+            return []
+        if rows not in calls_of:
+            feed.probe = []
+            with torch.no_grad():
+                template(train.x[:rows])
+            calls_of[rows], feed.probe = feed.probe, None
+        return calls_of[rows]
+
     forward_shared = vmap(lambda p, x: functional_call(template, p, (x,)), in_dims=(0, None))
 
     @torch.no_grad()
@@ -304,7 +390,7 @@ def train_population(
     active = list(range(len(members)))  # member index of each row of the stack
     template.train()
     start = time.perf_counter()
-    # forked RNG: dropout draws are reproducible from the first seed and leave the caller's RNG untouched
+    # dropout masks come from each member's own generator; the forked RNG leaves the caller's untouched anyway
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(trains[0].seed)
         epoch = 0
@@ -313,13 +399,19 @@ def train_population(
             loss_sum = torch.zeros(len(active), device=dev)
             n_steps = 0
             for lo in range(0, n_train, batch_size):
+                if stop is not None:
+                    stop()
                 rows = perms[:, lo : lo + batch_size]  # (S, B): member s's batch, as its BatchLoader slices it
                 xb, yb = train.x[rows], train.y[rows]  # (S, B, d), (S, B, T)
+                calls = dropout_calls(rows.shape[1])
+                masks = _draw_masks(calls, [members[m].generator for m in active], dev) if calls else []
                 grads = []
                 for a in range(0, len(active), group):  # groups of members per vmap call (see members_per_call)
                     p = opt.params if group >= len(active) else opt.unflatten(opt.flat[a : a + group], True)
                     w = weights[active][a : a + group]
-                    losses = batched_loss(p, xb[a : a + group], yb[a : a + group], w)  # (G,)
+                    losses = batched_loss(
+                        p, xb[a : a + group], yb[a : a + group], w, [mk[a : a + group] for mk in masks]
+                    )  # (G,)
                     g = torch.autograd.grad(losses.sum(), list(p.values()), allow_unused=True)
                     grads.append(opt.flatten(g, len(losses)))
                     loss_sum[a : a + group] += losses.detach()
