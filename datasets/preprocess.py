@@ -4,26 +4,36 @@ Encoding rules (statistics from the training split only):
 
 * numeric column: ``(v - mean_train) / std_train``; a missing value is imputed with ``mean_train`` (so it encodes
   as 0) and, where the training split has missing values, a ``<col>:missing`` 0/1 column is added beside it.
-* categorical column: one-hot over the training split's levels (a missing value is its own level ``<missing>``)
-  plus one ``<col>=<unknown>`` column that takes every level not seen in training (all zeros in training).
+* categorical column, one-hot: the training split's levels (a missing value is its own level ``<missing>``) plus
+  one ``<col>=<unknown>`` column that takes every level not seen in training (all zeros in training).
+* categorical column, embedded (a ``Field``): an int64 code per row into the field's own embedding table. The
+  vocabulary is the training split's levels with at least ``min_count`` rows (``<missing>`` is a level like any
+  other), coded 1..V in sorted order; rarer levels and levels unseen in training take code 0, the
+  out-of-vocabulary row, which the rare levels train. A field whose vocabulary would exceed ``hash_buckets``
+  (when set) is hashed instead: code = crc32(level text) mod ``hash_buckets``, for every split alike.
+* which categorical columns are embedded (``CategoricalEncoding.mode``): ``onehot`` none, ``embedding`` all,
+  ``auto`` those with more than ``onehot_max`` (default 16) training levels. The default rule of ``auto``: a column
+  of at most 16 levels stays one-hot, since its one-hot block (at most 17 columns) is about as wide as two
+  8-wide embeddings and needs no width to tune; wider columns are embedded, since their one-hot block grows with
+  the number of levels while an embedding stays ``embedding_dim`` wide.
 
 The encoder returns, beside the tensors, the feature groups (which columns come from which source column), so the
-leakage check can judge a one-hot group as a whole.
+leakage check can judge a one-hot group or an embedded field as a whole.
 """
 
 from __future__ import annotations
 
 import gzip
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import polars as pl
 import torch
 
-from bench.errors import UserError
+from bench.errors import UnknownChoice, UserError
 
-from .base import MTLData, Split
+from .base import Field, MTLData, Split
 
 MISSING_LEVEL = "<missing>"
 UNKNOWN_LEVEL = "<unknown>"
@@ -165,21 +175,93 @@ def take(frame: pl.DataFrame, idx: torch.Tensor) -> pl.DataFrame:
 # ---------------------------------------------------------------------------------------------- encoding
 
 
+ENCODINGS = ("onehot", "embedding", "auto")
+
+
+@dataclass(frozen=True)
+class CategoricalEncoding:
+    """How categorical columns become features (see the module docstring): ``mode`` one of ``ENCODINGS``;
+    ``onehot_max`` the most training levels an ``auto`` column may have and stay one-hot; ``min_count`` the
+    training rows a level needs for its own embedding row; ``hash_buckets`` (0: never) the bucket count of a hashed
+    field, used for fields whose vocabulary would be larger."""
+
+    mode: str = "onehot"
+    onehot_max: int = 16
+    min_count: int = 5
+    hash_buckets: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ENCODINGS:
+            raise UnknownChoice("categorical encoding", str(self.mode), ENCODINGS)
+        if self.onehot_max < 0:
+            raise UserError(f"onehot_max must be >= 0, got {self.onehot_max}")
+        if self.min_count < 1:
+            raise UserError(f"min_count must be >= 1, got {self.min_count}")
+        if self.hash_buckets < 0 or self.hash_buckets == 1:
+            raise UserError(f"hash_buckets must be 0 (no hashing) or >= 2, got {self.hash_buckets}")
+
+    def embeds(self, n_levels: int) -> bool:
+        """Whether a column with ``n_levels`` training levels becomes an embedded field."""
+        return self.mode == "embedding" or (self.mode == "auto" and n_levels > self.onehot_max)
+
+    def options(self) -> dict:
+        """The settings that change the tensors (part of a loader's cache key)."""
+        return asdict(self) if self.mode != "onehot" else {"mode": "onehot"}
+
+
+def bucket(level: str, buckets: int) -> int:
+    """A level's hash bucket: crc32 of its UTF-8 text mod ``buckets`` (stable across runs and versions)."""
+    return zlib.crc32(level.encode()) % buckets
+
+
 @dataclass
 class Encoded:
-    """Feature tensors per split, their names, and the feature group of each source column."""
+    """Feature tensors per split (numeric ``x``, categorical codes ``cat``), their names, the feature group of
+    each source column and the embedded fields."""
 
     x: dict[str, torch.Tensor]
     names: list[str]
-    groups: list[dict] = field(default_factory=list)  # [{"name", "kind": numeric|onehot, "columns": [int]}]
+    groups: list[dict] = field(default_factory=list)  # [{"name", "kind": numeric|onehot|embedding, ...}]
+    cat: dict[str, torch.Tensor] = field(default_factory=dict)
+    fields: list[Field] = field(default_factory=list)
 
 
-def encode_features(frames: dict[str, pl.DataFrame], numeric: list[str], categorical: list[str]) -> Encoded:
-    """One float32 matrix per split from the named columns, with training-split statistics only.
+def field_codes(
+    frames: dict[str, pl.DataFrame], column: str, encoding: CategoricalEncoding
+) -> tuple[Field, dict[str, torch.Tensor]]:
+    """An embedded field's description and its ``(N,)`` int64 codes per split (vocabulary from training only)."""
+    text = pl.col(column).cast(pl.String).fill_null(MISSING_LEVEL)
+    counts = frames["train"].select(text.alias(column)).to_series().value_counts()  # (level, count) per level
+    levels, n = counts.columns
+    kept = sorted(counts.filter(pl.col(n) >= encoding.min_count)[levels].to_list())
+    out: dict[str, torch.Tensor] = {}
+    if encoding.hash_buckets and len(kept) > encoding.hash_buckets:
+        size = encoding.hash_buckets
+        for split_name, frame in frames.items():
+            values = frame.select(text.alias(column))[column]
+            uniq = values.unique().to_list()
+            codes = values.replace_strict(uniq, [bucket(v, size) for v in uniq], return_dtype=pl.Int64)
+            out[split_name] = codes.to_torch()
+        return Field(column, size, len(counts), hashed=True), out
+    for split_name, frame in frames.items():
+        codes = frame.select(
+            text.replace_strict(kept, list(range(1, len(kept) + 1)), default=0, return_dtype=pl.Int64)
+        ).to_series()
+        out[split_name] = codes.to_torch()
+    return Field(column, len(kept) + 1, len(kept)), out
+
+
+def encode_features(
+    frames: dict[str, pl.DataFrame], numeric: list[str], categorical: list[str],
+    encoding: CategoricalEncoding | None = None,
+) -> Encoded:
+    """One float32 matrix per split from the named columns, and the int64 codes of the embedded categorical
+    fields, with training-split statistics only.
 
     ``frames`` maps ``train``/``val``/``test`` to frames holding the columns (numeric ones as floats with
     nulls for missing values, categorical ones as strings).
     """
+    encoding = encoding or CategoricalEncoding()
     train = frames["train"]
     names: list[str] = []
     groups: list[dict] = []
@@ -203,8 +285,17 @@ def encode_features(frames: dict[str, pl.DataFrame], numeric: list[str], categor
 
     level_lists: dict[str, list[str]] = {}
     offsets: list[int] = []
+    fields: list[Field] = []
+    codes_of: dict[str, list[torch.Tensor]] = {s: [] for s in frames}
     for c in categorical:
         levels = sorted(train[c].cast(pl.String).fill_null(MISSING_LEVEL).unique().to_list())
+        if encoding.embeds(len(levels)):
+            spec, codes = field_codes(frames, c, encoding)
+            groups.append({"name": c, "kind": "embedding", "field": len(fields)})
+            fields.append(spec)
+            for split_name in frames:
+                codes_of[split_name].append(codes[split_name])
+            continue
         level_lists[c] = levels
         offsets.append(len(names))
         start = len(names)
@@ -213,12 +304,17 @@ def encode_features(frames: dict[str, pl.DataFrame], numeric: list[str], categor
         groups.append({"name": c, "kind": "onehot", "columns": list(range(start, len(names)))})
 
     out: dict[str, torch.Tensor] = {}
+    cats: dict[str, torch.Tensor] = {}
     for split_name, frame in frames.items():
+        n = len(frame)
+        cats[split_name] = (
+            torch.stack(codes_of[split_name], dim=1) if fields else torch.zeros(n, 0, dtype=torch.int64)
+        )
         n = len(frame)
         x = torch.zeros(n, len(names), dtype=torch.float32)
         if num_exprs:
             x[:, :n_num] = frame.select(num_exprs).to_torch(dtype=pl.Float32)
-        if categorical:
+        if level_lists:
             # codes (N, n_cat): index of each row's level within its column's block; unseen -> the unknown slot
             codes = frame.select(
                 pl.col(c).cast(pl.String).fill_null(MISSING_LEVEL)
@@ -227,13 +323,15 @@ def encode_features(frames: dict[str, pl.DataFrame], numeric: list[str], categor
             ).to_torch(dtype=pl.Int64)
             x.scatter_(1, codes + torch.tensor(offsets, dtype=torch.int64), 1.0)
         out[split_name] = x
-    return Encoded(out, names, groups)
+    return Encoded(out, names, groups, cats, fields)
 
 
 def label_tensor(frames: dict[str, pl.DataFrame], columns: list[str]) -> dict[str, torch.Tensor]:
-    """``y (N, T)`` float32 per split from label columns already mapped to numbers."""
+    """``y (N, T)`` float32 per split from label columns already mapped to numbers; a null (a missing label)
+    becomes NaN, the mark of an unobserved label (``bench.datasets.observed``)."""
     return {
-        s: f.select(pl.col(c).cast(pl.Float32) for c in columns).to_torch(dtype=pl.Float32) for s, f in frames.items()
+        s: f.select(pl.col(c).cast(pl.Float32).fill_null(float("nan")) for c in columns).to_torch(dtype=pl.Float32)
+        for s, f in frames.items()
     }
 
 
@@ -250,17 +348,18 @@ def parse_names(value, what: str) -> list[str] | None:
 
 def to_data(
     name: str, tasks: list, frames: dict[str, pl.DataFrame], numeric: list[str], categorical: list[str],
-    label_columns: list[str], info: dict,
+    label_columns: list[str], info: dict, encoding: CategoricalEncoding | None = None,
 ) -> MTLData:
     """An ``MTLData`` from per-split frames: features encoded with training statistics, labels stacked."""
-    enc = encode_features(frames, numeric, categorical)
+    enc = encode_features(frames, numeric, categorical, encoding)
     ys = label_tensor(frames, label_columns)
     return MTLData(
         name=name,
         tasks=tasks,
-        train=Split(enc.x["train"], ys["train"]),
-        val=Split(enc.x["val"], ys["val"]),
-        test=Split(enc.x["test"], ys["test"]),
+        train=Split(enc.x["train"], ys["train"], enc.cat["train"]),
+        val=Split(enc.x["val"], ys["val"], enc.cat["val"]),
+        test=Split(enc.x["test"], ys["test"], enc.cat["test"]),
         feature_names=enc.names,
         info={**info, "feature_groups": enc.groups},
+        fields=enc.fields,
     )

@@ -45,7 +45,7 @@ def test_version_and_list(capsys):
     for name in architectures.available():
         assert f"\n  {name} " in out
     assert "  mmoe           tower_units=32, tower_layers=1, dropout=0.0, expert_units=64, expert_layers=1, " \
-           "n_experts=8\n" in out
+           "n_experts=8, embedding_dim=8\n" in out
     assert "\ndatasets (bench train --dataset NAME --data KEY=VALUE):\n  adult " in out
     assert "options: n_samples=10000, d=100, p=0.5, n_tasks=2, m=10, c=1.0, noise_std=0.1" in out
     assert "\nstudies (bench run --study NAME):\n" in out

@@ -31,6 +31,8 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     test_metrics: dict[str, dict[str, float]] | None = None
     error: str | None = None  # a population member that failed (diverged): its metrics must not be stored
+    # observed labels per split and task: the rows each task's metrics were computed on
+    observed: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -80,7 +82,9 @@ def fit(
     quiet_lightning()
     allocator.tune()
     config = dict(config or {})
-    system: MTLSystem = make_system(arch, data.tasks, data.d_in, config, loss_weights)
+    system: MTLSystem = make_system(
+        arch, data.tasks, data.d_in, config, loss_weights, fields=data.field_sizes, partial=data.partial
+    )
     cfg = system.train_config
     L.seed_everything(cfg.seed, verbose=False)  # dropout draws
     dm = MTLDataModule.for_system(data, system)
@@ -105,4 +109,5 @@ def fit(
         seconds=seconds,
         history=system.history,
         test_metrics=test,
+        observed={s: data.observed_counts(s) for s in ("val", *(("test",) if evaluate_test else ()))},
     )

@@ -10,7 +10,8 @@ for repeated-run experiments: ``train_population(arch, data, seed_configs(config
 How: the S models are built by ``make_system`` (so each is initialised from its own seed exactly as ``fit``
 does), their parameters stacked into ``(S, ...)`` tensors, and the forward pass is ``torch.func.vmap`` of
 ``functional_call`` over the stack. Member s reads its own rows ``x[perm_s[batch]]`` -> ``(S, B, d)``, with
-``perm_s`` the permutation ``BatchLoader(train, batch_size, shuffle=True, seed=seed_s)`` draws; every member
+``perm_s`` the permutation ``BatchLoader(train, batch_size, shuffle=True, seed=seed_s)`` draws (and its
+categorical codes ``cat[perm_s[batch]]`` -> ``(S, B, F)`` and labels, NaN where missing, the same way); every member
 has the same number of rows and batch size, so batch boundaries (the final partial batch included) coincide.
 The loss summed over members has, for each member's parameters, exactly that member's gradient.
 
@@ -235,7 +236,11 @@ def train_population(
     dev = resolve_device(device)
     if members_per_call is not None and members_per_call < 1:
         raise UserError(f"members_per_call must be >= 1, got {members_per_call}")
-    systems = [make_system(arch, data.tasks, data.d_in, dict(cfg), loss_weights) for cfg in configs]
+    fields, partial = data.field_sizes, data.partial
+    systems = [
+        make_system(arch, data.tasks, data.d_in, dict(cfg), loss_weights, fields=fields, partial=partial)
+        for cfg in configs
+    ]
     template = systems[0].model.to(dev)  # runs every member via functional_call; its own weights are unused
     tasks, weights = systems[0].tasks, systems[0].loss_weights
     decayed_ids = {id(p) for p in param_groups(template, 1.0)[0]["params"]}
@@ -265,21 +270,28 @@ def train_population(
     batch_size, n_train = trains[0].batch_size, len(train)
     group = members_per_call or default_members_per_call(dev, len(configs))
 
-    def member_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        out = functional_call(template, p, (x,))
+    def run(p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor) -> dict[str, torch.Tensor]:
+        # the model takes the categorical codes only when it has a FeatureEncoder (MTLSystem.forward)
+        return functional_call(template, p, (x, cat) if fields else (x,))
+
+    def member_loss(p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = run(p, x, cat)
         total = 0.0
-        for k, task in enumerate(tasks):  # sum_k w_k L_k, as MTLSystem.loss
-            total = total + weights[k] * task_loss(task.kind, out[task.name], y[:, k])
+        for k, task in enumerate(tasks):  # sum_k w_k L_k, as MTLSystem.loss (masked where labels are missing)
+            total = total + weights[k] * task_loss(task.kind, out[task.name], y[:, k], partial[k])
         return total
 
-    batched_loss = vmap(member_loss, randomness="different")  # (S, B, d), (S, B, T) -> (S,)
-    forward_shared = vmap(lambda p, x: functional_call(template, p, (x,)), in_dims=(0, None))
+    batched_loss = vmap(member_loss, randomness="different")  # (S, B, d), (S, B, F), (S, B, T) -> (S,)
+    forward_shared = vmap(run, in_dims=(0, None, None))
 
     @torch.no_grad()
     def predict(p: dict[str, torch.Tensor], split: Split) -> dict[str, torch.Tensor]:
         """{task: (S, N, out_dim)} logits of every member on a whole split, in chunks of ``eval_rows``."""
         template.eval()
-        chunks = [forward_shared(p, split.x[i : i + eval_rows]) for i in range(0, len(split), eval_rows)]
+        chunks = [
+            forward_shared(p, split.x[i : i + eval_rows], split.cat[i : i + eval_rows])
+            for i in range(0, len(split), eval_rows)
+        ]
         template.train()
         return {t.name: torch.cat([c[t.name] for c in chunks], dim=1) for t in tasks}
 
@@ -300,10 +312,11 @@ def train_population(
             for lo in range(0, n_train, batch_size):
                 rows = perms[:, lo : lo + batch_size]  # (S, B): member s's batch, as its BatchLoader slices it
                 xb, yb = train.x[rows], train.y[rows]  # (S, B, d), (S, B, T)
+                cb = train.cat[rows]  # (S, B, F)
                 grads = []
                 for a in range(0, len(active), group):  # groups of members per vmap call (see members_per_call)
                     p = opt.params if group >= len(active) else opt.unflatten(opt.flat[a : a + group], True)
-                    losses = batched_loss(p, xb[a : a + group], yb[a : a + group])  # (G,)
+                    losses = batched_loss(p, xb[a : a + group], cb[a : a + group], yb[a : a + group])  # (G,)
                     g = torch.autograd.grad(losses.sum(), list(p.values()), allow_unused=True)
                     grads.append(opt.flatten(g, len(losses)))
                     loss_sum[a : a + group] += losses.detach()
@@ -363,6 +376,7 @@ def train_population(
                 history=mem.history,
                 test_metrics=metrics_of(test_logits, test, test_row[i]) if i in test_row else None,
                 error=mem.error,
+                observed={s: data.observed_counts(s) for s in ("val", *(("test",) if evaluate_test else ()))},
             )
         )
     return results

@@ -78,10 +78,15 @@ class MTLSystem(L.LightningModule):
         tasks: list[Task],
         train: TrainConfig | None = None,
         loss_weights: dict[str, float] | None = None,
+        partial: list[bool] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.tasks = list(tasks)
+        # per task: labels may be missing, so its loss averages over observed rows (MTLData.partial)
+        self.partial = list(partial) if partial is not None else [False] * len(self.tasks)
+        if len(self.partial) != len(self.tasks):
+            raise UserError(f"partial has {len(self.partial)} entries for {len(self.tasks)} tasks")
         self.train_config = train or TrainConfig()
         if self.train_config.objective != "mean" and self.train_config.objective not in [t.name for t in tasks]:
             raise UnknownChoice("objective", self.train_config.objective, ["mean", *[t.name for t in tasks]])
@@ -112,7 +117,7 @@ class MTLSystem(L.LightningModule):
             ckpt = torch.load(checkpoint_path, map_location=map_location or "cpu", weights_only=True)
             hp = ckpt["hyper_parameters"]
             system = make_system(hp["arch"], [Task(**t) for t in hp["tasks"]], int(hp["d_in"]), hp["config"],
-                                 hp.get("loss_weights"))
+                                 hp.get("loss_weights"), fields=[int(v) for v in hp.get("fields", [])])
             system.load_state_dict(ckpt["state_dict"])
         except UserError:
             raise
@@ -122,20 +127,22 @@ class MTLSystem(L.LightningModule):
                             f"{str(err).strip().splitlines()[0] if str(err).strip() else 'unreadable'})") from None
         return system
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model(x)
+    def forward(self, x: torch.Tensor, cat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Logits from numeric features ``x`` and, where the data has categorical fields, their codes ``cat``
+        (the model then begins with its ``FeatureEncoder``)."""
+        return self.model(x) if cat is None or cat.shape[-1] == 0 else self.model(x, cat)
 
     def loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-        """sum_k w_k L_k(logits_k, y[:, k])."""
+        """sum_k w_k L_k(logits_k, y[:, k]), L_k over task k's observed rows where it has missing labels."""
         total = 0.0
         for k, task in enumerate(self.tasks):
-            total = total + self.loss_weights[k] * task_loss(task.kind, out[task.name], y[:, k])
+            total = total + self.loss_weights[k] * task_loss(task.kind, out[task.name], y[:, k], self.partial[k])
         return total
 
     # --- training: no per-step logging or host sync; the epoch's mean loss is logged at its end
     def training_step(self, batch, batch_idx) -> torch.Tensor:
-        x, y = batch
-        loss = self.loss(self.model(x), y)
+        x, cat, y = batch
+        loss = self.loss(self(x, cat), y)
         opt = self.optimizers()
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
@@ -165,8 +172,8 @@ class MTLSystem(L.LightningModule):
 
     # --- evaluation: logits of the whole split are gathered, then metrics computed once
     def _collect(self, batch) -> None:
-        x, y = batch
-        self._outputs.append((self.model(x), y))
+        x, cat, y = batch
+        self._outputs.append((self(x, cat), y))
 
     def _split_metrics(self) -> dict[str, dict[str, float]]:
         outs, ys = zip(*self._outputs)
@@ -223,22 +230,28 @@ def make_system(
     d_in: int,
     config: dict[str, Any] | None = None,
     loss_weights: dict[str, float] | None = None,
+    *,
+    fields: list[int] | tuple[int, ...] = (),
+    partial: list[bool] | None = None,
 ) -> MTLSystem:
     """A ready LightningModule for architecture ``arch`` and a flat ``config`` of training settings
-    (``TrainConfig`` fields) and architecture options. Weights are initialised from ``config["seed"]``."""
+    (``TrainConfig`` fields) and architecture options, on ``d_in`` numeric features and categorical ``fields``
+    (embedding rows of each, ``MTLData.field_sizes``); ``partial`` marks tasks with missing labels
+    (``MTLData.partial``). Weights are initialised from ``config["seed"]``."""
     train, opts = split_config(arch, dict(config or {}))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train.seed)
         try:
-            model = architectures.create(arch, d_in, {t.name: t.out_dim for t in tasks}, **opts)
+            model = architectures.create(arch, d_in, {t.name: t.out_dim for t in tasks}, fields=list(fields), **opts)
         except (TypeError, ValueError) as err:
             if isinstance(err, UserError):
                 raise
             raise UserError(f"invalid options for {arch}: {err}") from None
-    system = MTLSystem(model, tasks, train, loss_weights)
+    system = MTLSystem(model, tasks, train, loss_weights, partial)
     # what rebuilds it: saved in every Lightning checkpoint, read by MTLSystem.load_from_checkpoint
     system.save_hyperparameters({"arch": arch, "tasks": [dataclasses.asdict(t) for t in tasks], "d_in": d_in,
-                                 "config": dict(config or {}), "loss_weights": loss_weights})
+                                 "config": dict(config or {}), "loss_weights": loss_weights,
+                                 "fields": list(fields)})
     return system
 
 
