@@ -93,3 +93,13 @@ def test_auto_rule_keeps_small_columns_one_hot():
 def test_bad_encoding_options_are_one_line_errors(kwargs, message):
     with pytest.raises(UserError, match=message):
         CategoricalEncoding(**kwargs)
+
+
+def test_embedding_dim_is_searched_only_on_data_with_embedded_fields():
+    from bench.spec.space import ENCODER_SPACE, Param, default_space, with_encoder_space
+
+    space = default_space("mmoe")
+    assert "embedding_dim" not in space
+    assert with_encoder_space(space, True)["embedding_dim"] == ENCODER_SPACE["embedding_dim"]
+    assert "embedding_dim" not in with_encoder_space({**space, "embedding_dim": Param(value=4)}, False)
+    assert with_encoder_space({**space, "embedding_dim": Param(value=4)}, True)["embedding_dim"] == Param(value=4)
