@@ -165,3 +165,26 @@ def test_population_with_masks_and_fields_equals_separate_fits(arch, data):
     for p, r in zip(pop, refs):
         assert_same_fit(p, r)
         assert p.observed == r.observed
+
+
+def test_checkpoint_of_a_system_with_fields_reloads(data, tmp_path):
+    from bench.training.fit import make_trainer
+    from bench.training.system import MTLDataModule, MTLSystem
+
+    system = make_system(
+        "ple",
+        data.tasks,
+        data.d_in,
+        {"expert_units": 8, "embedding_dim": 3},
+        fields=data.field_sizes,
+        partial=data.partial,
+    )
+    trainer = make_trainer(1, accelerator="cpu")
+    trainer.fit(system, datamodule=MTLDataModule.for_system(data, system))
+    trainer.save_checkpoint(tmp_path / "ple.ckpt")
+    loaded = MTLSystem.load_from_checkpoint(tmp_path / "ple.ckpt")
+    system.eval()
+    loaded.eval()
+    with torch.no_grad():
+        a, b = system(data.test.x, data.test.cat), loaded(data.test.x, data.test.cat)
+    assert all(torch.equal(a[k], b[k]) for k in a) and loaded.model.encoder.sizes == SIZES
