@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from test_population import assert_same_fit
 
 from bench.datasets import Field, MTLData, Split, Task
@@ -16,7 +17,7 @@ from bench.training.metrics import task_loss, task_metrics
 from bench.training.population import train_population
 from bench.training.system import make_system
 
-SIZES = [6, 4]
+SIZES = [6, 4, 150]  # the last field: most rows of its table are missed by any one batch
 
 
 def make_data(n: int = 330, missing: float = 0.6, seed: int = 0) -> MTLData:
@@ -41,7 +42,7 @@ def make_data(n: int = 330, missing: float = 0.6, seed: int = 0) -> MTLData:
         part(0, cut1),
         part(cut1, cut2),
         part(cut2, n),
-        fields=[Field("f0", SIZES[0], SIZES[0] - 1), Field("f1", SIZES[1], SIZES[1] - 1)],
+        fields=[Field(f"f{j}", v, v - 1) for j, v in enumerate(SIZES)],
     )
 
 
@@ -137,7 +138,7 @@ def test_single_task_selection_keeps_only_that_tasks_observed_rows(data):
     for s in ("train", "val", "test"):
         part, full = getattr(only_b, s), getattr(data, s)
         assert len(part) == int((~torch.isnan(full.y[:, 1])).sum())
-        assert not torch.isnan(part.y).any() and part.cat.shape == (len(part), 2)
+        assert not torch.isnan(part.y).any() and part.cat.shape == (len(part), len(SIZES))
     assert only_b.partial == [False] and len(data.select_tasks(["a", "b"]).train) == len(data.train)
 
 
@@ -188,3 +189,54 @@ def test_checkpoint_of_a_system_with_fields_reloads(data, tmp_path):
     with torch.no_grad():
         a, b = system(data.test.x, data.test.cat), loaded(data.test.x, data.test.cat)
     assert all(torch.equal(a[k], b[k]) for k in a) and loaded.model.encoder.sizes == SIZES
+
+
+def test_stacked_adam_lazy_rows_match_sparse_adam():
+    from bench.training.population import StackedAdam
+
+    torch.manual_seed(0)
+    rows, width, lrs = 10, 3, [1e-2, 3e-3]
+    start = torch.randn(rows, width)
+    refs = [torch.nn.Parameter(start.clone()) for _ in lrs]
+    opts = [torch.optim.SparseAdam([r], lr=lr) for r, lr in zip(refs, lrs)]
+    stacked = StackedAdam({"t": start.expand(2, rows, width).clone()}, set(), lrs, [0.0, 0.0], [False, False], lazy="t")
+    for step in range(4):
+        idx = [torch.tensor([0, 3, 3, step + 4]), torch.tensor([1, 3, 9])]  # each member its own rows
+        for r, o, i in zip(refs, opts, idx):
+            o.zero_grad()
+            F.embedding(i, r, sparse=True).square().sum().backward()
+            o.step()
+        touched = torch.zeros(2, rows, dtype=torch.bool)
+        for s_, i in enumerate(idx):
+            touched[s_, i] = True
+        # the gradient StackedAdam gets is the dense one vmap gives (rows summed), computed from its own weights
+        g = torch.stack(
+            [
+                torch.zeros(rows, width).index_add_(0, i, 2 * stacked.params["t"][s_].detach()[i])
+                for s_, i in enumerate(idx)
+            ]
+        ).reshape(2, -1)
+        stacked.step(g, touched)
+        for s_, r in enumerate(refs):
+            torch.testing.assert_close(stacked.params["t"][s_].detach(), r.detach(), rtol=1e-6, atol=1e-7)
+    untouched = [1, 2, 8, 9]  # never looked up by member 0: exactly the initial rows
+    assert torch.equal(stacked.params["t"][0].detach()[untouched], start[untouched])
+
+
+def test_a_training_step_moves_only_the_looked_up_embedding_rows(data):
+    system = make_system("mmoe", data.tasks, data.d_in, {"expert_units": 8, "lr": 0.05}, fields=data.field_sizes)
+    table = system.model.encoder.table
+    opts = system.configure_optimizers()
+    assert isinstance(opts, list) and isinstance(opts[1], torch.optim.SparseAdam) and table.sparse
+    before = table.weight.detach().clone()
+    x, cat, y = data.train.x[:16], data.train.cat[:16], data.train.y[:16]
+    for opt in opts:
+        opt.zero_grad()
+    system.loss(system(x, cat), y).backward()
+    assert table.weight.grad.is_sparse
+    for opt in opts:
+        opt.step()
+    looked_up = torch.zeros(sum(SIZES), dtype=torch.bool)
+    looked_up[(cat + system.model.encoder.offsets).flatten()] = True
+    moved = (table.weight.detach() != before).any(1)
+    assert torch.equal(moved, looked_up) and int((~looked_up).sum()) > 100

@@ -38,6 +38,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from bench import architectures
+from bench.architectures.layers import FeatureEncoder
 from bench.datasets import BatchLoader, MTLData, Split
 from bench.errors import UserError
 from bench.spec.config import TrainConfig, split_config
@@ -46,10 +47,8 @@ from . import allocator
 from .devices import resolve_device
 from .fit import FitResult, count_params
 from .metrics import check_finite_loss, objective, task_loss, task_metrics
-from .system import make_system, param_groups
+from .system import BETAS, EPS, embedding_tables, make_system, param_groups
 
-BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW defaults, as used by MTLSystem
-EPS = 1e-8
 CPU_GROUP = 8
 
 
@@ -77,7 +76,15 @@ class StackedAdam:
     All parameters live in one ``(S, P)`` buffer, member s in row s; ``params`` are ``(S, ...)`` views of it
     (leaves that require grad), so one step is a handful of ops on that buffer whatever the number of
     parameter tensors. ``decayed`` names the parameters of ``param_groups``' decayed group; the others are
-    never decayed. All members step together, so the step count t is shared. A parameter that gets no
+    never decayed. All members step together, so the step count t is shared.
+
+    ``lazy`` names the embedding table, which ``MTLSystem`` trains with ``torch.optim.SparseAdam``: only the rows
+    member s's batch looked up (``touched``) move, with their moments,
+
+        m <- m + (1 - beta1)(g - m),  v <- v + (1 - beta2)(g^2 - v),
+        theta <- theta - (lr_s sqrt(1 - beta2^t) / (1 - beta1^t)) m / (sqrt(v) + eps)     (touched rows only)
+
+    (computed densely over the table here, since vmap has no sparse gradients). A parameter that gets no
     gradient counts as a zero gradient (``torch.optim`` would skip it; every registered architecture uses all
     of its parameters in every step).
     """
@@ -89,6 +96,7 @@ class StackedAdam:
         lr: list[float],
         weight_decay: list[float],
         decoupled: list[bool],
+        lazy: str | None = None,
     ) -> None:
         first = next(iter(params.values()))
         n, device = first.shape[0], first.device
@@ -111,6 +119,13 @@ class StackedAdam:
         self.exp_avg_sq = torch.zeros_like(self.flat)
         self.t = 0
         self.params = self.unflatten(self.flat, requires_grad=True)
+        self.lazy: tuple[int, int, int] | None = None  # (start, stop, row width) of the table in the buffer
+        start = 0
+        for name, shape in self.shapes.items():
+            size = math.prod(shape)
+            if name == lazy:
+                self.lazy = (start, start + size, shape[-1])
+            start += size
 
     def unflatten(self, flat: torch.Tensor, requires_grad: bool = False) -> dict[str, torch.Tensor]:
         """``{name: (S, ...) view}`` of an ``(S, P)`` buffer laid out as this optimiser's."""
@@ -133,21 +148,50 @@ class StackedAdam:
         )
 
     @torch.no_grad()
-    def step(self, g: torch.Tensor) -> None:
-        """One step from the ``(S, P)`` gradient of every member (``flatten``)."""
+    def step(self, g: torch.Tensor, touched: torch.Tensor | None = None) -> None:
+        """One step from the ``(S, P)`` gradient of every member (``flatten``); ``touched (S, R)``: the table rows
+        each member's batch looked up (with ``lazy``)."""
         self.t += 1
+        if self.lazy is None:
+            self._dense(slice(None), g)
+            return
+        start, stop, width = self.lazy
+        for part in (slice(0, start), slice(stop, None)):
+            self._dense(part, g[:, part])
+        self._lazy(g[:, start:stop], touched, width)
+
+    def _dense(self, part: slice, g: torch.Tensor) -> None:
+        """Adam / AdamW on the columns ``part`` of the buffer (views: updated in place)."""
+        theta, m, v = self.flat[:, part], self.exp_avg[:, part], self.exp_avg_sq[:, part]
+        if theta.shape[1] == 0:
+            return
         beta1, beta2 = BETAS
         bc1 = 1 - beta1**self.t
         bc2_sqrt = math.sqrt(1 - beta2**self.t)
         neg_step = (-(self.lr / bc1)).float()[:, None]  # (S, 1): -lr_s / (1 - beta1^t)
         if self.any_l2:
-            g = g.addcmul_(self.l2, self.flat)
+            g = g.addcmul_(self.l2[:, part], theta)
         if self.any_shrink:
-            self.flat.mul_(self.shrink)
-        self.exp_avg.lerp_(g, 1 - beta1)  # g may be modified above: it is the caller's temporary
-        self.exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (self.exp_avg_sq.sqrt() / bc2_sqrt).add_(EPS)
-        self.flat.add_(self.exp_avg.mul(neg_step).div_(denom))
+            theta.mul_(self.shrink[:, part])
+        m.lerp_(g, 1 - beta1)  # g may be modified above: it is the caller's temporary
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (v.sqrt() / bc2_sqrt).add_(EPS)
+        theta.add_(m.mul(neg_step).div_(denom))
+
+    def _lazy(self, g: torch.Tensor, touched: torch.Tensor, width: int) -> None:
+        """``torch.optim.SparseAdam`` on the table's touched rows, as its code computes it."""
+        start, stop, _ = self.lazy
+        theta, m, v = self.flat[:, start:stop], self.exp_avg[:, start:stop], self.exp_avg_sq[:, start:stop]
+        beta1, beta2 = BETAS
+        bc1, bc2 = 1 - beta1**self.t, 1 - beta2**self.t
+        mask = touched.repeat_interleave(width, dim=1)  # (S, R e): the (R, e) table is stored row-major
+        m_new = m + (g - m).mul_(1 - beta1)
+        v_new = v + (g * g).sub_(v).mul_(1 - beta2)
+        step_size = (self.lr * (math.sqrt(bc2) / bc1)).float()[:, None]  # (S, 1)
+        delta = (m_new / (v_new.sqrt() + EPS)) * -step_size
+        m.copy_(torch.where(mask, m_new, m))
+        v.copy_(torch.where(mask, v_new, v))
+        theta.add_(torch.where(mask, delta, torch.zeros_like(delta)))
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only the members ``rows`` (indices into the current stack); ``params`` are new views."""
@@ -242,6 +286,13 @@ def train_population(
         for cfg in configs
     ]
     template = systems[0].model.to(dev)  # runs every member via functional_call; its own weights are unused
+    tables = embedding_tables(template)
+    encoder = next((m for m in template.modules() if isinstance(m, FeatureEncoder)), None)
+    if encoder is not None:
+        encoder.table.sparse = False  # dense gradients under vmap; StackedAdam updates the looked-up rows only
+    lazy = next((name for name, p in template.named_parameters() if tables and p is tables[0]), None)
+    offsets = encoder.offsets if encoder is not None else None
+    n_rows = sum(fields)
     tasks, weights = systems[0].tasks, systems[0].loss_weights
     decayed_ids = {id(p) for p in param_groups(template, 1.0)[0]["params"]}
     decayed = {name for name, p in template.named_parameters() if id(p) in decayed_ids}
@@ -263,6 +314,7 @@ def train_population(
         [t.lr for t in trains],
         [t.weight_decay for t in trains],
         [t.optimizer == "adamw" for t in trains],
+        lazy=lazy,
     )
     del stacked
     # one member's rows per vmap lane; the eval chunk is shared by S lanes, so it is divided by S
@@ -320,7 +372,11 @@ def train_population(
                     g = torch.autograd.grad(losses.sum(), list(p.values()), allow_unused=True)
                     grads.append(opt.flatten(g, len(losses)))
                     loss_sum[a : a + group] += losses.detach()
-                opt.step(grads[0] if len(grads) == 1 else torch.cat(grads))
+                touched = None
+                if lazy is not None:  # (S, R): the table rows each member's batch looked up
+                    touched = torch.zeros(len(active), n_rows, dtype=torch.bool, device=dev)
+                    touched.scatter_(1, (cb + offsets).reshape(len(active), -1), True)
+                opt.step(grads[0] if len(grads) == 1 else torch.cat(grads), touched)
                 n_steps += 1
             train_loss = (loss_sum / n_steps).tolist()
             logits = predict(opt.params, val)

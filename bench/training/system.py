@@ -19,11 +19,20 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
 from bench import architectures
+from bench.architectures.layers import FeatureEncoder
 from bench.datasets import BatchLoader, MTLData, Task
 from bench.errors import UnknownChoice, UserError
 from bench.spec.config import TrainConfig, split_config
 
 from .metrics import check_finite_loss, objective, task_loss, task_metrics
+
+BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW / SparseAdam defaults
+EPS = 1e-8
+
+
+def embedding_tables(model: nn.Module) -> list[nn.Parameter]:
+    """The embedding tables of the model's ``FeatureEncoder`` (at most one), trained with sparse gradients."""
+    return [m.table.weight for m in model.modules() if isinstance(m, FeatureEncoder) and m.sizes]
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -82,6 +91,9 @@ class MTLSystem(L.LightningModule):
     ) -> None:
         super().__init__()
         self.model = model
+        for module in model.modules():
+            if isinstance(module, FeatureEncoder):
+                module.table.sparse = True  # sparse gradients: SparseAdam touches only the looked-up rows
         self.tasks = list(tasks)
         # per task: labels may be missing, so its loss averages over observed rows (MTLData.partial)
         self.partial = list(partial) if partial is not None else [False] * len(self.tasks)
@@ -143,10 +155,13 @@ class MTLSystem(L.LightningModule):
     def training_step(self, batch, batch_idx) -> torch.Tensor:
         x, cat, y = batch
         loss = self.loss(self(x, cat), y)
-        opt = self.optimizers()
-        opt.zero_grad(set_to_none=True)
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]  # [Adam/AdamW, SparseAdam of the embedding tables]
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        opt.step()
+        for opt in opts:
+            opt.step()
         detached = loss.detach()
         self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
         self._steps += 1
@@ -214,7 +229,17 @@ class MTLSystem(L.LightningModule):
         # The fused kernel updates every parameter in one call: the step of a small model is dominated by the
         # per-tensor dispatch of the default (foreach) implementation, not by arithmetic.
         fused = all(p.device.type in ("cpu", "cuda") for p in self.model.parameters())
-        return cls(param_groups(self.model, cfg.weight_decay), lr=cfg.lr, fused=fused)
+        tables = embedding_tables(self.model)
+        sparse = {id(t) for t in tables}
+        groups = [{**g, "params": [p for p in g["params"] if id(p) not in sparse]}
+                  for g in param_groups(self.model, cfg.weight_decay)]
+        dense = cls(groups, lr=cfg.lr, fused=fused)
+        if not tables:
+            return dense
+        # Embedding rows are updated lazily (torch.optim.SparseAdam, as recommender libraries do): only the rows a
+        # batch looks up move, with their Adam moments. A dense Adam step over a table of millions of rows would
+        # cost far more than the model it feeds; the tables are never decayed (FeatureEncoder.no_weight_decay).
+        return [dense, torch.optim.SparseAdam(tables, lr=cfg.lr, betas=BETAS, eps=EPS)]
 
     def configure_callbacks(self):
         # mode "max": val_objective is oriented so that higher is better; check_finite stops a diverged run
