@@ -69,9 +69,7 @@ def options(name: str) -> dict[str, Any]:
     return {**{f.name: f.default for f in dataclasses.fields(get(name).Options)}, **asdict(EncoderOptions())}
 
 
-def create(
-    name: str, d_in: int, tasks: Mapping[str, int], *, fields: Sequence[int] = (), **opts: Any
-) -> nn.Module:
+def create(name: str, d_in: int, tasks: Mapping[str, int], *, fields: Sequence[int] = (), **opts: Any) -> nn.Module:
     """Build architecture ``name`` for ``d_in`` numeric features, categorical ``fields`` (embedding rows of each)
     and ``tasks`` (name -> output width)."""
     valid = options(name)

@@ -88,7 +88,8 @@ class Split:
 
     def to(self, device) -> Split:
         return Split(
-            self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True),
+            self.x.to(device, non_blocking=True),
+            self.y.to(device, non_blocking=True),
             self.cat.to(device, non_blocking=True),
         )
 
