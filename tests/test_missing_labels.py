@@ -15,7 +15,7 @@ from bench.errors import UserError
 from bench.training.fit import fit
 from bench.training.metrics import task_loss, task_metrics
 from bench.training.population import train_population
-from bench.training.system import make_system
+from bench.training.system import LazyAdam, make_system
 
 SIZES = [6, 4, 150]  # the last field: most rows of its table are missed by any one batch
 
@@ -199,10 +199,12 @@ def test_stacked_adam_lazy_rows_match_sparse_adam():
     start = torch.randn(rows, width)
     refs = [torch.nn.Parameter(start.clone()) for _ in lrs]
     opts = [torch.optim.SparseAdam([r], lr=lr) for r, lr in zip(refs, lrs)]
+    lazies = [torch.nn.Parameter(start.clone()) for _ in lrs]  # the system's LazyAdam: SparseAdam's numbers
+    lazy_opts = [LazyAdam([r], lr=lr) for r, lr in zip(lazies, lrs)]
     stacked = StackedAdam({"t": start.expand(2, rows, width).clone()}, set(), lrs, [0.0, 0.0], [False, False], lazy="t")
     for step in range(4):
         idx = [torch.tensor([0, 3, 3, step + 4]), torch.tensor([1, 3, 9])]  # each member its own rows
-        for r, o, i in zip(refs, opts, idx):
+        for r, o, i in zip([*refs, *lazies], [*opts, *lazy_opts], idx + idx):
             o.zero_grad()
             F.embedding(i, r, sparse=True).square().sum().backward()
             o.step()
@@ -219,6 +221,7 @@ def test_stacked_adam_lazy_rows_match_sparse_adam():
         stacked.step(g, touched)
         for s_, r in enumerate(refs):
             torch.testing.assert_close(stacked.params["t"][s_].detach(), r.detach(), rtol=1e-6, atol=1e-7)
+            torch.testing.assert_close(lazies[s_].detach(), r.detach(), rtol=1e-6, atol=1e-7)
     untouched = [1, 2, 8, 9]  # never looked up by member 0: exactly the initial rows
     assert torch.equal(stacked.params["t"][0].detach()[untouched], start[untouched])
 
@@ -227,7 +230,7 @@ def test_a_training_step_moves_only_the_looked_up_embedding_rows(data):
     system = make_system("mmoe", data.tasks, data.d_in, {"expert_units": 8, "lr": 0.05}, fields=data.field_sizes)
     table = system.model.encoder.table
     opts = system.configure_optimizers()
-    assert isinstance(opts, list) and isinstance(opts[1], torch.optim.SparseAdam) and table.sparse
+    assert isinstance(opts, list) and isinstance(opts[1], LazyAdam) and table.sparse
     before = table.weight.detach().clone()
     x, cat, y = data.train.x[:16], data.train.cat[:16], data.train.y[:16]
     for opt in opts:
