@@ -42,8 +42,9 @@ class Task:
 class Field:
     """A categorical feature held as an index into its own embedding table of ``size`` rows.
 
-    ``levels`` training levels kept (at least ``min_count`` rows each) get codes 1..levels, code 0 is the
-    out-of-vocabulary row (rarer and unseen levels); a ``hashed`` field has ``size`` buckets and no vocabulary.
+    A vocabulary field: its ``levels`` training levels kept (at least ``min_count`` rows each) get codes 1..levels,
+    code 0 is the out-of-vocabulary row (rarer and unseen levels), ``size = levels + 1``. A ``hashed`` field: its
+    ``levels`` distinct training levels (and any other) hashed into ``size`` buckets, no vocabulary.
     """
 
     name: str

@@ -78,7 +78,7 @@ class StackedAdam:
     parameter tensors. ``decayed`` names the parameters of ``param_groups``' decayed group; the others are
     never decayed. All members step together, so the step count t is shared.
 
-    ``lazy`` names the embedding table, which ``MTLSystem`` trains with ``torch.optim.SparseAdam``: only the rows
+    ``lazy`` names the embedding table, which ``MTLSystem`` trains with ``LazyAdam`` (SparseAdam's rule): only the rows
     member s's batch looked up (``touched``) move, with their moments,
 
         m <- m + (1 - beta1)(g - m),  v <- v + (1 - beta2)(g^2 - v),

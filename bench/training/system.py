@@ -133,7 +133,7 @@ class MTLSystem(L.LightningModule):
         self.model = model
         for module in model.modules():
             if isinstance(module, FeatureEncoder):
-                module.table.sparse = True  # sparse gradients: SparseAdam touches only the looked-up rows
+                module.table.sparse = True  # sparse gradients: LazyAdam touches only the looked-up rows
         self.tasks = list(tasks)
         # per task: labels may be missing, so its loss averages over observed rows (MTLData.partial)
         self.partial = list(partial) if partial is not None else [False] * len(self.tasks)
@@ -196,7 +196,7 @@ class MTLSystem(L.LightningModule):
         x, cat, y = batch
         loss = self.loss(self(x, cat), y)
         opts = self.optimizers()
-        opts = opts if isinstance(opts, list) else [opts]  # [Adam/AdamW, SparseAdam of the embedding tables]
+        opts = opts if isinstance(opts, list) else [opts]  # [Adam/AdamW, LazyAdam of the embedding tables]
         for opt in opts:
             opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
