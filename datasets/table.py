@@ -195,6 +195,8 @@ def encode_label(frame: pl.DataFrame, name: str, kind: str, paths: list[Path]) -
     if col.dtype == pl.String:
         col = col.str.strip_chars().replace("", None)
     present = col.drop_nulls()
+    if len(present) == 0:
+        raise UserError(f"table: label {name} has no value in any row (every label is missing)")
     if kind == "regression":
         if not col.dtype.is_numeric():
             values = col.cast(pl.Float64, strict=False)
