@@ -268,3 +268,29 @@ def test_leakage_check_judges_an_embedded_field_as_one_source_column(tmp_path):
     assert "leaky" in [f.name for f in data.fields]
     found = {(f.task, f.feature) for f in check_leakage(data)}
     assert ("click", "leaky") in found and not any(feature == "user" for _, feature in found)
+
+
+def test_a_study_on_a_table_with_embedded_ids_and_missing_labels(tmp_path):
+    """Search (embedding_dim in the space), final seeds as a population with lazily updated tables, leaderboard."""
+    import json
+
+    from bench.results import store
+    from bench.spec.study import parse_study
+    from bench.study.run import run_study
+
+    ids_frame(n=300).write_csv(tmp_path / "t.csv")
+    spec = {
+        "name": "ids", "architectures": ["mmoe", "single_task"], "seeds": 2,
+        "budget": {"trials": 2, "max_epochs": 2, "patience": 1}, "pruner": {"kind": "none"},
+        "datasets": [{"name": "table", "options": {
+            "path": str(tmp_path / "t.csv"), "labels": {"click": "binary", "conversion": "binary"},
+            "split_column": "fold", "observed_if": {"conversion": "click"}, "min_count": 1}}],
+        "search": {"all": {"batch_size": [64], "expert_units": [8]}},
+    }
+    root = run_study(parse_study(spec), tmp_path / "runs", accelerator="cpu", out=lambda line: None)
+    rows = store.read(root)
+    final = rows.filter((pl.col("stage") == "final") & (pl.col("split") == "test"))
+    assert set(final["task"].unique()) == {"click", "conversion"} and final["value"].is_finite().all()
+    search = rows.filter(pl.col("stage") == "search")
+    configs = [json.loads(c) for c in search["config"].drop_nulls().unique().to_list()]
+    assert configs and all(c["embedding_dim"] in (4, 8, 16) for c in configs)
