@@ -131,11 +131,18 @@ class MTLData:
                     f"split for {len(self.fields)} fields"
                 )
             counts = observed(split.y).sum(0).tolist()
-            for task, n in zip(self.tasks, counts):
+            for k, (task, n) in enumerate(zip(self.tasks, counts)):
                 if n == 0:
                     raise UserError(
                         f"data set {self.name!r}: task {task.name} has no observed label in the {split_name} split"
                     )
+                if task.kind == "binary" and split_name != "train":
+                    positives = int((split.y[:, k] == 1).sum())
+                    if positives in (0, n):  # its AUC would be undefined (NaN): refused before anything is stored
+                        raise UserError(
+                            f"data set {self.name!r}: the observed labels of task {task.name} in the {split_name} "
+                            f"split are all {int(positives == n)} ({n} rows); AUC needs both classes"
+                        )
             if split.cat.numel():
                 sizes = torch.tensor([f.size for f in self.fields], device=split.cat.device)
                 if bool(((split.cat < 0) | (split.cat >= sizes)).any()):

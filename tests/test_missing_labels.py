@@ -243,3 +243,10 @@ def test_a_training_step_moves_only_the_looked_up_embedding_rows(data):
     looked_up[(cat + system.model.encoder.offsets).flatten()] = True
     moved = (table.weight.detach() != before).any(1)
     assert torch.equal(moved, looked_up) and int((~looked_up).sum()) > 100
+
+
+def test_a_binary_task_with_one_class_observed_in_validation_is_refused(data):
+    y = data.val.y.clone()
+    y[~torch.isnan(y[:, 1]), 1] = 0.0  # every observed conversion in validation negative: AUC undefined
+    with pytest.raises(UserError, match=r"observed labels of task b in the val split are all 0 \(\d+ rows\)"):
+        MTLData("masked", data.tasks, data.train, Split(data.val.x, y, data.val.cat), data.test, fields=data.fields)
