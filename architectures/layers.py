@@ -8,9 +8,11 @@
 - ``ExtractionLevel``: one CGC-style extraction level (Tang et al., RecSys 2020, eq. 1-4). Single-task,
   Shared-Bottom, OMoE, MMoE and CGC are settings of one level; PLE stacks levels.
 - ``Towers``: one MLP tower per task on top, returning ``{task: logits}``.
+- ``FeatureEncoder``: numeric columns plus one embedding per categorical field -> the ``(B, d)`` input of any
+  architecture; ``Encoded`` puts it in front of one (``registry.create`` does, when there are fields).
 
 Shape letters used in comments: B batch, d features, n members of a stack, N experts of a level,
-T tasks, C choices of a gate, h hidden units.
+T tasks, C choices of a gate, h hidden units, F categorical fields, e embedding width.
 """
 
 from __future__ import annotations
@@ -324,3 +326,56 @@ class Towers(nn.Module):
             name: head(x[k] if x.dim() == 3 else x)
             for k, (name, head) in enumerate(zip(self.task_names, self.head))
         }
+
+
+class FeatureEncoder(nn.Module):
+    """Numeric columns as they are, each categorical field through its own embedding table:
+
+        enc(x, c) = [x, E_1[c_1], ..., E_F[c_F]]     (B, d) + F x (B, e) -> (B, d + F e)
+
+    The F tables are held as one ``nn.Embedding(sum_j V_j, e)``; field j's rows start at
+    ``offset_j = V_1 + ... + V_{j-1}``, so one lookup of ``c + offsets`` serves every field (one kernel, one
+    gradient tensor). ``E_j[c]`` equals ``onehot(c, V_j) @ E_j``: an embedding is a one-hot column block times
+    a weight matrix, without materialising the one-hot block. Codes are those of ``bench.datasets.Field``
+    (0: the out-of-vocabulary row). Rows drawn ``N(0, 1)`` (``nn.Embedding``'s default), the scale of the
+    standardised numeric columns beside them. ``no_weight_decay``: the table is never decayed; with Adam's L2
+    the decay of a row no batch touched would be a full-size normalised step towards zero every step.
+    """
+
+    def __init__(self, d_numeric: int, sizes: list[int], dim: int) -> None:
+        super().__init__()
+        if dim < 1:
+            raise ValueError(f"embedding_dim must be >= 1, got {dim}")
+        if any(v < 1 for v in sizes):
+            raise ValueError(f"every categorical field needs at least one embedding row, got sizes {sizes}")
+        self.d_numeric, self.sizes, self.dim = d_numeric, list(sizes), dim
+        self.d_out = d_numeric + len(sizes) * dim
+        self.table = nn.Embedding(max(1, sum(sizes)), dim)
+        offsets = torch.tensor([0, *sizes[:-1]], dtype=torch.int64).cumsum(0) if sizes else torch.zeros(0)
+        self.register_buffer("offsets", offsets.to(torch.int64), persistent=False)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"table"}
+
+    def forward(self, x: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        if not self.sizes:
+            return x
+        emb = self.table(cat + self.offsets)  # (B, F) -> (B, F, e)
+        return torch.cat([x, emb.flatten(-2)], dim=-1)  # (B, d + F e)
+
+    def extra_repr(self) -> str:
+        return f"d_numeric={self.d_numeric}, sizes={self.sizes}, dim={self.dim}"
+
+
+class Encoded(nn.Module):
+    """An architecture behind a ``FeatureEncoder``: ``forward(x, cat) = net(encoder(x, cat))``; with
+    ``with_aux=True`` (an architecture with an auxiliary loss, ``has_aux_loss``) also that loss."""
+
+    def __init__(self, encoder: FeatureEncoder, net: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.net = encoder, net
+        self.has_aux_loss = bool(getattr(net, "has_aux_loss", False))
+
+    def forward(self, x: torch.Tensor, cat: torch.Tensor, with_aux: bool = False):
+        h = self.encoder(x, cat)
+        return self.net(h, with_aux=True) if with_aux else self.net(h)

@@ -1,9 +1,10 @@
 """Multi-task data sets: a registry of loaders producing ``MTLData`` (tensors per split plus task descriptions)."""
 
-from . import adult, census, synthetic, table  # noqa: F401  (registration)
-from .base import TASK_KINDS, BatchLoader, MTLData, Split, Task
+from . import adult, aliexpress, census, synthetic, table  # noqa: F401  (registration)
+from .base import TASK_KINDS, BatchLoader, Field, MTLData, Split, Task, observed
 from .registry import available, get, load, options, register_dataset
 
 __all__ = [
-    "TASK_KINDS", "BatchLoader", "MTLData", "Split", "Task", "available", "get", "load", "options", "register_dataset",
+    "TASK_KINDS", "BatchLoader", "Field", "MTLData", "Split", "Task", "available", "get", "load", "observed",
+    "options", "register_dataset",
 ]

@@ -95,6 +95,8 @@ def adult(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     seed: int = 0,
+    encoding: str = "onehot",
+    min_count: int = 5,
     download: bool = True,
     cache: bool = True,
 ) -> MTLData:
@@ -102,7 +104,7 @@ def adult(
     names = choose_tasks(tasks)
     data = uci.load(
         UCI, split=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, data_dir=data_dir,
-        download=download, cache=cache, features=features,
+        download=download, cache=cache, features=features, encoding=encoding, min_count=min_count,
     )
     data = data.select_tasks(names)
     data.info["tasks"] = names

@@ -1,4 +1,11 @@
-"""Task descriptions, the multi-task data object and the on-device batch loader."""
+"""Task descriptions, the multi-task data object and the on-device batch loader.
+
+Features are two tensors per split: ``x (N, d)`` float32 numeric columns (standardised numbers, one-hot blocks,
+missing indicators) and ``cat (N, F)`` int64 codes of the categorical fields that are embedded (``Field``: code 0
+is the out-of-vocabulary row, 1..V the training split's levels; a hashed field's code is its bucket). Labels are
+``y (N, T)`` float32 with NaN where a task's label is not observed for that row: the per-task mask is
+``~y.isnan()``, so it travels with every batch slice at no extra cost (``observed``).
+"""
 
 from __future__ import annotations
 
@@ -31,31 +38,74 @@ class Task:
         return self.n_classes if self.kind == "multiclass" else 1
 
 
+@dataclass(frozen=True)
+class Field:
+    """A categorical feature held as an index into its own embedding table of ``size`` rows.
+
+    A vocabulary field: its ``levels`` training levels kept (at least ``min_count`` rows each) get codes 1..levels,
+    code 0 is the out-of-vocabulary row (rarer and unseen levels), ``size = levels + 1``. A ``hashed`` field: its
+    ``levels`` distinct training levels (and any other) hashed into ``size`` buckets, no vocabulary.
+    """
+
+    name: str
+    size: int
+    levels: int
+    hashed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise UserError(f"categorical field {self.name!r} needs at least one embedding row, got {self.size}")
+
+
+def observed(y: torch.Tensor) -> torch.Tensor:
+    """The per-task label mask ``(..., T)``: True where the label is observed (not NaN)."""
+    return ~torch.isnan(y)
+
+
 @dataclass
 class Split:
-    """Rows of one split: features ``x (N, d)`` float32 and labels ``y (N, T)`` float32.
+    """Rows of one split: numeric features ``x (N, d)`` float32, labels ``y (N, T)`` float32 and categorical
+    codes ``cat (N, F)`` int64 (``F = 0`` when nothing is embedded).
 
     Column k of ``y`` holds task k's label: 0/1 for binary, the value for regression, the class index
-    (an exact small integer in float32) for multi-class. One label tensor keeps batch slicing to one op.
+    (an exact small integer in float32) for multi-class, NaN where it is not observed. One label tensor keeps
+    batch slicing to one op, mask included.
     """
 
     x: torch.Tensor
     y: torch.Tensor
+    cat: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.x.dim() != 2 or self.y.dim() != 2 or len(self.x) != len(self.y):
             raise UserError(f"a split needs x (N, d) and y (N, T), got {tuple(self.x.shape)} and {tuple(self.y.shape)}")
+        if self.cat is None:
+            self.cat = torch.zeros(len(self.x), 0, dtype=torch.int64, device=self.x.device)
+        if self.cat.dim() != 2 or len(self.cat) != len(self.x) or self.cat.dtype != torch.int64:
+            raise UserError(f"a split needs cat (N, F) int64 codes, got {tuple(self.cat.shape)} {self.cat.dtype}")
 
     def __len__(self) -> int:
         return len(self.x)
 
     def to(self, device) -> Split:
-        return Split(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True))
+        return Split(
+            self.x.to(device, non_blocking=True),
+            self.y.to(device, non_blocking=True),
+            self.cat.to(device, non_blocking=True),
+        )
+
+    def rows(self, index: torch.Tensor) -> Split:
+        """The rows ``index`` (a boolean mask or indices) of every tensor."""
+        return Split(self.x[index], self.y[index], self.cat[index])
 
 
 @dataclass
 class MTLData:
-    """A multi-task data set: tasks, three splits and the names of the feature columns."""
+    """A multi-task data set: tasks, three splits, the names of the numeric feature columns and the embedded
+    categorical fields (``fields[j]`` describes column j of every split's ``cat``).
+
+    Every task needs at least one observed label in every split: a task with none in a split is a one-line
+    error naming both (its metrics could not be computed, and a search would optimise nothing)."""
 
     name: str
     tasks: list[Task]
@@ -64,6 +114,7 @@ class MTLData:
     test: Split
     feature_names: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)  # provenance: options, source hashes
+    fields: list[Field] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for split_name in ("train", "val", "test"):
@@ -74,10 +125,50 @@ class MTLData:
                 raise UserError(f"data set {self.name!r}: {split.y.shape[1]} label columns for {len(self.tasks)} tasks")
             if split.x.shape[1] != self.train.x.shape[1]:
                 raise UserError(f"data set {self.name!r}: feature widths differ between splits")
+            if split.cat.shape[1] != len(self.fields):
+                raise UserError(
+                    f"data set {self.name!r}: {split.cat.shape[1]} categorical code columns in the {split_name} "
+                    f"split for {len(self.fields)} fields"
+                )
+            counts = observed(split.y).sum(0).tolist()
+            for k, (task, n) in enumerate(zip(self.tasks, counts)):
+                if n == 0:
+                    raise UserError(
+                        f"data set {self.name!r}: task {task.name} has no observed label in the {split_name} split"
+                    )
+                if task.kind == "binary" and split_name != "train":
+                    positives = int((split.y[:, k] == 1).sum())
+                    if positives in (0, n):  # its AUC would be undefined (NaN): refused before anything is stored
+                        raise UserError(
+                            f"data set {self.name!r}: the observed labels of task {task.name} in the {split_name} "
+                            f"split are all {int(positives == n)} ({n} rows); AUC needs both classes"
+                        )
+            if split.cat.numel():
+                sizes = torch.tensor([f.size for f in self.fields], device=split.cat.device)
+                if bool(((split.cat < 0) | (split.cat >= sizes)).any()):
+                    raise UserError(
+                        f"data set {self.name!r}: a categorical code of the {split_name} split is out of range"
+                    )
 
     @property
     def d_in(self) -> int:
+        """Width of the numeric features ``x`` (the encoder adds the embedded fields)."""
         return self.train.x.shape[1]
+
+    @property
+    def field_sizes(self) -> list[int]:
+        """Embedding rows of each categorical field, in ``cat`` column order."""
+        return [f.size for f in self.fields]
+
+    @property
+    def partial(self) -> list[bool]:
+        """Per task: whether some training label is missing (its loss then averages over observed rows)."""
+        return (~observed(self.train.y)).any(0).tolist()
+
+    def observed_counts(self, split_name: str) -> dict[str, int]:
+        """Observed labels per task in one split."""
+        counts = observed(getattr(self, split_name).y).sum(0).tolist()
+        return {t.name: int(n) for t, n in zip(self.tasks, counts)}
 
     @property
     def task_names(self) -> list[str]:
@@ -94,7 +185,12 @@ class MTLData:
         idx = [known.index(n) for n in names]
 
         def pick(s: Split) -> Split:
-            return Split(s.x, s.y[:, idx])
+            # rows where none of the chosen tasks is observed carry no signal: a single-task baseline trains
+            # (and is evaluated) on its own task's observed rows only
+            y = s.y[:, idx]
+            keep = observed(y).any(1)
+            part = Split(s.x, y, s.cat)
+            return part if bool(keep.all()) else part.rows(keep)
 
         return replace(
             self, tasks=[self.tasks[i] for i in idx], train=pick(self.train), val=pick(self.val), test=pick(self.test)
@@ -122,12 +218,14 @@ class BatchLoader:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.split), generator=g).to(self.split.x.device)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        x, y, bs = self.split.x, self.split.y, self.batch_size
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Batches ``(x, cat, y)``; the label mask is ``observed(y)``."""
+        x, y, cat, bs = self.split.x, self.split.y, self.split.cat, self.batch_size
         if self.shuffle:
             perm = self.permutation(self.epoch)
             self.epoch += 1
             # one gather per epoch; batches are then contiguous views
             x, y = x[perm], y[perm]
+            cat = cat[perm] if cat.shape[1] else cat[: len(perm)]
         for start in range(0, len(x), bs):
-            yield x[start : start + bs], y[start : start + bs]
+            yield x[start : start + bs], cat[start : start + bs], y[start : start + bs]

@@ -145,6 +145,8 @@ def census_income(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     seed: int = 0,
+    encoding: str = "onehot",
+    min_count: int = 5,
     download: bool = True,
     cache: bool = True,
 ) -> MTLData:
@@ -152,7 +154,7 @@ def census_income(
     names = choose_tasks(group, tasks)
     data = uci.load(
         UCI, split=split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, data_dir=data_dir,
-        download=download, cache=cache, features=features,
+        download=download, cache=cache, features=features, encoding=encoding, min_count=min_count,
     )
     data = data.select_tasks(names)
     data.info["tasks"] = names

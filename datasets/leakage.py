@@ -1,8 +1,9 @@
 """A generic label-leakage check: does any single source column predict a label almost perfectly?
 
-Each feature group (a numeric column with its missing indicator, or a one-hot block; one column per group when
-the data set records no groups) is reduced to a code per row: the level of a one-hot block, or the quantile bin
-of a numeric value (missing values their own bin). The best any model can do from that group alone is the
+Each feature group (a numeric column with its missing indicator, a one-hot block or an embedded categorical field;
+one column per group when the data set records no groups) is reduced to a code per row: the level of a one-hot
+block, the code of an embedded field, or the quantile bin of a numeric value (missing values their own bin). A
+task's scores use the rows where its label is observed. The best any model can do from that group alone is the
 per-code label statistic (target encoding), fitted on one random half of the training rows and scored on the
 other half, so a high-cardinality ID-like column does not pass for a leak:
 
@@ -45,8 +46,10 @@ def feature_groups(data: MTLData) -> list[dict]:
     return [{"name": names[i], "kind": "numeric", "columns": [i]} for i in range(data.d_in)]
 
 
-def group_codes(x: np.ndarray, group: dict, n_bins: int) -> np.ndarray:
-    """One integer code per row ``(N,)`` for a feature group."""
+def group_codes(x: np.ndarray, group: dict, n_bins: int, cat: np.ndarray | None = None) -> np.ndarray:
+    """One integer code per row ``(N,)`` for a feature group (``cat``: the categorical codes ``(N, F)``)."""
+    if group["kind"] == "embedding":
+        return cat[:, group["field"]]
     cols = group["columns"]
     if group["kind"] == "onehot":
         return x[:, cols].argmax(1)
@@ -97,19 +100,32 @@ def check_leakage(data: MTLData, *, threshold: float = 0.99, max_rows: int = 50_
     rng = np.random.default_rng(seed)
     x = data.train.x.detach().cpu().numpy()
     y = data.train.y.detach().cpu().numpy().astype(np.float64)
+    cat = data.train.cat.detach().cpu().numpy()
     if len(x) > max_rows:
         keep = np.sort(rng.permutation(len(x))[:max_rows])
-        x, y = x[keep], y[keep]
+        x, y, cat = x[keep], y[keep], cat[keep]
     n = len(x)
     perm = rng.permutation(n)
-    fit, held = perm[: n // 2], perm[n // 2 :]
     n_bins = max(2, min(64, n // 50))
     findings: list[Finding] = []
+    # per task: its observed rows, split in two halves (fit the per-code statistic on one, score on the other)
+    rows = []
+    for k in range(len(data.tasks)):
+        obs = ~np.isnan(y[:, k])
+        order = perm[obs[perm]]
+        rows.append((obs, order[: len(order) // 2], order[len(order) // 2 :]))
     for group in feature_groups(data):
-        codes = group_codes(x, group, n_bins)
-        raw = x[:, group["columns"][0]].astype(np.float64) if group["kind"] == "numeric" else None
+        all_codes = group_codes(x, group, n_bins, cat)
+        all_raw = x[:, group["columns"][0]].astype(np.float64) if group["kind"] == "numeric" else None
         for k, task in enumerate(data.tasks):
-            yk = y[:, k]
+            obs, fit, held = rows[k]
+            if len(held) == 0:
+                continue
+            # indices into the observed rows: position of each row among them
+            pos = np.cumsum(obs) - 1
+            fit, held = pos[fit], pos[held]
+            codes, yk = all_codes[obs], y[obs, k]
+            raw = all_raw[obs] if all_raw is not None else None
             scores: list[tuple[str, float]] = []
             pred = encoded_prediction(codes, yk, fit, task.kind, task.n_classes)
             if task.kind == "binary":

@@ -31,7 +31,7 @@ import torch
 from bench.errors import UserError
 from bench.hashing import config_hash
 
-from .base import MTLData, Split, Task
+from .base import Field, MTLData, Split, Task
 
 UCI_BASE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/"
 BASE_URL_ENV = "BENCH_UCI_BASE_URL"
@@ -210,6 +210,7 @@ def write_cache(data: MTLData, path: Path) -> None:
                 "tasks": [[t.name, t.kind, t.n_classes] for t in data.tasks],
                 "feature_names": data.feature_names,
                 "info": data.info,
+                "fields": [[f.name, f.size, f.levels, f.hashed] for f in data.fields],
             }
         )
     }
@@ -221,6 +222,7 @@ def write_cache(data: MTLData, path: Path) -> None:
         payload[f"{split_name}_x01"] = split.x[:, flags].to(torch.uint8)
         payload[f"{split_name}_x"] = split.x[:, ~flags].contiguous()
         payload[f"{split_name}_y"] = split.y.contiguous()
+        payload[f"{split_name}_cat"] = split.cat.contiguous()
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,12 +256,13 @@ def read_cache(path: Path) -> MTLData | None:
             for is01, a, b in runs:
                 x[:, a:b] = parts[is01][:, used[is01] : used[is01] + b - a]
                 used[is01] += b - a
-            splits[s] = Split(x, payload[f"{s}_y"])
+            splits[s] = Split(x, payload[f"{s}_y"], payload[f"{s}_cat"])
         return MTLData(
             name=meta["name"],
             tasks=[Task(n, kind, n_classes) for n, kind, n_classes in meta["tasks"]],
             feature_names=meta["feature_names"],
             info=meta["info"],
+            fields=[Field(name, size, levels, hashed) for name, size, levels, hashed in meta["fields"]],
             **splits,
         )
     except Exception as err:  # a truncated or foreign file: rebuild

@@ -9,18 +9,33 @@ A study spec names it in TOML, e.g.::
     features = ["age", "city", "device"]    # default: every column that is not a label or the split column
     categorical = ["zip"]                   # force categorical (default: strings and booleans are)
     numeric = []                            # force numeric
+    encoding = "auto"                       # categorical columns: auto (default), onehot or embedding
+    onehot_max = 16                         # auto: at most this many training levels stay one-hot
+    min_count = 5                           # embedded: rarer levels share the out-of-vocabulary row
+    hash_buckets = 0                        # embedded: hash a field with a larger vocabulary into this many
+    observed_if = { conversion = "click" }  # a label observed only where another 0/1 column is 1
     split_column = "fold"                   # values train / val (valid, validation, dev) / test
     val_fraction = 0.1                      # without split_column: a seeded random split
     test_fraction = 0.1
     seed = 0
 
-From the command line, ``labels=click:binary,price:regression`` and ``features=a,b,c`` work too. A relative
-``path`` is taken from ``data_dir`` when one is given (option, ``--data-dir``), else from the working directory.
+From the command line, ``labels=click:binary,price:regression``, ``features=a,b,c`` and
+``observed_if=conversion:click`` work too. A relative ``path`` is taken from ``data_dir`` when one is given
+(option, ``--data-dir``), else from the working directory.
 
 Labels: ``binary`` takes 0/1, booleans or exactly two distinct strings (the later in sorted order is 1);
 ``regression`` takes numbers; ``multiclass`` takes any values (classes in sorted order, at least 2). A missing
-label is an error. Features follow ``preprocess.encode_features``: numeric ones standardised with imputation and
-a missing indicator, categorical ones one-hot with an unknown level, with training-split statistics only.
+label (null, empty or NaN) means the task is not observed on that row: its loss and metrics skip the row. A label
+may also be declared observed only where another column is 1 (``observed_if``: a conversion exists only where
+there was a click); its value elsewhere is ignored. A task with no observed label in a split is a one-line error.
+
+Features follow ``preprocess.encode_features``, with training-split statistics only: numeric ones standardised
+with imputation and a missing indicator; categorical ones one-hot with an unknown level, or embedded (an index
+into an embedding table, rare and unseen levels out of vocabulary) by the ``encoding`` rule: ``auto`` embeds the
+columns with more than ``onehot_max`` training levels. A missing value of a categorical column is a level of its
+own (``<missing>``), not an error. An integer column listed under ``categorical`` is a categorical column whose
+levels are its distinct values (e.g. an integer-coded ID). The leakage check judges an embedded field as one
+source column, as it judges a one-hot block.
 """
 
 from __future__ import annotations
@@ -138,18 +153,59 @@ def locate_row(frame: pl.DataFrame, i: int, paths: list[Path]) -> str:
     return f"{paths[frame[FILE][i]]}:{frame[LINE][i]}"
 
 
+def parse_observed_if(value, labels: dict[str, str]) -> dict[str, str]:
+    """``{label: column}`` from a dict (TOML) or ``"conversion:click"`` (command line): the label is observed
+    only where that column is 1."""
+    if value is None or value == "" or value == {}:
+        return {}
+    if isinstance(value, str):
+        out = {}
+        for item in value.split(","):
+            name, sep, column = item.partition(":")
+            if not sep or not name.strip() or not column.strip():
+                raise UserError(f"table: observed_if={value!r}: expected label:column pairs, e.g. conversion:click")
+            out[name.strip()] = column.strip()
+        value = out
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise UserError(f"table: observed_if must map label names to column names, got {value!r}")
+    for name in value:
+        if name not in labels:
+            raise UnknownChoice("label in observed_if", name, labels)
+    return dict(value)
+
+
+def observed_where(frame: pl.DataFrame, label: str, column: str, paths: list[Path]) -> pl.Series:
+    """Rows where ``column`` (0/1, boolean, or a binary label's positive value) is 1: ``label`` is observed there."""
+    col = frame[column]
+    if col.dtype == pl.Boolean:
+        flag = col
+    else:
+        values = col.cast(pl.Float64, strict=False)
+        bad = (values.is_null() & col.is_not_null()) | ~(values.is_in([0.0, 1.0]) | values.is_null())
+        if bad.any():
+            i = bad.arg_true()[0]
+            raise UserError(
+                f"{locate_row(frame, i, paths)}: observed_if {label} = {column}: {column} must be 0/1, got {col[i]!r}"
+            )
+        flag = values == 1.0
+    return flag.fill_null(False)
+
+
 def encode_label(frame: pl.DataFrame, name: str, kind: str, paths: list[Path]) -> tuple[pl.Series, Task, dict]:
-    """The label column as floats, its task, and how values were mapped."""
+    """The label column as floats (null where missing), its task, and how values were mapped."""
     col = frame[name]
-    missing = col.is_null() | (col.is_nan() if col.dtype.is_float() else pl.repeat(False, len(col), eager=True))
-    if missing.any():
-        i = missing.arg_true()[0]
-        raise UserError(f"{locate_row(frame, i, paths)}: label {name} is missing")
+    if col.dtype.is_float():
+        col = col.fill_nan(None)
+    if col.dtype == pl.String:
+        col = col.str.strip_chars().replace("", None)
+    present = col.drop_nulls()
+    if len(present) == 0:
+        raise UserError(f"table: label {name} has no value in any row (every label is missing)")
     if kind == "regression":
         if not col.dtype.is_numeric():
             values = col.cast(pl.Float64, strict=False)
-            if values.is_null().any():
-                i = values.is_null().arg_true()[0]
+            if (values.is_null() & col.is_not_null()).any():
+                i = (values.is_null() & col.is_not_null()).arg_true()[0]
                 raise UserError(
                     f"{locate_row(frame, i, paths)}: label {name} is a regression label but {col[i]!r} is not a number"
                 )
@@ -165,7 +221,7 @@ def encode_label(frame: pl.DataFrame, name: str, kind: str, paths: list[Path]) -
             raise UserError(f"{locate_row(frame, i, paths)}: label {name} is a regression label but {col[i]:g} is "
                             "beyond the float32 range")
         return col.cast(pl.Float32), Task(name, "regression"), {}
-    levels = col.unique().sort().to_list()
+    levels = present.unique().sort().to_list()
     if kind == "binary" and len(levels) < 2:
         raise UserError(f"table: label {name} is binary but every row holds the same value ({levels[0]!r}); a "
                         "binary label needs both classes")
@@ -204,6 +260,11 @@ def table(
     features: list[str] | None = None,
     categorical: list[str] | None = None,
     numeric: list[str] | None = None,
+    encoding: str = "auto",
+    onehot_max: int = 16,
+    min_count: int = 5,
+    hash_buckets: int = 0,
+    observed_if: dict[str, str] | None = None,
     split_column: str = "",
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
@@ -213,6 +274,8 @@ def table(
 ) -> MTLData:
     """The user's own CSV/Parquet file(s): labels with their kinds, features, a split column or fractions."""
     label_kinds = parse_labels(labels)
+    observed_rules = parse_observed_if(observed_if, label_kinds)
+    categorical_encoding = preprocess.CategoricalEncoding(encoding, onehot_max, min_count, hash_buckets)
     task_names = parse_names(tasks, "tasks")
     features = parse_names(features, "features")
     categorical = parse_names(categorical, "categorical") or []
@@ -231,6 +294,9 @@ def table(
         "split_column": split_column, "seed": seed, "separator": separator,
         "paths": [str(p) for p in paths],
     }
+    options["encoding"] = categorical_encoding.options()
+    if observed_rules:
+        options["observed_if"] = observed_rules
     if not split_column:
         options.update(val_fraction=val_fraction, test_fraction=test_fraction)
 
@@ -249,6 +315,10 @@ def table(
 
         for name in label_kinds:
             known(name, "label")
+        for name, column in observed_rules.items():
+            known(column, f"observed_if ({name})")
+            if column == name:
+                raise UserError(f"table: observed_if: label {name} cannot be observed where it is itself 1")
         if split_column:
             known(split_column, "split")
             if split_column in label_kinds:
@@ -301,6 +371,10 @@ def table(
         tasks_, label_info, label_series = [], {}, []
         for name, kind in label_kinds.items():
             series, task, info = encode_label(frame, name, kind, paths)
+            if name in observed_rules:
+                where_observed = observed_where(frame, name, observed_rules[name], paths)
+                series = pl.select(pl.when(where_observed).then(series).otherwise(None)).to_series()
+                info["observed_if"] = observed_rules[name]
             tasks_.append(task)
             label_info[name] = {"kind": kind, **info}
             label_series.append(series.alias(f"__y_{name}"))
@@ -331,7 +405,9 @@ def table(
             "numeric": num_cols,
             "categorical": cat_cols,
         }
-        return preprocess.to_data("table", tasks_, parts, num_cols, cat_cols, [f"__y_{n}" for n in label_kinds], info)
+        return preprocess.to_data(
+            "table", tasks_, parts, num_cols, cat_cols, [f"__y_{n}" for n in label_kinds], info, categorical_encoding
+        )
 
     code = sources.code_digest(preprocess, sources, sys.modules[__name__])
     data = sources.cached(
@@ -342,10 +418,10 @@ def table(
     return data
 
 
-def encode_file(path: Path, encoding: dict, *, separator: str = ",") -> torch.Tensor:
-    """``x (N, d)`` of the rows of a CSV or Parquet file, encoded as a data set's training rows were
-    (``encoding``: ``FeatureEncoding.to_dict()``). The file needs the source columns the encoding names, under
-    those names (other columns are ignored); missing values are as in training: empty cells or nulls."""
+def encode_file(path: Path, encoding: dict, *, separator: str = ",") -> tuple[torch.Tensor, torch.Tensor]:
+    """``x (N, d)`` and ``cat (N, F)`` of the rows of a CSV or Parquet file, encoded as a data set's training
+    rows were (``encoding``: ``FeatureEncoding.to_dict()``). The file needs the source columns the encoding names,
+    under those names (other columns are ignored); missing values are as in training: empty cells or nulls."""
     enc = preprocess.FeatureEncoding.from_dict(encoding)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
@@ -365,6 +441,6 @@ def encode_file(path: Path, encoding: dict, *, separator: str = ",") -> torch.Te
             frame = frame.with_columns(values.alias(c))
     frame = frame.with_columns(
         *(pl.col(c).cast(pl.Float64).fill_nan(None) for c in numeric),
-        *(pl.col(c).cast(pl.String) for c, _ in enc.categorical),
+        *(pl.col(c["name"]).cast(pl.String) for c in enc.categorical),
     )
     return enc.transform(frame)

@@ -10,6 +10,10 @@ weights are never features. ``strict`` (the default) also drops every column *co
 household codes such as "Spouse of householder" or a joint tax return, which imply married): no feature restates
 a label. ``paper`` keeps those columns, as the MMoE paper and the public reproductions do; a leaderboard of such
 a study says so.
+
+Categorical encoding (options ``encoding``, ``min_count``): ``onehot`` (the default, the papers' protocol) or
+``embedding`` / ``auto`` (``preprocess.CategoricalEncoding``): the nominal columns as embedded fields, vocabularies
+from the training split, levels rarer than ``min_count`` out of vocabulary.
 """
 
 from __future__ import annotations
@@ -77,11 +81,12 @@ def task_names(dataset: str, tasks, valid: tuple[str, ...]) -> list[str] | None:
 
 def load(
     ds: UCIDataset, *, split: str, val_fraction: float, test_fraction: float, seed: int, data_dir: str,
-    download: bool, cache: bool, features: str = "strict",
+    download: bool, cache: bool, features: str = "strict", encoding: str = "onehot", min_count: int = 5,
 ) -> MTLData:
     """All of ``ds``'s tasks on the requested split (the caller selects tasks)."""
     if split not in ds.split_modes:
         raise UnknownChoice(f"{ds.name} split", split, ds.split_modes)
+    categorical = preprocess.CategoricalEncoding(encoding, min_count=min_count)
     nominal, excluded = ds.feature_columns(features)
     if split == ds.official_split:
         files = {k: sources.fetch(spec, data_dir, download=download) for k, spec in ds.files.items()}
@@ -93,6 +98,8 @@ def load(
     options = {"split": split, "seed": seed, "features": features}
     if split == "random":
         options.update(val_fraction=val_fraction, test_fraction=test_fraction)
+    if categorical.mode != "onehot":  # the default's options (and data.info) stay as they were
+        options.update(encoding=categorical.options())
 
     def build() -> MTLData:
         parsed = {k: ds.parse_file(p) for k, p in files.items()}
@@ -114,7 +121,7 @@ def load(
         }
         return preprocess.to_data(
             ds.name, [Task(t, "binary") for t in ds.tasks], frames, ds.continuous, nominal,
-            [f"y_{t}" for t in ds.tasks], info,
+            [f"y_{t}" for t in ds.tasks], info, categorical,
         )
 
     code = sources.code_digest(preprocess, sources, ds.module, __import__(__name__, fromlist=["_"]))

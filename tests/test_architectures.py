@@ -202,3 +202,26 @@ def test_bad_top_k_is_a_one_line_error_listing_valid_values(name, bad):
 def test_negative_noise_or_aux_weight_is_refused(option):
     with pytest.raises(ValueError, match=f"{option} must be a finite number >= 0"):
         build("mmoe", gate_top_k=2, **{option: -0.1})
+
+
+FIELDS = [5, 3]  # embedding rows of two categorical fields
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_categorical_fields_go_through_one_encoder_in_front(name):
+    from bench.architectures.layers import Encoded, FeatureEncoder
+
+    torch.manual_seed(0)
+    model = architectures.create(name, D_IN, MIXED_TASKS, fields=FIELDS, embedding_dim=4)
+    assert isinstance(model, Encoded) and isinstance(model.encoder, FeatureEncoder)
+    assert sum(isinstance(m, FeatureEncoder) for m in model.modules()) == 1
+    assert model.encoder.d_out == D_IN + 2 * 4
+    x, cat = torch.randn(32, D_IN), torch.stack([torch.randint(0, v, (32,)) for v in FIELDS], 1)
+    out = model(x, cat)
+    assert {k: v.shape for k, v in out.items()} == {k: (32, w) for k, w in MIXED_TASKS.items()}
+    sum(o.square().mean() for o in out.values()).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}.{pname} got no gradient"
+    assert "embedding_dim" in architectures.options(name)
+    with pytest.raises(ValueError, match="embedding_dim must be >= 1"):
+        architectures.create(name, D_IN, MIXED_TASKS, fields=FIELDS, embedding_dim=0)

@@ -49,7 +49,7 @@ def test_version_and_list(capsys):
     for name in architectures.available():
         assert f"\n  {name} " in out
     assert "  mmoe           tower_units=32, tower_layers=1, dropout=0.0, expert_units=64, expert_layers=1, " \
-           "gate_top_k=0, gate_noise=1.0, gate_aux_weight=0.01, n_experts=8\n" in out
+           "gate_top_k=0, gate_noise=1.0, gate_aux_weight=0.01, n_experts=8, embedding_dim=8\n" in out
     assert "\nloss weightings (bench train --set weighting=NAME; a study's weightings = [...]):\n  dwa " in out
     assert "  gradnorm       Learned weights balancing" in out and "(options: gradnorm_alpha=1.5)\n" in out
     assert "\ndatasets (bench train --dataset NAME --data KEY=VALUE):\n  adult " in out
@@ -72,3 +72,27 @@ def test_bad_accelerator_for_run_is_one_line_and_writes_nothing(tmp_path, monkey
         assert main(["run", "--study", "quickstart", "--accelerator", "gpu"]) == 2
         assert "no CUDA GPU is available here" in capsys.readouterr().err
         assert not (tmp_path / "runs").exists()
+
+
+def test_bench_train_a_table_with_ids_and_missing_labels(tmp_path, monkeypatch, capsys):
+    import random
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    rng = random.Random(0)
+    lines = ["user,price,click,conversion"]
+    for _ in range(400):
+        click = rng.randint(0, 1)
+        lines.append(f"u{rng.randrange(40)},{rng.random():.3f},{click},{rng.randint(0, 1) if click else ''}")
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    args = ["train", "--dataset", "table", "--arch", "mmoe", "--data-dir", str(tmp_path), "--data", "path=t.csv",
+            "--data", "labels=click:binary,conversion:binary", "--data", "min_count=2", "--set", "max_epochs=2",
+            "--set", "embedding_dim=4", "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "conversion  auc" in out and "observed labels: conversion " in out and " of 40 (validation)" in out
+    # a label column empty on every row: one line, exit 2
+    (tmp_path / "t.csv").write_text("\n".join([lines[0], *(line.rsplit(",", 1)[0] + "," for line in lines[1:])]))
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("table: label conversion has no value in any row (every label is missing)")
+    assert len(err.splitlines()) == 1

@@ -95,7 +95,7 @@ def test_cache_is_loaded_with_weights_only(tmp_path):
     (cached,) = (tmp_path / "cache").iterdir()
     payload = torch.load(cached, weights_only=True)
     splits = ("train", "val", "test")
-    assert set(payload) == {"meta", "binary_columns"} | {f"{s}_{k}" for s in splits for k in ("x", "x01", "y")}
+    assert set(payload) == {"meta", "binary_columns"} | {f"{s}_{k}" for s in splits for k in ("x", "x01", "y", "cat")}
     assert payload["train_x01"].dtype == torch.uint8 and payload["binary_columns"].sum() == 4  # c=x,y,z,<unknown>
 
 

@@ -125,7 +125,6 @@ def test_toml_spec_and_cli_strings(tmp_path):
         ({"labels": {"segment": "binary"}}, UserError, "label segment is binary but holds 3 distinct values"),
         ({"labels": {"zip": "binary"}}, UserError, "label zip is binary but holds values 6000, 69001, 75001"),
         ({"labels": {"city": "regression"}}, UserError, r"t.csv:2: label city is a regression label but '\w+' is not"),
-        ({"labels": {"age": "regression"}}, UserError, r"t.csv:\d+: label age is missing"),
         ({"labels": {"click": "binary"}, "features": ["age", "click"]}, UserError, "label column click cannot also"),
         ({"labels": {"click": "binary"}, "features": ["agee"]}, UnknownChoice, "unknown feature column"),
         ({"labels": {"click": "binary"}, "split_column": "fold", "categorical": ["price", "fold"]}, UserError,
@@ -168,3 +167,130 @@ def test_malformed_csv_rows_and_missing_files(tmp_path):
     with pytest.raises(UserError, match="bad.parquet: cannot read"):
         datasets.load("table", path=str(tmp_path / "bad.parquet"), labels={"y": "binary"})
     assert cache_files(tmp_path) == []
+
+
+def ids_frame(n: int = 400, seed: int = 1) -> pl.DataFrame:
+    """A recommender-style table: a 60-level user id, a 3-level device, an integer-coded shop id with nulls,
+    click and a conversion observed only where there was a click."""
+    rng = random.Random(seed)
+    user = [f"u{rng.randrange(60)}" for _ in range(n)]
+    click = [rng.randint(0, 1) for _ in range(n)]
+    return pl.DataFrame({
+        "user": user,
+        "device": [rng.choice(["ios", "android", "web"]) for _ in range(n)],
+        "shop": [rng.randrange(30) if rng.random() > 0.2 else None for _ in range(n)],
+        "price": [rng.uniform(0, 10) for _ in range(n)],
+        "click": click,
+        "conversion": [rng.randint(0, 1) if c else rng.choice([0, None]) for c in click],
+        "fold": [rng.choice(["train"] * 6 + ["val", "test"]) for _ in range(n)],
+    })
+
+
+def test_high_cardinality_columns_are_embedded_by_the_auto_rule(tmp_path):
+    ids_frame().write_csv(tmp_path / "t.csv")
+    opts = {"path": str(tmp_path / "t.csv"), "labels": {"click": "binary"}, "split_column": "fold"}
+    data = datasets.load("table", **opts, categorical=["shop"], min_count=2)
+    # user: 60 levels > 16 -> embedded; shop (integer-coded, listed categorical): 31 levels with <missing>;
+    # device: 3 levels -> one-hot
+    assert [f.name for f in data.fields] == ["user", "shop"] and "device=ios" in data.feature_names
+    assert not any(n.startswith(("user", "shop")) for n in data.feature_names)
+    assert data.train.cat.shape == (len(data.train), 2) and data.val.cat.dtype == torch.int64
+    user = data.fields[0]
+    assert user.size == user.levels + 1 and not user.hashed
+    # a categorical column with nulls: the nulls are a level of their own, not an error
+    train = pl.read_csv(tmp_path / "t.csv").filter(pl.col("fold") == "train")
+    levels = sorted({str(v) if v is not None else "<missing>" for v in train["shop"].to_list()})
+    counts = train["shop"].cast(pl.String).fill_null("<missing>").value_counts()
+    kept = sorted(counts.filter(pl.col("count") >= 2)["shop"].to_list())
+    assert "<missing>" in kept and data.fields[1].levels == len(kept) <= len(levels)
+    null_rows = train["shop"].is_null().to_numpy()
+    assert set(data.train.cat[torch.from_numpy(null_rows), 1].tolist()) == {kept.index("<missing>") + 1}
+    again = datasets.load("table", **opts, categorical=["shop"], min_count=2)  # from the cache
+    assert again.info["cache"] == "hit" and again.fields == data.fields
+    assert torch.equal(again.test.cat, data.test.cat) and torch.equal(again.train.x, data.train.x)
+    onehot = datasets.load("table", **opts, encoding="onehot")
+    assert not onehot.fields and "user=u1" in onehot.feature_names
+    every = datasets.load("table", **opts, categorical=["shop"], encoding="embedding", min_count=1, hash_buckets=8)
+    assert [(f.name, f.size, f.hashed) for f in every.fields] == [("user", 8, True), ("device", 4, False),
+                                                                 ("shop", 8, True)]
+
+
+def test_missing_labels_and_a_rule_declared_observation(tmp_path):
+    ids_frame().write_csv(tmp_path / "t.csv")
+    data = datasets.load("table", path=str(tmp_path / "t.csv"), labels={"click": "binary", "conversion": "binary"},
+                         split_column="fold", observed_if={"conversion": "click"})
+    assert data.partial == [False, True]
+    for s in ("train", "val", "test"):
+        y = getattr(data, s).y
+        # conversion is observed exactly where click == 1, whatever the file holds elsewhere
+        assert torch.equal(~torch.isnan(y[:, 1]), y[:, 0] == 1)
+    nulls_only = datasets.load("table", path=str(tmp_path / "t.csv"), labels="click:binary,conversion:binary",
+                               split_column="fold")  # nulls in the file: missing, the rule not needed
+    y = nulls_only.train.y
+    assert torch.isnan(y[:, 1]).any() and not torch.isnan(y[y[:, 0] == 1, 1]).any()
+    assert datasets.load("table", path=str(tmp_path / "t.csv"), labels="click:binary,conversion:binary",
+                         split_column="fold", observed_if="conversion:click").partial == [False, True]
+    with pytest.raises(UserError, match=r"t.csv:\d+: observed_if conversion = device: device must be 0/1"):
+        datasets.load("table", path=str(tmp_path / "t.csv"), labels={"conversion": "binary"}, split_column="fold",
+                      observed_if={"conversion": "device"})
+    with pytest.raises(UnknownChoice, match="unknown label in observed_if 'click'; valid choices: conversion"):
+        datasets.load("table", path=str(tmp_path / "t.csv"), labels={"conversion": "binary"},
+                      observed_if={"click": "conversion"})
+
+
+def test_a_label_missing_in_the_whole_validation_split_is_a_one_line_error_and_nothing_is_cached(tmp_path):
+    df = ids_frame()
+    df = df.with_columns(pl.when(pl.col("fold") == "val").then(None).otherwise(pl.col("click")).alias("click"))
+    df.write_csv(tmp_path / "t.csv")
+    with pytest.raises(UserError, match=r"^data set 'table': task click has no observed label in the val split$"):
+        datasets.load("table", path=str(tmp_path / "t.csv"), labels={"click": "binary"}, split_column="fold")
+    assert cache_files(tmp_path) == []
+
+
+def test_bad_encoding_options_of_a_table(tmp_path):
+    ids_frame().write_csv(tmp_path / "t.csv")
+    with pytest.raises(UnknownChoice, match="categorical encoding 'dense'; valid choices: auto, embedding, onehot"):
+        datasets.load("table", path=str(tmp_path / "t.csv"), labels={"click": "binary"}, encoding="dense")
+    with pytest.raises(UserError, match="min_count must be >= 1"):
+        datasets.load("table", path=str(tmp_path / "t.csv"), labels={"click": "binary"}, min_count=0)
+    assert cache_files(tmp_path) == []
+
+
+def test_leakage_check_judges_an_embedded_field_as_one_source_column(tmp_path):
+    from bench.datasets.leakage import check_leakage
+
+    df = ids_frame(n=1000)
+    # an id column that gives the click away, and a conversion missing on most rows
+    df = df.with_columns(leaky=pl.format("id{}", pl.col("click") * 100 + pl.int_range(pl.len()) % 40))
+    df.write_csv(tmp_path / "t.csv")
+    data = datasets.load("table", path=str(tmp_path / "t.csv"), labels={"click": "binary", "conversion": "binary"},
+                         split_column="fold", observed_if={"conversion": "click"}, min_count=1)
+    assert "leaky" in [f.name for f in data.fields]
+    found = {(f.task, f.feature) for f in check_leakage(data)}
+    assert ("click", "leaky") in found and not any(feature == "user" for _, feature in found)
+
+
+def test_a_study_on_a_table_with_embedded_ids_and_missing_labels(tmp_path):
+    """Search (embedding_dim in the space), final seeds as a population with lazily updated tables, leaderboard."""
+    import json
+
+    from bench.results import store
+    from bench.spec.study import parse_study
+    from bench.study.run import run_study
+
+    ids_frame(n=300).write_csv(tmp_path / "t.csv")
+    spec = {
+        "name": "ids", "architectures": ["mmoe", "single_task"], "seeds": 2,
+        "budget": {"trials": 2, "max_epochs": 2, "patience": 1}, "pruner": {"kind": "none"},
+        "datasets": [{"name": "table", "options": {
+            "path": str(tmp_path / "t.csv"), "labels": {"click": "binary", "conversion": "binary"},
+            "split_column": "fold", "observed_if": {"conversion": "click"}, "min_count": 1}}],
+        "search": {"all": {"batch_size": [64], "expert_units": [8]}},
+    }
+    root = run_study(parse_study(spec), tmp_path / "runs", accelerator="cpu", out=lambda line: None)
+    rows = store.read(root)
+    final = rows.filter((pl.col("stage") == "final") & (pl.col("split") == "test"))
+    assert set(final["task"].unique()) == {"click", "conversion"} and final["value"].is_finite().all()
+    search = rows.filter(pl.col("stage") == "search")
+    configs = [json.loads(c) for c in search["config"].drop_nulls().unique().to_list()]
+    assert configs and all(c["embedding_dim"] in (4, 8, 16) for c in configs)

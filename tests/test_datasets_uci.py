@@ -120,6 +120,12 @@ def test_census_paper_protocol_on_fixture(tmp_path):
     one = datasets.load("census-income", data_dir=str(tmp_path / "data"), tasks="income")
     assert one.task_names == ["income"]
     assert torch.equal(one.train.y[:, 0], data.train.y[:, 0])
+    # the nominal columns as embedded fields instead: same rows and labels, numeric columns only in x
+    emb = datasets.load("census-income", data_dir=str(tmp_path / "data"), encoding="embedding", min_count=1)
+    assert emb.info["cache"] == "miss" and emb.d_in == len(census_mod.CONTINUOUS)
+    nominal = [c for c in census_mod.NOMINAL if c not in census_mod.CODED_FROM_LABELS]
+    assert [f.name for f in emb.fields] == nominal and emb.train.cat.shape == (120, len(nominal))
+    assert torch.equal(emb.test.y, data.test.y) and not data.fields
 
 
 def test_census_labels_follow_the_definitions(tmp_path):

@@ -70,4 +70,10 @@ def run(args: argparse.Namespace) -> int:
         f"{result.n_params:,} parameters, {result.seconds:.1f} s"
     )
     print(tabulate(rows, headers=["task", "metric", "validation", "test"], floatfmt=".4f"))
+    partial = [t.name for t in data.tasks if result.observed["val"][t.name] < len(data.val)
+               or result.observed["test"][t.name] < len(data.test)]
+    if partial:  # metrics of a task with missing labels are over its observed rows: say how many
+        print("observed labels: " + "; ".join(
+            f"{t} {result.observed['val'][t]:,} of {len(data.val):,} (validation), "
+            f"{result.observed['test'][t]:,} of {len(data.test):,} (test)" for t in partial))
     return 0

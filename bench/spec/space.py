@@ -66,6 +66,19 @@ _DEFAULTS: dict[str, dict[str, Param]] = {
 }
 
 
+# the input encoder's entries: searched only on data with categorical fields (``with_encoder_space``)
+ENCODER_SPACE: dict[str, Param] = {"embedding_dim": Param(choices=(4, 8, 16))}
+
+
+def with_encoder_space(space: dict[str, Param], has_fields: bool) -> dict[str, Param]:
+    """The space a unit searches on its data: with embedded categorical fields, ``ENCODER_SPACE``'s entries
+    where the spec sets none; without, no encoder entries at all (they would change nothing but the trial count
+    a sampler spends on them)."""
+    if has_fields:
+        return {**ENCODER_SPACE, **space}
+    return {k: v for k, v in space.items() if k not in ENCODER_SPACE}
+
+
 def default_space(arch: str) -> dict[str, Param]:
     """Built-in search space of ``arch``: learning rate, batch size, weight decay, dropout, tower and
     expert widths and depths, the architecture's own counts (experts, PLE levels) and, for the gated ones, dense

@@ -179,7 +179,8 @@ def save_model(ctx: RunContext, unit: Unit, data, config: dict[str, Any], seed: 
     }
     try:
         models.save_model(store.model_path(ctx.root, unit.dataset, unit.label, unit.target, seed), unit.arch,
-                          data.tasks, data.d_in, {**config, "seed": seed}, record["state"], meta)
+                          data.tasks, data.d_in, {**config, "seed": seed}, record["state"], meta,
+                          fields=data.field_sizes)
     except OSError as err:  # disk full, permissions: the run's results still count; say what was not kept
         ctx.out(f"[{unit}] final seed {seed}: model not saved ({err})")
 

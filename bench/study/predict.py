@@ -63,7 +63,8 @@ def predict_file(root: Path, dataset: str, arch: str, input_path: Path, output_p
         key = repr(meta["encoding"])
         if key not in encoded:
             encoded[key] = encode_file(input_path, meta["encoding"])
-        for task, values in models.predict(system, encoded[key]).items():
+        x, cat = encoded[key]
+        for task, values in models.predict(system, x, cat).items():
             if values.dim() == 2:  # class probabilities
                 for k in range(values.shape[1]):
                     columns[f"{task}:{k}"] = pl.Series(f"{task}:{k}", values[:, k].numpy())

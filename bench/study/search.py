@@ -24,7 +24,7 @@ from bench.hashing import config_hash
 from bench.results import store
 from bench.spec.hooks import Hooks
 from bench.spec.metrics import HIGHER_IS_BETTER, PRIMARY
-from bench.spec.space import Param
+from bench.spec.space import Param, with_encoder_space
 from bench.spec.study import Study, optuna_class
 
 from .units import RunContext, Unit, unit_data, unit_fixed
@@ -93,6 +93,7 @@ def make_objective(
     from bench.training.fit import fit
 
     hooks = hooks or Hooks()
+    space = with_encoder_space(space, bool(data.fields))
 
     def objective(trial) -> float:
         config = {**suggest(trial, space), **fixed}

@@ -47,16 +47,20 @@ def diagnose(
     task_names: list[str],
     *,
     chunk: int = 65_536,
-    forward: Callable[[torch.Tensor], Any] | None = None,
+    forward: Callable[[torch.Tensor, torch.Tensor | None], Any] | None = None,
     split: str = "test",
+    cat: torch.Tensor | None = None,
 ) -> list[dict[str, Any]]:
-    """The diagnostic rows of ``model`` on the rows ``x`` (``(R, d)``, read in chunks of ``chunk``); none for a
-    model without gated levels. ``forward`` runs the model on a chunk (default ``model(x)``; a population passes
+    """The diagnostic rows of ``model`` on the rows ``x`` (``(R, d)``, with their categorical codes ``cat`` when
+    the model has a feature encoder; read in chunks of ``chunk``); none for a model without gated levels.
+    ``forward(x, cat)`` runs the model on a chunk (default ``model(x)`` or ``model(x, cat)``; a population passes
     ``functional_call`` with one member's weights, which fires the same hooks)."""
     levels = gated_levels(model)
     if not levels or len(x) == 0:
         return []
-    forward = forward or model
+    if cat is not None and cat.shape[-1] == 0:
+        cat = None
+    forward = forward or (lambda xb, cb: model(xb) if cb is None else model(xb, cb))
     # accumulators per level: gate weight sums (G, C), entropy sums (G,), per-layer zero counts (N, h)
     gate_sum: list[torch.Tensor | None] = [None] * len(levels)
     entropy_sum: list[torch.Tensor | None] = [None] * len(levels)
@@ -86,7 +90,7 @@ def diagnose(
     model.eval()  # no dropout, no gate noise
     try:
         for lo in range(0, len(x), chunk):
-            forward(x[lo : lo + chunk])
+            forward(x[lo : lo + chunk], None if cat is None else cat[lo : lo + chunk])
     finally:
         for h in handles:
             h.remove()

@@ -36,6 +36,8 @@ class FitResult:
     state: dict[str, torch.Tensor] | None = None
     # gate and expert diagnostics on the test split (bench.training.diagnostics), when asked and the model is gated
     diagnostics: list[dict[str, Any]] | None = None
+    # observed labels per split and task: the rows each task's metrics were computed on
+    observed: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -88,7 +90,9 @@ def fit(
     quiet_lightning()
     allocator.tune()
     config = dict(config or {})
-    system: MTLSystem = make_system(arch, data.tasks, data.d_in, config, loss_weights)
+    system: MTLSystem = make_system(
+        arch, data.tasks, data.d_in, config, loss_weights, fields=data.field_sizes, partial=data.partial
+    )
     cfg = system.train_config
     L.seed_everything(cfg.seed, verbose=False)  # dropout draws
     dm = MTLDataModule.for_system(data, system)
@@ -105,7 +109,7 @@ def fit(
         state = {k: v.detach().cpu().clone() for k, v in system.model.state_dict().items()}
         if diagnose:
             diagnostics = diagnostics_of(system.model, data.test.x.to(system.device), [t.name for t in data.tasks],
-                                         chunk=cfg.eval_batch_size)
+                                         chunk=cfg.eval_batch_size, cat=data.test.cat.to(system.device))
     return FitResult(
         arch=arch,
         config=config,
@@ -119,4 +123,5 @@ def fit(
         test_metrics=test,
         state=state,
         diagnostics=diagnostics,
+        observed={s: data.observed_counts(s) for s in ("val", *(("test",) if evaluate_test else ()))},
     )

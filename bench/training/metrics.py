@@ -3,6 +3,9 @@
 
 binary: BCE with logits; AUC and log loss.  regression: MSE; MSE and MAE.
 multiclass: cross-entropy; accuracy and log loss.
+
+Missing labels (NaN in ``y``, see ``bench.datasets.observed``): a task's loss averages over its observed rows
+only, and its metrics are computed on its observed rows only.
 """
 
 from __future__ import annotations
@@ -15,8 +18,27 @@ import torch.nn.functional as F
 from bench.spec.metrics import METRICS, PRIMARY, oriented
 
 
-def task_loss(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean loss of one task. ``logits (B, out_dim)``, ``y (B,)`` as stored in a ``Split``."""
+def task_loss(kind: str, logits: torch.Tensor, y: torch.Tensor, masked: bool = False) -> torch.Tensor:
+    """Mean loss of one task. ``logits (B, out_dim)``, ``y (B,)`` as stored in a ``Split``.
+
+    ``masked`` (a task with missing labels): the mean over observed rows only, with m_i = 1 where y_i is
+    observed,
+
+        L = sum_i m_i l(z_i, y_i) / max(1, sum_i m_i)
+
+    A missing label is replaced by 0 before the loss and its term selected away by ``where``, so masked rows get
+    exactly zero gradient and a batch with no observed label contributes exactly 0 (never NaN).
+    """
+    if masked:
+        obs = ~torch.isnan(y)
+        target = torch.where(obs, y, torch.zeros_like(y))
+        if kind == "binary":
+            per_row = F.binary_cross_entropy_with_logits(logits.squeeze(-1), target, reduction="none")
+        elif kind == "regression":
+            per_row = (logits.squeeze(-1) - target).square()
+        else:
+            per_row = F.cross_entropy(logits, target.long(), reduction="none")
+        return torch.where(obs, per_row, torch.zeros_like(per_row)).sum() / obs.sum().clamp(min=1)
     if kind == "binary":
         return F.binary_cross_entropy_with_logits(logits.squeeze(-1), y)
     if kind == "regression":
@@ -47,10 +69,14 @@ def check_finite_loss(loss: float, epoch: int) -> None:
 
 
 def task_metrics(kind: str, logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """Metrics of one task over a whole split; NaN for every metric when any prediction is NaN or infinite
-    (a diverged model gets no score: ranking NaNs would give AUC 0.5 or so)."""
+    """Metrics of one task over a whole split, on the rows where its label is observed; NaN for every metric
+    when any of those predictions is NaN or infinite (a diverged model gets no score: ranking NaNs would give AUC
+    0.5 or so)."""
     logits, y = logits.detach().float(), y.detach().float()
-    if not bool(torch.isfinite(logits).all()):
+    obs = ~torch.isnan(y)
+    if not bool(obs.all()):
+        logits, y = logits[obs], y[obs]
+    if not bool(torch.isfinite(logits).all()) or len(y) == 0:
         return dict.fromkeys(METRICS[kind], math.nan)
     if kind == "binary":
         z = logits.squeeze(-1)

@@ -28,11 +28,11 @@ FORMAT = 1  # version of the ``bench`` entry
 
 
 def save_model(path: Path, arch: str, tasks: list[Task], d_in: int, config: dict[str, Any],
-               state: dict[str, torch.Tensor], meta: dict[str, Any]) -> int:
-    """Write ``state`` (the architecture's ``state_dict``) as a model file at ``path`` (atomically: a reader
-    never sees half a file); ``meta`` goes into the ``bench`` entry (it must hold the ``encoding``). Returns
-    the file's size in bytes."""
-    system = make_system(arch, tasks, d_in, config)
+               state: dict[str, torch.Tensor], meta: dict[str, Any], fields: list[int] | tuple[int, ...] = ()) -> int:
+    """Write ``state`` (the model's ``state_dict``, with its feature encoder when the data has embedded
+    ``fields``) as a model file at ``path`` (atomically: a reader never sees half a file); ``meta`` goes into the
+    ``bench`` entry (it must hold the ``encoding``). Returns the file's size in bytes."""
+    system = make_system(arch, tasks, d_in, config, fields=fields)
     system.model.load_state_dict(state)  # same keys and shapes as the trained model, or this raises
     ckpt = {"state_dict": system.state_dict(), "hyper_parameters": dict(system.hparams),
             "bench": {"format": FORMAT, **meta}}
@@ -64,14 +64,18 @@ def load_model(path: Path) -> tuple[MTLSystem, dict[str, Any]]:
 
 
 @torch.no_grad()
-def predict(system: MTLSystem, x: torch.Tensor, *, batch_rows: int = 65_536) -> dict[str, torch.Tensor]:
-    """Per-task predictions for ``x (N, d)``: the probability of the positive class for a binary task
-    ``(N,)``, class probabilities for a multi-class task ``(N, C)``, the value for a regression task ``(N,)``."""
+def predict(system: MTLSystem, x: torch.Tensor, cat: torch.Tensor | None = None, *,
+            batch_rows: int = 65_536) -> dict[str, torch.Tensor]:
+    """Per-task predictions for ``x (N, d)`` (and the categorical codes ``cat (N, F)`` of a model with embedded
+    fields): the probability of the positive class for a binary task ``(N,)``, class probabilities for a
+    multi-class task ``(N, C)``, the value for a regression task ``(N,)``."""
     if x.shape[1] != system.hparams["d_in"]:
         raise UserError(f"the input has {x.shape[1]} feature columns once encoded; the model takes "
                         f"{system.hparams['d_in']}")
+    if cat is None:
+        cat = torch.zeros(len(x), 0, dtype=torch.int64)
     system.eval()
-    chunks = [system(x[i : i + batch_rows]) for i in range(0, len(x), batch_rows)]
+    chunks = [system(x[i : i + batch_rows], cat[i : i + batch_rows]) for i in range(0, len(x), batch_rows)]
     out = {}
     for task in system.tasks:
         logits = torch.cat([c[task.name] for c in chunks])

@@ -13,7 +13,8 @@ multi-seed final stage of studies and for repeated-run experiments:
 How: the S models are built by ``make_system`` (so each is initialised from its own seed exactly as ``fit``
 does), their parameters stacked into ``(S, ...)`` tensors, and the forward pass is ``torch.func.vmap`` of
 ``functional_call`` over the stack. Member s reads its own rows ``x[perm_s[batch]]`` -> ``(S, B, d)``, with
-``perm_s`` the permutation ``BatchLoader(train, batch_size, shuffle=True, seed=seed_s)`` draws; every member
+``perm_s`` the permutation ``BatchLoader(train, batch_size, shuffle=True, seed=seed_s)`` draws (and its
+categorical codes ``cat[perm_s[batch]]`` -> ``(S, B, F)`` and labels, NaN where missing, the same way); every member
 has the same number of rows and batch size, so batch boundaries (the final partial batch included) coincide.
 The loss summed over members has, for each member's parameters, exactly that member's gradient.
 
@@ -41,6 +42,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from bench import architectures
+from bench.architectures.layers import FeatureEncoder
 from bench.datasets import BatchLoader, MTLData, Split
 from bench.errors import UserError
 from bench.spec.config import TrainConfig, split_config
@@ -50,10 +52,8 @@ from .devices import resolve_device
 from .diagnostics import diagnose as diagnostics_of
 from .fit import FitResult, count_params
 from .metrics import check_finite_loss, objective, task_loss, task_metrics
-from .system import make_system, param_groups
+from .system import BETAS, EPS, embedding_tables, make_system, param_groups
 
-BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW defaults, as used by MTLSystem
-EPS = 1e-8
 CPU_GROUP = 8
 
 
@@ -81,7 +81,15 @@ class StackedAdam:
     All parameters live in one ``(S, P)`` buffer, member s in row s; ``params`` are ``(S, ...)`` views of it
     (leaves that require grad), so one step is a handful of ops on that buffer whatever the number of
     parameter tensors. ``decayed`` names the parameters of ``param_groups``' decayed group; the others are
-    never decayed. All members step together, so the step count t is shared. A parameter that gets no
+    never decayed. All members step together, so the step count t is shared.
+
+    ``lazy`` names the embedding table, which ``MTLSystem`` trains with ``LazyAdam`` (SparseAdam's rule): only the rows
+    member s's batch looked up (``touched``) move, with their moments,
+
+        m <- m + (1 - beta1)(g - m),  v <- v + (1 - beta2)(g^2 - v),
+        theta <- theta - (lr_s sqrt(1 - beta2^t) / (1 - beta1^t)) m / (sqrt(v) + eps)     (touched rows only)
+
+    (computed densely over the table here, since vmap has no sparse gradients). A parameter that gets no
     gradient counts as a zero gradient (``torch.optim`` would skip it; every registered architecture uses all
     of its parameters in every step).
     """
@@ -93,6 +101,7 @@ class StackedAdam:
         lr: list[float],
         weight_decay: list[float],
         decoupled: list[bool],
+        lazy: str | None = None,
     ) -> None:
         first = next(iter(params.values()))
         n, device = first.shape[0], first.device
@@ -115,6 +124,13 @@ class StackedAdam:
         self.exp_avg_sq = torch.zeros_like(self.flat)
         self.t = 0
         self.params = self.unflatten(self.flat, requires_grad=True)
+        self.lazy: tuple[int, int, int] | None = None  # (start, stop, row width) of the table in the buffer
+        start = 0
+        for name, shape in self.shapes.items():
+            size = math.prod(shape)
+            if name == lazy:
+                self.lazy = (start, start + size, shape[-1])
+            start += size
 
     def unflatten(self, flat: torch.Tensor, requires_grad: bool = False) -> dict[str, torch.Tensor]:
         """``{name: (S, ...) view}`` of an ``(S, P)`` buffer laid out as this optimiser's."""
@@ -137,21 +153,50 @@ class StackedAdam:
         )
 
     @torch.no_grad()
-    def step(self, g: torch.Tensor) -> None:
-        """One step from the ``(S, P)`` gradient of every member (``flatten``)."""
+    def step(self, g: torch.Tensor, touched: torch.Tensor | None = None) -> None:
+        """One step from the ``(S, P)`` gradient of every member (``flatten``); ``touched (S, R)``: the table rows
+        each member's batch looked up (with ``lazy``)."""
         self.t += 1
+        if self.lazy is None:
+            self._dense(slice(None), g)
+            return
+        start, stop, width = self.lazy
+        for part in (slice(0, start), slice(stop, None)):
+            self._dense(part, g[:, part])
+        self._lazy(g[:, start:stop], touched, width)
+
+    def _dense(self, part: slice, g: torch.Tensor) -> None:
+        """Adam / AdamW on the columns ``part`` of the buffer (views: updated in place)."""
+        theta, m, v = self.flat[:, part], self.exp_avg[:, part], self.exp_avg_sq[:, part]
+        if theta.shape[1] == 0:
+            return
         beta1, beta2 = BETAS
         bc1 = 1 - beta1**self.t
         bc2_sqrt = math.sqrt(1 - beta2**self.t)
         neg_step = (-(self.lr / bc1)).float()[:, None]  # (S, 1): -lr_s / (1 - beta1^t)
         if self.any_l2:
-            g = g.addcmul_(self.l2, self.flat)
+            g = g.addcmul_(self.l2[:, part], theta)
         if self.any_shrink:
-            self.flat.mul_(self.shrink)
-        self.exp_avg.lerp_(g, 1 - beta1)  # g may be modified above: it is the caller's temporary
-        self.exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (self.exp_avg_sq.sqrt() / bc2_sqrt).add_(EPS)
-        self.flat.add_(self.exp_avg.mul(neg_step).div_(denom))
+            theta.mul_(self.shrink[:, part])
+        m.lerp_(g, 1 - beta1)  # g may be modified above: it is the caller's temporary
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (v.sqrt() / bc2_sqrt).add_(EPS)
+        theta.add_(m.mul(neg_step).div_(denom))
+
+    def _lazy(self, g: torch.Tensor, touched: torch.Tensor, width: int) -> None:
+        """``torch.optim.SparseAdam`` on the table's touched rows, as its code computes it."""
+        start, stop, _ = self.lazy
+        theta, m, v = self.flat[:, start:stop], self.exp_avg[:, start:stop], self.exp_avg_sq[:, start:stop]
+        beta1, beta2 = BETAS
+        bc1, bc2 = 1 - beta1**self.t, 1 - beta2**self.t
+        mask = touched.repeat_interleave(width, dim=1)  # (S, R e): the (R, e) table is stored row-major
+        m_new = m + (g - m).mul_(1 - beta1)
+        v_new = v + (g * g).sub_(v).mul_(1 - beta2)
+        step_size = (self.lr * (math.sqrt(bc2) / bc1)).float()[:, None]  # (S, 1)
+        delta = (m_new / (v_new.sqrt() + EPS)) * -step_size
+        m.copy_(torch.where(mask, m_new, m))
+        v.copy_(torch.where(mask, v_new, v))
+        theta.add_(torch.where(mask, delta, torch.zeros_like(delta)))
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only the members ``rows`` (indices into the current stack); ``params`` are new views."""
@@ -302,8 +347,19 @@ def train_population(
     dev = resolve_device(device)
     if members_per_call is not None and members_per_call < 1:
         raise UserError(f"members_per_call must be >= 1, got {members_per_call}")
-    systems = [make_system(arch, data.tasks, data.d_in, dict(cfg), loss_weights) for cfg in configs]
+    fields, partial = data.field_sizes, data.partial
+    systems = [
+        make_system(arch, data.tasks, data.d_in, dict(cfg), loss_weights, fields=fields, partial=partial)
+        for cfg in configs
+    ]
     template = systems[0].model.to(dev)  # runs every member via functional_call; its own weights are unused
+    tables = embedding_tables(template)
+    encoder = next((m for m in template.modules() if isinstance(m, FeatureEncoder)), None)
+    if encoder is not None:
+        encoder.table.sparse = False  # dense gradients under vmap; StackedAdam updates the looked-up rows only
+    lazy = next((name for name, p in template.named_parameters() if tables and p is tables[0]), None)
+    offsets = encoder.offsets if encoder is not None else None
+    n_rows = sum(fields)
     feed = _feed_dropout(template)  # dropout masks from each member's own seed (as fit's), not a shared stream
     tasks = systems[0].tasks
     for system in systems:
@@ -337,6 +393,7 @@ def train_population(
         [t.lr for t in trains],
         [t.weight_decay for t in trains],
         [t.optimizer == "adamw" for t in trains],
+        lazy=lazy,
     )
     del stacked
     # one member's rows per vmap lane; the eval chunk is shared by S lanes, so it is divided by S
@@ -346,21 +403,27 @@ def train_population(
 
     with_aux = architectures.has_aux_loss(template)
 
+    def run(p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, aux: bool = False):
+        # the model takes the categorical codes only when it has a FeatureEncoder (MTLSystem.forward)
+        return functional_call(template, p, (x, cat) if fields else (x,), {"with_aux": True} if aux else {})
+
     def member_loss(
-        p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, masks: list[torch.Tensor]
+        p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+        masks: list[torch.Tensor],
     ) -> torch.Tensor:
         if feed is not None:
             feed.masks = list(masks)  # this member's masks, in the order its dropout layers are called
         total = 0.0
         if with_aux:  # sparse gates: their weighted load-balancing loss, as MTLSystem.training_step adds it
-            out, total = functional_call(template, p, (x,), {"with_aux": True})
+            out, total = run(p, x, cat, aux=True)
         else:
-            out = functional_call(template, p, (x,))
-        for k, task in enumerate(tasks):  # sum_k w_k L_k, as MTLSystem.loss with equal or static weighting
-            total = total + w[k] * task_loss(task.kind, out[task.name], y[:, k])
+            out = run(p, x, cat)
+        for k, task in enumerate(tasks):  # sum_k w_k L_k, as MTLSystem.loss (masked where labels are missing)
+            total = total + w[k] * task_loss(task.kind, out[task.name], y[:, k], partial[k])
         return total
 
-    batched_loss = vmap(member_loss, randomness="different")  # (S, B, d), (S, B, T), (S, T), [(S, ...)] -> (S,)
+    # (S, B, d), (S, B, F), (S, B, T), (S, T), [(S, ...)] -> (S,)
+    batched_loss = vmap(member_loss, randomness="different")
     calls_of: dict[int, list[tuple[torch.Size, tuple[int, ...], float]]] = {}
 
     def dropout_calls(rows: int) -> list[tuple[torch.Size, tuple[int, ...], float]]:
@@ -370,17 +433,20 @@ def train_population(
         if rows not in calls_of:
             feed.probe = []
             with torch.no_grad():
-                template(train.x[:rows])
+                template(*((train.x[:rows], train.cat[:rows]) if fields else (train.x[:rows],)))
             calls_of[rows], feed.probe = feed.probe, None
         return calls_of[rows]
 
-    forward_shared = vmap(lambda p, x: functional_call(template, p, (x,)), in_dims=(0, None))
+    forward_shared = vmap(run, in_dims=(0, None, None))
 
     @torch.no_grad()
     def predict(p: dict[str, torch.Tensor], split: Split) -> dict[str, torch.Tensor]:
         """{task: (S, N, out_dim)} logits of every member on a whole split, in chunks of ``eval_rows``."""
         template.eval()
-        chunks = [forward_shared(p, split.x[i : i + eval_rows]) for i in range(0, len(split), eval_rows)]
+        chunks = [
+            forward_shared(p, split.x[i : i + eval_rows], split.cat[i : i + eval_rows])
+            for i in range(0, len(split), eval_rows)
+        ]
         template.train()
         return {t.name: torch.cat([c[t.name] for c in chunks], dim=1) for t in tasks}
 
@@ -403,6 +469,7 @@ def train_population(
                     stop()
                 rows = perms[:, lo : lo + batch_size]  # (S, B): member s's batch, as its BatchLoader slices it
                 xb, yb = train.x[rows], train.y[rows]  # (S, B, d), (S, B, T)
+                cb = train.cat[rows]  # (S, B, F)
                 calls = dropout_calls(rows.shape[1])
                 masks = _draw_masks(calls, [members[m].generator for m in active], dev) if calls else []
                 grads = []
@@ -410,12 +477,17 @@ def train_population(
                     p = opt.params if group >= len(active) else opt.unflatten(opt.flat[a : a + group], True)
                     w = weights[active][a : a + group]
                     losses = batched_loss(
-                        p, xb[a : a + group], yb[a : a + group], w, [mk[a : a + group] for mk in masks]
+                        p, xb[a : a + group], cb[a : a + group], yb[a : a + group], w,
+                        [mk[a : a + group] for mk in masks],
                     )  # (G,)
                     g = torch.autograd.grad(losses.sum(), list(p.values()), allow_unused=True)
                     grads.append(opt.flatten(g, len(losses)))
                     loss_sum[a : a + group] += losses.detach()
-                opt.step(grads[0] if len(grads) == 1 else torch.cat(grads))
+                touched = None
+                if lazy is not None:  # (S, R): the table rows each member's batch looked up
+                    touched = torch.zeros(len(active), n_rows, dtype=torch.bool, device=dev)
+                    touched.scatter_(1, (cb + offsets).reshape(len(active), -1), True)
+                opt.step(grads[0] if len(grads) == 1 else torch.cat(grads), touched)
                 n_steps += 1
             train_loss = (loss_sum / n_steps).tolist()
             logits = predict(opt.params, val)
@@ -465,8 +537,8 @@ def train_population(
             for i, row in test_row.items():
                 member = {name: v[row] for name, v in best.items()}
                 diagnostics[i] = diagnostics_of(
-                    template, test.x, [t.name for t in tasks], chunk=eval_rows * len(configs),
-                    forward=lambda xb, w=member: functional_call(template, w, (xb,)))
+                    template, test.x, [t.name for t in tasks], chunk=eval_rows * len(configs), cat=test.cat,
+                    forward=lambda xb, cb, w=member: run(w, xb, cb))
     results = []
     for i, (arch_config, mem) in enumerate(zip(configs, members)):
         results.append(
@@ -484,6 +556,7 @@ def train_population(
                 error=mem.error,
                 state=states.get(i),
                 diagnostics=diagnostics.get(i),
+                observed={s: data.observed_counts(s) for s in ("val", *(("test",) if evaluate_test else ()))},
             )
         )
     return results

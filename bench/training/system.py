@@ -19,11 +19,60 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
 from bench import architectures, weighting
+from bench.architectures.layers import FeatureEncoder
 from bench.datasets import BatchLoader, MTLData, Task
 from bench.errors import UnknownChoice, UserError
 from bench.spec.config import TrainConfig, split_config
 
 from .metrics import check_finite_loss, objective, task_loss, task_metrics
+
+BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW / SparseAdam defaults
+EPS = 1e-8
+
+
+def embedding_tables(model: nn.Module) -> list[nn.Parameter]:
+    """The embedding tables of the model's ``FeatureEncoder`` (at most one), trained with sparse gradients."""
+    return [m.table.weight for m in model.modules() if isinstance(m, FeatureEncoder) and m.sizes]
+
+
+class LazyAdam(torch.optim.Optimizer):
+    """``torch.optim.SparseAdam``'s update for tables with sparse gradients: only the looked-up rows R and their
+    moments move (``m`` and ``v`` of the other rows keep their values, as TensorFlow's LazyAdam),
+
+        m_R <- m_R + (1 - beta1)(g_R - m_R),   v_R <- v_R + (1 - beta2)(g_R^2 - v_R),
+        theta_R <- theta_R - (lr sqrt(1 - beta2^t) / (1 - beta1^t)) m_R / (sqrt(v_R) + eps)
+
+    the same formula and order of operations as SparseAdam, computed on the rows with ``index_select`` and
+    ``index_copy_`` rather than SparseAdam's sparse-into-dense additions, which cost several times more on a CPU.
+    """
+
+    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad.coalesce()  # duplicate rows summed, rows sorted
+                rows, g = grad.indices()[0], grad.values()
+                state = self.state[p]
+                if not state:
+                    state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                state["step"] += 1
+                m, v = state["exp_avg"].index_select(0, rows), state["exp_avg_sq"].index_select(0, rows)
+                m = m + (g - m).mul_(1 - beta1)
+                v = v + (g * g).sub_(v).mul_(1 - beta2)
+                state["exp_avg"].index_copy_(0, rows, m)
+                state["exp_avg_sq"].index_copy_(0, rows, v)
+                t = state["step"]
+                step_size = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+                # rows are distinct once coalesced: a gather, add and scatter (index_add_ takes several times longer)
+                delta = m.div_(v.sqrt_().add_(group["eps"])).mul_(-step_size)
+                p.index_copy_(0, rows, p.index_select(0, rows).add_(delta))
+        return None
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -95,10 +144,18 @@ class MTLSystem(L.LightningModule):
         tasks: list[Task],
         train: TrainConfig | None = None,
         loss_weights: dict[str, float] | None = None,
+        partial: list[bool] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
+        for module in model.modules():
+            if isinstance(module, FeatureEncoder):
+                module.table.sparse = True  # sparse gradients: LazyAdam touches only the looked-up rows
         self.tasks = list(tasks)
+        # per task: labels may be missing, so its loss averages over observed rows (MTLData.partial)
+        self.partial = list(partial) if partial is not None else [False] * len(self.tasks)
+        if len(self.partial) != len(self.tasks):
+            raise UserError(f"partial has {len(self.partial)} entries for {len(self.tasks)} tasks")
         self.train_config = train or TrainConfig()
         if self.train_config.objective != "mean" and self.train_config.objective not in [t.name for t in tasks]:
             raise UnknownChoice("objective", self.train_config.objective, ["mean", *[t.name for t in tasks]])
@@ -134,7 +191,7 @@ class MTLSystem(L.LightningModule):
             ckpt = torch.load(checkpoint_path, map_location=map_location or "cpu", weights_only=True)
             hp = ckpt["hyper_parameters"]
             system = make_system(hp["arch"], [Task(**t) for t in hp["tasks"]], int(hp["d_in"]), hp["config"],
-                                 hp.get("loss_weights"))
+                                 hp.get("loss_weights"), fields=[int(v) for v in hp.get("fields", [])])
             system.load_state_dict(ckpt["state_dict"])
         except UserError:
             raise
@@ -142,25 +199,36 @@ class MTLSystem(L.LightningModule):
             raise unreadable(checkpoint_path, "checkpoint", err) from None
         return system
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model(x)
+    def forward(self, x: torch.Tensor, cat: torch.Tensor | None = None, with_aux: bool = False):
+        """Logits from numeric features ``x`` and, where the data has categorical fields, their codes ``cat``
+        (the model then begins with its ``FeatureEncoder``); with ``with_aux`` (an architecture with an auxiliary
+        loss), ``(logits, aux_loss)``."""
+        inputs = (x,) if cat is None or cat.shape[-1] == 0 else (x, cat)
+        return self.model(*inputs, with_aux=True) if with_aux else self.model(*inputs)
 
     def task_losses(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-        """``(T,)``: w_k L_k(logits_k, y[:, k]) per task, with the fixed ``loss_weights`` w_k (1 by default)."""
-        return torch.stack([self.loss_weights[k] * task_loss(task.kind, out[task.name], y[:, k])
+        """``(T,)``: w_k L_k(logits_k, y[:, k]) per task, with the fixed ``loss_weights`` w_k (1 by default); L_k
+        over task k's observed rows where it has missing labels."""
+        return torch.stack([self.loss_weights[k] * task_loss(task.kind, out[task.name], y[:, k], self.partial[k])
                             for k, task in enumerate(self.tasks)])
 
     def loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         """The scalar the weighting method backpropagates (``sum_k w_k L_k`` for equal weighting)."""
         return self.weighting.combine(self.task_losses(out, y))
 
+    def dense_parameters(self) -> list[nn.Parameter]:
+        """The model's trained parameters but its embedding tables (sparse gradients, ``LazyAdam``)."""
+        sparse = {id(t) for t in embedding_tables(self.model)}
+        return [p for p in self.model.parameters() if p.requires_grad and id(p) not in sparse]
+
     def shared_parameters(self, losses: torch.Tensor) -> weighting.Shared:
         """Where gradient-based weighting acts: the model's parameter elements that more than one task's loss
         depends on. Found element-wise from the tasks' gradients at the first step, then kept: the architectures
         stack task-specific weights (gates, towers) into one tensor per kind, so whole tensors would not do; an
-        element is task-specific when every other task's gradient on it is exactly zero."""
+        element is task-specific when every other task's gradient on it is exactly zero. Embedding tables are left
+        out (their gradients are sparse): they get the plain sum of the task gradients."""
         if self._shared is None:
-            params = [p for p in self.model.parameters() if p.requires_grad]
+            params = self.dense_parameters()
             grads = weighting.task_gradients(losses, params)  # (T, P)
             mask = (grads != 0).sum(0) > 1 if len(losses) > 1 else torch.ones(grads.shape[1], dtype=torch.bool)
             self._shared = weighting.Shared(params, mask)
@@ -168,19 +236,21 @@ class MTLSystem(L.LightningModule):
 
     # --- training: no per-step logging or host sync; the epoch's mean loss is logged at its end
     def training_step(self, batch, batch_idx) -> torch.Tensor:
-        x, y = batch
+        x, cat, y = batch
         aux = None
         if architectures.has_aux_loss(self.model):  # sparse gates: their weighted load-balancing loss, a scalar
-            out, aux = self.model(x, with_aux=True)
+            out, aux = self(x, cat, with_aux=True)
         else:
-            out = self.model(x)
+            out = self(x, cat)
         losses = self.task_losses(out, y)  # (T,)
-        opt = self.optimizers()
-        opt.zero_grad(set_to_none=True)
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]  # [Adam/AdamW, LazyAdam of the embedding tables]
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         if self.weighting.grad_based:
             # the auxiliary loss is no task's: its gradient is taken apart (before the method's backward frees the
             # graph) and added to whatever the method sets, which may overwrite the shared elements' gradients
-            params = [p for p in self.model.parameters() if p.requires_grad]
+            params = self.dense_parameters()
             aux_grads = None if aux is None else torch.autograd.grad(aux, params, retain_graph=True,
                                                                      allow_unused=True)
             self.weighting.backward(losses, self.shared_parameters(losses), self.manual_backward)
@@ -190,7 +260,8 @@ class MTLSystem(L.LightningModule):
         else:
             total = self.weighting.combine(losses)
             self.manual_backward(total if aux is None else total + aux)
-        opt.step()
+        for opt in opts:
+            opt.step()
         self.weighting.after_step()
         detached = losses.detach()
         self._task_loss_sum = detached if self._task_loss_sum is None else self._task_loss_sum + detached
@@ -224,8 +295,8 @@ class MTLSystem(L.LightningModule):
 
     # --- evaluation: logits of the whole split are gathered, then metrics computed once
     def _collect(self, batch) -> None:
-        x, y = batch
-        self._outputs.append((self.model(x), y))
+        x, cat, y = batch
+        self._outputs.append((self(x, cat), y))
 
     def _split_metrics(self) -> dict[str, dict[str, float]]:
         outs, ys = zip(*self._outputs)
@@ -266,12 +337,21 @@ class MTLSystem(L.LightningModule):
         # The fused kernel updates every parameter in one call: the step of a small model is dominated by the
         # per-tensor dispatch of the default (foreach) implementation, not by arithmetic.
         fused = all(p.device.type in ("cpu", "cuda") for p in self.model.parameters())
-        groups = param_groups(self.model, cfg.weight_decay)
+        tables = embedding_tables(self.model)
+        sparse = {id(t) for t in tables}
+        groups = [{**g, "params": [p for p in g["params"] if id(p) not in sparse]}
+                  for g in param_groups(self.model, cfg.weight_decay)]
         learned = [p for p in self.weighting.parameters() if p.requires_grad]
         if learned:  # the weighting's own parameters (uncertainty's log-variances, GradNorm's weights): no decay
             groups.append({"params": learned, "weight_decay": 0.0})
             fused = fused and all(p.device.type in ("cpu", "cuda") for p in learned)
-        return cls(groups, lr=cfg.lr, fused=fused)
+        dense = cls(groups, lr=cfg.lr, fused=fused)
+        if not tables:
+            return dense
+        # Embedding rows are updated lazily (SparseAdam's rule, as recommender libraries do): only the rows a batch
+        # looks up move, with their Adam moments. A dense Adam step over a table of millions of rows would cost far
+        # more than the model it feeds; the tables are never decayed (FeatureEncoder.no_weight_decay).
+        return [dense, LazyAdam(tables, lr=cfg.lr, betas=BETAS, eps=EPS)]
 
     def configure_callbacks(self):
         # mode "max": val_objective is oriented so that higher is better; check_finite stops a diverged run
@@ -287,22 +367,28 @@ def make_system(
     d_in: int,
     config: dict[str, Any] | None = None,
     loss_weights: dict[str, float] | None = None,
+    *,
+    fields: list[int] | tuple[int, ...] = (),
+    partial: list[bool] | None = None,
 ) -> MTLSystem:
     """A ready LightningModule for architecture ``arch`` and a flat ``config`` of training settings
-    (``TrainConfig`` fields) and architecture options. Weights are initialised from ``config["seed"]``."""
+    (``TrainConfig`` fields) and architecture options, on ``d_in`` numeric features and categorical ``fields``
+    (embedding rows of each, ``MTLData.field_sizes``); ``partial`` marks tasks with missing labels
+    (``MTLData.partial``). Weights are initialised from ``config["seed"]``."""
     train, opts = split_config(arch, dict(config or {}))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train.seed)
         try:
-            model = architectures.create(arch, d_in, {t.name: t.out_dim for t in tasks}, **opts)
+            model = architectures.create(arch, d_in, {t.name: t.out_dim for t in tasks}, fields=list(fields), **opts)
         except (TypeError, ValueError) as err:
             if isinstance(err, UserError):
                 raise
             raise UserError(f"invalid options for {arch}: {err}") from None
-    system = MTLSystem(model, tasks, train, loss_weights)
+    system = MTLSystem(model, tasks, train, loss_weights, partial)
     # what rebuilds it: saved in every Lightning checkpoint, read by MTLSystem.load_from_checkpoint
     system.save_hyperparameters({"arch": arch, "tasks": [dataclasses.asdict(t) for t in tasks], "d_in": d_in,
-                                 "config": dict(config or {}), "loss_weights": loss_weights})
+                                 "config": dict(config or {}), "loss_weights": loss_weights,
+                                 "fields": list(fields)})
     return system
 
 

@@ -1,0 +1,238 @@
+"""Categorical embeddings and missing labels at recommender scale, and embeddings against one-hot on census-income.
+
+    python benchmarks/embeddings.py                       # both parts: the generated table, then census-income
+    python benchmarks/embeddings.py --part table --rows 200000
+    python benchmarks/embeddings.py --part census --epochs 3
+
+Part ``table``: a generated table of ``--rows`` (1,000,000) rows with ``--fields`` (10) categorical fields of
+``--levels`` (100,000) levels each (Zipf-like: a few levels are frequent, most are rare, as IDs are), 20 numeric
+columns and two binary tasks, the second observed on 20 % of the rows (80 % of its labels missing). MMoE is
+trained with ``bench.training.fit.fit`` on it (fields embedded, ``embedding_dim`` 8) and, as the reference, on the
+20 numeric columns alone (same rows, tasks, batch size and model settings). Throughput is training rows x epochs
+over the wall time of the fit; each mode runs in a fresh interpreter, whose peak resident memory (``ru_maxrss``:
+data generation, encoding and training together) is reported. Targets (issue 14): embedded throughput within 2x of
+numeric-only, peak memory under 4 GB.
+
+Part ``census``: census-income (paper split and features) with its nominal columns one-hot (the default) and
+embedded, MMoE with the same settings, per-epoch time and validation / test AUC side by side in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+from tabulate import tabulate
+
+
+def generated(rows: int, fields: int, levels: int, numeric: int, seed: int, val_rows: int):
+    """The generated table as an ``MTLData``, encoded by the library's own path (``preprocess.to_data``)."""
+    import polars as pl
+
+    from bench.datasets import Task, preprocess
+
+    g = torch.Generator().manual_seed(seed)
+    n = rows + 2 * val_rows
+    x = torch.randn(n, numeric, generator=g)
+    # Zipf-like ids: level = floor(levels ** u) - 1 for u ~ U(0, 1): P(level < k) = log(k + 1) / log(levels)
+    codes = (torch.rand(n, fields, generator=g) * torch.log(torch.tensor(float(levels)))).exp().floor().long() - 1
+    effects = torch.randn(fields, levels, generator=g) * 0.5
+    field_effect = effects.gather(1, codes.T.clamp(max=levels - 1)).T.sum(1)  # (n,)
+    logit_a = x[:, :3].sum(1) * 0.5 + field_effect - 1.0
+    logit_b = x[:, 3:6].sum(1) * 0.5 - field_effect
+    y = torch.stack([torch.bernoulli(torch.sigmoid(v), generator=g) for v in (logit_a, logit_b)], 1)
+    y[torch.rand(n, generator=g) < 0.8, 1] = float("nan")  # task b: 80 % of labels missing
+    num_cols = [f"x{i}" for i in range(numeric)]
+    cat_cols = [f"f{j}" for j in range(fields)]
+    frame = pl.DataFrame(
+        {
+            **{c: x[:, i].numpy() for i, c in enumerate(num_cols)},
+            **{c: codes[:, j].numpy() for j, c in enumerate(cat_cols)},
+            "a": y[:, 0].numpy(),
+            "b": y[:, 1].numpy(),
+        }
+    ).with_columns(pl.col("b").fill_nan(None))
+    frames = {"train": frame[:rows], "val": frame[rows : rows + val_rows], "test": frame[rows + val_rows :]}
+    encoding = preprocess.CategoricalEncoding("embedding", min_count=1)
+    return preprocess.to_data(
+        "generated", [Task("a", "binary"), Task("b", "binary")], frames, num_cols, cat_cols, ["a", "b"], {}, encoding
+    )
+
+
+def run_table_mode(args) -> dict:
+    """One mode in this interpreter: build the data, fit, report throughput and peak memory."""
+    from bench.datasets import MTLData, Split
+    from bench.training.fit import fit
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    start = time.perf_counter()
+    data = generated(args.rows, args.fields, args.levels, 20, 0, args.val_rows)
+    prep = time.perf_counter() - start
+    if args.mode == "numeric":
+        data = MTLData(data.name, data.tasks, *(Split(s.x, s.y) for s in (data.train, data.val, data.test)))
+    config = {
+        "max_epochs": args.epochs,
+        "patience": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": 1e-3,
+        "n_experts": 8,
+        "expert_units": 64,
+        "tower_units": 32,
+        "embedding_dim": 8,
+    }
+    result = fit("mmoe", data, config, accelerator="cpu", evaluate_test=True)
+    return {
+        "mode": args.mode,
+        "rows_per_s": len(data.train) * result.epochs / result.seconds,
+        "fit_s": result.seconds,
+        "epochs": result.epochs,
+        "prep_s": prep,
+        "params": result.n_params,
+        "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "auc_a": result.test_metrics["a"]["auc"],
+        "auc_b": result.test_metrics["b"]["auc"],
+        "observed_b": result.observed["test"]["b"],
+        "test_rows": len(data.test),
+    }
+
+
+def table_part(args) -> None:
+    results = []
+    for mode in ("embedded", "numeric"):
+        cmd = [
+            sys.executable,
+            __file__,
+            "--part",
+            "table",
+            "--mode",
+            mode,
+            "--rows",
+            str(args.rows),
+            "--fields",
+            str(args.fields),
+            "--levels",
+            str(args.levels),
+            "--epochs",
+            str(args.epochs),
+            "--batch-size",
+            str(args.batch_size),
+            "--val-rows",
+            str(args.val_rows),
+        ]
+        cmd += ["--threads", str(args.threads)] if args.threads else []
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    emb, num = results
+    print(
+        f"generated table: {args.rows:,} training rows, {args.fields} fields x {args.levels:,} levels, 20 numeric, "
+        f"task b observed on {emb['observed_b']:,} of {emb['test_rows']:,} test rows; MMoE 8x64, batch "
+        f"{args.batch_size}, {args.epochs} epoch(s), threads {args.threads or torch.get_num_threads()}"
+    )
+    print(
+        tabulate(
+            [
+                [
+                    r["mode"],
+                    f"{r['params']:,}",
+                    f"{r['rows_per_s']:,.0f}",
+                    f"{r['fit_s']:.1f}",
+                    f"{r['prep_s']:.1f}",
+                    f"{r['peak_gb']:.2f}",
+                    f"{r['auc_a']:.4f}",
+                    f"{r['auc_b']:.4f}",
+                ]
+                for r in results
+            ],
+            headers=["mode", "params", "train rows/s", "fit s", "data s", "peak RSS GB", "test AUC a", "test AUC b"],
+        )
+    )
+    print(
+        f"embedded / numeric-only throughput: {emb['rows_per_s'] / num['rows_per_s']:.2f}x "
+        f"(target >= 0.5x); embedded peak {emb['peak_gb']:.2f} GB (target < 4 GB)"
+    )
+
+
+def census_part(args) -> None:
+    from bench import datasets
+    from bench.training.fit import fit
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for encoding in ("onehot", "embedding"):
+        data = datasets.load("census-income", split="paper", features="paper", encoding=encoding)
+        config = {
+            "max_epochs": args.epochs,
+            "patience": args.epochs,
+            "batch_size": 1024,
+            "lr": 1e-3,
+            "n_experts": 8,
+            "expert_units": 64,
+            "tower_units": 32,
+            "embedding_dim": args.embedding_dim,
+        }
+        fit("mmoe", data, {**config, "max_epochs": 1}, accelerator="cpu")  # warm-up
+        result = fit("mmoe", data, config, accelerator="cpu", evaluate_test=True)
+        width = data.d_in + len(data.fields) * args.embedding_dim
+        rows.append(
+            [
+                encoding,
+                f"{data.d_in} + {len(data.fields)} fields",
+                width,
+                f"{result.n_params:,}",
+                f"{result.seconds / result.epochs:.2f}",
+                *(f"{result.val_metrics[t]['auc']:.4f}" for t in data.task_names),
+                *(f"{result.test_metrics[t]['auc']:.4f}" for t in data.task_names),
+            ]
+        )
+    names = datasets.load("census-income", split="paper", features="paper").task_names
+    print(
+        f"census-income (paper split and features), MMoE 8x64, batch 1024, {args.epochs} epochs, embedding_dim "
+        f"{args.embedding_dim}, threads {torch.get_num_threads()}"
+    )
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "encoding",
+                "inputs",
+                "first-layer width",
+                "params",
+                "s / epoch",
+                *(f"val AUC {t}" for t in names),
+                *(f"test AUC {t}" for t in names),
+            ],
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--part", choices=("table", "census", "both"), default="both")
+    p.add_argument("--mode", choices=("embedded", "numeric"), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--rows", type=int, default=1_000_000, help="training rows of the generated table")
+    p.add_argument("--val-rows", type=int, default=50_000, help="validation (and test) rows of the generated table")
+    p.add_argument("--fields", type=int, default=10)
+    p.add_argument("--levels", type=int, default=100_000)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=2048)
+    p.add_argument("--embedding-dim", type=int, default=8, help="census part")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.mode is not None:
+        print(json.dumps(run_table_mode(args)))
+        return 0
+    if args.part in ("table", "both"):
+        table_part(args)
+    if args.part in ("census", "both"):
+        census_part(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
