@@ -289,7 +289,7 @@ def test_a_study_on_a_table_with_embedded_ids_and_missing_labels(tmp_path):
     }
     root = run_study(parse_study(spec), tmp_path / "runs", accelerator="cpu", out=lambda line: None)
     rows = store.read(root)
-    final = rows.filter((pl.col("stage") == "final") & (pl.col("split") == "test"))
+    final = rows.filter((pl.col("stage") == "final") & (pl.col("split") == "test") & (pl.col("kind") != "diagnostic"))
     assert set(final["task"].unique()) == {"click", "conversion"} and final["value"].is_finite().all()
     search = rows.filter(pl.col("stage") == "search")
     configs = [json.loads(c) for c in search["config"].drop_nulls().unique().to_list()]
