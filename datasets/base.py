@@ -174,6 +174,23 @@ class MTLData:
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
+    def with_label_fraction(self, task: str, fraction: float, seed: int = 0) -> MTLData:
+        """The same data with only ``fraction`` of ``task``'s observed training labels kept, the others missing
+        (NaN), chosen by a generator seeded with ``seed``: the label-scarcity experiment. Validation and test
+        labels are untouched, so every model is selected and scored as with full labels."""
+        if not 0.0 < fraction <= 1.0:
+            raise UserError(f"label fraction of task {task!r} must be in (0, 1], got {fraction}")
+        if task not in self.task_names:
+            raise UnknownChoice("task", task, self.task_names)
+        k = self.task_names.index(task)
+        y = self.train.y.clone()
+        seen = torch.nonzero(~torch.isnan(y[:, k])).squeeze(1)  # rows whose label is observed
+        keep = max(1, round(fraction * len(seen)))
+        order = torch.randperm(len(seen), generator=torch.Generator().manual_seed(seed))
+        y[seen[order[keep:]], k] = float("nan")
+        kept = {**self.info.get("label_fraction", {}), task: {"fraction": fraction, "kept": keep, "of": len(seen)}}
+        return replace(self, train=replace(self.train, y=y), info={**self.info, "label_fraction": kept})
+
     def select_tasks(self, names: list[str]) -> MTLData:
         """The same rows with only the named tasks, in that order."""
         known = self.task_names

@@ -33,6 +33,7 @@ def unit_identity(study, unit, data=None) -> dict[str, Any]:
     ident = {
         "study": study.name,
         "dataset": {"name": ds.name, "options": ds.options, "tasks": list(ds.tasks or []),
+                    **({"label_fraction": ds.label_fraction} if ds.label_fraction else {}),
                     **({"sources": source_digests(data)} if data is not None else {})},
         "architecture": unit.arch, "target": unit.target, "objective": study.objective_for(unit.dataset),
         "search": {k: asdict(p) for k, p in sorted(study.search[unit.arch].items())},

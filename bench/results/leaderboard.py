@@ -29,6 +29,7 @@ from .tables import (
     gate_utilisation,
     overall_ranking,
     pareto_front,
+    scarcity_summary,
     task_summary,
     with_gains,
 )
@@ -137,6 +138,8 @@ def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
             + (f"; splits {rows_text}" if rows_text else "")
             + (f"; {data['d_in']} input features" if data.get("d_in") else "")
             + (f", feature protocol {escape(data['features'])}" if data.get("features") else "")
+            + "".join(f"; {escape(t)}: {k['kept']:,} of {k['of']:,} training labels kept ({k['fraction']:.0%}), the "
+                      "rest masked" for t, k in data.get("label_fraction", {}).items())
             + f"; tuning objective: {escape(_objective_text(info.get('objective', meta.get('objective', 'mean'))))}"
         )
     search = meta.get("search", {})
@@ -302,6 +305,40 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
     return lines + repeats.section(rows, label, plots.get(f"repeats:{label}"))  # nothing without repeat runs
 
 
+def scarcity_section(cells: pl.DataFrame, meta: dict[str, Any], plots: list[tuple[str, str]]) -> list[str]:
+    """The label-scarcity experiment: per group of dataset entries differing only in the fraction of one task's
+    training labels, that task's MTL gain (over the single-task baseline trained on the same labels) per
+    architecture and fraction."""
+    scarce = scarcity_summary(cells, meta)
+    if not scarce.height:
+        return []
+    lines = ["## Label scarcity: MTL gain of the scarce task against its fraction of training labels", "",
+             "Each column is a dataset entry above whose task keeps only that fraction of its training labels (the "
+             "rest masked, seeded; validation and test labels complete); the single-task baseline trains on the same "
+             "reduced labels. Cells: the gain of that task with its 95% Welch interval and Holm-corrected test, as in "
+             "the entry's table.", ""]
+    for (group, task), part in scarce.group_by("group", "task", maintain_order=True):
+        fractions = sorted(part["fraction"].unique().to_list())
+        by = {(r["architecture"], r["fraction"]): r for r in part.iter_rows(named=True)}
+        table = []
+        for arch in part["architecture"].unique(maintain_order=True).to_list():
+            row = [arch]
+            for f in fractions:
+                c = by.get((arch, f))
+                row.append(DASH if c is None or c["gain"] is None else
+                           f"{interval(c['gain'], c['gain_lo'], c['gain_hi'], signed=True)} "
+                           f"{significance(c['sig'], c['p_holm'])} n={c['n']}")
+            table.append(row)
+        metric = part["metric"][0]
+        lines += [f"### {escape(group)}: {escape(task)} ({escape(metric)} gain)", "",
+                  tabulate(table, headers=["architecture", *[f"{f:.0%}" if f >= 0.01 else f"{f:.1%}"
+                                                             for f in fractions]],
+                           tablefmt="github", disable_numparse=True), ""]
+    for caption, path in plots:
+        lines += [f"![{caption}]({path})", ""]
+    return lines
+
+
 def gates_section(rows: pl.DataFrame, label: str, order: list[str]) -> list[str]:
     """The gates and experts of the gated architectures on this dataset (``diagnostic_summary``), in rank order:
     nothing when no final run has diagnostics."""
@@ -375,6 +412,7 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
         lines += overall_section(archs, meta, labels, plots.get("overall", []))
     for label in labels:
         lines += dataset_section(rows, meta, label, archs, cells, plots)
+    lines += scarcity_section(cells, meta, plots.get("scarcity", []))
     for caption, path in plots.get("", []):
         lines += [f"![{caption}]({path})", ""]
     lines += [

@@ -21,6 +21,7 @@ from .tables import (
     overall_ranking,
     pareto_front,
     pareto_seeds,
+    scarcity_summary,
     task_summary,
     with_gains,
 )
@@ -121,6 +122,28 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
         fig.savefig(plot_dir / "correlation.png", dpi=100, metadata=META_PNG)
         plt.close(fig)
         links[""] = [("performance against task correlation", f"{prefix}/correlation.png")]
+    scarce = scarcity_summary(with_gains(task_summary(rows)), meta)
+    if scarce.height:
+        groups = scarce.select("group", "task").unique(maintain_order=True).rows()
+        fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
+        for ax, (group, task) in zip(axes[0], groups):
+            part = scarce.filter((pl.col("group") == group) & (pl.col("task") == task) & pl.col("gain").is_not_null())
+            for arch in part["architecture"].unique(maintain_order=True).to_list():
+                sub = part.filter(pl.col("architecture") == arch)
+                gains, los, his = (sub[c].to_list() for c in ("gain", "gain_lo", "gain_hi"))
+                err = [[g - lo for g, lo in zip(gains, los)], [hi - g for g, hi in zip(gains, his)]]
+                ax.errorbar(sub["fraction"].to_list(), gains, yerr=err, marker="o", capsize=3, label=arch)
+            ax.axhline(0.0, color="grey", linewidth=0.8)
+            ax.set_xscale("log")
+            ax.set_xlabel(f"fraction of {task}'s training labels kept")
+            ax.set_ylabel(f"MTL gain on {task} ({_metric_of(part, task) if part.height else ''}; > 0 better)")
+            ax.set_title(f"{group}"[:60], fontsize=9)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(plot_dir / "scarcity.png", dpi=100, metadata=META_PNG)
+        plt.close(fig)
+        links["scarcity"] = [("MTL gain of the scarce task against the fraction of its training labels (95% Welch "
+                              "intervals)", f"{prefix}/scarcity.png")]
     links.update(repeat_plots(rows, plot_dir, prefix))  # histograms of repeated runs (key "repeats:<label>")
     return links
 

@@ -254,7 +254,8 @@ def correlation_summary(rows: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFram
     """Performance against task correlation (MMoE paper, figure 4): for datasets with a correlation option
     ``p``, the test primary metric averaged over tasks per seed, then its mean and 95% t interval over seeds
     (final seeds and repeated runs together)."""
-    ps = {label: d["options"]["p"] for label, d in meta.get("datasets", {}).items() if "p" in d.get("options", {})}
+    ps = {label: d["options"]["p"] for label, d in meta.get("datasets", {}).items()
+          if "p" in d.get("options", {}) and not d.get("label_fraction")}  # scarcity studies: scarcity_summary
     schema = {"architecture": pl.String, "p": pl.Float64, "n": pl.Int64, "mean": pl.Float64, "lo": pl.Float64,
               "hi": pl.Float64, "metric": pl.String}
     if len(set(ps.values())) < 2:
@@ -270,6 +271,29 @@ def correlation_summary(rows: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFram
         .sort("architecture", "p")
     )
     return with_mean_ci(per_seed, "value").select(list(schema))
+
+
+def scarcity_summary(cells: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFrame:
+    """MTL gain of the scarce task against the fraction of its training labels kept (the label-scarcity
+    experiment): per dataset entry with a ``label_fraction``, the gain cells (``with_gains``) of its scarce task,
+    with the entry's group (the data set and options it shares with the other fractions) and fraction."""
+    schema = {"group": pl.String, "task": pl.String, "fraction": pl.Float64, "dataset": pl.String,
+              "architecture": pl.String, "metric": pl.String, "n": pl.Int64, "gain": pl.Float64,
+              "gain_lo": pl.Float64, "gain_hi": pl.Float64, "p_holm": pl.Float64, "sig": pl.String}
+    scarce = [
+        {"dataset": label, "task": task, "fraction": float(f),
+         "group": d["name"] + "".join(f", {k}={v}" for k, v in sorted(d.get("options", {}).items()))}
+        for label, d in meta.get("datasets", {}).items()
+        for task, f in (d.get("label_fraction") or {}).items()
+    ]
+    if not scarce:
+        return pl.DataFrame(schema=schema)
+    return (
+        cells.join(pl.DataFrame(scarce), on=["dataset", "task"])  # the scarce task's cells only
+        .filter(pl.col("architecture") != BASELINE)
+        .select(list(schema))
+        .sort("group", "task", "architecture", "fraction")
+    )
 
 
 # --- per-task trade-off -----------------------------------------------------------------------------------

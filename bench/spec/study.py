@@ -76,7 +76,7 @@ STUDY_KEYS = ("name", "description", "architectures", "weightings", "objective",
 PUBLISHED_KEYS = ("source", "dataset", "metric", "notes", "values")
 FINAL_KEYS = ("population",)
 BUDGET_KEYS = ("trials", "max_epochs", "patience", "timeout")
-DATASET_KEYS = ("name", "label", "tasks", "options", "objective")
+DATASET_KEYS = ("name", "label", "tasks", "options", "objective", "label_fraction")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -92,6 +92,9 @@ class DatasetSpec:
     options: dict[str, Any] = field(default_factory=dict)
     tasks: tuple[str, ...] | None = None
     objective: str | None = None  # this dataset's tuning objective; None: the study's
+    # label scarcity: task -> fraction of its training labels kept (the rest masked, seeded; validation and test
+    # keep theirs); the single-task baseline trains on the same reduced labels
+    label_fraction: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,9 @@ class Study:
             "sampler": self.sampler,
             "pruner": self.pruner,
             "datasets": {d.label: {"name": d.name, "options": d.options, "tasks": list(d.tasks or []),
-                                   "objective": self.objective_for(d.label)} for d in self.datasets},
+                                   "objective": self.objective_for(d.label),
+                                   **({"label_fraction": d.label_fraction} if d.label_fraction else {})}
+                         for d in self.datasets},
             "search": {arch: {k: describe(p) for k, p in sorted(space.items())} for arch, space in self.search.items()},
             "published": [asdict(p) for p in self.published],
         }
@@ -363,7 +368,21 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
         if tasks is not None and not (isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks)):
             raise UserError(f"datasets[{i}].tasks must be a non-empty list of task names")
         ds_objective = _typed(f"datasets[{i}].objective", entry["objective"], str) if "objective" in entry else None
-        specs.append(DatasetSpec(ds_name, label, opts, tuple(tasks) if tasks else None, ds_objective))
+        fractions = None
+        if "label_fraction" in entry:
+            fractions = entry["label_fraction"]
+            if not isinstance(fractions, dict):
+                raise UserError(f"datasets[{i}].label_fraction must be a table of task = fraction, got {fractions!r}")
+            fractions = dict(fractions)
+            for task, f in fractions.items():
+                f = _typed(f"datasets[{i}].label_fraction.{task}", f, float)
+                if not 0.0 < f <= 1.0:
+                    raise UserError(f"datasets[{i}].label_fraction.{task} must be in (0, 1], got {f}")
+                fractions[task] = f
+            if not fractions:
+                raise UserError(f"datasets[{i}].label_fraction needs at least one task = fraction")
+        specs.append(DatasetSpec(ds_name, label, opts, tuple(tasks) if tasks else None, ds_objective,
+                                 dict(fractions) if fractions else None))
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise UserError(f"dataset labels must be distinct, got {labels}; give each entry a 'label'")

@@ -127,9 +127,11 @@ def prepare(study: Study, root: Path, data: dict[str, Any], all_units: list[Unit
 
 
 def describe(data) -> dict[str, Any]:
-    """What a leaderboard states about a loaded dataset: split sizes, input width, feature protocol."""
+    """What a leaderboard states about a loaded dataset: split sizes, input width, feature protocol, the training
+    labels kept of a scarce task."""
     return {"rows": {s: len(getattr(data, s)) for s in ("train", "val", "test")}, "d_in": data.d_in,
-            "features": data.info.get("features"), "excluded_columns": data.info.get("excluded_columns")}
+            "features": data.info.get("features"), "excluded_columns": data.info.get("excluded_columns"),
+            **({"label_fraction": data.info["label_fraction"]} if data.info.get("label_fraction") else {})}
 
 
 def train_units(ctx: RunContext, all_units: list[Unit], storage) -> list[str]:

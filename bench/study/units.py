@@ -65,6 +65,11 @@ def load_data(study: Study) -> dict[str, Any]:
                     raise UserError(f"dataset {spec.label}: unknown task {t!r}; valid choices: "
                                     f"{', '.join(data.task_names)}")
             data = data.select_tasks(list(spec.tasks))
+        for task, fraction in (spec.label_fraction or {}).items():
+            if task not in data.task_names:
+                raise UserError(f"dataset {spec.label}: label_fraction names unknown task {task!r}; valid choices: "
+                                f"{', '.join(data.task_names)}")
+            data = data.with_label_fraction(task, fraction)
         objective = study.objective_for(spec.label)
         if objective != "mean" and objective not in data.task_names:
             raise UserError(f"unknown objective {objective!r} for dataset {spec.label}; valid choices: "

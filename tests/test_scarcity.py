@@ -1,0 +1,110 @@
+"""The label-scarcity experiment: one task keeps a fraction of its training labels (the rest missing), the
+single-task baseline trains on the same labels, and the leaderboard shows that task's MTL gain per fraction."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+
+import polars as pl
+import pytest
+import torch
+from polars.testing import assert_frame_equal
+
+from bench import datasets
+from bench.cli import main
+from bench.errors import UserError
+from bench.results import store
+from bench.results.tables import scarcity_summary
+from bench.spec.study import parse_study
+
+
+def test_label_fraction_masks_training_labels_only_and_is_seeded():
+    data = datasets.load("synthetic", n_samples=1000, d=6)
+    scarce = data.with_label_fraction("y1", 0.05)
+    y1 = scarce.train.y[:, 0]
+    assert int((~torch.isnan(y1)).sum()) == round(0.05 * len(data.train))
+    kept = ~torch.isnan(y1)
+    assert torch.equal(y1[kept], data.train.y[kept, 0])  # kept labels unchanged
+    assert torch.equal(scarce.train.y[:, 1], data.train.y[:, 1])  # the other task untouched
+    assert torch.equal(scarce.val.y, data.val.y) and torch.equal(scarce.test.y, data.test.y)
+    assert torch.equal(torch.isnan(data.with_label_fraction("y1", 0.05).train.y), torch.isnan(scarce.train.y))
+    assert scarce.info["label_fraction"] == {"y1": {"fraction": 0.05, "kept": 40, "of": 800}}
+    assert torch.equal(data.with_label_fraction("y1", 1.0).train.y, data.train.y)
+    with pytest.raises(UserError, match=r"must be in \(0, 1\]"):
+        data.with_label_fraction("y1", 0.0)
+
+
+BASE = """
+name = "s"
+architectures = ["single_task", "mmoe"]
+seeds = 2
+[budget]
+trials = 1
+max_epochs = 3
+patience = 3
+[[datasets]]
+name = "synthetic"
+label = "f0.1"
+options = { n_samples = 400, d = 6, p = 0.9 }
+label_fraction = { y1 = 0.1 }
+[[datasets]]
+name = "synthetic"
+label = "f1"
+options = { n_samples = 400, d = 6, p = 0.9 }
+label_fraction = { y1 = 1.0 }
+[search.all]
+batch_size = [64]
+expert_units = [8]
+tower_units = [8]
+n_experts = 2
+gate_top_k = 0
+"""
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("label_fraction = { y1 = 0.0 }", r"label_fraction.y1 must be in \(0, 1\], got 0.0"),
+    ("label_fraction = { y1 = 1.5 }", r"must be in \(0, 1\], got 1.5"),
+    ("label_fraction = 0.5", "label_fraction must be a table of task = fraction"),
+    ("label_fraction = { y1 = 'x' }", "expected float"),
+])
+def test_bad_label_fraction_is_one_line(entry, message):
+    with pytest.raises(UserError, match=message):
+        parse_study(tomllib.loads(BASE.replace("label_fraction = { y1 = 0.1 }", entry)))
+
+
+def test_scarcity_summary_of_a_hand_made_frame():
+    cells = pl.DataFrame({
+        "dataset": ["a", "a", "a", "b", "b", "b"], "architecture": ["mmoe", "mmoe", "single_task"] * 2,
+        "task": ["y1", "y2", "y1"] * 2, "metric": ["mse"] * 6, "n": [3] * 6,
+        "gain": [0.5, 0.1, None, 0.2, 0.0, None], "gain_lo": [0.1, -0.1, None, -0.1, -0.2, None],
+        "gain_hi": [0.9, 0.3, None, 0.5, 0.2, None], "p_holm": [0.01, 0.4, None, 0.3, 0.9, None],
+        "sig": ["+", "n.s.", None, "n.s.", "n.s.", None],
+    })
+    meta = {"datasets": {"a": {"name": "synthetic", "options": {"p": 0.9}, "label_fraction": {"y1": 0.01}},
+                         "b": {"name": "synthetic", "options": {"p": 0.9}, "label_fraction": {"y1": 1.0}},
+                         "c": {"name": "synthetic", "options": {"p": 0.5}}}}
+    expected = pl.DataFrame({
+        "group": ["synthetic, p=0.9"] * 2, "task": ["y1", "y1"], "fraction": [0.01, 1.0], "dataset": ["a", "b"],
+        "architecture": ["mmoe", "mmoe"], "metric": ["mse", "mse"], "n": [3, 3], "gain": [0.5, 0.2],
+        "gain_lo": [0.1, -0.1], "gain_hi": [0.9, 0.5], "p_holm": [0.01, 0.3], "sig": ["+", "n.s."],
+    })
+    assert_frame_equal(scarcity_summary(cells, meta), expected)
+
+
+def test_a_scarcity_study_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text(BASE)
+    assert main(["run", "--study", "s.toml", "--accelerator", "cpu", "--wandb", "disabled", "--quiet"]) == 0
+    page = (tmp_path / "leaderboard" / "s.md").read_text()
+    assert "y1: 32 of 320 training labels kept (10%), the rest masked" in page
+    assert "## Label scarcity: MTL gain of the scarce task against its fraction of training labels" in page
+    assert "### synthetic, d=6, n_samples=400, p=0.9: y1 (mse gain)" in page
+    assert "| architecture   | 10%" in page and "![MTL gain of the scarce task" in page
+    assert (tmp_path / "leaderboard" / "s" / "scarcity.png").is_file()
+    rows = store.read(tmp_path / "runs" / "s")
+    # the baseline of y1 trained on the scarce labels: its final scores differ between the two entries
+    base = rows.filter((pl.col("stage") == "final") & (pl.col("architecture") == "single_task")
+                       & (pl.col("task") == "y1") & (pl.col("split") == "test") & (pl.col("metric") == "mse"))
+    a, b = (base.filter(pl.col("dataset") == d)["value"].mean() for d in ("f0.1", "f1"))
+    assert math.isfinite(a) and math.isfinite(b) and a != b
