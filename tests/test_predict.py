@@ -30,7 +30,7 @@ patience = 3
 [[datasets]]
 name = "table"
 label = "shop"
-options = {{ path = "{path}", labels = {{ click = "binary", spend = "regression" }}, split_column = "split" }}
+options = {{ path = "{path}", labels = {{ click = "binary", spend = "regression" }}, split_column = "split"{extra} }}
 [search.all]
 batch_size = [64]
 expert_units = [8]
@@ -57,19 +57,22 @@ def make_table(path, n: int = 600, seed: int = 0) -> pl.DataFrame:
     return frame
 
 
-def run_study(tmp_path, monkeypatch, name: str, population: bool, *extra: str):
+def run_study(tmp_path, monkeypatch, name: str, population: bool, *extra: str, options: str = ""):
     monkeypatch.chdir(tmp_path)
     frame = make_table(tmp_path / "shop.csv")
     (tmp_path / f"{name}.toml").write_text(SPEC.format(name=name, population=str(population).lower(),
-                                                       path=tmp_path / "shop.csv"))
+                                                       path=tmp_path / "shop.csv", extra=options))
     assert main(["run", "--study", f"{name}.toml", "--accelerator", "cpu", "--wandb", "disabled", "--no-plots",
                  "--quiet", *extra]) == 0
     return frame, tmp_path / "runs" / name
 
 
-@pytest.mark.parametrize("population", [True, False], ids=["population", "one-fit-per-seed"])
-def test_predictions_on_the_test_split_reproduce_the_stored_test_metrics(tmp_path, monkeypatch, population):
-    frame, root = run_study(tmp_path, monkeypatch, "shop", population)
+@pytest.mark.parametrize("population, options", [
+    (True, ""), (False, ""),
+    (True, ', encoding = "embedding", min_count = 1'),  # city as an embedded field: codes through the encoder
+], ids=["population", "one-fit-per-seed", "embedded-field"])
+def test_predictions_on_the_test_split_reproduce_the_stored_test_metrics(tmp_path, monkeypatch, population, options):
+    frame, root = run_study(tmp_path, monkeypatch, "shop", population, options=options)
     test = frame.filter(pl.col("split") == "test")
     test.write_parquet(tmp_path / "test.parquet")  # labels and split column too: extra columns are ignored
     rows = store.read(root).filter((pl.col("stage") == "final") & (pl.col("split") == "test"))
@@ -90,9 +93,13 @@ def test_predictions_on_the_test_split_reproduce_the_stored_test_metrics(tmp_pat
                 ("spend", "mse"): ((torch.tensor(pred["spend"].to_numpy()) - y_spend) ** 2).mean().item(),
             }
             mine = rows.filter((pl.col("architecture") == arch) & (pl.col("seed") == seed))
+            # AUC counts ordered pairs: float rounding (a stacked population's forward against one model's) may
+            # flip the order of one near-tied pair, one pair's worth of AUC
+            pair = 1.0 / float(y_click.sum() * (1 - y_click).sum())
             for (task, metric), value in got.items():
                 stored = mine.filter((pl.col("task") == task) & (pl.col("metric") == metric))["value"].item()
-                assert value == pytest.approx(stored, rel=1e-4, abs=1e-6), (arch, seed, task, metric)
+                tol = 1.01 * pair if metric == "auc" else 1e-6
+                assert value == pytest.approx(stored, rel=1e-4, abs=tol), (arch, seed, task, metric)
 
 
 def test_model_file_is_a_checkpoint_and_damaged_files_are_one_line(tmp_path, monkeypatch, capsys):

@@ -80,7 +80,7 @@ def predict(system: MTLSystem, x: torch.Tensor, cat: torch.Tensor | None = None,
     for task in system.tasks:
         logits = torch.cat([c[task.name] for c in chunks])
         if task.kind == "binary":
-            out[task.name] = torch.sigmoid(logits.reshape(-1))
+            out[task.name] = torch.sigmoid(logits.reshape(-1).double())  # float64: no ties from rounding
         elif task.kind == "multiclass":
             out[task.name] = torch.softmax(logits, dim=-1)
         else:
