@@ -8,12 +8,12 @@ import contextlib
 import json
 import os
 import shutil
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.paths import aside
 
 from .locks import PostgresLocks
 from .urls import check_storage_url, clean_error, mask_url
@@ -97,11 +97,7 @@ def repair_journal(path: Path, out: Callable[[str], None] = print) -> None:
             notes.append(f"dropped a partial last line of {len(tail)} bytes")
         if not notes:
             return
-        backup = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-        n = 1
-        while backup.exists():
-            n += 1
-            backup = backup.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        backup = aside(path, "damaged")
         shutil.copy2(path, backup)
         tmp = path.with_name(f".{path.name}.repair")
         with open(tmp, "wb") as f:

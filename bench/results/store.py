@@ -44,7 +44,6 @@ import os
 import platform
 import subprocess
 import tempfile
-import time
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -53,6 +52,7 @@ from typing import Any
 import polars as pl
 
 from bench.errors import UserError
+from bench.paths import aside
 
 SCHEMA: dict[str, pl.DataType] = {
     "study": pl.String,
@@ -124,12 +124,7 @@ def read_file(path: Path) -> pl.DataFrame | None:
 
 def set_aside(path: Path) -> Path:
     """Rename a damaged file to ``<name>.damaged-<UTC time>`` beside it (ignored by ``read``; nothing is deleted)."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = path.with_name(f"{path.name}.damaged-{stamp}")
-    n = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
-        n += 1
+    target = aside(path, "damaged")
     path.rename(target)
     return target
 
@@ -198,12 +193,7 @@ def move_aside(root: Path) -> Path | None:
     root = Path(root)
     if not root.exists():
         return None
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = root.with_name(f"{root.name}.old-{stamp}")
-    n = 1
-    while target.exists():
-        target = root.with_name(f"{root.name}.old-{stamp}-{n}")
-        n += 1
+    target = aside(root, "old")
     root.rename(target)
     return target
 
