@@ -122,7 +122,7 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
         fig.savefig(plot_dir / "correlation.png", dpi=100, metadata=META_PNG)
         plt.close(fig)
         links[""] = [("performance against task correlation", f"{prefix}/correlation.png")]
-    scarce = scarcity_summary(with_gains(task_summary(rows)), meta)
+    scarce = scarcity_summary(cells, meta)
     if scarce.height:
         groups = scarce.select("group", "task").unique(maintain_order=True).rows()
         fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)

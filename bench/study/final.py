@@ -192,10 +192,10 @@ def keep_best_models(root: Path) -> int:
 
     removed = 0
     for unit_dir in sorted(p for p in (Path(root) / "models").glob("*/*") if p.is_dir()):
-        files = sorted(unit_dir.glob("seed-*.ckpt"), key=lambda f: int(f.stem.split("-")[1]))
+        files = list(unit_dir.glob("seed-*.ckpt"))
         if len(files) < 2:
             continue
-        best = max(files, key=lambda f: models.read_meta(f)["val_objective"])  # max keeps the first of ties
+        best = models.best_seed(files)
         for f in files:
             if f != best:
                 f.unlink()

@@ -35,8 +35,8 @@ def model_files(root: Path, dataset: str, arch: str, seed: int | None) -> list[P
     files = []
     for unit in (u for u in units if u.name.split("@")[0] == arch):
         saved = sorted(unit.glob("seed-*.ckpt"), key=lambda f: int(f.stem.split("-")[1]))
-        if seed is None:  # the best validation objective; max keeps the lowest seed of ties
-            files.append(max(saved, key=lambda f: models.read_meta(f)["val_objective"]))
+        if seed is None:  # the best validation objective
+            files.append(models.best_seed(saved))
             continue
         chosen = unit / f"seed-{seed}.ckpt"
         if not chosen.is_file():
