@@ -153,6 +153,18 @@ def locate_row(frame: pl.DataFrame, i: int, paths: list[Path]) -> str:
     return f"{paths[frame[FILE][i]]}:{frame[LINE][i]}"
 
 
+def as_numbers(frame: pl.DataFrame, columns: list[str], paths: list[Path], what: str) -> pl.DataFrame:
+    """``columns`` of a frame read by ``read_table`` as Float64 with NaN as null (missing); the first cell that
+    is not a number is a one-line error naming its file and line (``what``: how the message calls the column)."""
+    for c in columns:
+        if not frame.schema[c].is_numeric():
+            values = frame[c].cast(pl.Float64, strict=False)
+            bad = (values.is_null() & frame[c].is_not_null()).arg_true()
+            if len(bad):
+                raise UserError(f"{locate_row(frame, bad[0], paths)}: {what} {c}: {frame[c][bad[0]]!r} is not a number")
+    return frame.with_columns(pl.col(c).cast(pl.Float64).fill_nan(None) for c in columns)
+
+
 def parse_observed_if(value, labels: dict[str, str]) -> dict[str, str]:
     """``{label: column}`` from a dict (TOML) or ``"conversion:click"`` (command line): the label is observed
     only where that column is 1."""
@@ -358,15 +370,7 @@ def table(
             else:
                 raise UserError(f"table: feature {c} has type {dtype}; list it under categorical or drop it")
         frame = frame.with_columns(pl.col(c).cast(pl.String) for c in cat_cols)
-        for c in num_cols:
-            if not frame.schema[c].is_numeric():
-                values = frame[c].cast(pl.Float64, strict=False)
-                bad = (values.is_null() & frame[c].is_not_null()).arg_true()
-                if len(bad):
-                    raise UserError(
-                        f"{locate_row(frame, bad[0], paths)}: numeric feature {c}: {frame[c][bad[0]]!r} is not a number"
-                    )
-        frame = frame.with_columns(pl.col(c).cast(pl.Float64).fill_nan(None) for c in num_cols)
+        frame = as_numbers(frame, num_cols, paths, "numeric feature")
 
         tasks_, label_info, label_series = [], {}, []
         for name, kind in label_kinds.items():
@@ -430,17 +434,5 @@ def encode_file(path: Path, encoding: dict, *, separator: str = ",") -> tuple[to
     if missing:
         raise UserError(f"{path} lacks {len(missing)} of the model's input columns: {', '.join(missing[:10])}"
                         + (", ..." if len(missing) > 10 else ""))
-    numeric = [c for c, *_ in enc.numeric]
-    for c in numeric:
-        if not frame.schema[c].is_numeric():
-            values = frame[c].cast(pl.String).str.strip_chars().replace("", None).cast(pl.Float64, strict=False)
-            bad = (values.is_null() & frame[c].is_not_null() & (frame[c].cast(pl.String).str.strip_chars() != ""))
-            if bad.any():
-                i = bad.arg_true()[0]
-                raise UserError(f"{locate_row(frame, i, [path])}: numeric column {c}: {frame[c][i]!r} is not a number")
-            frame = frame.with_columns(values.alias(c))
-    frame = frame.with_columns(
-        *(pl.col(c).cast(pl.Float64).fill_nan(None) for c in numeric),
-        *(pl.col(c["name"]).cast(pl.String) for c in enc.categorical),
-    )
-    return enc.transform(frame)
+    frame = as_numbers(frame, [c for c, *_ in enc.numeric], [path], "numeric column")
+    return enc.transform(frame.with_columns(pl.col(c["name"]).cast(pl.String) for c in enc.categorical))
