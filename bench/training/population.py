@@ -454,6 +454,7 @@ def train_population(
         return {t.name: task_metrics(t.kind, logits[t.name][row], split.y[:, k]) for k, t in enumerate(tasks)}
 
     active = list(range(len(members)))  # member index of each row of the stack
+    active_weights = weights  # (S_active, T): the task weights of each row of the stack
     template.train()
     start = time.perf_counter()
     # dropout masks come from each member's own generator; the forked RNG leaves the caller's untouched anyway
@@ -475,7 +476,7 @@ def train_population(
                 grads = []
                 for a in range(0, len(active), group):  # groups of members per vmap call (see members_per_call)
                     p = opt.params if group >= len(active) else opt.unflatten(opt.flat[a : a + group], True)
-                    w = weights[active][a : a + group]
+                    w = active_weights[a : a + group]
                     losses = batched_loss(
                         p, xb[a : a + group], cb[a : a + group], yb[a : a + group], w,
                         [mk[a : a + group] for mk in masks],
@@ -515,6 +516,7 @@ def train_population(
             if stopped:
                 keep = [row for row in range(len(active)) if row not in stopped]
                 active = [active[row] for row in keep]
+                active_weights = weights[active]
                 if active:  # stopped members leave the stack: no compute is spent on them any more
                     opt.keep(torch.tensor(keep, device=dev))
             epoch += 1
