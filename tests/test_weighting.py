@@ -7,6 +7,7 @@ import tomllib
 
 import pytest
 import torch
+from test_population import assert_same_fit
 
 from bench import datasets, weighting
 from bench.cli import main
@@ -63,8 +64,9 @@ weighting = ["equal", "gradnorn"]
 
 def test_static_weights_scale_each_task_loss(data):
     system = make_system("mmoe", data.tasks, data.d_in, {"weighting": "static", "static_weights": "2,0.5"})
-    losses = torch.tensor([3.0, 4.0])
-    assert system.weighting.combine(losses).item() == pytest.approx(2 * 3 + 0.5 * 4)
+    losses = torch.tensor([[3.0, 4.0], [1.0, 2.0]])  # two members of one static weighting (rows)
+    method = weighting.get("static").stack([system.weighting, weighting.create("static", ["binary"] * 2)])
+    assert method.combine(losses).tolist() == pytest.approx([2 * 3 + 0.5 * 4, 1 + 2])
 
 
 def test_uncertainty_gives_the_noisier_task_the_larger_variance():
@@ -85,54 +87,84 @@ def test_uncertainty_gives_the_noisier_task_the_larger_variance():
 
     L.seed_everything(0, verbose=False)
     make_trainer(15, accelerator="cpu").fit(system, datamodule=MTLDataModule.for_system(d, system))
-    s = system.weighting.log_var.detach()
+    s = system.weighting.log_var.detach()[0]
     # s_i -> log L_i at the optimum of 0.5 e^{-s} L + 0.5 s: the noisy task's toward log 9, the clean one's down
     assert s[1] > 1.0 and s[0] < -1.0
-    w = system.weighting.weights()
+    w = system.weighting.weights()[0]
     assert w[1] < w[0]
 
 
 def test_dwa_weights_from_given_loss_histories():
-    dwa = weighting.create("dwa", ["binary", "binary"], {"dwa_temperature": 2.0})
-    dwa.epoch_end(torch.tensor([1.0, 1.0]))
-    assert dwa.weights().tolist() == [1.0, 1.0]  # the first two epochs: w = 1
-    dwa.epoch_end(torch.tensor([0.5, 1.0]))  # r = (0.5, 1.0): task 2 falls more slowly
+    one = weighting.create("dwa", ["binary", "binary"], {"dwa_temperature": 2.0})
+    dwa = weighting.get("dwa").stack([one, one])  # two members, each with its own loss history
+    dwa.epoch_end(torch.tensor([[1.0, 1.0], [1.0, 1.0]]))
+    assert dwa.weights().tolist() == [[1.0, 1.0]] * 2  # the first two epochs: w = 1
+    dwa.epoch_end(torch.tensor([[0.5, 1.0], [0.0, 1.0]]))  # member 0: r = (0.5, 1.0), task 2 falls more slowly
     e1, e2 = math.exp(0.5 / 2), math.exp(1.0 / 2)
-    assert dwa.weights().tolist() == pytest.approx([2 * e1 / (e1 + e2), 2 * e2 / (e1 + e2)])
-    dwa.epoch_end(torch.tensor([0.25, 1.0]))  # only the last two epochs count: r = (0.5, 1.0) again
-    assert dwa.weights().tolist() == pytest.approx([2 * e1 / (e1 + e2), 2 * e2 / (e1 + e2)])
+    expected = [2 * e1 / (e1 + e2), 2 * e2 / (e1 + e2)]
+    assert dwa.weights()[0].tolist() == pytest.approx(expected)
+    z1, z2 = math.exp(0.0), math.exp(1.0 / 2)  # member 1: r = (0, 1)
+    assert dwa.weights()[1].tolist() == pytest.approx([2 * z1 / (z1 + z2), 2 * z2 / (z1 + z2)])
+    dwa.epoch_end(torch.tensor([[0.25, 1.0], [0.5, 1.0]]))  # only the last two epochs count: r = (0.5, 1.0) again
+    assert dwa.weights()[0].tolist() == pytest.approx(expected)
+    # member 1: r = (0.5 / 0, 1) is not finite: its previous weights are kept
+    assert dwa.weights()[1].tolist() == pytest.approx([2 * z1 / (z1 + z2), 2 * z2 / (z1 + z2)])
 
 
 def test_gradnorm_targets_and_weight_gradient():
     gn = weighting.create("gradnorm", ["binary", "binary"], {"gradnorm_alpha": 1.0})
-    gn.initial = torch.tensor([4.0, 1.0])
-    losses, norms = torch.tensor([2.0, 1.0]), torch.tensor([3.0, 1.0])
+    gn.initial.copy_(torch.tensor([[4.0, 1.0]]))  # L_i(0)
+    losses, norms = torch.tensor([[2.0, 1.0]]), torch.tensor([[3.0, 1.0]])
     # Ltilde = (0.5, 1), r = Ltilde / mean = (2/3, 4/3); G = w * norms = (3, 1), mean 2; target = 2 r
-    assert gn.targets(losses, norms).tolist() == pytest.approx([4 / 3, 8 / 3])
-    # through the real backward: per-task gradients of a shared parameter, then sign(G - target) * ||g_i||
+    assert gn.targets(losses, norms).tolist() == [pytest.approx([4 / 3, 8 / 3])]
+    # from real per-task gradients of a shared parameter: sign(G - target) * ||g_i|| for the weights
     p = torch.nn.Parameter(torch.tensor([1.0, 0.0]))
     losses = torch.stack([3.0 * p[0], p[1]]) + torch.tensor([-1.0, 1.0])  # values (2, 1), grads (3,0), (0,1)
-    gn.backward(losses, weighting.Shared([p], torch.tensor([True, True])), lambda total: total.backward())
-    assert gn.w.grad.tolist() == pytest.approx([3.0, -1.0])
-    assert p.grad.tolist() == pytest.approx([3.0, 1.0])  # the model follows sum_i w_i L_i (w = 1)
+    grads = weighting.task_gradients(losses, [p])
+    update, own = gn.gradient(losses[None], grads[None], torch.ones(1, 2, dtype=torch.bool))
+    own.sum().backward()
+    assert gn.w.grad.tolist() == [pytest.approx([3.0, -1.0])]
+    assert update.tolist() == [pytest.approx([3.0, 1.0])]  # the model follows sum_i w_i L_i (w = 1)
     with torch.no_grad():
-        gn.w.copy_(torch.tensor([3.0, 1.0]))
+        gn.w.copy_(torch.tensor([[3.0, 1.0]]))
     gn.after_step()
-    assert gn.w.tolist() == pytest.approx([1.5, 0.5])  # renormalised to sum T
+    assert gn.w.tolist() == [pytest.approx([1.5, 0.5])]  # renormalised to sum T
+
+
+def test_gradnorm_first_step_sets_each_members_initial_losses():
+    gn = weighting.get("gradnorm").stack([weighting.create("gradnorm", ["binary"] * 2)] * 2)
+    gn.targets(torch.tensor([[2.0, 1.0]]), torch.ones(1, 2), rows=slice(0, 1))  # member 0 steps alone
+    assert gn.initial[0].tolist() == [2.0, 1.0] and bool(gn.initial[1].isnan().all())
+    gn.targets(torch.tensor([[1.0, 1.0], [5.0, 4.0]]), torch.ones(2, 2))
+    assert gn.initial.tolist() == [[2.0, 1.0], [5.0, 4.0]]  # member 0 keeps its first-step losses
 
 
 def test_pcgrad_projects_conflicting_gradients_and_leaves_agreeing_ones():
     g = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])  # g1 . g2 = -1 < 0
     # g1 - (-1 / 2) g2 = (0.5, 0.5); g2 - (-1 / 1) g1 = (0, 1)
-    assert project(g).tolist() == pytest.approx([0.5, 1.5])
+    assert project(g[None]).tolist() == [pytest.approx([0.5, 1.5])]
     agree = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
-    assert project(agree).tolist() == pytest.approx([2.0, 1.0])  # the plain sum
+    assert project(agree[None]).tolist() == [pytest.approx([2.0, 1.0])]  # the plain sum
+    # two members at once: each projected on its own
+    assert project(torch.stack([g, agree])).tolist() == [pytest.approx([0.5, 1.5]), pytest.approx([2.0, 1.0])]
+
+
+def test_pcgrad_order_of_three_tasks_comes_from_each_members_generator():
+    """With three tasks the order of projections matters; member s draws it from its own seed, as its fit does."""
+    g = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [-0.5, -1.0, 1.0]])
+    seeds = [0, 1, 2, 3]
+    alone = [project(g[None], [torch.Generator().manual_seed(s)])[0] for s in seeds]
+    together = project(g.expand(4, 3, 3).clone(), [torch.Generator().manual_seed(s) for s in seeds])
+    for s in range(4):
+        torch.testing.assert_close(together[s], alone[s])
+    assert len({tuple(a.tolist()) for a in alone}) > 1  # the orders differ, and so do the results
 
 
 def test_shared_elements_of_mmoe_are_its_experts(data):
     system = make_system("mmoe", data.tasks, data.d_in, {"n_experts": 2})
     out = system(data.train.x[:32])
-    shared = system.shared_parameters(system.task_losses(out, data.train.y[:32]))
+    losses = system.task_losses(out, data.train.y[:32])
+    shared = system.shared_parameters(weighting.task_gradients(losses, system.dense_parameters()))
     names = [n for n, p in system.model.named_parameters() if p.requires_grad]
     sizes = [p.numel() for p in system.model.parameters() if p.requires_grad]
     per_tensor = dict(zip(names, torch.split(shared.mask, sizes)))
@@ -147,30 +179,55 @@ def test_pcgrad_leaves_task_specific_elements_alone(data):
     sys_pc = make_system("mmoe", data.tasks, data.d_in, {**cfg, "weighting": "pcgrad"})
     sys_eq = make_system("mmoe", data.tasks, data.d_in, cfg)
     x, y = data.train.x[:64], data.train.y[:64]
-    losses = sys_pc.task_losses(sys_pc(x), y)
-    sys_pc.weighting.backward(losses, sys_pc.shared_parameters(losses), lambda t: t.backward())
+    sys_pc.set_gradients(sys_pc.task_losses(sys_pc(x), y), None)
     sys_eq.loss(sys_eq(x), y).backward()
+    changed = False
     for (name, a), b in zip(sys_pc.model.named_parameters(), sys_eq.model.parameters()):
         if "tower" in name or "gate" in name:
             torch.testing.assert_close(a.grad, b.grad)
+        elif "experts" in name:
+            changed |= not torch.allclose(a.grad, b.grad)
+    assert changed  # the shared experts' gradients were projected (the tasks conflict somewhere)
 
 
-def test_population_member_with_static_weighting_equals_its_separate_fit(data):
-    base = {"max_epochs": 3, "batch_size": 48, "patience": 10, "expert_units": 16, "tower_units": 16,
-            "weighting": "static"}
-    configs = [{**base, "seed": 1, "static_weights": "2,1"}, {**base, "seed": 4, "static_weights": "1,3"}]
-    pop = train_population("mmoe", data, configs, device="cpu")
+BASE = {"max_epochs": 4, "lr": 1e-2, "batch_size": 48, "patience": 10, "expert_units": 16, "tower_units": 16}
+OPTIONS = {"static": {"static_weights": "2,1"}, "dwa": {"dwa_temperature": 0.5}, "gradnorm": {"gradnorm_alpha": 1.0}}
+
+
+@pytest.mark.parametrize("name", weighting.available())
+def test_population_member_with_each_weighting_equals_its_separate_fit(name, data):
+    """Members with their own seeds, learning rates and lengths (one leaves the stack early, taking its method's
+    state with it), two per vmap call: each equals its separate fit with that weighting, epoch by epoch; and the
+    method does something (the members differ from equal weighting's)."""
+    base = {**BASE, "weighting": name, **OPTIONS.get(name, {})}
+    configs = [{**base, "seed": 1}, {**base, "seed": 4, "lr": 3e-3, "max_epochs": 2}, {**base, "seed": 7}]
+    pop = train_population("mmoe", data, configs, evaluate_test=True, device="cpu", members_per_call=2)
     for cfg, member in zip(configs, pop):
-        ref = fit("mmoe", data, cfg, accelerator="cpu")
-        assert member.best_epoch == ref.best_epoch
-        for hp, hr in zip(member.history, ref.history):
-            for key, value in hr.items():
-                assert hp[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+        assert_same_fit(member, fit("mmoe", data, cfg, evaluate_test=True, accelerator="cpu"))
+    if name != "equal":
+        plain = train_population("mmoe", data, [{**c, "weighting": "equal"} for c in configs], device="cpu")
+        assert pop[0].history[-1]["train_loss"] != pytest.approx(plain[0].history[-1]["train_loss"], rel=1e-4)
 
 
-def test_learned_weightings_are_not_trained_as_populations(data):
-    with pytest.raises(UserError, match="weighting uncertainty cannot be trained as a population"):
-        train_population("mmoe", data, [{"weighting": "uncertainty", "max_epochs": 1}], device="cpu")
+@pytest.mark.parametrize("name", ["uncertainty", "gradnorm", "pcgrad"])
+def test_population_with_fields_masks_and_aux_loss_equals_separate_fits(name):
+    """Embedding tables (lazy rows), missing labels, and OMoE's sparse gate with its load-balancing loss."""
+    from test_missing_labels import make_data
+
+    masked = make_data()
+    base = {"max_epochs": 3, "batch_size": 48, "patience": 10, "expert_units": 8, "tower_units": 8,
+            "embedding_dim": 3, "n_experts": 4, "gate_top_k": 2, "gate_noise": 0.0, "gate_aux_weight": 0.1,
+            "weighting": name}
+    configs = [{**base, "seed": 2}, {**base, "seed": 3, "lr": 3e-3}]
+    pop = train_population("omoe", masked, configs, evaluate_test=True, device="cpu")
+    for cfg, member in zip(configs, pop):
+        assert_same_fit(member, fit("omoe", masked, cfg, evaluate_test=True, accelerator="cpu"))
+
+
+def test_population_members_must_share_the_weighting_options(data):
+    configs = [{"weighting": "dwa", "max_epochs": 1}, {"weighting": "dwa", "dwa_temperature": 1.0, "max_epochs": 1}]
+    with pytest.raises(UserError, match="population members must share the weighting and its options"):
+        train_population("mmoe", data, configs, device="cpu")
 
 
 STUDY = """

@@ -210,13 +210,11 @@ Errors = dict[int, str]  # seed -> why its run failed (it has no rows)
 def train_seeds(data, arch: str, config: dict[str, Any], seeds: list[int], *, population: bool = True,
                 accelerator: str = "auto", hooks: Hooks | None = None, unit=None,
                 stop: Callable[[], None] | None = None) -> tuple[Rows, Errors]:
-    """The rows of ``seeds`` trained as one population, or (``population=False``, or a weighting method that a
-    population cannot train: learned or gradient-based) one fit after another, and the seeds that failed.
+    """The rows of ``seeds`` trained as one population, or (``population=False``) one fit after another, and the
+    seeds that failed.
     ``stop`` (a SIGTERM flag's check) is called between steps of a population and between fits; what it raises
     ends the stage with nothing returned (one fit stops at its next batch by Lightning's own SIGTERM handling)."""
-    from bench import weighting
-
-    if population and weighting.get(config.get("weighting", "equal")).population:
+    if population:
         return population_final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit,
                                       stop=stop)
     return final_stage(data, arch, config, seeds, accelerator=accelerator, hooks=hooks, unit=unit, stop=stop)

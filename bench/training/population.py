@@ -1,8 +1,10 @@
 """Population training: S members of one architecture and shape trained together as one stacked model.
 
 Members differ in what does not change shapes: seed (initialisation, data order), learning rate, weight
-decay, optimiser (adam / adamw), patience, max_epochs and objective. Each member keeps its own data order,
-optimiser state, early stopping, best epoch, metrics and history, and is numerically the model
+decay, optimiser (adam / adamw), patience, max_epochs, objective and static loss weights; they share the loss
+weighting method (``bench.weighting``), which is one module of S members: each member's state (learned weights,
+trained by ``StackedAdam`` with the model's; loss histories; random streams) in its own row. Each member keeps its
+own data order, optimiser state, early stopping, best epoch, metrics and history, and is numerically the model
 ``bench.training.fit.fit(arch, data, config_s)`` would train alone (up to float rounding). Each member's dropout
 masks come from a generator seeded with its own seed, drawn as ``fit`` draws them after seeding torch with that
 seed: a member's result never depends on which members share its population, and on a CPU it is ``fit``'s with
@@ -41,7 +43,7 @@ from typing import Any
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from bench import architectures
+from bench import architectures, weighting
 from bench.architectures.layers import FeatureEncoder
 from bench.datasets import BatchLoader, MTLData, Split
 from bench.errors import UserError
@@ -362,17 +364,19 @@ def train_population(
     n_rows = sum(fields)
     feed = _feed_dropout(template)  # dropout masks from each member's own seed (as fit's), not a shared stream
     tasks = systems[0].tasks
-    for system in systems:
-        if not system.weighting.population:
-            raise UserError(f"weighting {system.weighting.name} cannot be trained as a population (it keeps state "
-                            "or per-task gradients per member); train its seeds one fit at a time")
-    # (S, T): member s's fixed weight of task k (loss_weights times its equal/static weighting's lambda_k)
-    weights = torch.stack([s.weighting.weights().float() * torch.tensor(s.loss_weights) for s in systems]).to(dev)
+    # one loss-weighting module of S members (bench.weighting): each member's state (fixed or learned weights,
+    # loss history, PCGrad's generator) in its row, seeded and initialised as its own fit's
+    method = type(systems[0].weighting).stack([s.weighting for s in systems]).to(dev)
+    loss_weights = torch.tensor(systems[0].loss_weights, device=dev)  # (T,): the fixed loss_weights w_k
     decayed_ids = {id(p) for p in param_groups(template, 1.0)[0]["params"]}
     decayed = {name for name, p in template.named_parameters() if id(p) in decayed_ids}
     trainable = {name for name, p in template.named_parameters() if p.requires_grad}
     stacked, _ = stack_module_state([s.model for s in systems])  # (S, ...) per parameter, detached copies
     stacked = {k: v.to(dev) for k, v in stacked.items() if k in trainable}
+    model_names = list(stacked)
+    # the method's learned parameters (S, T) train with the model's, never decayed; they come last in the buffer
+    learned = [name for name, p in method.named_parameters() if p.requires_grad]
+    stacked |= {f"weighting.{name}": method.get_parameter(name).detach() for name in learned}
     n_params = count_params(template)
     del systems
 
@@ -396,6 +400,14 @@ def train_population(
         lazy=lazy,
     )
     del stacked
+
+    def bind() -> None:
+        """The method's learned parameters as views of the optimiser's buffer (its steps and the method's own
+        in-place updates, e.g. GradNorm's renormalisation, then act on the same numbers)."""
+        for name in learned:
+            method.get_parameter(name).data = opt.params[f"weighting.{name}"].detach()
+
+    bind()
     # one member's rows per vmap lane; the eval chunk is shared by S lanes, so it is divided by S
     eval_rows = max(1, min(t.eval_batch_size for t in trains) // len(configs))
     batch_size, n_train = trains[0].batch_size, len(train)
@@ -405,25 +417,57 @@ def train_population(
 
     def run(p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, aux: bool = False):
         # the model takes the categorical codes only when it has a FeatureEncoder (MTLSystem.forward)
-        return functional_call(template, p, (x, cat) if fields else (x,), {"with_aux": True} if aux else {})
+        model_p = {k: v for k, v in p.items() if not k.startswith("weighting.")}
+        return functional_call(template, model_p, (x, cat) if fields else (x,), {"with_aux": True} if aux else {})
 
-    def member_loss(
-        p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
-        masks: list[torch.Tensor],
-    ) -> torch.Tensor:
+    def member_losses(
+        p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, y: torch.Tensor, masks: list[torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One member's task losses ``(T,)`` (w_k L_k, as MTLSystem.task_losses: masked where labels are missing)
+        and auxiliary loss ``()`` (sparse gates' weighted load balancing; 0 without)."""
         if feed is not None:
             feed.masks = list(masks)  # this member's masks, in the order its dropout layers are called
-        total = 0.0
-        if with_aux:  # sparse gates: their weighted load-balancing loss, as MTLSystem.training_step adds it
-            out, total = run(p, x, cat, aux=True)
+        if with_aux:
+            out, aux = run(p, x, cat, aux=True)
         else:
-            out = run(p, x, cat)
-        for k, task in enumerate(tasks):  # sum_k w_k L_k, as MTLSystem.loss (masked where labels are missing)
-            total = total + w[k] * task_loss(task.kind, out[task.name], y[:, k], partial[k])
-        return total
+            out, aux = run(p, x, cat), x.new_zeros(())
+        losses = torch.stack([task_loss(t.kind, out[t.name], y[:, k], partial[k]) for k, t in enumerate(tasks)])
+        return loss_weights * losses, aux
 
-    # (S, B, d), (S, B, F), (S, B, T), (S, T), [(S, ...)] -> (S,)
-    batched_loss = vmap(member_loss, randomness="different")
+    # (S, B, d), (S, B, F), (S, B, T), [(S, ...)] -> (S, T), (S,)
+    batched_losses = vmap(member_losses, randomness="different")
+    lazy_columns = slice(*opt.lazy[:2]) if opt.lazy is not None else None
+    shared: torch.Tensor | None = None  # (S, P_model) bool: gradient-based methods' shared elements, per member
+
+    def group_gradient(a: int, p: dict[str, torch.Tensor], losses: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        """``(G, P)``: the gradient of members ``a..a+G`` (their parameters ``p``, task losses ``(G, T)``, auxiliary
+        losses ``(G,)``), as ``MTLSystem.training_step`` sets it for each: each member's rows of ``p`` get its own
+        gradient only (members are independent), the method's learned parameters their gradient from the method."""
+        nonlocal shared
+        rows = slice(a, a + len(losses))
+        leaves = [p[k] for k in model_names]
+        own_params = [method.get_parameter(name) for name in learned]
+        if not method.grad_based:  # loss-based: backpropagate each member's combined loss (plus its aux)
+            total = method.combine(losses, rows) + aux
+            g = torch.autograd.grad(total.sum(), leaves + own_params, allow_unused=True)
+            model, own = opt.flatten(g[: len(leaves)], len(losses)), g[len(leaves) :]
+        else:  # gradient-based: each task's gradient (one backward pass per task), then the method's update
+            per_task = torch.stack([
+                opt.flatten(torch.autograd.grad(losses[:, k].sum(), leaves, retain_graph=True, allow_unused=True),
+                            len(losses))
+                for k in range(len(tasks))], dim=1)  # (G, T, P_model)
+            if shared is None or shared.shape[0] < rows.stop:  # each member's first step fixes its mask, as fit
+                mask = weighting.shared_mask(per_task)  # (G, P_model)
+                if lazy_columns is not None:
+                    mask[:, lazy_columns] = False  # embedding tables: the weighted sum, as fit (no projection)
+                shared = mask if shared is None else torch.cat([shared, mask])
+            model, own_loss = method.gradient(losses, per_task, shared[rows], rows)
+            if with_aux:  # the auxiliary loss is no task's: its gradient is added to the method's update
+                model = model + opt.flatten(torch.autograd.grad(aux.sum(), leaves, allow_unused=True), len(losses))
+            own = torch.autograd.grad(own_loss.sum(), own_params) if own_loss is not None else [None] * len(learned)
+        own_flat = [(g[rows] if g is not None else torch.zeros_like(q[rows])).reshape(len(losses), -1)
+                    for g, q in zip(own, own_params)]
+        return torch.cat([model, *own_flat], dim=1)
     calls_of: dict[int, list[tuple[torch.Size, tuple[int, ...], float]]] = {}
 
     def dropout_calls(rows: int) -> list[tuple[torch.Size, tuple[int, ...], float]]:
@@ -450,11 +494,13 @@ def train_population(
         template.train()
         return {t.name: torch.cat([c[t.name] for c in chunks], dim=1) for t in tasks}
 
+    def model_part(p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: p[k] for k in model_names}
+
     def metrics_of(logits: dict[str, torch.Tensor], split: Split, row: int) -> dict[str, dict[str, float]]:
         return {t.name: task_metrics(t.kind, logits[t.name][row], split.y[:, k]) for k, t in enumerate(tasks)}
 
     active = list(range(len(members)))  # member index of each row of the stack
-    active_weights = weights  # (S_active, T): the task weights of each row of the stack
     template.train()
     start = time.perf_counter()
     # dropout masks come from each member's own generator; the forked RNG leaves the caller's untouched anyway
@@ -464,6 +510,7 @@ def train_population(
         while active:
             perms = torch.stack([members[m].loader.permutation(epoch) for m in active])  # (S, N) on dev
             loss_sum = torch.zeros(len(active), device=dev)
+            task_loss_sum = torch.zeros(len(active), len(tasks), device=dev)  # (S, T): for the method's epoch_end
             n_steps = 0
             for lo in range(0, n_train, batch_size):
                 if stop is not None:
@@ -476,22 +523,25 @@ def train_population(
                 grads = []
                 for a in range(0, len(active), group):  # groups of members per vmap call (see members_per_call)
                     p = opt.params if group >= len(active) else opt.unflatten(opt.flat[a : a + group], True)
-                    w = active_weights[a : a + group]
-                    losses = batched_loss(
-                        p, xb[a : a + group], cb[a : a + group], yb[a : a + group], w,
+                    losses, aux = batched_losses(
+                        model_part(p), xb[a : a + group], cb[a : a + group], yb[a : a + group],
                         [mk[a : a + group] for mk in masks],
-                    )  # (G,)
-                    g = torch.autograd.grad(losses.sum(), list(p.values()), allow_unused=True)
-                    grads.append(opt.flatten(g, len(losses)))
-                    loss_sum[a : a + group] += losses.detach()
+                    )  # (G, T), (G,)
+                    # train_loss as MTLSystem counts it: sum_k w_k L_k with the step's weights, plus aux
+                    rows_of = slice(a, a + len(losses))
+                    loss_sum[rows_of] += (method.weights(rows_of) * losses.detach()).sum(-1) + aux.detach()
+                    task_loss_sum[rows_of] += losses.detach()
+                    grads.append(group_gradient(a, p, losses, aux))
                 touched = None
                 if lazy is not None:  # (S, R): the table rows each member's batch looked up
                     touched = torch.zeros(len(active), n_rows, dtype=torch.bool, device=dev)
                     touched.scatter_(1, (cb + offsets).reshape(len(active), -1), True)
                 opt.step(grads[0] if len(grads) == 1 else torch.cat(grads), touched)
+                method.after_step()
                 n_steps += 1
+            method.epoch_end(task_loss_sum / n_steps)
             train_loss = (loss_sum / n_steps).tolist()
-            logits = predict(opt.params, val)
+            logits = predict(model_part(opt.params), val)
             stopped = []
             for row, m in enumerate(active):
                 mem = members[m]
@@ -516,9 +566,13 @@ def train_population(
             if stopped:
                 keep = [row for row in range(len(active)) if row not in stopped]
                 active = [active[row] for row in keep]
-                active_weights = weights[active]
                 if active:  # stopped members leave the stack: no compute is spent on them any more
-                    opt.keep(torch.tensor(keep, device=dev))
+                    rows = torch.tensor(keep, device=dev)
+                    opt.keep(rows)
+                    method.keep(rows)
+                    bind()
+                    if shared is not None:
+                        shared = shared[rows]
             epoch += 1
 
     for mem in members:
@@ -527,7 +581,7 @@ def train_population(
     test_logits, test_row, states, diagnostics = None, {}, {}, {}
     ok = [i for i, m in enumerate(members) if m.error is None]
     if evaluate_test and ok:  # the test split, read once per member with its best weights; never a failed one's
-        best = opt.unflatten(torch.stack([members[i].best_state for i in ok]))
+        best = model_part(opt.unflatten(torch.stack([members[i].best_state for i in ok])))
         test = data.test.to(dev)
         test_logits, test_row = predict(best, test), {i: row for row, i in enumerate(ok)}
         # each member's weights as its own model's state_dict (what ``fit`` keeps): trained rows of the stack,

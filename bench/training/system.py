@@ -166,7 +166,7 @@ class MTLSystem(L.LightningModule):
         self.loss_weights = [float(weights.get(t.name, 1.0)) for t in self.tasks]
         cfg = self.train_config
         self.weighting = weighting.create(cfg.weighting, [t.kind for t in self.tasks], cfg.weighting_options)
-        self.weighting.seed(cfg.seed)
+        self.weighting.seed([cfg.seed])  # a fit is a population of one member (bench.weighting)
         self._shared: weighting.Shared | None = None  # parameter elements more than one task depends on
         self._task_loss_sum: torch.Tensor | None = None
         self.history: list[dict[str, Any]] = []
@@ -214,24 +214,21 @@ class MTLSystem(L.LightningModule):
 
     def loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         """The scalar the weighting method backpropagates (``sum_k w_k L_k`` for equal weighting)."""
-        return self.weighting.combine(self.task_losses(out, y))
+        return self.weighting.combine(self.task_losses(out, y)[None])[0]
 
     def dense_parameters(self) -> list[nn.Parameter]:
         """The model's trained parameters but its embedding tables (sparse gradients, ``LazyAdam``)."""
         sparse = {id(t) for t in embedding_tables(self.model)}
         return [p for p in self.model.parameters() if p.requires_grad and id(p) not in sparse]
 
-    def shared_parameters(self, losses: torch.Tensor) -> weighting.Shared:
+    def shared_parameters(self, grads: torch.Tensor) -> weighting.Shared:
         """Where gradient-based weighting acts: the model's parameter elements that more than one task's loss
-        depends on. Found element-wise from the tasks' gradients at the first step, then kept: the architectures
-        stack task-specific weights (gates, towers) into one tensor per kind, so whole tensors would not do; an
-        element is task-specific when every other task's gradient on it is exactly zero. Embedding tables are left
-        out (their gradients are sparse): they get the plain sum of the task gradients."""
+        depends on, from the tasks' gradients ``grads (T, P)`` on ``dense_parameters`` at the first step, then kept:
+        the architectures stack task-specific weights (gates, towers) into one tensor per kind, so whole tensors
+        would not do (``weighting.shared_mask``). Embedding tables are left out (their gradients are sparse): they
+        get the gradient of the weighted sum of the task losses."""
         if self._shared is None:
-            params = self.dense_parameters()
-            grads = weighting.task_gradients(losses, params)  # (T, P)
-            mask = (grads != 0).sum(0) > 1 if len(losses) > 1 else torch.ones(grads.shape[1], dtype=torch.bool)
-            self._shared = weighting.Shared(params, mask)
+            self._shared = weighting.Shared(self.dense_parameters(), weighting.shared_mask(grads))
         return self._shared
 
     # --- training: no per-step logging or host sync; the epoch's mean loss is logged at its end
@@ -248,31 +245,45 @@ class MTLSystem(L.LightningModule):
         for opt in opts:
             opt.zero_grad(set_to_none=True)
         if self.weighting.grad_based:
-            # the auxiliary loss is no task's: its gradient is taken apart (before the method's backward frees the
-            # graph) and added to whatever the method sets, which may overwrite the shared elements' gradients
-            params = self.dense_parameters()
-            aux_grads = None if aux is None else torch.autograd.grad(aux, params, retain_graph=True,
-                                                                     allow_unused=True)
-            self.weighting.backward(losses, self.shared_parameters(losses), self.manual_backward)
-            for p, g in zip(params, aux_grads or []):
-                if g is not None:
-                    p.grad = g if p.grad is None else p.grad + g
+            self.set_gradients(losses, aux)
         else:
-            total = self.weighting.combine(losses)
+            total = self.weighting.combine(losses[None])[0]
             self.manual_backward(total if aux is None else total + aux)
+        detached = losses.detach()
+        # train_loss: sum_k w_k L_k with the weights of this step (for uncertainty: without its log terms), plus the
+        # auxiliary loss, as populations count it
+        weighted = (self.weighting.weights()[0].to(detached) * detached).sum()
+        if aux is not None:
+            weighted = weighted + aux.detach()
         for opt in opts:
             opt.step()
         self.weighting.after_step()
-        detached = losses.detach()
         self._task_loss_sum = detached if self._task_loss_sum is None else self._task_loss_sum + detached
-        # train_loss: sum_k w_k L_k with the method's current weights (for uncertainty: without its log terms), plus
-        # the auxiliary loss, as populations count it
-        weighted = (self.weighting.weights().to(detached) * detached).sum()
-        if aux is not None:
-            weighted = weighted + aux.detach()
         self._loss_sum = weighted if self._loss_sum is None else self._loss_sum + weighted
         self._steps += 1
         return weighted
+
+    def set_gradients(self, losses: torch.Tensor, aux: torch.Tensor | None) -> None:
+        """The gradients of a gradient-based method's step: each task's gradient on the dense parameters (one
+        backward pass per task), the method's update from them (``Weighting.gradient``, as a population of one),
+        plus the auxiliary loss's gradient, which is no task's and is added to whatever the method sets; the
+        embedding tables (sparse) get the gradient of the weighted task losses plus the auxiliary loss."""
+        params = self.dense_parameters()
+        grads = weighting.task_gradients(losses, params)  # (T, P), the graph kept
+        shared = self.shared_parameters(grads)
+        update, own = self.weighting.gradient(losses[None], grads[None], shared.mask[None])
+        if aux is not None:
+            aux_grads = torch.autograd.grad(aux, params, retain_graph=True, allow_unused=True)
+            update = update[0] + torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                                            for g, p in zip(aux_grads, params)])
+        shared.set_flat_grad(update.reshape(-1))
+        tables = embedding_tables(self.model)
+        if tables:
+            total = (self.weighting.weights()[0].to(losses) * losses).sum()
+            for table, g in zip(tables, torch.autograd.grad(total if aux is None else total + aux, tables)):
+                table.grad = g
+        if own is not None:  # what the method's learned parameters follow (GradNorm's L_grad)
+            self.manual_backward(own.sum())
 
     def _check_finite_loss(self) -> None:
         """A non-finite training loss (NaN or inf) ends the fit with ``FloatingPointError``: judged once per
@@ -290,7 +301,7 @@ class MTLSystem(L.LightningModule):
             self.log("train_loss", mean)
             if self.history and self.history[-1]["epoch"] == self.current_epoch:
                 self.history[-1]["train_loss"] = mean
-            self.weighting.epoch_end(self._task_loss_sum / self._steps)
+            self.weighting.epoch_end((self._task_loss_sum / self._steps)[None])
         self._loss_sum, self._task_loss_sum, self._steps = None, None, 0
 
     # --- evaluation: logits of the whole split are gathered, then metrics computed once

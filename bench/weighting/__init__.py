@@ -11,7 +11,19 @@ May import: torch, ``bench.errors``. Layer: beside ``bench.architectures`` and `
 """
 
 from . import dwa, equal, gradnorm, pcgrad, static, uncertainty  # noqa: F401  (registration)
-from .base import Shared, Weighting, all_options, available, check, create, get, options, register, task_gradients
+from .base import (
+                   Shared,
+                   Weighting,
+                   all_options,
+                   available,
+                   check,
+                   create,
+                   get,
+                   options,
+                   register,
+                   shared_mask,
+                   task_gradients,
+)
 
 __all__ = ["Shared", "Weighting", "all_options", "available", "check", "create", "get", "options", "register",
-           "task_gradients"]
+           "shared_mask", "task_gradients"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -13,6 +13,8 @@ from bench.errors import UnknownChoice, UserError
 
 _REGISTRY: dict[str, type[Weighting]] = {}
 
+ALL = slice(None)
+
 
 @dataclass
 class Shared:
@@ -22,11 +24,8 @@ class Shared:
     params: list[nn.Parameter]
     mask: torch.Tensor
 
-    def flat_grad(self) -> torch.Tensor:
-        """``(P,)``: the parameters' current gradients, flattened (zeros where none)."""
-        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params])
-
     def set_flat_grad(self, flat: torch.Tensor) -> None:
+        """Set every parameter's gradient from ``flat (P,)``, laid out as the flattened concatenation."""
         offset = 0
         for p in self.params:
             n = p.numel()
@@ -34,7 +33,7 @@ class Shared:
             offset += n
 
 
-def task_gradients(losses: torch.Tensor, params: list[nn.Parameter]) -> torch.Tensor:
+def task_gradients(losses: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
     """``(T, P)``: each task's gradient on ``params``, flattened (the graph is kept for the update)."""
     rows = []
     for loss in losses:
@@ -43,22 +42,34 @@ def task_gradients(losses: torch.Tensor, params: list[nn.Parameter]) -> torch.Te
     return torch.stack(rows)
 
 
-class Weighting(nn.Module):
-    """Turns the per-task losses ``L (T,)`` of a training step into gradients.
+def shared_mask(grads: torch.Tensor) -> torch.Tensor:
+    """``(..., P)`` bool from per-task gradients ``(..., T, P)``: True where more than one task's gradient is
+    non-zero (an element is task-specific when every other task's gradient on it is exactly zero)."""
+    if grads.shape[-2] == 1:
+        return torch.ones(grads.shape[:-2] + grads.shape[-1:], dtype=torch.bool, device=grads.device)
+    return (grads != 0).sum(-2) > 1
 
-    Loss-based methods only define ``combine(L) -> scalar`` (what is backpropagated). Gradient-based methods
-    (``grad_based = True``) override ``backward``: they need each task's gradient on the shared parameters,
-    which costs one extra backward pass per task through the shared part of the model (see
-    ``benchmarks/README.md`` for the measured cost). ``epoch_end`` sees each epoch's mean per-task losses;
-    ``after_step`` runs after the optimiser's step. A method's learnable parameters (uncertainty's
-    log-variances, GradNorm's weights) are trained by the system's optimiser, without weight decay.
-    ``population``: whether a stacked population (``bench.training.population``) can train it; the others are
-    trained one fit per seed.
+
+class Weighting(nn.Module):
+    """Turns the per-task losses of a training step into gradients, for S members at once.
+
+    Every state tensor of a method (parameters and buffers: learned weights, loss histories, fixed weights) has a
+    leading member axis ``S``: a fit is a population of one (``S = 1``), and ``bench.training.population`` trains
+    S members of one method as one module built by ``stack`` (each member's state in its row, ``keep`` drops the
+    members that stopped). Hooks take ``rows``, the members of the call (a population computes members in
+    groups), and tensors of those members: losses ``L (S, T)``.
+
+    Loss-based methods only define ``combine(L) -> (S,)`` (what is backpropagated). Gradient-based methods
+    (``grad_based = True``) define ``gradient``: from each task's gradient ``g (S, T, P)`` on the model's parameter
+    elements and the mask of the shared ones, the update's gradient ``(S, P)``; computing the task gradients costs
+    one backward pass per task through the model (see ``benchmarks/README.md`` for the measured cost).
+    ``epoch_end`` sees each epoch's mean per-task losses; ``after_step`` runs after the optimiser's step. A
+    method's learnable parameters (uncertainty's log-variances, GradNorm's weights) are trained by the system's
+    optimiser (the population's ``StackedAdam``), without weight decay.
     """
 
     name = ""
     grad_based = False
-    population = False
 
     @dataclass
     class Options:
@@ -68,28 +79,74 @@ class Weighting(nn.Module):
         super().__init__()
         self.kinds = list(kinds)
         self.n_tasks = len(kinds)
+        self.register_buffer("unit", torch.ones(1, self.n_tasks), persistent=False)  # (S, T): equal weights
 
-    def weights(self) -> torch.Tensor:
-        """The current weight of each task ``(T,)`` (for logging and tests)."""
-        return torch.ones(self.n_tasks)
+    @property
+    def n_members(self) -> int:
+        return self.unit.shape[0]
 
-    def combine(self, losses: torch.Tensor) -> torch.Tensor:
-        """The scalar to backpropagate: ``sum_i w_i L_i`` unless the method says otherwise."""
-        return (self.weights().to(losses) * losses).sum()
+    def weights(self, rows: slice = ALL) -> torch.Tensor:
+        """The current weight of each task ``(S, T)`` (what the training loss is reported with)."""
+        return self.unit[rows]
 
-    def backward(self, losses: torch.Tensor, shared: Shared, backward: Callable[[torch.Tensor], None]) -> None:
-        """Set the gradients of one step; ``backward(scalar)`` is the system's backward (Lightning's
-        ``manual_backward``); ``shared``: the parameter elements that more than one task's loss depends on."""
-        backward(self.combine(losses))
+    def combine(self, losses: torch.Tensor, rows: slice = ALL) -> torch.Tensor:
+        """``(S,)``: the scalar each member backpropagates, ``sum_i w_i L_i`` unless the method says otherwise."""
+        return (self.weights(rows).to(losses) * losses).sum(-1)
+
+    def gradient(self, losses: torch.Tensor, grads: torch.Tensor, mask: torch.Tensor,
+                 rows: slice = ALL) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Gradient-based methods: ``(update (S, P), own loss (S,) or None)`` from the losses ``(S, T)``, the
+        per-task gradients ``grads (S, T, P)`` and ``mask (S, P)`` (True on shared elements). The own loss, if
+        any, is what the method's learned parameters follow (its gradient reaches only them)."""
+        return torch.einsum("st,stp->sp", self.weights(rows).to(grads), grads), None
 
     def epoch_end(self, mean_losses: torch.Tensor) -> None:
-        """The epoch's mean loss of each task ``(T,)``, unweighted."""
+        """The epoch's mean loss of each task ``(S, T)``, unweighted, for every member."""
 
+    @torch.no_grad()
     def after_step(self) -> None:
         """After the optimiser's step (e.g. renormalising learned weights)."""
 
-    def seed(self, seed: int) -> None:
-        """The fit's seed, for methods that draw random numbers."""
+    def seed(self, seeds: list[int]) -> None:
+        """Each member's seed, for methods that draw random numbers."""
+
+    @classmethod
+    def stack(cls, members: list[Weighting]) -> Weighting:
+        """One module of S members from S modules of one member each (the same method and options): every
+        parameter and buffer concatenated along the member axis."""
+        first = members[0]
+        for m in members[1:]:
+            if type(m) is not type(first) or m.options_key() != first.options_key():
+                raise UserError(f"population members must share the weighting and its options; member 0 has "
+                                f"{first.describe()} but another has {m.describe()}")
+        out = copy.deepcopy(first)
+        with torch.no_grad():
+            for name, _ in first.named_parameters():
+                out.get_parameter(name).data = torch.cat([m.get_parameter(name) for m in members])
+            for name, _ in first.named_buffers():
+                _set_buffer(out, name, torch.cat([m.get_buffer(name) for m in members]))
+        return out
+
+    def options_key(self) -> tuple:
+        """What members must share (options that are not per-member tensors)."""
+        return ()
+
+    def describe(self) -> str:
+        return f"{self.name}{self.options_key() or ''}"
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep the members ``rows`` only (indices into the current members)."""
+        with torch.no_grad():
+            for p in list(self.parameters()):
+                p.data = p.data[rows.to(p.device)]
+            for name, b in list(self.named_buffers()):
+                _set_buffer(self, name, b[rows.to(b.device)])
+
+
+def _set_buffer(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    owner, _, leaf = name.rpartition(".")
+    target = module.get_submodule(owner) if owner else module
+    target._buffers[leaf] = value
 
 
 def register(name: str):
@@ -149,7 +206,8 @@ def check_option(key: str, value: Any) -> None:
 
 
 def create(name: str, kinds: list[str], opts: dict[str, Any] | None = None) -> Weighting:
-    """Method ``name`` for tasks of ``kinds``; ``opts`` may hold other methods' options, which it ignores."""
+    """Method ``name`` (one member) for tasks of ``kinds``; ``opts`` may hold other methods' options, which it
+    ignores."""
     cls = get(name)
     check(name, opts or {})
     own = {k: v for k, v in (opts or {}).items() if k in options(name)}

@@ -15,7 +15,7 @@ import torch
 
 from bench.errors import UserError
 
-from .base import Weighting, register
+from .base import ALL, Weighting, register
 
 
 @register("dwa")
@@ -31,16 +31,24 @@ class DWA(Weighting):
         if not dwa_temperature > 0:
             raise UserError(f"dwa_temperature must be > 0, got {dwa_temperature}")
         self.temperature = float(dwa_temperature)
-        self.history: list[torch.Tensor] = []  # mean losses of the last two epochs, oldest first
-        self.register_buffer("w", torch.ones(self.n_tasks), persistent=False)
+        nan = torch.full((1, self.n_tasks), float("nan"))
+        # (S, T) each: the mean losses of the last two epochs (NaN before there are any), the current weights
+        self.register_buffer("last", nan.clone(), persistent=False)
+        self.register_buffer("before", nan.clone(), persistent=False)
+        self.register_buffer("w", torch.ones(1, self.n_tasks), persistent=False)
 
-    def weights(self) -> torch.Tensor:
-        return self.w
+    def options_key(self) -> tuple:
+        return (("dwa_temperature", self.temperature),)
 
+    def weights(self, rows: slice = ALL) -> torch.Tensor:
+        return self.w[rows]
+
+    @torch.no_grad()
     def epoch_end(self, mean_losses: torch.Tensor) -> None:
-        self.history = [*self.history, mean_losses.detach().float().cpu()][-2:]
-        if len(self.history) == 2:
-            r = self.history[1] / self.history[0]  # r_k(t-1) = L_k(t-1) / L_k(t-2)
-            w = self.n_tasks * torch.softmax(r / self.temperature, dim=0)
-            if bool(torch.isfinite(w).all()):  # a zero or non-finite loss keeps the previous weights
-                self.w.copy_(w.to(self.w))
+        self.before.copy_(self.last)
+        self.last.copy_(mean_losses.detach().to(self.last))
+        r = self.last / self.before  # r_k(t-1) = L_k(t-1) / L_k(t-2); NaN until two epochs are known
+        w = self.n_tasks * torch.softmax(r / self.temperature, dim=-1)
+        # a member with fewer than two epochs, or a zero or non-finite loss, keeps its previous weights
+        ok = torch.isfinite(w).all(-1, keepdim=True)
+        self.w.copy_(torch.where(ok, w, self.w))

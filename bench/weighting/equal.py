@@ -8,5 +8,3 @@ from .base import Weighting, register
 @register("equal")
 class Equal(Weighting):
     """Every task weighs 1: L = sum_i L_i (the default)."""
-
-    population = True

@@ -7,14 +7,13 @@ gradient norms on the shared parameters.
 
 The weights follow dL_grad/dw_i = sign(G_i - target_i) * ||grad_W L_i||, with the system's optimiser; the model
 follows sum_i w_i L_i; after each step the weights are renormalised to sum to T. ``W``: every shared parameter
-(those more than one task's loss depends on) rather than the paper's last shared layer, as LibMTL does; this
-costs one backward pass per task through the shared part. ``gradnorm_alpha``: the asymmetry (1.5 in the paper's
+element (those more than one task's loss depends on) rather than the paper's last shared layer, as LibMTL does;
+the per-task gradients cost one backward pass per task. ``gradnorm_alpha``: the asymmetry (1.5 in the paper's
 NYUv2 runs; 0 balances the norms only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +21,7 @@ from torch import nn
 
 from bench.errors import UserError
 
-from .base import Shared, Weighting, register, task_gradients
+from .base import ALL, Weighting, register
 
 
 @register("gradnorm")
@@ -40,30 +39,37 @@ class GradNorm(Weighting):
         if not gradnorm_alpha >= 0:
             raise UserError(f"gradnorm_alpha must be >= 0, got {gradnorm_alpha}")
         self.alpha = float(gradnorm_alpha)
-        self.w = nn.Parameter(torch.ones(self.n_tasks))
-        self.initial: torch.Tensor | None = None  # L_i(0): the first step's losses
+        self.w = nn.Parameter(torch.ones(1, self.n_tasks))  # (S, T)
+        # (S, T): L_i(0), each member's first-step losses (NaN until its first step)
+        self.register_buffer("initial", torch.full((1, self.n_tasks), float("nan")), persistent=False)
 
-    def weights(self) -> torch.Tensor:
-        return self.w.detach()
+    def options_key(self) -> tuple:
+        return (("gradnorm_alpha", self.alpha),)
 
-    def targets(self, losses: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
-        """``G_mean * r_i ** alpha`` for losses ``L (T,)`` and per-task gradient norms ``||grad_W L_i|| (T,)``."""
-        if self.initial is None:
-            self.initial = losses.detach().clone()
-        ratio = losses.detach() / self.initial.clamp_min(1e-12)  # Ltilde_i
-        r = ratio / ratio.mean()
-        g = self.w.detach() * norms
-        return g.mean() * r.pow(self.alpha)
+    def weights(self, rows: slice = ALL) -> torch.Tensor:
+        return self.w[rows].detach()
 
-    def backward(self, losses: torch.Tensor, shared: Shared, backward: Callable[[torch.Tensor], None]) -> None:
-        grads = task_gradients(losses, shared.params)[:, shared.mask]  # (T, P_shared)
-        norms = grads.norm(dim=1)  # ||grad_W L_i||
-        target = self.targets(losses, norms)
-        g = self.w.detach() * norms  # G_i
-        backward((self.w.detach() * losses).sum())  # the model's gradients: sum_i w_i L_i
-        self.w.grad = torch.sign(g - target) * norms  # dL_grad / dw_i
+    def targets(self, losses: torch.Tensor, norms: torch.Tensor, rows: slice = ALL) -> torch.Tensor:
+        """``G_mean * r_i ** alpha (S, T)`` for losses ``L (S, T)`` and per-task gradient norms ``||grad_W L_i||``."""
+        losses = losses.detach()
+        initial = self.initial[rows]
+        initial = torch.where(torch.isnan(initial), losses, initial)  # the first step sets L_i(0)
+        self.initial[rows] = initial
+        ratio = losses / initial.clamp_min(1e-12)  # Ltilde_i
+        r = ratio / ratio.mean(-1, keepdim=True)
+        g = self.w[rows].detach() * norms  # G_i
+        return g.mean(-1, keepdim=True) * r.pow(self.alpha)
+
+    def gradient(self, losses: torch.Tensor, grads: torch.Tensor, mask: torch.Tensor,
+                 rows: slice = ALL) -> tuple[torch.Tensor, torch.Tensor]:
+        norms = (grads * mask[:, None, :]).norm(dim=-1)  # (S, T): ||grad_W L_i|| on the shared elements
+        target = self.targets(losses, norms, rows)
+        w = self.w[rows]
+        own = (w * norms - target).abs().sum(-1)  # L_grad per member; d/dw_i = sign(G_i - target_i) ||grad_W L_i||
+        update = torch.einsum("st,stp->sp", w.detach(), grads)  # the model's gradient: of sum_i w_i L_i
+        return update, own
 
     @torch.no_grad()
     def after_step(self) -> None:
         self.w.clamp_(min=1e-6)
-        self.w.mul_(self.n_tasks / self.w.sum())  # renormalise: sum_i w_i = T
+        self.w.mul_(self.n_tasks / self.w.sum(-1, keepdim=True))  # renormalise: sum_i w_i = T, per member

@@ -6,31 +6,35 @@ the normal plane of g_j when they conflict:
     if g_i . g_j < 0:   g_i <- g_i - (g_i . g_j / ||g_j||^2) g_j           (Algorithm 1)
 
 and the update is sum_i g_i. Task-specific parameters get their task's gradient unchanged. Costs one backward
-pass per task through the shared part, plus T^2 dot products of the flattened shared gradient.
+pass per task (the task gradients), plus T^2 dot products of the flattened gradient.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-from .base import Shared, Weighting, register, task_gradients
+from .base import ALL, Weighting, register
 
 
-def project(grads: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """PCGrad's projected sum of the task gradients ``grads (T, P)`` -> ``(P,)``."""
+def project(grads: torch.Tensor, generators: list[torch.Generator | None] | None = None) -> torch.Tensor:
+    """PCGrad's projected sum of each member's task gradients ``grads (S, T, P)`` -> ``(S, P)``; member s's random
+    order of the other tasks comes from ``generators[s]`` (the global generator where None)."""
+    n_members, n_tasks = grads.shape[:2]
+    generators = generators or [None] * n_members
+    # (S, T, T): member s's order of the tasks j for task i, drawn as a one-member loop over i would draw them
+    orders = torch.tensor([[torch.randperm(n_tasks, generator=g).tolist() for _ in range(n_tasks)]
+                           for g in generators], device=grads.device).reshape(n_members, n_tasks, n_tasks)
+    members = torch.arange(n_members, device=grads.device)
+    sq = grads.square().sum(-1).clamp_min(1e-20)  # (S, T): ||g_j||^2
     out = grads.clone()
-    n = len(grads)
-    for i in range(n):  # T is 2-4: a loop over tasks, not over parameters
-        order = torch.randperm(n, generator=generator).tolist()
-        for j in order:
-            if j == i:
-                continue
-            dot = out[i] @ grads[j]
-            if dot < 0:
-                out[i] = out[i] - dot / grads[j].square().sum().clamp_min(1e-20) * grads[j]
-    return out.sum(0)
+    for i in range(n_tasks):  # T is 2-4: loops over tasks, not over members or parameters
+        for pos in range(n_tasks):
+            j = orders[:, i, pos]  # (S,): each member's next task
+            gj = grads[members, j]  # (S, P)
+            dot = (out[:, i] * gj).sum(-1)  # (S,): g_i . g_j
+            coef = torch.where((j != i) & (dot < 0), dot / sq[members, j], torch.zeros_like(dot))
+            out[:, i] -= coef[:, None] * gj
+    return out.sum(1)
 
 
 @register("pcgrad")
@@ -41,14 +45,24 @@ class PCGrad(Weighting):
 
     def __init__(self, kinds: list[str]) -> None:
         super().__init__(kinds)
-        self.generator = torch.Generator().manual_seed(0)  # the random order of Algorithm 1, reproducible
+        self.generators = [torch.Generator().manual_seed(0)]  # per member: Algorithm 1's random order
 
-    def seed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
+    def seed(self, seeds: list[int]) -> None:
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
 
-    def backward(self, losses: torch.Tensor, shared: Shared, backward: Callable[[torch.Tensor], None]) -> None:
-        grads = task_gradients(losses, shared.params)[:, shared.mask]  # (T, P_shared)
-        backward(losses.sum())  # every parameter element: the plain sum (task-specific ones keep it)
-        flat = shared.flat_grad()
-        flat[shared.mask] = project(grads, self.generator)  # shared elements: the projected sum
-        shared.set_flat_grad(flat)
+    @classmethod
+    def stack(cls, members: list[PCGrad]) -> PCGrad:
+        out = super().stack(members)
+        out.generators = [g for m in members for g in m.generators]
+        return out
+
+    def keep(self, rows: torch.Tensor) -> None:
+        super().keep(rows)
+        self.generators = [self.generators[i] for i in rows.tolist()]
+
+    def gradient(self, losses: torch.Tensor, grads: torch.Tensor, mask: torch.Tensor,
+                 rows: slice = ALL) -> tuple[torch.Tensor, None]:
+        shared = grads * mask[:, None, :]  # only shared elements take part in the dot products and projections
+        projected = project(shared, self.generators[rows])
+        # shared elements: the projected sum; task-specific ones (and embedding tables): the plain sum
+        return torch.where(mask, projected, grads.sum(1)), None

@@ -8,7 +8,7 @@ import torch
 
 from bench.errors import UserError
 
-from .base import Weighting, register
+from .base import ALL, Weighting, register
 
 
 def parse_weights(text: str, n_tasks: int) -> list[float]:
@@ -30,9 +30,8 @@ def parse_weights(text: str, n_tasks: int) -> list[float]:
 class Static(Weighting):
     """Fixed per-task weights lambda_i (static_weights = "2,1": one per task, in task order).
 
-    Tunable as a categorical search-space entry (``static_weights = ["1,1", "2,1", "1,2"]``)."""
-
-    population = True
+    Tunable as a categorical search-space entry (``static_weights = ["1,1", "2,1", "1,2"]``). Members of a
+    population may have different weights (one row each)."""
 
     @dataclass
     class Options:
@@ -40,7 +39,8 @@ class Static(Weighting):
 
     def __init__(self, kinds: list[str], static_weights: str = "") -> None:
         super().__init__(kinds)
-        self.register_buffer("lam", torch.tensor(parse_weights(static_weights, self.n_tasks)), persistent=False)
+        lam = torch.tensor([parse_weights(static_weights, self.n_tasks)])  # (1, T)
+        self.register_buffer("lam", lam, persistent=False)
 
-    def weights(self) -> torch.Tensor:
-        return self.lam
+    def weights(self, rows: slice = ALL) -> torch.Tensor:
+        return self.lam[rows]

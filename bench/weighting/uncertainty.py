@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Weighting, register
+from .base import ALL, Weighting, register
 
 
 @register("uncertainty")
@@ -22,12 +22,14 @@ class Uncertainty(Weighting):
 
     def __init__(self, kinds: list[str]) -> None:
         super().__init__(kinds)
-        self.log_var = nn.Parameter(torch.zeros(self.n_tasks))  # s_i
+        self.log_var = nn.Parameter(torch.zeros(1, self.n_tasks))  # s_i, (S, T)
         # c_i: 1/2 for regression (Gaussian likelihood), 1 for classification (softmax/Bernoulli likelihood)
-        self.register_buffer("c", torch.tensor([0.5 if k == "regression" else 1.0 for k in kinds]), persistent=False)
+        c = torch.tensor([[0.5 if k == "regression" else 1.0 for k in kinds]])  # (1, T)
+        self.register_buffer("c", c, persistent=False)
 
-    def weights(self) -> torch.Tensor:
-        return (self.c * torch.exp(-self.log_var)).detach()
+    def weights(self, rows: slice = ALL) -> torch.Tensor:
+        return (self.c[rows] * torch.exp(-self.log_var[rows])).detach()
 
-    def combine(self, losses: torch.Tensor) -> torch.Tensor:
-        return (self.c * torch.exp(-self.log_var) * losses + 0.5 * self.log_var).sum()
+    def combine(self, losses: torch.Tensor, rows: slice = ALL) -> torch.Tensor:
+        s = self.log_var[rows]
+        return (self.c[rows] * torch.exp(-s) * losses + 0.5 * s).sum(-1)
