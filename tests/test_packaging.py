@@ -78,3 +78,14 @@ def test_wheel_runs_shipped_and_own_studies_from_anywhere(venv, tmp_path):
     run([*bench, "run", "--study", "tiny.toml", "--accelerator", "cpu", "--wandb", "disabled", "--no-plots"],
         cwd=tmp_path)
     assert (tmp_path / "leaderboard" / "tiny.md").is_file() and (tmp_path / "runs" / "tiny" / "study.json").is_file()
+
+
+def test_wheel_metadata_names_the_papers_and_data_and_every_direct_import(venv, tmp_path):
+    env, _ = venv
+    meta = run([env / "bin" / "python", "-c", "from importlib.metadata import metadata; m = metadata('mtl-bench'); "
+                "print('\\n'.join(m.get_all('Project-URL'))); print('\\n'.join(m.get_all('Requires-Dist')))"],
+               cwd=tmp_path)
+    assert "https://doi.org/10.1145/3219819.3220007" in meta and "https://doi.org/10.1145/3383313.3412236" in meta
+    assert "https://arxiv.org/abs/1604.03539" in meta
+    for package in ("torch", "lightning", "optuna", "polars", "scipy", "sqlalchemy", "tqdm", "wandb", "tabulate"):
+        assert f"\n{package}" in "\n" + meta, package
