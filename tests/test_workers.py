@@ -396,3 +396,145 @@ def test_workers_die_with_their_parent(tmp_path):
         for pid in (parent.pid,):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+# --- final rows: in the results store, shared through a database, never in Optuna's study attributes ----------
+SHARED_SPEC = """
+name = "shared"
+architectures = ["mmoe"]
+seeds = {seeds}
+
+[budget]
+trials = 2
+max_epochs = 2
+patience = 1
+
+[pruner]
+kind = "none"
+
+[[datasets]]
+name = "synthetic"
+options = {{ n_samples = 240, d = 6 }}
+
+[search.all]
+batch_size = [64]
+expert_units = [4]
+tower_units = [4]
+n_experts = 2
+"""
+SHARED_ARGS = ["--accelerator", "cpu", "--no-plots", "--wandb", "disabled"]
+
+
+def _study_attrs(storage) -> dict[str, dict]:
+    """Every Optuna study's user attributes in ``storage``, by study name."""
+    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).user_attrs
+            for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+
+
+def _assert_small_attrs(storage) -> None:
+    import json
+
+    attrs = _study_attrs(storage)
+    assert attrs
+    for name, a in attrs.items():
+        assert sorted(a) == ["identity", "spec_hash"], (name, sorted(a))  # no final:seed-<k>, no rows
+        assert len(json.dumps(a)) < 4000, (name, len(json.dumps(a)))
+
+
+def _final_files(root: Path) -> dict[str, Path]:
+    return {f"{p.parent.name}/{p.name}": p for p in sorted((root / "results" / "final").glob("*/*/seed-*.parquet"))}
+
+
+def _page(path: Path) -> str:
+    """A leaderboard without what differs between the runs that write it (the command with its wall time, date)."""
+    return "\n".join(line for line in path.read_text().splitlines() if not line.startswith(("- command:", "- date:")))
+
+
+def test_study_user_attributes_hold_no_result_rows(tmp_path, capsys, one_thread):
+    """On the embedded journal the final rows (gate diagnostics included) live only in the results store: each
+    unit's Optuna study keeps its spec hash and identity, a few hundred bytes, whatever the number of seeds."""
+    spec = tmp_path / "shared.toml"
+    spec.write_text(SHARED_SPEC.format(seeds=3))
+    assert main(["run", "--study", str(spec), "--runs-dir", str(tmp_path / "runs"), "--output", str(tmp_path / "lb"),
+                 *SHARED_ARGS, "--quiet"]) == 0
+    root = tmp_path / "runs" / "shared"
+    assert sorted(_final_files(root)) == ["mmoe/seed-1.parquet", "mmoe/seed-2.parquet", "mmoe/seed-3.parquet"]
+    assert store.read(root).filter(store.read(root)["kind"] == "diagnostic").height > 0  # the bulky rows exist...
+    _assert_small_attrs(_storage(root, None))  # ...but not in Optuna
+
+
+def test_old_study_with_rows_in_attributes_still_reads(tmp_path, capsys, one_thread):
+    """A study stored by an older version kept each final seed's rows in a study user attribute
+    ``final:seed-<k>`` ({config_hash, rows}); its result files are still restored from them without training,
+    and nothing is added to the attributes."""
+    spec = tmp_path / "shared.toml"
+    spec.write_text(SHARED_SPEC.format(seeds=2))
+    args = ["run", "--study", str(spec), "--runs-dir", str(tmp_path / "runs"), "--output", str(tmp_path / "lb"),
+            *SHARED_ARGS]
+    assert main(args) == 0
+    root = tmp_path / "runs" / "shared"
+    page = _page(tmp_path / "lb" / "shared.md")
+    # the old layout: the rows in the Optuna study (as the old final stage wrote them), the files lost
+    opt = optuna.load_study(study_name="synthetic/mmoe", storage=_storage(root, None))
+    before = {}
+    for name, path in _final_files(root).items():
+        rows = store.read_file(path)
+        before[name] = rows
+        seed = int(path.stem.split("-")[1])
+        opt.set_user_attr(f"final:seed-{seed}", {"config_hash": rows["config_hash"][0], "rows": rows.to_dicts()})
+        path.unlink()
+    legacy = dict(opt.user_attrs)
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "] final seed " not in out  # restored, not retrained
+    restored = _final_files(root)
+    assert sorted(restored) == sorted(before)
+    for name, rows in before.items():
+        assert store.read_file(restored[name]).equals(rows), name
+    assert _page(tmp_path / "lb" / "shared.md") == page
+    assert optuna.load_study(study_name="synthetic/mmoe", storage=_storage(root, None)).user_attrs == legacy
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_final_rows_shared_between_machines(tmp_path, backend, request, capsys, one_thread):
+    """Two machines (two runs directories) share one database storage. Machine A trains final seed 1; machine B,
+    given one more seed, trains seed 2 only and takes seed 1's rows from the database (A's rows, unchanged); A's
+    rerun takes seed 2 from B without training. Both leaderboards are complete and the same, and the rows are
+    in the database's ``bench_results`` table, never in Optuna's study attributes."""
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else f"sqlite:///{tmp_path / 'optuna.db'}"
+    one, two = tmp_path / "one.toml", tmp_path / "two.toml"
+    one.write_text(SHARED_SPEC.format(seeds=1))
+    two.write_text(SHARED_SPEC.format(seeds=2))
+
+    def machine(name: str, spec: Path) -> str:
+        capsys.readouterr()
+        assert main(["run", "--study", str(spec), "--runs-dir", str(tmp_path / name), "--output",
+                     str(tmp_path / f"lb-{name}"), "--storage", url, *SHARED_ARGS]) == 0
+        return capsys.readouterr().out
+
+    out_a = machine("a", one)
+    assert "final seed 1 " in out_a
+    a, b = tmp_path / "a" / "shared", tmp_path / "b" / "shared"
+    out_b = machine("b", two)
+    assert "final seed 1 " not in out_b and "final seed 2 " in out_b  # seed 1 came from machine A
+    assert sorted(_final_files(b)) == ["mmoe/seed-1.parquet", "mmoe/seed-2.parquet"]
+    assert store.read_file(_final_files(b)["mmoe/seed-1.parquet"]).equals(
+        store.read_file(_final_files(a)["mmoe/seed-1.parquet"]))
+    out_a = machine("a", two)
+    assert "] final seed " not in out_a  # seed 2 came from machine B
+    for name, path in _final_files(b).items():
+        assert store.read_file(_final_files(a)[name]).equals(store.read_file(path)), name
+    leaderboard = _page(tmp_path / "lb-b" / "shared.md")
+    assert "n=2 " in leaderboard and "n=1 " not in leaderboard  # each machine's cells hold both seeds
+    assert _page(tmp_path / "lb-a" / "shared.md") == leaderboard
+    _assert_small_attrs(url)
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            shared = conn.execute(sqlalchemy.text("SELECT unit, stage, seed FROM bench_results ORDER BY seed")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in shared] == [("synthetic/mmoe", "final", 1), ("synthetic/mmoe", "final", 2)]

@@ -1,6 +1,6 @@
 """One worker's coordinator for a study's storage: its locks and claims, the lease that proves it is alive
-(journal storage), the heartbeats of its running trials (database storage), and the detection of trials
-whose worker is gone."""
+(journal storage), the heartbeats of its running trials (database storage), the detection of trials
+whose worker is gone, and the stored runs it shares with workers on other machines (database storage)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .locks import FileLocks, PostgresLocks
+from .shared import SharedRuns
 from .storage import GRACE_FACTOR, storage_url
 
 
@@ -51,6 +52,8 @@ class Coordinator:
 
             db = Path(make_url(self.url).database).expanduser().resolve()
             self.locks = FileLocks(db.parent / f".{db.name}.locks")
+        # a database's workers may each have their own runs/<study>/: stored runs are shared through it too
+        self.shared = SharedRuns(self.url, self.locks) if self.url is not None else None
 
     # locks
     def lock(self, name: str):
@@ -63,6 +66,20 @@ class Coordinator:
 
     def wait_claim(self, name: str):
         return self.locks.hold(f"claim:{name}")
+
+    # stored runs
+    def publish(self, study: str, unit: str, stage: str, seed: int, *, config_hash: str, content: bytes) -> None:
+        """Share one stored run's result file (``content``) with the study's other workers: kept in the
+        database's ``bench_results`` table (``bench.coordination.shared``). Nothing to do on the embedded journal,
+        whose workers share ``runs/<study>/`` itself."""
+        if self.shared is not None:
+            self.shared.put(study, unit, stage, seed, config_hash=config_hash, worker=self.worker, content=content)
+
+    def published(self, study: str, unit: str, stage: str, seed: int, *, config_hash: str) -> bytes | None:
+        """The result file another worker shared for (unit, stage, seed) trained with ``config_hash``, or None."""
+        if self.shared is None:
+            return None
+        return self.shared.get(study, unit, stage, seed, config_hash=config_hash)
 
     # liveness
     def begin(self, trial) -> None:
@@ -135,6 +152,8 @@ class Coordinator:
         return True
 
     def close(self) -> None:
+        if self.shared is not None:
+            self.shared.close()
         self.locks.close()
         if self._lease_fh is not None:
             with contextlib.suppress(OSError):

@@ -25,6 +25,10 @@ journal file ``runs/<study>/optuna.journal`` (processes on one machine), or a da
   counted trials failing (at least ``MIN_FAILURES`` of them) stops the worker with one clear line.
 - **Claims.** The final run of one (unit, seed) is claimed with a non-blocking lock held for the run's
   length (``Coordinator.claim``), so two workers never train the same seed; a lock dies with its process.
+- **Shared runs.** On a database, the worker that stores a final (or repeated) run also keeps its result file
+  in the database's ``bench_results`` table (``Coordinator.publish``, ``shared``), from which workers on other
+  machines copy it into their own ``runs/<study>/``; journal workers share ``runs/<study>/`` itself. Optuna's
+  study user attributes never hold result rows (older versions kept them in ``final:seed-<k>``; still read).
 - **Sampler seeds.** The sampler is re-created before every ``ask()`` with seed ``sampler.seed + k``, k the
   ordinal of the configuration about to be drawn (``next_ordinal``: the unit's trials that hold a
   configuration, interrupted ones not counted), not the number of trials: every configuration draws from its

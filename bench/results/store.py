@@ -15,6 +15,8 @@ Layout of ``runs/<study>/``::
                                       one repeated run (--repeats N, seeds 1001..1000+N; bench.results.repeats)
 
 ``<unit>`` is the architecture's name, or ``single_task@<task>`` for the per-task single-task baselines.
+The final and repeated runs' rows live here only, never in Optuna's study attributes; with ``--storage URL``
+each run's file is also kept in the database (``bench.coordination.shared``) for the other machines' stores.
 Every file is written whole to a temporary name and renamed, so a crash never leaves a partial file, and
 workers writing different units or seeds never touch the same file. ``read(dir)`` concatenates them all.
 
@@ -39,6 +41,7 @@ tracked, the URL only when tracked online.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import platform
@@ -118,6 +121,22 @@ def read_file(path: Path) -> pl.DataFrame | None:
     """One stored parquet file, or None when it cannot be read (truncated, damaged)."""
     try:
         return pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError, ValueError):
+        return None
+
+
+def encode(df: pl.DataFrame) -> bytes:
+    """A stored file's bytes (what ``write_atomic`` writes): how a run is shared with workers on other machines
+    (``bench.coordination.shared``)."""
+    buffer = io.BytesIO()
+    df.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def decode(content: bytes) -> pl.DataFrame | None:
+    """The rows of ``encode``'s bytes, or None when they cannot be read."""
+    try:
+        return pl.read_parquet(io.BytesIO(content))
     except (OSError, pl.exceptions.PolarsError, ValueError):
         return None
 

@@ -43,9 +43,11 @@ from .units import RunContext, Unit, unit_data
 def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds: list[int] | None = None,
                wait: bool = False) -> tuple[list[str], list[int]]:
     """The final stage of one unit: the best configuration retrained with every final seed not yet stored for
-    it. Each (unit, seed) is claimed, so parallel workers never train the same one; its rows are kept in the
-    Optuna storage too (study user attribute ``final:seed-<k>``), so workers on other machines write the same
-    parquet file without training it again. Returns the failures (``"unit seed k: error"``) and the seeds
+    it. Each (unit, seed) is claimed, so parallel workers never train the same one. Its rows live in the results
+    store (``runs/<study>/results/``); with a database storage its file is also shared through the database
+    (``Coordinator.publish``), so workers on other machines write the same parquet file without training it
+    again. Nothing of it goes into Optuna's study user attributes; the rows that older versions kept there
+    (``final:seed-<k>``) are still read. Returns the failures (``"unit seed k: error"``) and the seeds
     another worker holds: ``wait=False`` leaves those to a later call with ``wait=True``, which waits for them
     (and trains one whose worker died).
 
@@ -76,9 +78,15 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
                 f"{store.set_aside(path(seed)).name}")
         if old is not None and old["config_hash"].unique().to_list() == [chash]:
             return True
-        kept = opt.user_attrs.get(f"{stage}:seed-{seed}")
-        if kept and kept.get("config_hash") == chash:  # trained by another worker (maybe on another machine)
-            store.write_atomic(store.frame(kept["rows"]), path(seed))
+        # trained by a worker on another machine: its file, shared through the database storage
+        content = ctx.coordinator.published(study.name, unit.optuna_name, stage, seed, config_hash=chash)
+        shared = None if content is None else store.decode(content)
+        if shared is not None and shared["config_hash"].unique().to_list() == [chash]:
+            store.write_atomic(shared, path(seed))
+            return True
+        legacy = opt.user_attrs.get(f"{stage}:seed-{seed}")  # older versions kept the rows in the Optuna study
+        if legacy and legacy.get("config_hash") == chash and legacy.get("rows"):
+            store.write_atomic(store.frame(legacy["rows"]), path(seed))
             return True
         return False
 
@@ -112,7 +120,9 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
         for seed in batch:
             seed_rows = [r for r in rows if r["seed"] == seed]
             df = store.frame([{**r, **common} for r in seed_rows])
-            opt.set_user_attr(f"{stage}:seed-{seed}", {"config_hash": chash, "rows": df.to_dicts()})
+            # shared first (database storage), then the model, then the file: the file marks the seed done here
+            ctx.coordinator.publish(study.name, unit.optuna_name, stage, seed, config_hash=chash,
+                                    content=store.encode(df))
             if stage == "final" and ctx.keep_models != "none":  # the model first: the rows mark the seed done
                 save_model(ctx, unit, udata, config, seed, kept.pop(seed, {}), df)
             store.write_atomic(df, path(seed))

@@ -127,6 +127,9 @@ def make_objective(
         finally:
             record.update(seconds=time.perf_counter() - start, n_params=pruning.n_params, curve=pruning.curve,
                           history=pruning.history)
+            # a trial's attributes stay small: the curve is one float per epoch (about 20 bytes each, bounded by
+            # max_epochs; non-finite ones included, which Optuna's intermediate values omit), the per-epoch
+            # history goes to the hooks only
             for key in ("seconds", "n_params", "curve", "val_metrics", "best_epoch", "error", "user_error"):
                 if key in record:
                     trial.set_user_attr(key, record[key])
