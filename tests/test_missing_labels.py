@@ -250,3 +250,16 @@ def test_a_binary_task_with_one_class_observed_in_validation_is_refused(data):
     y[~torch.isnan(y[:, 1]), 1] = 0.0  # every observed conversion in validation negative: AUC undefined
     with pytest.raises(UserError, match=r"observed labels of task b in the val split are all 0 \(\d+ rows\)"):
         MTLData("masked", data.tasks, data.train, Split(data.val.x, y, data.val.cat), data.test, fields=data.fields)
+
+
+@pytest.mark.parametrize("population", [False, True])
+def test_final_rows_carry_each_tasks_observed_label_count(data, population):
+    from bench.study.final import train_seeds
+
+    config = {"expert_units": 8, "max_epochs": 1, "patience": 1, "batch_size": 64}
+    rows, errors = train_seeds(data, "mmoe", config, [1, 2], population=population, accelerator="cpu")
+    assert not errors
+    metrics = [r for r in rows if r["kind"] != "diagnostic"]
+    assert metrics and all(r["observed"] == data.observed_counts(r["split"])[r["task"]] for r in metrics)
+    assert {(r["split"], r["task"]): r["observed"] for r in metrics}[("test", "b")] < len(data.test)
+    assert all(r.get("observed") is None for r in rows if r["kind"] == "diagnostic")
