@@ -233,11 +233,14 @@ def test_distinct_rows_sums_duplicates_as_coalesce_does():
     index = torch.randint(0, 40, (500,), generator=g)  # many duplicates, 40 rows of 1,000 touched at most
     values = torch.randn(500, 3, generator=g, dtype=torch.float64)
     grad = torch.sparse_coo_tensor(index[None], values, (1000, 3), check_invariants=True)
-    rows, summed = distinct_rows(grad)
     ref = grad.coalesce()
-    order = rows.argsort()
-    assert torch.equal(rows[order], ref.indices()[0])
-    torch.testing.assert_close(summed[order], ref.values(), rtol=1e-12, atol=1e-12)
+    scratch = torch.full((1000,), 123_456, dtype=torch.int32)
+    # a fresh int64 index; a kept int32 one holding garbage, then holding what the call before left in it
+    for kept in (None, scratch, scratch):
+        rows, summed = distinct_rows(grad, kept)
+        order = rows.argsort()
+        assert torch.equal(rows[order], ref.indices()[0])
+        torch.testing.assert_close(summed[order], ref.values(), rtol=1e-12, atol=1e-12)
     # an already coalesced gradient is taken as it is
     assert torch.equal(distinct_rows(ref)[0], ref.indices()[0])
 
