@@ -340,6 +340,14 @@ class FeatureEncoder(nn.Module):
     (0: the out-of-vocabulary row). Rows drawn ``N(0, 1)`` (``nn.Embedding``'s default), the scale of the
     standardised numeric columns beside them. ``no_weight_decay``: the table is never decayed; with Adam's L2
     the decay of a row no batch touched would be a full-size normalised step towards zero every step.
+
+    The width e is global (``embedding_dim``, searched over {4, 8, 16} on data with fields), not per field: one
+    table of one width is what makes a batch one lookup and one sparse gradient, which ``LazyAdam`` and a
+    population's ``StackedAdam`` (one lazily updated table per member) update row by row. Per-field widths would
+    need one table per width (several lazy tables in both optimisers) or a table of the largest width with
+    columns masked per field (the memory and lookups of the largest width, for fewer parameters in name only).
+    A small field is better kept one-hot (``encoding="auto"``: at most ``onehot_max`` levels), where a width
+    would have nothing to tune.
     """
 
     def __init__(self, d_numeric: int, sizes: list[int], dim: int) -> None:

@@ -3,15 +3,19 @@
     python benchmarks/embeddings.py                       # both parts: the generated table, then census-income
     python benchmarks/embeddings.py --part table --rows 200000
     python benchmarks/embeddings.py --part census --epochs 3
+    python benchmarks/embeddings.py --part table --epochs 2 --threads 1 --repeats 3    # on a shared machine
 
 Part ``table``: a generated table of ``--rows`` (1,000,000) rows with ``--fields`` (10) categorical fields of
 ``--levels`` (100,000) levels each (Zipf-like: a few levels are frequent, most are rare, as IDs are), 20 numeric
 columns and two binary tasks, the second observed on 20 % of the rows (80 % of its labels missing). MMoE is
 trained with ``bench.training.fit.fit`` on it (fields embedded, ``embedding_dim`` 8) and, as the reference, on the
 20 numeric columns alone (same rows, tasks, batch size and model settings). Throughput is training rows x epochs
-over the wall time of the fit; each mode runs in a fresh interpreter, whose peak resident memory (``ru_maxrss``:
-data generation, encoding and training together) is reported. Targets (issue 14): embedded throughput within 2x of
-numeric-only, peak memory under 4 GB.
+over the wall time of the fit, and training rows x epochs over the CPU time the fit's process used (which a
+machine shared with other work inflates far less than the wall time: a process waiting for a core uses none);
+each mode runs in a fresh interpreter, whose peak resident memory (``ru_maxrss``: data generation, encoding and
+training together) is reported. ``--repeats N`` runs the two modes alternately N times each and keeps each mode's
+best throughput (each measure on its own), so that a burst of load on the machine does not decide the ratio.
+Targets (issue 14): embedded throughput within 2x of numeric-only, peak memory under 4 GB.
 
 Part ``census``: census-income (paper split and features) with its nominal columns one-hot (the default) and
 embedded, MMoE with the same settings, per-epoch time and validation / test AUC side by side in one run.
@@ -64,6 +68,21 @@ def generated(rows: int, fields: int, levels: int, numeric: int, seed: int, val_
     )
 
 
+def cpu_clock():
+    """A Lightning callback holding the CPU seconds of this process (all threads) between the start and the end
+    of ``trainer.fit``, the span ``FitResult.seconds`` times on the wall clock."""
+    import lightning as L
+
+    class CpuClock(L.Callback):
+        def on_fit_start(self, trainer, pl_module) -> None:
+            self.start = time.process_time()
+
+        def on_fit_end(self, trainer, pl_module) -> None:
+            self.seconds = time.process_time() - self.start
+
+    return CpuClock()
+
+
 def run_table_mode(args) -> dict:
     """One mode in this interpreter: build the data, fit, report throughput and peak memory."""
     from bench.datasets import MTLData, Split
@@ -85,11 +104,14 @@ def run_table_mode(args) -> dict:
         "tower_units": 32,
         "embedding_dim": 8,
     }
-    result = fit("mmoe", data, config, accelerator="cpu", evaluate_test=True)
+    clock = cpu_clock()
+    result = fit("mmoe", data, config, accelerator="cpu", evaluate_test=True, callbacks=[clock])
     return {
         "mode": args.mode,
         "rows_per_s": len(data.train) * result.epochs / result.seconds,
+        "rows_per_cpu_s": len(data.train) * result.epochs / clock.seconds,
         "fit_s": result.seconds,
+        "cpu_s": clock.seconds,
         "epochs": result.epochs,
         "prep_s": prep,
         "params": result.n_params,
@@ -102,8 +124,8 @@ def run_table_mode(args) -> dict:
 
 
 def table_part(args) -> None:
-    results = []
-    for mode in ("embedded", "numeric"):
+    runs: dict[str, list[dict]] = {"embedded": [], "numeric": []}
+    for mode in [m for _ in range(args.repeats) for m in runs]:  # alternately: a burst of load hits both
         cmd = [
             sys.executable,
             __file__,
@@ -126,12 +148,19 @@ def table_part(args) -> None:
         ]
         cmd += ["--threads", str(args.threads)] if args.threads else []
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
+        runs[mode].append(json.loads(out.strip().splitlines()[-1]))
+    for mode, done in runs.items():
+        print(f"{mode} runs: " + ", ".join(f"{r['rows_per_s']:,.0f} rows/s ({r['rows_per_cpu_s']:,.0f} per CPU-s)"
+                                           for r in done))
+    # each mode's best run on the wall clock, and its best on the CPU clock (possibly another run)
+    results = [{**max(done, key=lambda r: r["rows_per_s"]),
+                "rows_per_cpu_s": max(r["rows_per_cpu_s"] for r in done)} for done in runs.values()]
     emb, num = results
     print(
         f"generated table: {args.rows:,} training rows, {args.fields} fields x {args.levels:,} levels, 20 numeric, "
         f"task b observed on {emb['observed_b']:,} of {emb['test_rows']:,} test rows; MMoE 8x64, batch "
-        f"{args.batch_size}, {args.epochs} epoch(s), threads {args.threads or torch.get_num_threads()}"
+        f"{args.batch_size}, {args.epochs} epoch(s), threads {args.threads or torch.get_num_threads()}, best of "
+        f"{args.repeats} run(s) per mode"
     )
     print(
         tabulate(
@@ -140,6 +169,7 @@ def table_part(args) -> None:
                     r["mode"],
                     f"{r['params']:,}",
                     f"{r['rows_per_s']:,.0f}",
+                    f"{r['rows_per_cpu_s']:,.0f}",
                     f"{r['fit_s']:.1f}",
                     f"{r['prep_s']:.1f}",
                     f"{r['peak_gb']:.2f}",
@@ -148,12 +178,14 @@ def table_part(args) -> None:
                 ]
                 for r in results
             ],
-            headers=["mode", "params", "train rows/s", "fit s", "data s", "peak RSS GB", "test AUC a", "test AUC b"],
+            headers=["mode", "params", "train rows/s", "rows / CPU-s", "fit s", "data s", "peak RSS GB",
+                     "test AUC a", "test AUC b"],
         )
     )
     print(
-        f"embedded / numeric-only throughput: {emb['rows_per_s'] / num['rows_per_s']:.2f}x "
-        f"(target >= 0.5x); embedded peak {emb['peak_gb']:.2f} GB (target < 4 GB)"
+        f"embedded / numeric-only throughput: {emb['rows_per_s'] / num['rows_per_s']:.2f}x on the wall clock, "
+        f"{emb['rows_per_cpu_s'] / num['rows_per_cpu_s']:.2f}x on the CPU clock (target >= 0.5x); embedded peak "
+        f"{emb['peak_gb']:.2f} GB (target < 4 GB)"
     )
 
 
@@ -223,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--embedding-dim", type=int, default=8, help="census part")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=1, help="table part: runs per mode, alternated; the best is kept")
     args = p.parse_args(argv)
     if args.mode is not None:
         print(json.dumps(run_table_mode(args)))

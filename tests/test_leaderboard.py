@@ -355,3 +355,27 @@ def test_three_tasks_give_pairwise_pareto_panels(tmp_path):
     assert ("toy/d1-pareto.png" in [p for _, p in two])
     one_pair = matplotlib.image.imread(tmp_path / "two" / "toy" / "d1-pareto.png")
     assert three.shape[1] > 2.5 * one_pair.shape[1] * 0.8  # about three times as wide (legend beside the last)
+
+
+def test_observed_label_counts_are_shown_for_a_dataset_with_missing_labels(tmp_path):
+    # d1's click label is missing on part of validation and test; d2 has every label
+    counts = {("d1", "val", "click"): 40, ("d1", "test", "click"): 35, ("d1", "val", "price"): 100,
+              ("d1", "test", "price"): 100, ("d2", "val", "y"): 50, ("d2", "test", "y"): 50}
+    rows = hand_made_rows().with_columns(
+        observed=pl.when(pl.col("kind") != "diagnostic").then(
+            pl.struct("dataset", "split", "task").map_elements(
+                lambda r: counts.get((r["dataset"], r["split"], r["task"])), return_dtype=pl.Int64))
+    )
+    meta = {**META, "data": {"d1": {"rows": {"train": 800, "val": 100, "test": 100}},
+                             "d2": {"rows": {"train": 400, "val": 50, "test": 50}}}}
+    text = lb.render(rows, meta)
+    line = ("Missing labels: each task's metrics are over the rows where its label is observed: validation click 40, "
+            "price 100 of 100; test click 35, price 100 of 100 rows.")
+    assert text.count("Missing labels:") == 1 and line in text.split("## d2")[0]
+    # without the split sizes (an older study.json): shown where tasks differ
+    assert "validation click 40, price 100; test click 35, price 100 rows." in lb.render(rows, META)
+    # rows stored before the column existed: read as nulls, nothing shown (the golden page is unchanged)
+    old = tmp_path / "results" / "final" / "d1" / "mmoe" / "seed-1.parquet"
+    store.write_atomic(hand_made_rows().drop("observed"), old)
+    back = store.read(tmp_path)
+    assert back["observed"].null_count() == back.height and "Missing labels" not in lb.render(back, meta)

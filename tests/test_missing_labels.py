@@ -226,6 +226,47 @@ def test_stacked_adam_lazy_rows_match_sparse_adam():
     assert torch.equal(stacked.params["t"][0].detach()[untouched], start[untouched])
 
 
+def test_distinct_rows_sums_duplicates_as_coalesce_does():
+    from bench.training.system import distinct_rows
+
+    g = torch.Generator().manual_seed(1)
+    index = torch.randint(0, 40, (500,), generator=g)  # many duplicates, 40 rows of 1,000 touched at most
+    values = torch.randn(500, 3, generator=g, dtype=torch.float64)
+    grad = torch.sparse_coo_tensor(index[None], values, (1000, 3), check_invariants=True)
+    ref = grad.coalesce()
+    scratch = torch.full((1000,), 123_456, dtype=torch.int32)
+    # a fresh int64 index; a kept int32 one holding garbage, then holding what the call before left in it
+    for kept in (None, scratch, scratch):
+        rows, summed = distinct_rows(grad, kept)
+        order = rows.argsort()
+        assert torch.equal(rows[order], ref.indices()[0])
+        torch.testing.assert_close(summed[order], ref.values(), rtol=1e-12, atol=1e-12)
+    # an already coalesced gradient is taken as it is
+    assert torch.equal(distinct_rows(ref)[0], ref.indices()[0])
+
+
+def test_lazy_adam_equals_sparse_adam_when_gradients_accumulate():
+    # two backward passes before a step (as a gradient-based weighting's per-task backward): the table's gradient
+    # is then the concatenation of both passes' lookups, duplicates across passes included
+    torch.manual_seed(0)
+    start = torch.randn(30, 4)
+    ref, lazy = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opts = [torch.optim.SparseAdam([ref], lr=0.01), LazyAdam([lazy], lr=0.01)]
+    for _ in range(5):
+        first, second = torch.randint(0, 30, (12,)), torch.randint(0, 30, (7,))
+        for p, o in zip([ref, lazy], opts):
+            o.zero_grad()
+            F.embedding(first, p, sparse=True).sum().backward()
+            F.embedding(second, p, sparse=True).square().sum().backward()
+            assert not p.grad.is_coalesced()
+            o.step()
+        torch.testing.assert_close(lazy.detach(), ref.detach(), rtol=1e-6, atol=1e-7)
+    dense = torch.nn.Parameter(start.clone())
+    dense.grad = torch.ones_like(dense)
+    with pytest.raises(ValueError, match="sparse gradients"):
+        LazyAdam([dense], lr=0.01).step()
+
+
 def test_a_training_step_moves_only_the_looked_up_embedding_rows(data):
     system = make_system("mmoe", data.tasks, data.d_in, {"expert_units": 8, "lr": 0.05}, fields=data.field_sizes)
     table = system.model.encoder.table
@@ -250,3 +291,16 @@ def test_a_binary_task_with_one_class_observed_in_validation_is_refused(data):
     y[~torch.isnan(y[:, 1]), 1] = 0.0  # every observed conversion in validation negative: AUC undefined
     with pytest.raises(UserError, match=r"observed labels of task b in the val split are all 0 \(\d+ rows\)"):
         MTLData("masked", data.tasks, data.train, Split(data.val.x, y, data.val.cat), data.test, fields=data.fields)
+
+
+@pytest.mark.parametrize("population", [False, True])
+def test_final_rows_carry_each_tasks_observed_label_count(data, population):
+    from bench.study.final import train_seeds
+
+    config = {"expert_units": 8, "max_epochs": 1, "patience": 1, "batch_size": 64}
+    rows, errors = train_seeds(data, "mmoe", config, [1, 2], population=population, accelerator="cpu")
+    assert not errors
+    metrics = [r for r in rows if r["kind"] != "diagnostic"]
+    assert metrics and all(r["observed"] == data.observed_counts(r["split"])[r["task"]] for r in metrics)
+    assert {(r["split"], r["task"]): r["observed"] for r in metrics}[("test", "b")] < len(data.test)
+    assert all(r.get("observed") is None for r in rows if r["kind"] == "diagnostic")

@@ -287,3 +287,38 @@ def test_leaderboard_command_option_from_the_cli(tmp_path, monkeypatch, capsys):
               out=lambda line: None)
     assert main(["leaderboard", "--study", "study", "--quiet", "--no-plots", "--command", "bench run --study x"]) == 0
     assert "- command: `bench run --study x`; wall time" in (tmp_path / "leaderboard" / "study.md").read_text()
+
+
+def embedded_table(path, n=240):
+    """A small table with one embedded categorical field (30 levels, encoding="embedding") and one binary task."""
+    import random
+
+    rng = random.Random(0)
+    rows = [(rng.gauss(0, 1), f"u{rng.randrange(30)}") for _ in range(n)]
+    pl.DataFrame({"x": [r[0] for r in rows], "user": [r[1] for r in rows],
+                  "y": [int(r[0] + (int(r[1][1:]) % 3) > 0.5) for r in rows]}).write_csv(path)
+    return {"name": "table", "options": {"path": str(path), "labels": {"y": "binary"}, "encoding": "embedding",
+                                         "min_count": 1}}
+
+
+def test_grid_search_on_embedded_fields_searches_embedding_dim(tmp_path):
+    import json
+
+    from bench.study.run import run_study
+
+    raw = {**GRID, "architectures": ["mmoe"], "datasets": [embedded_table(tmp_path / "t.csv")],
+           "search": {"all": {**GRID["search"]["all"], "lr": 1e-3}, "mmoe": GRID["search"]["mmoe"]}}
+    # the default embedding_dim choices {4, 8, 16} make the grid 3 points: a budget of 1 is refused before training
+    with pytest.raises(UserError, match=r"sampler grid: the grid of mmoe on dataset table has 3 points \(embedding_dim "
+                                        r"searched over its default choices .*\) but budget.trials = 1"):
+        run_study(parse_study({**raw, "budget": {**GRID["budget"], "trials": 1}}), tmp_path / "runs",
+                  accelerator="cpu", out=lambda line: None)
+    root = run_study(parse_study(raw), tmp_path / "runs", accelerator="cpu", out=lambda line: None)
+    rows = store.read(root).filter((pl.col("stage") == "search") & (pl.col("metric") == "objective"))
+    assert sorted(json.loads(c)["embedding_dim"] for c in rows["config"]) == [4, 8, 16]
+    # the spec's own choices replace the default ones
+    raw["search"]["all"]["embedding_dim"] = [2, 3]
+    raw["budget"] = {**GRID["budget"], "trials": 2}
+    root = run_study(parse_study({**raw, "name": "two"}), tmp_path / "runs", accelerator="cpu", out=lambda line: None)
+    rows = store.read(root).filter((pl.col("stage") == "search") & (pl.col("metric") == "objective"))
+    assert sorted(json.loads(c)["embedding_dim"] for c in rows["config"]) == [2, 3]

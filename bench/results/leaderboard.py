@@ -295,6 +295,7 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
         lines.append(f"- no final results: {', '.join(absent)}")
     if incomplete.height or absent:
         lines.append("")
+    lines += observed_labels(rows, meta, label)
     lines += published(meta, label)
     lines += gates_section(rows, label, d_archs["architecture"].to_list())
     lines += configurations(rows, label)
@@ -303,6 +304,37 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
     if plots.get(label):
         lines.append("")
     return lines + repeats.section(rows, label, plots.get(f"repeats:{label}"))  # nothing without repeat runs
+
+
+def observed_labels(rows: pl.DataFrame, meta: dict[str, Any], label: str) -> list[str]:
+    """For a dataset with missing labels, the rows each task's validation and test metrics are computed on
+    (store column ``observed`` of the final and repeated runs), against the split's size (``study.json``
+    ``data``). Nothing when every task is observed on every row (without the sizes: when no task has fewer
+    observed rows than another), or for rows stored before the column existed."""
+    counts = (
+        rows.filter((pl.col("dataset") == label) & pl.col("stage").is_in(["final", "repeat"])
+                    & pl.col("observed").is_not_null())
+        .group_by("split", "task")
+        .agg(lo=pl.col("observed").min(), hi=pl.col("observed").max())
+        .sort("split", "task")
+    )
+    sizes = meta.get("data", {}).get(label, {}).get("rows", {})
+    parts = []
+    for split, name in (("val", "validation"), ("test", "test")):
+        c = counts.filter(pl.col("split") == split)
+        if not c.height:
+            continue
+        total = sizes.get(split)
+        partial = bool((c["hi"] < total).any()) if total is not None else c["hi"].min() < c["hi"].max()
+        if not partial:  # every label of this split observed
+            continue
+        # lo < hi only if runs of the dataset saw different splits (the data changed between them): both shown
+        cells = [f"{t} {lo:,}" + ("" if lo == hi else f"-{hi:,}") for t, lo, hi in c.select("task", "lo", "hi").rows()]
+        parts.append(f"{name} {', '.join(escape(x) for x in cells)}" + (f" of {total:,}" if total is not None else ""))
+    if not parts:
+        return []
+    return [f"Missing labels: each task's metrics are over the rows where its label is observed: {'; '.join(parts)} "
+            "rows.", ""]
 
 
 def scarcity_section(cells: pl.DataFrame, meta: dict[str, Any], plots: list[tuple[str, str]]) -> list[str]:

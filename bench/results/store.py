@@ -29,6 +29,9 @@ One row per (study, dataset, architecture, target, stage, trial, seed, split, ta
   whose configuration was retrained.
 - ``stage`` "repeat": as "final", for the repeated runs of the same configuration (``bench.results.repeats``).
 
+- ``observed`` on the "final" and "repeat" rows of a task's metrics: the rows of that split whose label of the task
+  is observed, the rows the metric was computed on (all of them unless the dataset has missing labels). Null on
+  every other row, and on rows written before the column existed.
 - diagnostics of a gated architecture's final and repeated runs (``bench.training.diagnostics``): ``split``
   "test", ``kind`` "diagnostic", ``metric`` gate_weight / gate_entropy / gate_entropy_norm / gate_unused (per
   ``level`` and ``task``; gate_weight also per ``expert``) and expert_dead_units (per ``level`` and ``expert``,
@@ -84,6 +87,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "wandb_url": pl.String,  # its URL, when tracked online
     "level": pl.Int64,  # diagnostics (kind "diagnostic"): the extraction level; null otherwise
     "expert": pl.Int64,  # diagnostics: the expert, in the level's bank order; null otherwise
+    "observed": pl.Int64,  # final/repeat metric rows: the split's rows with the task's label observed
 }
 
 

@@ -17,6 +17,7 @@
 
     [sampler]                            # kind = "tpe" | "random" | "grid", other keys go to the Optuna sampler
     seed = 0                             # grid: every searched entry a list of choices, trials = the grid's size
+                                         # (on data with embedded fields embedding_dim's choices count too)
 
     [pruner]                             # kind = "median" | "percentile" | "hyperband" | "successive_halving" | "none"
     kind = "median"
@@ -68,7 +69,16 @@ from bench.errors import UnknownChoice, UserError
 from bench.hashing import config_hash
 
 from .config import check_keys, coerce
-from .space import Param, check_option_values, check_param_values, default_space, describe, parse_param, search_keys
+from .space import (
+    Param,
+    check_option_values,
+    check_param_values,
+    default_space,
+    describe,
+    parse_param,
+    search_keys,
+    with_encoder_space,
+)
 from .tracking import WandbSpec, parse_wandb
 
 STUDY_KEYS = ("name", "description", "architectures", "weightings", "objective", "seeds", "budget", "sampler",
@@ -415,9 +425,13 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     if sampler["kind"] == "grid":
         for arch in archs:
             size = grid_size(f"search.{arch}", space[arch])
-            if size != budget.trials:
+            # on data with embedded categorical fields the encoder's entries the spec leaves unset are searched
+            # too; the data are not loaded yet: bench.study.units.units checks each dataset's grid exactly
+            embedded = grid_size(f"search.{arch}", with_encoder_space(space[arch], True))
+            if budget.trials not in (size, embedded):
+                note = f" ({embedded} on data with embedded categorical fields)" if embedded != size else ""
                 raise UserError(f"sampler grid: the grid of {arch} has {size} points but budget.trials = "
-                                f"{budget.trials}; set trials to the grid's size")
+                                f"{budget.trials}; set trials to the grid's size{note}")
     pruner = _optuna_kwargs("pruner", raw.get("pruner", {}), PRUNERS, "median")
     tracking = parse_wandb(raw.get("wandb"))
     published = parse_published(raw.get("published", []), labels)

@@ -291,7 +291,8 @@ def population_final_stage(data, arch: str, config: dict[str, Any], seeds: list[
 
 def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg: dict[str, Any],
              kinds: dict[str, str], finished: str) -> list[dict[str, Any]]:
-    """The tidy rows of one final run (validation and test metrics per task, then the gate and expert
+    """The tidy rows of one final run (validation and test metrics per task, each with ``observed``: the rows of
+    the split with the task's label observed, which the metric was computed on; then the gate and expert
     diagnostics of a gated architecture on the test split, kind ``diagnostic``; all with their traceability
     columns), after the ``final_end`` hooks have seen them. ``config`` is the unit's best configuration, ``cfg`` it
     with this run's seed."""
@@ -299,7 +300,8 @@ def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg:
             "config_hash": config_hash(config), "config": json.dumps(cfg, sort_keys=True), "status": "complete",
             "finished_at": finished}
     rows = [
-        {**base, "split": split, "task": task, "kind": kinds[task], "metric": metric, "value": value}
+        {**base, "split": split, "task": task, "kind": kinds[task], "metric": metric, "value": value,
+         "observed": result.observed.get(split, {}).get(task)}
         for split, per_task in (("val", result.val_metrics), ("test", result.test_metrics))
         for task, metrics in per_task.items()
         for metric, value in metrics.items()

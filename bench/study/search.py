@@ -24,10 +24,10 @@ from bench.hashing import config_hash
 from bench.results import store
 from bench.spec.hooks import Hooks
 from bench.spec.metrics import HIGHER_IS_BETTER, PRIMARY
-from bench.spec.space import Param, with_encoder_space
+from bench.spec.space import Param
 from bench.spec.study import Study, optuna_class
 
-from .units import RunContext, Unit, unit_data, unit_fixed
+from .units import RunContext, Unit, unit_data, unit_fixed, unit_space
 
 
 def suggest(trial, space: dict[str, Param]) -> dict[str, Any]:
@@ -86,14 +86,14 @@ def make_objective(
     accelerator: str = "auto",
     hooks: Hooks | None = None,
 ) -> Callable:
-    """The Optuna objective of one (dataset, architecture[, task]) unit: sample, fit on train, return the best
-    validation objective. Per-epoch values, parameter count, seconds and the config go to user attributes."""
+    """The Optuna objective of one (dataset, architecture[, task]) unit: sample ``space`` (the unit's, encoder
+    entries included: ``bench.study.units.unit_space``), fit on train, return the best validation objective.
+    Per-epoch values, parameter count, seconds and the config go to user attributes."""
     import optuna
 
     from bench.training.fit import fit
 
     hooks = hooks or Hooks()
-    space = with_encoder_space(space, bool(data.fields))
 
     def objective(trial) -> float:
         config = {**suggest(trial, space), **fixed}
@@ -245,7 +245,7 @@ def search_unit(ctx: RunContext, unit: Unit, opt, *, position: str, wait: bool) 
                 f"best {_fmt(shown[1])}  {trial.user_attrs.get('seconds', 0.0):.1f} s  {counts}"
                 + (f"  ({err})" if err else ""))
 
-    objective = make_objective(unit, udata, ctx.study.search[unit.arch], unit_fixed(ctx.study, unit),
+    objective = make_objective(unit, udata, unit_space(ctx.study, unit, ctx.data), unit_fixed(ctx.study, unit),
                                accelerator=ctx.accelerator, hooks=ctx.hooks)
     trials.search(opt, objective, unit=str(unit), lock_name=f"{ctx.study.name}:{unit.optuna_name}",
                   trials=budget.trials, timeout=budget.timeout, coordinator=ctx.coordinator,

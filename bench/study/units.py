@@ -17,7 +17,8 @@ from bench.coordination.signals import StopFlag
 from bench.coordination.trials import grid_sampler
 from bench.errors import UserError
 from bench.spec.hooks import Hooks
-from bench.spec.study import Study, optuna_class, unit_label
+from bench.spec.space import ENCODER_SPACE, Param, with_encoder_space
+from bench.spec.study import Study, grid_size, optuna_class, unit_label
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ def load_data(study: Study) -> dict[str, Any]:
 
 
 def units(study: Study, data: dict[str, Any]) -> list[Unit]:
+    """The study's units on its loaded data; with the grid sampler, a one-line ``UserError`` when a unit's grid
+    (``unit_space``: on data with embedded fields, ``embedding_dim``'s choices too) is not ``budget.trials`` points."""
     out = []
     for spec in study.datasets:
         for arch in study.architectures:
@@ -86,7 +89,25 @@ def units(study: Study, data: dict[str, Any]) -> list[Unit]:
                 out += [Unit(spec.label, arch, t) for t in data[spec.label].task_names]
             else:
                 out += [Unit(spec.label, arch, study.objective_for(spec.label), w) for w in study.weightings_of(arch)]
+    if study.sampler["kind"] == "grid":
+        for unit in out:
+            space = unit_space(study, unit, data)
+            size = grid_size(f"search.{unit.arch}", space)
+            if size != study.budget.trials:
+                added = [k for k in ENCODER_SPACE if k in space and k not in study.search[unit.arch]]
+                why = (f" ({', '.join(added)} searched over its default choices on its embedded categorical fields: "
+                       f"fix it in [search.all] or list its choices)") if added else ""
+                raise UserError(f"sampler grid: the grid of {unit.arch} on dataset {unit.dataset} has {size} points"
+                                f"{why} but budget.trials = {study.budget.trials}; set trials to the grid's size")
     return out
+
+
+def unit_space(study: Study, unit: Unit, data: dict[str, Any]) -> dict[str, Param]:
+    """The space a unit searches, for every sampler: the study's space of its architecture, with the input
+    encoder's entries (``embedding_dim``, default choices where the spec sets none) on data with embedded
+    categorical fields and without them on data without (``bench.spec.space.with_encoder_space``). A grid
+    sampler's points are this space's choices."""
+    return with_encoder_space(study.search[unit.arch], bool(data[unit.dataset].fields))
 
 
 def unit_data(unit: Unit, data):
@@ -129,7 +150,7 @@ class RunContext:
         kind = self.study.sampler["kind"]
         kwargs = {k: v for k, v in self.study.sampler.items() if k != "kind"}
         if kind == "grid":  # one seed for all: it shuffles the grid, and trial n takes point n of that order
-            space = self.study.search[unit.arch]
+            space = unit_space(self.study, unit, self.data)
             return grid_sampler({k: list(p.choices) for k, p in space.items() if p.kind == "categorical"}, **kwargs)
         kwargs["seed"] = int(kwargs.get("seed", 0)) + ordinal
         return optuna_class("sampler", kind)(**kwargs)
