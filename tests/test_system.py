@@ -130,3 +130,23 @@ def test_load_from_checkpoint_round_trip(tmp_path):
         with pytest.raises(UserError, match=rf"{bad}: not an mtl-bench checkpoint \(") as err:
             MTLSystem.load_from_checkpoint(tmp_path / bad)
         assert "\n" not in str(err.value)
+
+
+def test_checkpoint_with_a_learned_weighting_reloads_also_from_before_the_member_axis(tmp_path):
+    """Uncertainty's log-variances are saved with the system; a checkpoint of an older version held them as (T,)."""
+    data = datasets.load("synthetic", n_samples=200, d=4)
+    system = make_system("mmoe", data.tasks, data.d_in, {"weighting": "uncertainty", "n_experts": 2})
+    with torch.no_grad():
+        system.weighting.log_var.copy_(torch.tensor([[0.5, -1.0]]))
+    import lightning as L
+
+    trainer = L.Trainer(max_epochs=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(system, datamodule=MTLDataModule.for_system(data, system))
+    path = tmp_path / "u.ckpt"
+    trainer.save_checkpoint(path)
+    assert MTLSystem.load_from_checkpoint(path).weighting.log_var.tolist() == [[0.5, -1.0]]
+    old = torch.load(path, weights_only=True)
+    old["state_dict"]["weighting.log_var"] = old["state_dict"]["weighting.log_var"][0]  # the older (T,) layout
+    torch.save(old, tmp_path / "old.ckpt")
+    assert MTLSystem.load_from_checkpoint(tmp_path / "old.ckpt").weighting.log_var.tolist() == [[0.5, -1.0]]

@@ -235,7 +235,10 @@ class MTLSystem(L.LightningModule):
             hp = ckpt["hyper_parameters"]
             system = make_system(hp["arch"], [Task(**t) for t in hp["tasks"]], int(hp["d_in"]), hp["config"],
                                  hp.get("loss_weights"), fields=[int(v) for v in hp.get("fields", [])])
-            system.load_state_dict(ckpt["state_dict"])
+            # a learned weighting's parameters were (T,) before weightings gained a member axis: now (1, T)
+            state = {k: v[None] if k.startswith("weighting.") and v.ndim == 1 else v
+                     for k, v in ckpt["state_dict"].items()}
+            system.load_state_dict(state)
         except UserError:
             raise
         except UNREADABLE as err:
