@@ -111,15 +111,8 @@ def one_line(err: str) -> str:
     return err
 
 
-# --- 2: a torn journal --------------------------------------------------------------------------------------
-def test_torn_journal_tail_is_repaired_with_a_backup(tmp_path, capsys, reference):
-    cwd = study_dir(tmp_path)
-    journal = cwd / "runs" / "f" / "optuna.journal"
-
-    def torn(**kw) -> None:  # the search of mmoe's 2nd trial dies mid-write: the journal ends in a partial line
-        raise KeyboardInterrupt
-
-    # a first run cut short, then the last bytes of its journal lost (a torn write)
+def interrupt_second_fit(cwd) -> None:
+    """Run the study in ``cwd`` with a Ctrl-C arriving as its 2nd fit starts: it exits 130."""
     import bench.training.fit
 
     original = bench.training.fit.fit
@@ -128,7 +121,7 @@ def test_torn_journal_tail_is_repaired_with_a_backup(tmp_path, capsys, reference
     def fit(*a, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
-            torn()
+            raise KeyboardInterrupt
         return original(*a, **kw)
 
     bench.training.fit.fit = fit
@@ -136,6 +129,15 @@ def test_torn_journal_tail_is_repaired_with_a_backup(tmp_path, capsys, reference
         assert run(cwd) == 130
     finally:
         bench.training.fit.fit = original
+
+
+# --- 2: a torn journal --------------------------------------------------------------------------------------
+def test_torn_journal_tail_is_repaired_with_a_backup(tmp_path, capsys, reference):
+    cwd = study_dir(tmp_path)
+    journal = cwd / "runs" / "f" / "optuna.journal"
+
+    # a first run cut short in the search of mmoe's 2nd trial, then the last bytes of its journal lost (a torn write)
+    interrupt_second_fit(cwd)
     raw = journal.read_bytes()
     journal.write_bytes(raw[:-7])
     capsys.readouterr()
@@ -183,23 +185,8 @@ def test_interrupted_and_resumed_study_gives_the_same_leaderboard(tmp_path, caps
     """Trial 1 of the first unit is interrupted (Ctrl-C): failed for a retry, not counted. Resumed, the study
     draws the same configurations (the sampler seed is the configuration's ordinal, not the trial count) and
     the final seeds' dropout masks come from each seed alone."""
-    import bench.training.fit
-
     cwd = study_dir(tmp_path)
-    original = bench.training.fit.fit
-    calls = {"n": 0}
-
-    def fit(*a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(*a, **kw)
-
-    bench.training.fit.fit = fit
-    try:
-        assert run(cwd) == 130
-    finally:
-        bench.training.fit.fit = original
+    interrupt_second_fit(cwd)
     assert run(cwd) == 0
     capsys.readouterr()
     import optuna

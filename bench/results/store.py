@@ -121,8 +121,8 @@ def write_atomic(df: pl.DataFrame, path: Path) -> None:
             os.unlink(tmp)
 
 
-def read_file(path: Path) -> pl.DataFrame | None:
-    """One stored parquet file, or None when it cannot be read (truncated, damaged)."""
+def read_file(path: Path | io.BytesIO) -> pl.DataFrame | None:
+    """One stored parquet file (or its bytes), or None when it cannot be read (truncated, damaged)."""
     try:
         return pl.read_parquet(path)
     except (OSError, pl.exceptions.PolarsError, ValueError):
@@ -139,10 +139,7 @@ def encode(df: pl.DataFrame) -> bytes:
 
 def decode(content: bytes) -> pl.DataFrame | None:
     """The rows of ``encode``'s bytes, or None when they cannot be read."""
-    try:
-        return pl.read_parquet(io.BytesIO(content))
-    except (OSError, pl.exceptions.PolarsError, ValueError):
-        return None
+    return read_file(io.BytesIO(content))
 
 
 def set_aside(path: Path) -> Path:

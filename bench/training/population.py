@@ -416,9 +416,9 @@ def train_population(
     with_aux = architectures.has_aux_loss(template)
 
     def run(p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, aux: bool = False):
-        # the model takes the categorical codes only when it has a FeatureEncoder (MTLSystem.forward)
-        model_p = {k: v for k, v in p.items() if not k.startswith("weighting.")}
-        return functional_call(template, model_p, (x, cat) if fields else (x,), {"with_aux": True} if aux else {})
+        # p: the model's parameters only (model_part); the model takes the categorical codes only when it has a
+        # FeatureEncoder (MTLSystem.forward)
+        return functional_call(template, p, (x, cat) if fields else (x,), {"with_aux": True} if aux else {})
 
     def member_losses(
         p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, y: torch.Tensor, masks: list[torch.Tensor],

@@ -319,10 +319,8 @@ class MTLSystem(L.LightningModule):
         shared = self.shared_parameters(grads)
         update, own = self.weighting.gradient(losses[None], grads[None], shared.mask[None])
         if aux is not None:
-            aux_grads = torch.autograd.grad(aux, params, retain_graph=True, allow_unused=True)
-            update = update[0] + torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                                            for g, p in zip(aux_grads, params)])
-        shared.set_flat_grad(update.reshape(-1))
+            update = update + weighting.task_gradients(aux[None], params)  # (1, P): the aux loss's gradient
+        shared.set_flat_grad(update[0])
         tables = embedding_tables(self.model)
         if tables:
             total = (self.weighting.weights()[0].to(losses) * losses).sum()

@@ -144,9 +144,9 @@ class Weighting(nn.Module):
 
 
 def _set_buffer(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    """Replace buffer ``name`` (dotted) by ``value``, keeping it a buffer (and its persistence)."""
     owner, _, leaf = name.rpartition(".")
-    target = module.get_submodule(owner) if owner else module
-    target._buffers[leaf] = value
+    setattr(module.get_submodule(owner), leaf, value)  # get_submodule("") is the module itself
 
 
 def register(name: str):
