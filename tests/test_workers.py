@@ -398,6 +398,38 @@ def test_workers_die_with_their_parent(tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="flock and SIGKILL as on Linux")
+def test_journal_appends_wait_for_a_live_holder_and_not_for_a_killed_one(tmp_path):
+    """Every append to the study's journal takes ``JournalLock``: a process holding it makes the append wait, and
+    once that process is killed by SIGKILL in the middle of it (as a worker whose parent died mid-append), the
+    append goes through at once, where Optuna's own symlink lock would have stayed behind for its 30 s grace period
+    (and a worker told to stop meanwhile could not, being inside that wait)."""
+    import threading
+
+    from bench.coordination.storage import open_storage
+
+    root = tmp_path / "runs"
+    storage = open_storage(root, None)  # creates the journal
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from bench.coordination.locks import JournalLock; "
+         "lock = JournalLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(600)",
+         str(root / "optuna.journal")], stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        done = threading.Event()
+        appender = threading.Thread(target=lambda: (optuna.create_study(study_name="s", storage=storage),
+                                                    done.set()), daemon=True)
+        appender.start()
+        assert not done.wait(1.5), "the append did not wait for the lock's holder"
+        holder.kill()
+        holder.wait()
+        assert done.wait(10), "the append still waits after its holder was killed"
+        assert optuna.study.get_all_study_names(open_storage(root, None)) == ["s"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 # --- final rows: in the results store, shared through a database, never in Optuna's study attributes ----------
 SHARED_SPEC = """
 name = "shared"

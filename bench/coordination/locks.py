@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +44,48 @@ class FileLocks:
 
     def close(self) -> None:
         pass
+
+
+class JournalLock:
+    """The lock Optuna's ``JournalFileBackend`` takes around each append to the study's journal file (it calls
+    ``acquire()`` and ``release()``), as an exclusive ``flock`` on ``<journal>.flock`` beside it.
+
+    Optuna's default, ``JournalFileSymlinkLock``, is a symbolic link that outlives a holder killed in the middle
+    of an append (SIGKILL, the OOM killer): every other worker then waits its 30 s grace period before taking the
+    lock over, and a worker told to stop (SIGTERM) meanwhile cannot, since it is inside that wait. The kernel
+    releases a ``flock`` when its holder dies. Every process that appends to a study's journal goes through
+    ``open_storage`` (and ``repair_journal``), so all of them take this lock; reading the journal takes none.
+    One machine, a local file system (as the journal itself). Each thread holds its own file description, so
+    threads of one process exclude each other as processes do.
+    """
+
+    def __init__(self, journal: str | Path) -> None:
+        self.path = Path(f"{journal}.flock")
+        self._held = threading.local()
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        fh = open(self.path, "a+")  # noqa: SIM115 - held open until release()
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # blocks; a signal's handler runs and the wait resumes
+        except BaseException:
+            fh.close()
+            raise
+        self._held.fh = fh
+        return True
+
+    def release(self) -> None:
+        import fcntl
+
+        fh = getattr(self._held, "fh", None)
+        if fh is None:
+            return
+        self._held.fh = None
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        finally:
+            fh.close()
 
 
 class PostgresLocks:

@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.errors import UserError
 from bench.paths import aside
 
-from .locks import PostgresLocks
+from .locks import JournalLock, PostgresLocks
 from .urls import check_storage_url, clean_error, mask_url
 
 DEFAULT_HEARTBEAT = 20  # seconds between heartbeats on a database storage; stale after GRACE_FACTOR times that
@@ -37,7 +37,8 @@ def open_storage(root: Path, url: str | None, *, heartbeat: int = DEFAULT_HEARTB
                     raise OSError(err.errno, err.strerror or str(err), self._file_path) from None
 
         root.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(Backend(str(root / "optuna.journal")))
+        journal = root / "optuna.journal"
+        return JournalStorage(Backend(str(journal), lock_obj=JournalLock(journal)))
     dialect = check_storage_url(url)
     import optuna
     from optuna.storages import RDBStorage
@@ -69,13 +70,11 @@ def repair_journal(path: Path, out: Callable[[str], None] = print) -> None:
       complete entry, which is the one Optuna applied.
     - Any other line that is not a JSON object cannot be repaired: refused, naming the line.
 
-    Held under Optuna's own lock of the file, so that a line another worker is writing is never taken for a
-    torn one."""
+    Held under the lock every append to the journal takes (``JournalLock``), so that a line another worker is
+    writing is never taken for a torn one."""
     if not path.is_file() or path.stat().st_size == 0:
         return
-    from optuna.storages.journal import JournalFileSymlinkLock
-
-    lock = JournalFileSymlinkLock(str(path))
+    lock = JournalLock(path)
     lock.acquire()
     try:
         raw = path.read_bytes()
