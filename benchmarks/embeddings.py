@@ -4,18 +4,26 @@
     python benchmarks/embeddings.py --part table --rows 200000
     python benchmarks/embeddings.py --part census --epochs 3
     python benchmarks/embeddings.py --part table --epochs 2 --threads 1 --repeats 3    # on a shared machine
+    python benchmarks/embeddings.py --part lazy --threads 1 --repeats 6                # the lazy step alone
 
 Part ``table``: a generated table of ``--rows`` (1,000,000) rows with ``--fields`` (10) categorical fields of
 ``--levels`` (100,000) levels each (Zipf-like: a few levels are frequent, most are rare, as IDs are), 20 numeric
 columns and two binary tasks, the second observed on 20 % of the rows (80 % of its labels missing). MMoE is
 trained with ``bench.training.fit.fit`` on it (fields embedded, ``embedding_dim`` 8) and, as the reference, on the
-20 numeric columns alone (same rows, tasks, batch size and model settings). Throughput is training rows x epochs
+20 numeric columns alone (same rows, tasks, batch size and model settings), and, to tell what the wider input
+costs from what the embeddings cost, on a ``wide`` control: the 20 numeric columns plus as many N(0, 1) columns as
+the embeddings give the model (fields x ``embedding_dim``: 80), so the model has the embedded one's shape but no
+table, no lookups and no gradient with respect to its input. Throughput is training rows x epochs
 over the wall time of the fit, and training rows x epochs over the CPU time the fit's process used (which a
 machine shared with other work inflates far less than the wall time: a process waiting for a core uses none);
 each mode runs in a fresh interpreter, whose peak resident memory (``ru_maxrss``: data generation, encoding and
-training together) is reported. ``--repeats N`` runs the two modes alternately N times each and keeps each mode's
+training together) is reported. ``--repeats N`` runs the three modes in turn N times each and keeps each mode's
 best throughput (each measure on its own), so that a burst of load on the machine does not decide the ratio.
 Targets (issue 14): embedded throughput within 2x of numeric-only, peak memory under 4 GB.
+
+Part ``lazy``: ``LazyAdam``'s step alone (``bench.training.system``), on the gradients of 60 batches of the
+generated table (the batches' lookups, random values), after 10 steps of warm-up: milliseconds per step over the
+other 50, in ``--repeats`` rounds of a fresh table and optimiser each; the best and the median round.
 
 Part ``census``: census-income (paper split and features) with its nominal columns one-hot (the default) and
 embedded, MMoE with the same settings, per-epoch time and validation / test AUC side by side in one run.
@@ -32,6 +40,8 @@ import time
 
 import torch
 from tabulate import tabulate
+
+EMBEDDING_DIM = 8  # the table part's embedding width
 
 
 def generated(rows: int, fields: int, levels: int, numeric: int, seed: int, val_rows: int):
@@ -94,6 +104,11 @@ def run_table_mode(args) -> dict:
     prep = time.perf_counter() - start
     if args.mode == "numeric":
         data = MTLData(data.name, data.tasks, *(Split(s.x, s.y) for s in (data.train, data.val, data.test)))
+    elif args.mode == "wide":  # the embedded model's input width, all of it numeric: (n, 20 + fields x dim)
+        g = torch.Generator().manual_seed(1)
+        data = MTLData(data.name, data.tasks, *(
+            Split(torch.cat([s.x, torch.randn(len(s.x), args.fields * EMBEDDING_DIM, generator=g)], 1), s.y)
+            for s in (data.train, data.val, data.test)))
     config = {
         "max_epochs": args.epochs,
         "patience": args.epochs,
@@ -102,7 +117,7 @@ def run_table_mode(args) -> dict:
         "n_experts": 8,
         "expert_units": 64,
         "tower_units": 32,
-        "embedding_dim": 8,
+        "embedding_dim": EMBEDDING_DIM,
     }
     clock = cpu_clock()
     result = fit("mmoe", data, config, accelerator="cpu", evaluate_test=True, callbacks=[clock])
@@ -124,7 +139,7 @@ def run_table_mode(args) -> dict:
 
 
 def table_part(args) -> None:
-    runs: dict[str, list[dict]] = {"embedded": [], "numeric": []}
+    runs: dict[str, list[dict]] = {"embedded": [], "numeric": [], "wide": []}
     for mode in [m for _ in range(args.repeats) for m in runs]:  # alternately: a burst of load hits both
         cmd = [
             sys.executable,
@@ -155,7 +170,7 @@ def table_part(args) -> None:
     # each mode's best run on the wall clock, and its best on the CPU clock (possibly another run)
     results = [{**max(done, key=lambda r: r["rows_per_s"]),
                 "rows_per_cpu_s": max(r["rows_per_cpu_s"] for r in done)} for done in runs.values()]
-    emb, num = results
+    emb, num, wide = results
     print(
         f"generated table: {args.rows:,} training rows, {args.fields} fields x {args.levels:,} levels, 20 numeric, "
         f"task b observed on {emb['observed_b']:,} of {emb['test_rows']:,} test rows; MMoE 8x64, batch "
@@ -187,6 +202,44 @@ def table_part(args) -> None:
         f"{emb['rows_per_cpu_s'] / num['rows_per_cpu_s']:.2f}x on the CPU clock (target >= 0.5x); embedded peak "
         f"{emb['peak_gb']:.2f} GB (target < 4 GB)"
     )
+    print(
+        f"wide control / numeric-only: {wide['rows_per_s'] / num['rows_per_s']:.2f}x (the wider input alone); "
+        f"embedded / wide control: {emb['rows_per_s'] / wide['rows_per_s']:.2f}x (table, lookups, lazy step and the "
+        f"input gradient), on the wall clock"
+    )
+
+
+def lazy_part(args) -> None:
+    from bench.training.system import LazyAdam, distinct_rows
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = generated(args.rows, args.fields, args.levels, 20, 0, 1000)
+    sizes = data.field_sizes
+    offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0)  # (F,): field j's first row in the one table
+    rows, width = sum(sizes), EMBEDDING_DIM
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(data.train), generator=g)
+    lookups = [(data.train.cat[order[i * args.batch_size:(i + 1) * args.batch_size]] + offsets).reshape(-1)
+               for i in range(60)]  # (B F,) each
+    grads = [torch.sparse_coo_tensor(i[None], torch.randn(i.numel(), width, generator=g), (rows, width))
+             for i in lookups]
+    distinct = sum(distinct_rows(gr)[0].numel() for gr in grads) / len(grads)
+    rounds = []
+    for _ in range(args.repeats):
+        table = torch.nn.Parameter(torch.randn(rows, width, generator=g))
+        opt = LazyAdam([table], lr=1e-3)
+        for k, grad in enumerate(grads):
+            if k == 10:
+                start = time.perf_counter()
+            table.grad = grad
+            opt.step()
+        rounds.append((time.perf_counter() - start) / (len(grads) - 10) * 1e3)
+    rounds.sort()
+    print(f"LazyAdam step: {rows:,} rows of width {width}, batch {args.batch_size} x {args.fields} fields "
+          f"({distinct:,.0f} distinct rows a step on average), threads {torch.get_num_threads()}: best "
+          f"{rounds[0]:.2f} ms, median {rounds[len(rounds) // 2]:.2f} ms a step over {len(rounds)} round(s) "
+          f"({', '.join(f'{r:.2f}' for r in rounds)})")
 
 
 def census_part(args) -> None:
@@ -245,8 +298,8 @@ def census_part(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("table", "census", "both"), default="both")
-    p.add_argument("--mode", choices=("embedded", "numeric"), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--part", choices=("table", "census", "both", "lazy"), default="both")
+    p.add_argument("--mode", choices=("embedded", "numeric", "wide"), default=None, help=argparse.SUPPRESS)
     p.add_argument("--rows", type=int, default=1_000_000, help="training rows of the generated table")
     p.add_argument("--val-rows", type=int, default=50_000, help="validation (and test) rows of the generated table")
     p.add_argument("--fields", type=int, default=10)
@@ -255,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--embedding-dim", type=int, default=8, help="census part")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--repeats", type=int, default=1, help="table part: runs per mode, alternated; the best is kept")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="table part: runs per mode, in turn (the best is kept); lazy part: rounds")
     args = p.parse_args(argv)
     if args.mode is not None:
         print(json.dumps(run_table_mode(args)))
@@ -264,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         table_part(args)
     if args.part in ("census", "both"):
         census_part(args)
+    if args.part == "lazy":
+        lazy_part(args)
     return 0
 
 
