@@ -210,8 +210,10 @@ def table_part(args) -> None:
 
 
 def lazy_part(args) -> None:
+    from bench.training import allocator
     from bench.training.system import LazyAdam, distinct_rows
 
+    allocator.tune()  # glibc's malloc settings, as training sets them (``fit``)
     if args.threads:
         torch.set_num_threads(args.threads)
     data = generated(args.rows, args.fields, args.levels, 20, 0, 1000)

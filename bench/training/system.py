@@ -75,10 +75,10 @@ class LazyAdam(torch.optim.Optimizer):
     ``index_copy_`` rather than SparseAdam's sparse-into-dense additions, which cost several times more on a CPU,
     and with the gradient's rows made distinct in O(lookups) (``distinct_rows``) rather than sorted by
     ``coalesce``. A row's two moments sit side by side in one ``(R, 2e)`` state (``moments``: ``[m | v]``), so
-    the U looked-up rows' moments are one gather and one scatter. On the ``benchmarks/embeddings.py`` table
-    (batch 2048, 10 fields, about 12,000 distinct rows of width 8 out of 820,000; one CPU thread, the step
-    alone on recorded gradients, ``benchmarks/README.md``) this layout took 5.1 ms a step against 6.2 ms with
-    separate ``m`` and ``v`` tensors on the same (loaded) machine; sorting by ``coalesce`` cost about 1.5 ms more.
+    the U looked-up rows' moments are one gather and one scatter. The step alone on the
+    ``benchmarks/embeddings.py`` table (batch 2048, 10 fields, about 12,000 distinct rows of width 8 out of
+    820,000; one CPU thread, ``--part lazy``, ``benchmarks/README.md``): 3.3-5.7 ms (best of 6 rounds) against
+    3.9-5.9 ms with separate ``m`` and ``v`` tensors, run alternately on a machine whose speed drifted by half.
     """
 
     def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
