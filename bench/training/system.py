@@ -86,6 +86,7 @@ class LazyAdam(torch.optim.Optimizer):
         # per table: distinct_rows' (R,) scratch index, 4 bytes a row (int32: a batch has fewer than 2^31 lookups);
         # not optimiser state (nothing to save or restore: its content is never read before it is written)
         self._scratch: dict[torch.Tensor, torch.Tensor] = {}
+        self._coeff: dict[tuple, torch.Tensor] = {}  # (beta1, beta2, e, dtype, device) -> [1 - beta1 | 1 - beta2]
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -109,7 +110,11 @@ class LazyAdam(torch.optim.Optimizer):
                 g = g.reshape(-1, width)  # (U, e)
                 # [m | v] + ([g | g^2] - [m | v]) * [1 - beta1 | 1 - beta2]: both moments in one pass each; the
                 # coefficients a (2e,) row, since a broadcast over runs of only e entries would not be vectorised
-                coeff = torch.tensor([1 - beta1, 1 - beta2], dtype=p.dtype, device=p.device).repeat_interleave(width)
+                key = (beta1, beta2, width, p.dtype, p.device)
+                if key not in self._coeff:  # made once, not copied to the device at every step
+                    self._coeff[key] = torch.tensor([1 - beta1, 1 - beta2], dtype=p.dtype,
+                                                    device=p.device).repeat_interleave(width)  # (2e,)
+                coeff = self._coeff[key]
                 moments.add_(torch.cat([g, g * g], 1).sub_(moments).mul_(coeff))
                 state["moments"].index_copy_(0, rows, moments)
                 m, v = moments.split(width, 1)  # (U, e) views with a row stride of 2e
