@@ -140,7 +140,7 @@ def run_table_mode(args) -> dict:
 
 def table_part(args) -> None:
     runs: dict[str, list[dict]] = {"embedded": [], "numeric": [], "wide": []}
-    for mode in [m for _ in range(args.repeats) for m in runs]:  # alternately: a burst of load hits both
+    for mode in [m for _ in range(args.repeats) for m in runs]:  # in turn: a burst of load hits every mode
         cmd = [
             sys.executable,
             __file__,
