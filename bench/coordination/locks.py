@@ -48,44 +48,34 @@ class FileLocks:
 
 class JournalLock:
     """The lock Optuna's ``JournalFileBackend`` takes around each append to the study's journal file (it calls
-    ``acquire()`` and ``release()``), as an exclusive ``flock`` on ``<journal>.flock`` beside it.
+    ``acquire()`` and ``release()``): a ``FileLocks`` lock in ``locks/`` beside the journal, where the study's
+    other file locks are.
 
     Optuna's default, ``JournalFileSymlinkLock``, is a symbolic link that outlives a holder killed in the middle
     of an append (SIGKILL, the OOM killer): every other worker then waits its 30 s grace period before taking the
     lock over, and a worker told to stop (SIGTERM) meanwhile cannot, since it is inside that wait. The kernel
     releases a ``flock`` when its holder dies. Every process that appends to a study's journal goes through
     ``open_storage`` (and ``repair_journal``), so all of them take this lock; reading the journal takes none.
-    One machine, a local file system (as the journal itself). Each thread holds its own file description, so
-    threads of one process exclude each other as processes do.
+    One machine, a local file system (as the journal itself). Each thread holds its own, so threads of one
+    process exclude each other as processes do.
     """
 
     def __init__(self, journal: str | Path) -> None:
-        self.path = Path(f"{journal}.flock")
+        journal = Path(journal)
+        self._locks, self._name = FileLocks(journal.parent / "locks"), f"journal:{journal.name}"
         self._held = threading.local()
 
     def acquire(self) -> bool:
-        import fcntl
-
-        fh = open(self.path, "a+")  # noqa: SIM115 - held open until release()
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # blocks; a signal's handler runs and the wait resumes
-        except BaseException:
-            fh.close()
-            raise
-        self._held.fh = fh
+        held = contextlib.ExitStack()
+        held.enter_context(self._locks.hold(self._name))  # blocks; a signal's handler runs and the wait resumes
+        self._held.stack = held
         return True
 
     def release(self) -> None:
-        import fcntl
-
-        fh = getattr(self._held, "fh", None)
-        if fh is None:
-            return
-        self._held.fh = None
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        finally:
-            fh.close()
+        held = getattr(self._held, "stack", None)
+        if held is not None:
+            self._held.stack = None
+            held.close()
 
 
 class PostgresLocks:

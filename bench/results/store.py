@@ -7,7 +7,8 @@ Layout of ``runs/<study>/``::
     spec.toml                         a copy of the spec file that was run
     optuna.journal                    Optuna JournalStorage (file backend): one Optuna study per unit, named
                                       "<dataset>/<arch>" or "<dataset>/single_task/<task>" (unless --storage)
-    optuna.journal.flock              the lock every append to the journal takes (``coordination.locks.JournalLock``)
+    locks/                            the study's file locks (claims, units, and the lock every append to the
+                                      journal takes: ``coordination.locks.JournalLock``)
     results/search/<dataset>/<unit>.parquet
                                       search-stage rows of one unit, re-exported from Optuna after its trials
     results/final/<dataset>/<unit>/seed-<k>.parquet
