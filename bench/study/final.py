@@ -71,17 +71,20 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
     def path(seed: int) -> Path:
         return store.stage_path(ctx.root, stage, unit.dataset, unit.label, unit.target, seed)
 
+    def of_best(rows) -> bool:  # rows of a run trained with the best configuration (None: no rows)
+        return rows is not None and rows["config_hash"].unique().to_list() == [chash]
+
     def stored(seed: int) -> bool:
         old = store.read_file(path(seed)) if path(seed).is_file() else None
         if old is None and path(seed).is_file():  # truncated or damaged: set aside, then restored or retrained
             out(f"[{unit}] {path(seed)} is damaged (cannot be read); set aside as "
                 f"{store.set_aside(path(seed)).name}")
-        if old is not None and old["config_hash"].unique().to_list() == [chash]:
+        if of_best(old):
             return True
         # trained by a worker on another machine: its file, shared through the database storage
         content = ctx.coordinator.published(study.name, unit.optuna_name, stage, seed, config_hash=chash)
         shared = None if content is None else store.decode(content)
-        if shared is not None and shared["config_hash"].unique().to_list() == [chash]:
+        if of_best(shared):
             store.write_atomic(shared, path(seed))
             return True
         legacy = opt.user_attrs.get(f"{stage}:seed-{seed}")  # older versions kept the rows in the Optuna study
