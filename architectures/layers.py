@@ -1,7 +1,8 @@
 """The shared vocabulary every architecture is built from.
 
 - ``StackedLinear``: ``n`` independent linear maps held as one ``(n, d_in, d_out)`` weight and run as one
-  batched matmul. Initialised like ``nn.Linear`` with the fan-in of *one* member.
+  batched matmul (one ``gemm.addmm`` when every member reads the same rows). Initialised like ``nn.Linear`` with
+  the fan-in of *one* member.
 - ``ExpertBank``: ``n`` MLP experts (or task columns, or towers) made of ``StackedLinear`` layers.
 - ``StackedGate``: several softmax gates over the same number of choices, one batched matmul; dense, or noisy
   top-k with the load-balancing loss (Shazeer et al., ICLR 2017).
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from . import gemm
 
 
 class StackedLinear(nn.Module):
@@ -55,7 +58,7 @@ class StackedLinear(nn.Module):
             if self.bias is None:
                 out = x @ w
             else:
-                out = torch.addmm(self.bias.reshape(-1), x, w)
+                out = gemm.addmm(self.bias.reshape(-1), x, w)  # torch.addmm, on oneDNN where faster (gemm.py)
             return out.view(batch, self.n, self.d_out).transpose(0, 1)
         if self.bias is None:
             return torch.bmm(x, self.weight)

@@ -5,6 +5,7 @@
     python benchmarks/embeddings.py --part census --epochs 3
     python benchmarks/embeddings.py --part table --epochs 2 --threads 1 --repeats 3    # on a shared machine
     python benchmarks/embeddings.py --part lazy --threads 1 --repeats 6                # the lazy step alone
+    python benchmarks/embeddings.py --part steps --threads 1 --repeats 3               # where a step's time goes
 
 Part ``table``: a generated table of ``--rows`` (1,000,000) rows with ``--fields`` (10) categorical fields of
 ``--levels`` (100,000) levels each (Zipf-like: a few levels are frequent, most are rare, as IDs are), 20 numeric
@@ -24,6 +25,18 @@ Targets (issue 14): embedded throughput within 2x of numeric-only, peak memory u
 Part ``lazy``: ``LazyAdam``'s step alone (``bench.training.system``), on the gradients of 60 batches of the
 generated table (the batches' lookups, random values), after 10 steps of warm-up: milliseconds per step over the
 other 50, in ``--repeats`` rounds of a fresh table and optimiser each; the best and the median round.
+
+Part ``steps``: where a training step's time goes, outside Lightning. The table part's MMoE, built by
+``make_system`` as ``fit`` builds it, in four variants on the same batches: ``numeric`` (the 20 numeric columns),
+``wide`` (plus 80 N(0, 1) columns: the embedded model's input width), ``wide+grad`` (the same, with the gradient
+with respect to the whole input computed, as the embedded model's table needs it) and ``embedded``. Each step is
+``MTLSystem.training_step``'s work for equal weighting (forward and losses, backward, the dense Adam step, the lazy
+step), timed by phase: milliseconds per step over ``--steps`` batches after 20 of warm-up, the variants in turn for
+``--repeats`` rounds; each variant's best round. Then the first layer's GEMMs alone, ``(B x d) @ (d x 528)`` (8
+experts x 64 units and 2 gates x 8 choices) at d = 20 and d = 100, with ``torch.mm`` (torch's BLAS) and, where
+this torch build has it, oneDNN's fp32 inner product (``torch.ops.mkldnn._linear_pointwise``, the kernel
+``torch.compile`` calls for linear layers on x86 CPUs, and which ``architectures/gemm.py`` uses for the forward
+product and the input gradient unless ``BENCH_GEMM=blas``): how fast the same arithmetic runs on either kernel.
 
 Part ``census``: census-income (paper split and features) with its nominal columns one-hot (the default) and
 embedded, MMoE with the same settings, per-epoch time and validation / test AUC side by side in one run.
@@ -174,8 +187,8 @@ def table_part(args) -> None:
     print(
         f"generated table: {args.rows:,} training rows, {args.fields} fields x {args.levels:,} levels, 20 numeric, "
         f"task b observed on {emb['observed_b']:,} of {emb['test_rows']:,} test rows; MMoE 8x64, batch "
-        f"{args.batch_size}, {args.epochs} epoch(s), threads {args.threads or torch.get_num_threads()}, best of "
-        f"{args.repeats} run(s) per mode"
+        f"{args.batch_size}, {args.epochs} epoch(s), threads {args.threads or torch.get_num_threads()}, "
+        f"{gemm_kernel()}, best of {args.repeats} run(s) per mode"
     )
     print(
         tabulate(
@@ -244,6 +257,120 @@ def lazy_part(args) -> None:
           f"({', '.join(f'{r:.2f}' for r in rounds)})")
 
 
+def gemm_kernel() -> str:
+    """Which kernel runs the layers' 2-D products in this process (``architectures/gemm.py``; ``BENCH_GEMM``)."""
+    from bench.architectures import gemm
+
+    return "first layer on oneDNN" if gemm.onednn_active() else "first layer on torch's BLAS"
+
+
+def step_variants(args):
+    """The ``steps`` part's four variants: name -> (system, dense optimiser, lazy optimiser or None, input grad)."""
+    from bench.datasets import MTLData, Split
+    from bench.training.system import make_system
+
+    data = generated(args.rows, args.fields, args.levels, 20, 0, 1000)
+    numeric = MTLData(data.name, data.tasks, *(Split(s.x, s.y) for s in (data.train, data.val, data.test)))
+    config = {"batch_size": args.batch_size, "lr": 1e-3, "n_experts": 8, "expert_units": 64, "tower_units": 32,
+              "embedding_dim": EMBEDDING_DIM}
+    out = {}
+    for name, d, fields in (("numeric", 20, []), ("wide", 20 + args.fields * EMBEDDING_DIM, []),
+                            ("wide+grad", 20 + args.fields * EMBEDDING_DIM, []), ("embedded", 20, data.field_sizes)):
+        system = make_system("mmoe", data.tasks, d, config, fields=fields, partial=data.partial)
+        opts = system.configure_optimizers()
+        dense, lazy = opts if isinstance(opts, list) else (opts, None)
+        out[name] = (system.train(), dense, lazy, name == "wide+grad")
+    return data, numeric, out
+
+
+def steps_part(args) -> None:
+    from bench.datasets import BatchLoader
+    from bench.training import allocator
+
+    allocator.tune()  # as fit sets it
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data, _, variants = step_variants(args)
+    n = 20 + args.steps
+    loader = BatchLoader(data.train, args.batch_size, shuffle=True, seed=0)
+    batches = []
+    while len(batches) < n:  # as many epochs as n batches take
+        batches += [b for _, b in zip(range(n - len(batches)), loader)]
+    g = torch.Generator().manual_seed(1)
+    extra = torch.randn(args.batch_size, args.fields * EMBEDDING_DIM, generator=g)  # the wide variants' columns
+    phases = ("forward", "backward", "dense Adam", "lazy step")
+
+    def round_of(name: str) -> dict[str, float]:
+        system, dense, lazy, input_grad = variants[name]
+        spent = dict.fromkeys(phases, 0.0)
+        for k, (x, cat, y) in enumerate(batches):
+            if name.startswith("wide"):
+                x = torch.cat([x, extra[: len(x)]], 1).requires_grad_(input_grad)
+            t0 = time.perf_counter()
+            losses = system.task_losses(system(x, cat if name == "embedded" else None), y)
+            total = system.weighting.combine(losses[None])[0]
+            t1 = time.perf_counter()
+            for opt in (dense, lazy):
+                if opt is not None:
+                    opt.zero_grad(set_to_none=True)
+            total.backward()
+            t2 = time.perf_counter()
+            dense.step()
+            t3 = time.perf_counter()
+            if lazy is not None:
+                lazy.step()
+            t4 = time.perf_counter()
+            if k >= 20:  # after the warm-up
+                for phase, a, b in zip(phases, (t0, t1, t2, t3), (t1, t2, t3, t4)):
+                    spent[phase] += (b - a) * 1e3 / args.steps
+        return {**spent, "step": sum(spent.values())}
+
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name in variants:  # in turn: a slow spell of the machine hits every variant
+            rounds[name].append(round_of(name))
+    print(f"training step by phase: MMoE 8x64, batch {args.batch_size}, threads {torch.get_num_threads()}, "
+          f"{gemm_kernel()}, ms per step over {args.steps} steps after 20 of warm-up; each variant's best of "
+          f"{args.repeats} round(s) (all rounds' steps in brackets)")
+    numeric_best = min(r["step"] for r in rounds["numeric"])
+    table = []
+    for name, done in rounds.items():
+        best = min(done, key=lambda r: r["step"])
+        table.append([name, *(f"{best[p]:.2f}" for p in phases), f"{best['step']:.2f}",
+                      ", ".join(f"{r['step']:.2f}" for r in done), f"{numeric_best / best['step']:.2f}x"])
+    print(tabulate(table, headers=["variant", *phases, "step", "rounds", "numeric step / this"]))
+    gemm_part()
+
+
+def gemm_part(batch: int = 2048, width: int = 8 * 64 + 2 * 8, reps: int = 200) -> None:
+    """The first layer's GEMMs alone, with torch's BLAS and with oneDNN's inner product where torch has it."""
+
+    def ms(f, *operands) -> float:
+        for _ in range(10):
+            f(*operands)
+        start = time.perf_counter()
+        for _ in range(reps):
+            f(*operands)
+        return (time.perf_counter() - start) / reps * 1e3
+
+    try:
+        onednn = torch.ops.mkldnn._linear_pointwise  # what torch.compile's CPU backend calls for nn.Linear
+    except (AttributeError, RuntimeError):
+        onednn = None
+    rows = []
+    for d in (20, 100):
+        x, w, grad = torch.randn(batch, d), torch.randn(d, width), torch.randn(batch, width)
+        times = [ms(torch.mm, x, w), ms(torch.mm, grad, w.t()), ms(torch.mm, x.t(), grad)]  # forward, dX, dW
+        if onednn is not None:  # input @ weight.T with an (out, in) weight: (528, d) forward, (d, 528) for dX
+            times += [ms(onednn, x, w.t().contiguous(), None, "none", [], ""),
+                      ms(onednn, grad, w, None, "none", [], "")]
+        rows.append([d, *(f"{t:.3f}" for t in times)])
+    print(f"first-layer GEMMs alone, (B x d) @ (d x {width}), B {batch}, threads {torch.get_num_threads()}, ms "
+          f"(oneDNN: {'torch.ops.mkldnn._linear_pointwise' if onednn else 'not in this torch build'})")
+    print(tabulate(rows, headers=["d", "forward mm", "input grad mm", "weight grad mm",
+                                  *(["forward oneDNN", "input grad oneDNN"] if onednn else [])]))
+
+
 def census_part(args) -> None:
     from bench import datasets
     from bench.training.fit import fit
@@ -280,7 +407,7 @@ def census_part(args) -> None:
     names = datasets.load("census-income", split="paper", features="paper").task_names
     print(
         f"census-income (paper split and features), MMoE 8x64, batch 1024, {args.epochs} epochs, embedding_dim "
-        f"{args.embedding_dim}, threads {torch.get_num_threads()}"
+        f"{args.embedding_dim}, threads {torch.get_num_threads()}, {gemm_kernel()}"
     )
     print(
         tabulate(
@@ -300,7 +427,7 @@ def census_part(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=("table", "census", "both", "lazy"), default="both")
+    p.add_argument("--part", choices=("table", "census", "both", "lazy", "steps"), default="both")
     p.add_argument("--mode", choices=("embedded", "numeric", "wide"), default=None, help=argparse.SUPPRESS)
     p.add_argument("--rows", type=int, default=1_000_000, help="training rows of the generated table")
     p.add_argument("--val-rows", type=int, default=50_000, help="validation (and test) rows of the generated table")
@@ -310,8 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--embedding-dim", type=int, default=8, help="census part")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--steps", type=int, default=300, help="steps part: timed steps per round")
     p.add_argument("--repeats", type=int, default=1,
-                   help="table part: runs per mode, in turn (the best is kept); lazy part: rounds")
+                   help="table part: runs per mode, in turn (the best is kept); lazy and steps parts: rounds")
     args = p.parse_args(argv)
     if args.mode is not None:
         print(json.dumps(run_table_mode(args)))
@@ -322,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         census_part(args)
     if args.part == "lazy":
         lazy_part(args)
+    if args.part == "steps":
+        steps_part(args)
     return 0
 
 
