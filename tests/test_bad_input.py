@@ -308,3 +308,12 @@ def test_bad_table_is_refused_in_one_line(stored, tmp_path, capsys, monkeypatch,
     (tmp_path / "m.toml").write_text(spec)
     refused(stored, str(tmp_path / "m.toml"), capsys, needle)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_bad_BENCH_GEMM_is_refused_in_one_line(stored, capsys, monkeypatch):
+    from bench.architectures import gemm
+
+    monkeypatch.setenv("BENCH_GEMM", "mkl")
+    monkeypatch.setattr(gemm, "_state", None)  # decided again, from the setting above
+    refused(stored, "m.toml", capsys, "unknown BENCH_GEMM setting 'mkl'; valid choices: auto, blas")

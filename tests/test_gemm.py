@@ -120,3 +120,11 @@ def test_BENCH_GEMM_blas_keeps_torch_and_an_unknown_value_names_the_choices(monk
     monkeypatch.setenv("BENCH_GEMM", "mkl")
     with pytest.raises(UnknownChoice, match="BENCH_GEMM.*'mkl'.*auto, blas"):
         gemm.onednn_active()
+
+
+def test_the_hardware_stored_with_results_names_the_kernel(monkeypatch):
+    from bench.training.devices import hardware
+
+    for active, name in ((True, "oneDNN"), (False, "torch's BLAS")):
+        monkeypatch.setattr(gemm, "_state", active)
+        assert hardware("cpu").endswith(f", 2-D GEMMs on {name}")

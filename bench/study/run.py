@@ -58,13 +58,12 @@ def run_study(
     quiet_lightning()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     root = Path(runs_dir) / study.name
+    hw = hardware(accelerator)  # stored with every row; checks BENCH_GEMM before anything is written
     data = load_data(study)  # every check passes before anything is written
     all_units = units(study, data)
     storage_obj = prepare(study, root, data, all_units, storage, heartbeat=heartbeat, fresh=fresh, out=out)
     if prepare_only:
         return root
-
-    hw = hardware(accelerator)
 
     def note_provenance(unit, trial, config) -> None:  # what ran the trial, for its rows whenever exported
         trial.set_user_attr("hardware", hw)

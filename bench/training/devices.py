@@ -7,6 +7,7 @@ import platform
 
 import torch
 
+from bench.architectures import gemm
 from bench.errors import UnknownChoice, UserError
 
 
@@ -44,8 +45,24 @@ def check_accelerator(name: str) -> str:
 
 
 def hardware(accelerator: str = "cpu") -> str:
-    """A short description of the device ``accelerator`` trains on (stored with every result row)."""
+    """A short description of the device ``accelerator`` trains on (stored with every result row): on a CPU its
+    model, cores, and which kernel runs the layers' 2-D products (``architectures/gemm.py``: float rounding, and
+    speed, differ between them). Raises ``UnknownChoice`` for a bad ``BENCH_GEMM``, so a run checks it first."""
     if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    cpu = platform.processor() or platform.machine()
-    return f"CPU {cpu}, {os.cpu_count()} cores"
+    cpu = cpu_model() or platform.processor() or platform.machine()
+    kernel = "oneDNN" if gemm.onednn_active() else "torch's BLAS"
+    return f"CPU {cpu}, {os.cpu_count()} cores, 2-D GEMMs on {kernel}"
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name as Linux reports it (``/proc/cpuinfo``), else None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        return None
+    return None
