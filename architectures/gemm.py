@@ -1,14 +1,13 @@
 """The dense layers' matrix product, ``bias + x @ w``, with the fastest exact fp32 kernel this torch build has.
 
 ``addmm(bias, x, w)`` is ``torch.addmm`` in value and gradient. On x86-64 CPUs it runs the forward product and
-the input gradient through oneDNN's fp32 inner product (``torch.ops.mkldnn._linear_pointwise``: the kernel
+both gradients through oneDNN's fp32 inner product (``torch.ops.mkldnn._linear_pointwise``: the kernel
 ``torch.compile``'s CPU backend emits for ``nn.Linear``) instead of torch's BLAS (MKL in the x86 wheels). Why:
 MKL runs its generic code path on non-Intel CPUs (``MKL_VERBOSE=1`` names "Intel(R) Architecture processors"
 rather than an AVX2 or AVX-512 path). On this project's 2-core AMD EPYC machine (Zen 5), ``(2048 x 100) @ (100 x
-528)`` took 2.06 ms with MKL against 0.91 ms with oneDNN, the input gradient 2.25 against 1.03 ms, in full fp32
-and bit for bit the same forward product on the arrays measured (``benchmarks/embeddings.py --part steps``,
-``benchmarks/README.md``). The weight gradient ``x^T g`` stays with torch's BLAS: oneDNN's inner product
-contracts over its inputs' last dimension, so it would need ``g^T`` copied, which costs what it saves.
+528)`` took 2.06 ms with MKL against 0.91 ms with oneDNN, the input gradient 2.25 against 1.03 ms, the weight
+gradient 2.24 against 1.00 ms, in full fp32 and bit for bit the same forward product on the arrays measured
+(``benchmarks/embeddings.py --part steps``, ``benchmarks/README.md``).
 
 Where oneDNN is not used, ``addmm`` is ``torch.addmm``: other devices and dtypes, a torch without the kernel, other
 machines (arm64: oneDNN there runs on the Arm Compute Library, not measured), inside ``torch.func.vmap``
@@ -48,18 +47,21 @@ def onednn_active() -> bool:
 
 
 def _kernel_agrees() -> bool:
-    """The oneDNN kernel exists in this torch and computes ``torch.addmm``'s product on a small problem."""
+    """The oneDNN kernel exists in this torch and computes ``torch.addmm``'s product, and the weight gradient's
+    product of transposed views, on a small problem."""
     try:
         g = torch.Generator().manual_seed(0)
         x, w, b = torch.randn(33, 17, generator=g), torch.randn(17, 9, generator=g), torch.randn(9, generator=g)
         out = _kernel()(x, w.t().contiguous(), b, "none", [], "")
-        return bool(torch.allclose(out, torch.addmm(b, x, w), rtol=1e-5, atol=1e-5))
+        dw = _kernel()(x.t(), out.t(), None, "none", [], "")  # x^T out: (17, 9)
+        return bool(torch.allclose(out, torch.addmm(b, x, w), rtol=1e-5, atol=1e-5)
+                    and torch.allclose(dw, x.t() @ out, rtol=1e-5, atol=1e-4))
     except (AttributeError, RuntimeError):
         return False
 
 
 class _OneDnnAddmm(torch.autograd.Function):
-    """``bias + x @ w`` for ``x (B, d)``, ``w (d, N)``, ``bias (N,)``: forward and input gradient on oneDNN."""
+    """``bias + x @ w`` for ``x (B, d)``, ``w (d, N)``, ``bias (N,)``: the product and both gradients on oneDNN."""
 
     @staticmethod
     def forward(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -78,8 +80,9 @@ class _OneDnnAddmm(torch.autograd.Function):
         dx = dw = db = None
         if ctx.needs_input_grad[0]:  # dL/dx = g @ w^T: an inner product with w (d, N) as its (out, in) weight
             dx = _kernel()(grad, w.contiguous(), None, "none", [], "")  # (B, d)
-        if ctx.needs_input_grad[1]:
-            dw = torch.mm(x.t(), grad)  # (d, N), torch's BLAS (see the module docstring)
+        if ctx.needs_input_grad[1]:  # dL/dw = x^T g: the inner product over B of the transposed views, no copies
+            empty = x.shape[0] == 0  # oneDNN refuses a product over nothing
+            dw = torch.mm(x.t(), grad) if empty else _kernel()(x.t(), grad.t(), None, "none", [], "")  # (d, N)
         if ctx.needs_input_grad[2]:
             db = grad.sum(0)  # (N,)
         return dx, dw, db

@@ -35,8 +35,8 @@ step), timed by phase: milliseconds per step over ``--steps`` batches after 20 o
 ``--repeats`` rounds; each variant's best round. Then the first layer's GEMMs alone, ``(B x d) @ (d x 528)`` (8
 experts x 64 units and 2 gates x 8 choices) at d = 20 and d = 100, with ``torch.mm`` (torch's BLAS) and, where
 this torch build has it, oneDNN's fp32 inner product (``torch.ops.mkldnn._linear_pointwise``, the kernel
-``torch.compile`` calls for linear layers on x86 CPUs, and which ``architectures/gemm.py`` uses for the forward
-product and the input gradient unless ``BENCH_GEMM=blas``): how fast the same arithmetic runs on either kernel.
+``torch.compile`` calls for linear layers on x86 CPUs, and which ``architectures/gemm.py`` uses for the product
+and both gradients unless ``BENCH_GEMM=blas``): how fast the same arithmetic runs on either kernel.
 
 Part ``census``: census-income (paper split and features) with its nominal columns one-hot (the default) and
 embedded, MMoE with the same settings, per-epoch time and validation / test AUC side by side in one run.
@@ -361,14 +361,14 @@ def gemm_part(batch: int = 2048, width: int = 8 * 64 + 2 * 8, reps: int = 200) -
     for d in (20, 100):
         x, w, grad = torch.randn(batch, d), torch.randn(d, width), torch.randn(batch, width)
         times = [ms(torch.mm, x, w), ms(torch.mm, grad, w.t()), ms(torch.mm, x.t(), grad)]  # forward, dX, dW
-        if onednn is not None:  # input @ weight.T with an (out, in) weight: (528, d) forward, (d, 528) for dX
+        if onednn is not None:  # input @ weight.T, (out, in) weight: (528, d) forward, (d, 528) dX, views of x, g dW
             times += [ms(onednn, x, w.t().contiguous(), None, "none", [], ""),
-                      ms(onednn, grad, w, None, "none", [], "")]
+                      ms(onednn, grad, w, None, "none", [], ""), ms(onednn, x.t(), grad.t(), None, "none", [], "")]
         rows.append([d, *(f"{t:.3f}" for t in times)])
     print(f"first-layer GEMMs alone, (B x d) @ (d x {width}), B {batch}, threads {torch.get_num_threads()}, ms "
           f"(oneDNN: {'torch.ops.mkldnn._linear_pointwise' if onednn else 'not in this torch build'})")
     print(tabulate(rows, headers=["d", "forward mm", "input grad mm", "weight grad mm",
-                                  *(["forward oneDNN", "input grad oneDNN"] if onednn else [])]))
+                                  *(["forward oneDNN", "input grad oneDNN", "weight grad oneDNN"] if onednn else [])]))
 
 
 def census_part(args) -> None:

@@ -62,7 +62,11 @@ def test_oneDNN_runs_where_active_and_torch_elsewhere(kernel, monkeypatch):
     bias, x, w = operands()
     gemm.addmm(bias, x, w)
     assert calls  # float32 on the CPU: oneDNN
-    assert gemm.addmm(bias, x[:0], w).shape == (0, 19)  # an empty batch
+    empty = x[:0].clone().requires_grad_()  # an empty batch: an empty product, zero gradients
+    wl = w.clone().requires_grad_()
+    out = gemm.addmm(bias, empty, wl)
+    out.sum().backward()
+    assert out.shape == (0, 19) and not wl.grad.any() and empty.grad.shape == (0, 23)
     calls.clear()
     gemm.addmm(bias.double(), x.double(), w.double())  # another dtype: torch.addmm
     assert not calls
