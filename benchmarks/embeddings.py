@@ -265,12 +265,11 @@ def gemm_kernel() -> str:
 
 
 def step_variants(args):
-    """The ``steps`` part's four variants: name -> (system, dense optimiser, lazy optimiser or None, input grad)."""
-    from bench.datasets import MTLData, Split
+    """The generated table and the ``steps`` part's four variants: name -> (system, dense optimiser, lazy optimiser
+    or None, input grad)."""
     from bench.training.system import make_system
 
     data = generated(args.rows, args.fields, args.levels, 20, 0, 1000)
-    numeric = MTLData(data.name, data.tasks, *(Split(s.x, s.y) for s in (data.train, data.val, data.test)))
     config = {"batch_size": args.batch_size, "lr": 1e-3, "n_experts": 8, "expert_units": 64, "tower_units": 32,
               "embedding_dim": EMBEDDING_DIM}
     out = {}
@@ -280,7 +279,7 @@ def step_variants(args):
         opts = system.configure_optimizers()
         dense, lazy = opts if isinstance(opts, list) else (opts, None)
         out[name] = (system.train(), dense, lazy, name == "wide+grad")
-    return data, numeric, out
+    return data, out
 
 
 def steps_part(args) -> None:
@@ -290,7 +289,7 @@ def steps_part(args) -> None:
     allocator.tune()  # as fit sets it
     if args.threads:
         torch.set_num_threads(args.threads)
-    data, _, variants = step_variants(args)
+    data, variants = step_variants(args)
     n = 20 + args.steps
     loader = BatchLoader(data.train, args.batch_size, shuffle=True, seed=0)
     batches = []
