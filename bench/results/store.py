@@ -39,6 +39,10 @@ One row per (study, dataset, architecture, target, stage, trial, seed, split, ta
   ``level`` and ``task``; gate_weight also per ``expert``) and expert_dead_units (per ``level`` and ``expert``,
   ``task`` "*"), stored in the run's file beside its metrics. ``level`` and ``expert`` are null on other rows.
 
+- ``replicate``: the replicate (1..R) of the whole pipeline, search and final seeds, with its own sampler stream
+  and, where the data allow it, its own data draw (``replicates = R`` in a spec). Null on rows written before the
+  column existed; readers take null as replicate 1 (R = 1 is the single pipeline run of older stores).
+
 ``wandb_run`` / ``wandb_url``: the W&B run of the trial or final run (``bench.tracking``); null when not
 tracked, the URL only when tracked online.
 """
@@ -90,6 +94,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "level": pl.Int64,  # diagnostics (kind "diagnostic"): the extraction level; null otherwise
     "expert": pl.Int64,  # diagnostics: the expert, in the level's bank order; null otherwise
     "observed": pl.Int64,  # final/repeat metric rows: the split's rows with the task's label observed
+    "replicate": pl.Int64,  # which replicate of the whole pipeline (search and final seeds) the row belongs to
 }
 
 
