@@ -112,6 +112,16 @@ class Gating:
         return self.top_k > 0
 
 
+class GateNoise(nn.Module):
+    """The standard normal draws of a noisy top-k gate: ``torch.randn_like(like)``, from torch's generator. A
+    module of its own so that every random draw of a forward pass is a module's (as dropout's): a population
+    (``bench.training.population``) gives each member the draws of its own generator in its place, exactly those
+    its alone fit draws, so a member's noise never depends on which members share its population."""
+
+    def forward(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.randn_like(like)
+
+
 def cv_squared(x: torch.Tensor) -> torch.Tensor:
     """CV(x)^2 = Var(x) / Mean(x)^2 over the last dimension (population variance, as the paper's code); ``(..., C)``
     -> ``(...)``."""
@@ -126,7 +136,7 @@ class StackedGate(nn.Module):
         KeepTopK(v, k)_i = v_i if v_i is among the k largest of v, else -inf
         G(x) = softmax(KeepTopK(H(x), k))
 
-    with s = ``gating.noise`` (0: no noise, no W_noise); noise is drawn in training only.
+    with s = ``gating.noise`` (0: no noise, no W_noise); noise is drawn in training only, by ``GateNoise``.
 
     With a single choice the gate is the constant 1 and has no parameters (a gate-free level).
     Input ``(B, d)`` (every gate sees the same rows) or ``(n, B, d)``. ``forward`` returns the gate weights
@@ -151,10 +161,11 @@ class StackedGate(nn.Module):
         self.proj = StackedLinear(n, d_in, n_choices) if n_choices > 1 else None
         # a gate over one choice is the constant 1: nothing to sparsify
         self.gating = gating if n_choices > 1 else Gating()
-        self.noise_proj = None
+        self.noise_proj = self.draw_noise = None
         if self.gating.sparse and self.gating.noise > 0:
             self.noise_proj = StackedLinear(n, d_in, n_choices, bias=False)
             nn.init.zeros_(self.noise_proj.weight)
+            self.draw_noise = GateNoise()  # no parameters: state dicts are unchanged
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.proj is None:
@@ -167,7 +178,7 @@ class StackedGate(nn.Module):
         noisy, std = clean, None
         if self.noise_proj is not None and self.training:
             std = self.gating.noise * (nn.functional.softplus(self.noise_proj(x)) + NOISE_EPS)  # (n, B, C)
-            noisy = clean + torch.randn_like(clean) * std
+            noisy = clean + self.draw_noise(clean) * std
         # KeepTopK: the k largest logits scattered back over -inf, then one softmax; (n, B, C) throughout
         top, index = noisy.topk(min(k + 1, self.n_choices), dim=-1)  # (n, B, k or k+1), descending
         kept = torch.full_like(noisy, -math.inf).scatter(-1, index[..., :k], top[..., :k])

@@ -190,6 +190,7 @@ def run_ours(arch, data, batch_size, epochs, device, **options) -> tuple[float, 
 
 PATHS = {"plain": run_plain, "plain+allocator": run_plain, "ours": run_ours, "top-k": run_ours,
          "top-k-no-noise": run_ours}
+MAIN_PATHS = ("plain", "plain+allocator", "ours")  # the default table: every architecture, gates as they default
 GATE_PATHS = ("ours", "top-k", "top-k-no-noise")  # --gates: dense gates, noisy top-k, top-k without noise
 
 
@@ -260,7 +261,7 @@ def main() -> None:
         return
     rows, info = [], {}
     for arch in args.arch or architectures.available():
-        res = {path: in_subprocess(path, arch, argv) for path in PATHS}
+        res = {path: in_subprocess(path, arch, argv) for path in MAIN_PATHS}
         info = res["ours"]
         rate = {path: info["rows"] * args.epochs / min(r["times"]) for path, r in res.items()}
         rows.append([

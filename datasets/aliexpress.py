@@ -96,7 +96,7 @@ def read_file(path: Path) -> pl.DataFrame:
     # the complete schema, in file order, under the header's own names (nothing inferred); then our names
     types = [pl.String, *[pl.Int64] * N_CATEGORICAL, *[pl.Float32] * N_NUMERIC, pl.Int64, pl.Int64]
     try:
-        frame = pl.read_csv(path, has_header=True, schema=dict(zip(names, types, strict=True)))
+        frame = pl.read_csv(path, has_header=True, schema=dict(zip(names, types, strict=True)), glob=False)
         frame.columns = ["id", *cat, *num, *LABEL_NAMES]
     except pl.exceptions.PolarsError as err:
         raise UserError(

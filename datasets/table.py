@@ -30,12 +30,14 @@ may also be declared observed only where another column is 1 (``observed_if``: a
 there was a click); its value elsewhere is ignored. A task with no observed label in a split is a one-line error.
 
 Features follow ``preprocess.encode_features``, with training-split statistics only: numeric ones standardised
-with imputation and a missing indicator; categorical ones one-hot with an unknown level, or embedded (an index
-into an embedding table, rare and unseen levels out of vocabulary) by the ``encoding`` rule: ``auto`` embeds the
-columns with more than ``onehot_max`` training levels. A missing value of a categorical column is a level of its
-own (``<missing>``), not an error. An integer column listed under ``categorical`` is a categorical column whose
-levels are its distinct values (e.g. an integer-coded ID). The leakage check judges an embedded field as one
-source column, as it judges a one-hot block.
+with imputation and a missing indicator (``NUMERIC_RULE``: a cell that is not a finite number, text or ±inf, is a
+one-line error naming its file, line and column, here and in ``bench predict`` alike; a text column whose values are
+mostly numbers is such a numeric column unless listed under ``categorical``); categorical ones one-hot with an
+unknown level, or embedded (an index into an embedding table, rare and unseen levels out of vocabulary) by the
+``encoding`` rule: ``auto`` embeds the columns with more than ``onehot_max`` training levels. A missing value of a
+categorical column is a level of its own (``<missing>``), not an error. An integer column listed under
+``categorical`` is a categorical column whose levels are its distinct values (e.g. an integer-coded ID). The leakage
+check judges an embedded field as one source column, as it judges a one-hot block.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def resolve_paths(path, data_dir: str) -> list[Path]:
     for item in items:
         p = Path(item).expanduser()
         p = p if p.is_absolute() else root / p
-        if any(ch in str(p) for ch in "*?["):
+        if any(ch in str(p) for ch in "*?[") and not p.is_file():  # a file named "t[1].csv" is that file
             matches = sorted(Path(m) for m in glob.glob(str(p)))
             if not matches:
                 raise UserError(f"table: no file matches {p}")
@@ -130,7 +132,7 @@ def check_row_widths(path: Path, separator: str) -> None:
 def read_table(path: Path, separator: str, index: int) -> pl.DataFrame:
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            frame = pl.read_parquet(path)
+            frame = pl.read_parquet(path, glob=False)  # the resolved file itself, whatever its name holds
             first = 1
         else:
             check_row_widths(path, separator)
@@ -153,16 +155,43 @@ def locate_row(frame: pl.DataFrame, i: int, paths: list[Path]) -> str:
     return f"{paths[frame[FILE][i]]}:{frame[LINE][i]}"
 
 
+# The one rule for numeric columns, in training (``table``) and in ``bench predict`` (``encode_file``) alike
+NUMERIC_RULE = "a numeric column holds finite numbers; an empty cell (or NaN) is a missing value, imputed"
+
+
 def as_numbers(frame: pl.DataFrame, columns: list[str], paths: list[Path], what: str) -> pl.DataFrame:
     """``columns`` of a frame read by ``read_table`` as Float64 with NaN as null (missing); the first cell that
-    is not a number is a one-line error naming its file and line (``what``: how the message calls the column)."""
+    is not a number, or is ±inf, is a one-line error naming its file, line and column and stating
+    ``NUMERIC_RULE`` (``what``: how the message calls the column)."""
     for c in columns:
         if not frame.schema[c].is_numeric():
             values = frame[c].cast(pl.Float64, strict=False)
             bad = (values.is_null() & frame[c].is_not_null()).arg_true()
             if len(bad):
-                raise UserError(f"{locate_row(frame, bad[0], paths)}: {what} {c}: {frame[c][bad[0]]!r} is not a number")
-    return frame.with_columns(pl.col(c).cast(pl.Float64).fill_nan(None) for c in columns)
+                raise UserError(f"{locate_row(frame, bad[0], paths)}: {what} {c}: {frame[c][bad[0]]!r} is not a "
+                                f"number ({NUMERIC_RULE})")
+    frame = frame.with_columns(pl.col(c).cast(pl.Float64).fill_nan(None) for c in columns)
+    for c in columns:
+        infinite = frame[c].is_infinite().arg_true()
+        if len(infinite):
+            raise UserError(f"{locate_row(frame, infinite[0], paths)}: {what} {c}: {frame[c][infinite[0]]} is not a "
+                            f"finite number ({NUMERIC_RULE})")
+    return frame
+
+
+def numbers_in_text(frame: pl.DataFrame, column: str, paths: list[Path]) -> None:
+    """A text column of the features most of whose values are numbers is a numeric column with bad cells, not
+    a categorical one: a one-line error naming the first cell that is not a number (``NUMERIC_RULE``, as
+    ``bench predict`` would say of it); listing the column under ``categorical`` takes every value as a level."""
+    col = frame[column].str.strip_chars().replace("", None)
+    values = col.cast(pl.Float64, strict=False)
+    present, numbers = col.is_not_null().sum(), values.is_not_null().sum()
+    if not present or numbers * 2 < present:
+        return
+    i = (values.is_null() & col.is_not_null()).arg_true()[0]
+    raise UserError(f"{locate_row(frame, i, paths)}: feature {column}: {frame[column][i]!r} is not a number, while "
+                    f"{numbers:,} of its {present:,} values are ({NUMERIC_RULE}); fix the cell, or list {column} under "
+                    "categorical to take its values as categories")
 
 
 def parse_observed_if(value, labels: dict[str, str]) -> dict[str, str]:
@@ -362,6 +391,8 @@ def table(
             if c in numeric:
                 num_cols.append(c)
             elif c in categorical or dtype in (pl.String, pl.Boolean, pl.Categorical) or isinstance(dtype, pl.Enum):
+                if c not in categorical and dtype == pl.String:
+                    numbers_in_text(frame, c, paths)  # "12", "7", "abc", "3": a typo, not three levels
                 cat_cols.append(c)
             elif dtype.is_numeric():
                 num_cols.append(c)

@@ -133,6 +133,36 @@ SPECS = [
         "pruner.n_warmup_steps='x': expected int",
     ),
     ("invalid-toml", BASE + "\n[budget\n", "invalid TOML"),
+    # issue 27, case 5: gate_top_k checked against the space as it is sampled, not against n_experts' default
+    (
+        "top-k-above-sampled-experts",
+        replaced("n_experts = 2", "n_experts = { low = 2, high = 8 }\ngate_top_k = [0, 4]"),
+        "search.mmoe.n_experts = 2 with gate_top_k = 4 (its highest searched value): gate_top_k must be 0 (dense) "
+        "or 1..2",
+    ),
+    (
+        "top-k-range-above-experts-choices",
+        replaced("n_experts = 2", "n_experts = [3, 6]\ngate_top_k = { low = 0, high = 5 }"),
+        "gate_top_k must be 0 (dense) or 1..3",
+    ),
+    (
+        "top-k-above-sampled-cgc-experts",
+        replaced('architectures = ["mmoe"]', 'architectures = ["cgc"]').replace(
+            "n_experts = 2", "n_shared = { low = 1, high = 3 }\nn_specific = [1, 2]\ngate_top_k = [0, 4]"),
+        "search.cgc.n_shared = 1 with gate_top_k = 4 (its highest searched value): gate_top_k must be 0 (dense) or "
+        "1..3 (the experts one task's gate weighs: n_shared + n_specific = 1 + 2), got 4",
+    ),
+    (
+        "top-k-above-sampled-ple-experts",
+        replaced('architectures = ["mmoe"]', 'architectures = ["ple"]').replace(
+            "n_experts = 2", "n_levels = [1, 2]\nn_shared = [1, 2]\nn_specific = 1\ngate_top_k = 3"),
+        "gate_top_k must be 0 (dense) or 1..2",
+    ),
+    (
+        "sampled-model-too-large",
+        replaced("expert_units = [4]", "expert_units = { low = 4, high = 40000 }\nexpert_layers = [1, 2]"),
+        "parameters, more than the 1,000,000,000 allowed",
+    ),
     ("binary-file", bytes(range(256)) * 4, "not a study spec (not UTF-8 text"),
 ]
 
@@ -289,6 +319,27 @@ TABLES = [
     ),
     ("fractions", csv_with(), f"labels = {LABELS}, val_fraction = 0.7, test_fraction = 0.5", "fraction"),
     ("separator", csv_with(), f'labels = {LABELS}, separator = ";;"', "separator must be one character"),
+    # issue 27, case 6: ±inf in a feature, refused naming the column (NaN is a missing value, imputed)
+    (
+        "inf-feature",
+        csv_with(x=[1.0] * (N - 1) + [float("inf")]),
+        f"labels = {LABELS}",
+        "t.csv:61: numeric feature x: inf is not a finite number (a numeric column holds finite numbers",
+    ),
+    ("minus-inf-feature", csv_with(x=[float("-inf")] + [1.0] * (N - 1)), f"labels = {LABELS}",
+     "t.csv:2: numeric feature x: -inf is not a finite number"),
+    ("inf-listed-numeric", csv_with(x=["2", "inf"] * (N // 2)), f'labels = {LABELS}, numeric = ["x"]',
+     "t.csv:3: numeric feature x: inf is not a finite number"),
+    # case 7: text among numbers is a numeric column with a bad cell (as bench predict says), not a categorical one
+    (
+        "text-in-numbers",
+        csv_with(x=["1.5"] * (N - 1) + ["abc"]),
+        f"labels = {LABELS}",
+        "t.csv:61: feature x: 'abc' is not a number, while 59 of its 60 values are (a numeric column holds finite "
+        "numbers; an empty cell (or NaN) is a missing value, imputed); fix the cell, or list x under categorical",
+    ),
+    ("text-in-numbers-padded", csv_with(x=[" 7 "] * (N // 2) + ["7 kg"] * (N // 2)), f"labels = {LABELS}",
+     "t.csv:32: feature x: '7 kg' is not a number, while 30 of its 60 values are"),
 ]
 
 

@@ -38,8 +38,8 @@ batch_size = [48]
 expert_units = [8]
 tower_units = [8]
 n_experts = 2
-dropout = 0.2   # each seed's masks come from that seed alone: the two paths draw the same ones on a CPU
-gate_noise = 0.0   # the noise of top-k gates is drawn differently by the two paths (gate_top_k is searched)
+dropout = 0.2   # each seed's masks and top-k gate noise (gate_top_k is searched) come from that seed alone: the
+                # two paths draw the same ones on a CPU
 """
 
 CONFIG = {"batch_size": 48, "expert_units": 8, "tower_units": 8, "n_experts": 2, "max_epochs": 2, "patience": 2,
@@ -91,11 +91,13 @@ def test_population_rows_equal_per_seed_rows(dropout):
         assert p["wandb_run"] == f"run-{p['seed']}"
 
 
-def test_a_seed_does_not_depend_on_the_seeds_sharing_its_population():
-    """With dropout, seed 3's rows are the same trained alone, with seeds 1 and 2, or after a resume that adds
-    seeds 4 and 5: its masks come from its own seed (issue 18, case 6)."""
+@pytest.mark.parametrize("gates", [{}, {"n_experts": 3, "gate_top_k": 2, "gate_noise": 1.0}], ids=["dense", "top-k"])
+def test_a_seed_does_not_depend_on_the_seeds_sharing_its_population(gates):
+    """With dropout and with noisy top-k gates, seed 3's rows are the same trained alone, with seeds 1 and 2, or
+    after a resume that adds seeds 4 and 5: its masks and its gate noise come from its own seed (issue 18, case 6;
+    issue 27, case 3)."""
     data = datasets.load("synthetic", n_samples=240, d=6, p=0.5)
-    config = {**CONFIG, "dropout": 0.3}
+    config = {**CONFIG, "dropout": 0.3, **gates}
 
     def seed3(seeds):
         rows, errors = population_final_stage(data, "mmoe", config, seeds, accelerator="cpu")

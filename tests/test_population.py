@@ -66,17 +66,40 @@ def test_population_of_two_reproduces_separate_fits(arch, data):
     assert pop[0].history[-1]["train_loss"] != pop[1].history[-1]["train_loss"]  # members really differ
 
 
-@pytest.mark.parametrize("arch", architectures.available())
-def test_population_with_dropout_reproduces_separate_fits(arch, data):
-    """Each member's dropout masks come from its own seed, drawn as ``fit`` draws them: on a CPU a member is
-    the separately trained model with dropout too (so whichever members share its population:
-    ``tests/test_final_population.py`` checks that directly)."""
+GATES = {"dense": {}, "top-k-noisy": {"gate_top_k": 2, "gate_noise": 1.0}}
+RANDOM_FORWARD = [  # every architecture draws dropout masks; the gated ones also draw the noise of top-k gates
+    pytest.param(arch, gate, id=f"{arch}-{gate}") for arch in architectures.available()
+    for gate in GATES if gate == "dense" or "gate_top_k" in architectures.options(arch)]
+
+
+@pytest.mark.parametrize(("arch", "gate"), RANDOM_FORWARD)
+def test_population_with_random_draws_reproduces_separate_fits(arch, gate, data):
+    """Every random draw of a member's forward pass (dropout masks, the noise of noisy top-k gates) comes from its
+    own seed, drawn as ``fit`` draws them: on a CPU a member is the separately trained model (so whichever members
+    share its population: ``tests/test_final_population.py`` checks that directly). Issue 27, case 3: the gate
+    noise came from the generator the population seeded once from its first member."""
     small = {k: 8 for k in ("expert_units", "column_units", "tower_units") if k in architectures.options(arch)}
-    base = {"max_epochs": 2, "batch_size": 48, "patience": 10, "dropout": 0.3, **small}
+    experts = {"n_experts": 4} if "n_experts" in architectures.options(arch) else {}
+    base = {"max_epochs": 2, "batch_size": 48, "patience": 10, "dropout": 0.3, **small, **experts, **GATES[gate]}
     configs = [{**base, "seed": 1}, {**base, "seed": 7, "lr": 1e-2}]
     pop = train_population(arch, data, configs, evaluate_test=True, device="cpu")
     for p, c in zip(pop, configs):
         assert_same_fit(p, fit(arch, data, c, evaluate_test=True, accelerator="cpu"))
+
+
+def test_a_forward_pass_drawing_outside_dropout_and_gate_noise_is_refused(data, monkeypatch):
+    """A layer that draws from torch's generator unfed would give members one shared stream: refused, naming the
+    way out, before the first step."""
+    from bench.architectures import layers
+
+    original = layers.Towers.forward
+
+    def noisy(self, x):
+        return {k: v + 1e-3 * torch.randn_like(v) for k, v in original(self, x).items()}
+
+    monkeypatch.setattr(layers.Towers, "forward", noisy)
+    with pytest.raises(RuntimeError, match="outside dropout and layers.GateNoise.*--no-population"):
+        train_population("mmoe", data, seed_configs({"max_epochs": 1, "expert_units": 4}, [1, 2]), device="cpu")
 
 
 def test_members_stop_independently(data):
@@ -190,7 +213,7 @@ def test_top_k_gating_population_reproduces_separate_fits(arch, data):
 
 
 def test_noisy_top_k_population_trains_and_is_reproducible(data):
-    # noise is drawn per member inside vmap (randomness="different"); the same population twice is the same
+    # noise is drawn per member from its own generator; the same population twice is the same
     configs = seed_configs({"max_epochs": 2, "batch_size": 48, "expert_units": 16, "tower_units": 16,
                             "n_experts": 4, "gate_top_k": 2}, [1, 2])
     a = train_population("mmoe", data, configs, device="cpu")

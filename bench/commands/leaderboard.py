@@ -36,13 +36,14 @@ def stored_root(study: str, runs_dir: Path) -> Path:
     """``runs_dir/<study>/`` of a study name (or spec path) with stored results; else a one-line error listing
     the studies that have some."""
     from bench.errors import UserError
+    from bench.paths import component
 
     name = study
     if name.endswith(".toml") or "/" in name:
         from bench.spec.study import load_study
 
         name = load_study(name).name
-    root = runs_dir / name
+    root = runs_dir / component(name, "study name")  # a name from the command line never leaves runs_dir
     if not (root / "study.json").is_file():
         known = sorted(p.name for p in runs_dir.glob("*") if (p / "study.json").is_file()) \
             if runs_dir.is_dir() else []

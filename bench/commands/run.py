@@ -65,6 +65,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bench.errors import UserError
+    from bench.paths import component
     from bench.spec.study import MAX_REPEATS, load_study
 
     if args.worker:
@@ -96,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         spec = study.wandb
         mode, _ = resolve_mode(args.wandb, spec.mode if spec else None)
+        folder = component(study.name, "study name")  # runs/<study>/, leaderboard/<study>/
         tracker = Tracker(study.name, mode=mode, project=args.wandb_project or (spec.project if spec else None),
-                          entity=spec.entity if spec else None, directory=Path(args.runs_dir) / study.name)
+                          entity=spec.entity if spec else None, directory=Path(args.runs_dir) / folder)
         prefix = f"[w{args.worker}] " if args.worker else (f"[w1/{args.jobs}] " if procs else "")
         out = (lambda line: None) if args.quiet else (lambda line: print(prefix + mask_url(line), flush=True))
         options = dict(storage=args.storage, accelerator=args.accelerator, out=out,
@@ -137,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots)
         rows = store.read(root)
         if rows.height:  # the leaderboard's tables and plots as a W&B run
-            tracker.log_leaderboard(store.read_meta(root), leaderboard.tables(rows), args.output / study.name)
+            tracker.log_leaderboard(store.read_meta(root), leaderboard.tables(rows), args.output / folder)
         finished = True
     finally:
         tracker.close(timeout=120 if finished else 15)  # pending W&B runs are written before exiting

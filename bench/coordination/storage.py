@@ -68,7 +68,9 @@ def repair_journal(path: Path, out: Callable[[str], None] = print) -> None:
       append would otherwise be glued onto it, after which every read fails.
     - A line holding such a partial write followed by a complete one (what that append produced) keeps the
       complete entry, which is the one Optuna applied.
-    - Any other line that is not a JSON object cannot be repaired: refused, naming the line.
+    - Any other line that is not a JSON object cannot be repaired: refused, naming the line. That includes a line
+      cut short in the middle of the file with its newline kept (every line is parsed, not only its start): the
+      operations after it may depend on the one it lost.
 
     Held under the lock every append to the journal takes (``JournalLock``), so that a line another worker is
     writing is never taken for a torn one."""
@@ -79,8 +81,9 @@ def repair_journal(path: Path, out: Callable[[str], None] = print) -> None:
     try:
         raw = path.read_bytes()
         n = raw.count(b"\n")
-        if raw.endswith(b"\n") and raw.startswith(ENTRY) and raw.count(ENTRY) == raw.count(b"\n" + ENTRY) + 1 == n:
-            return  # every line starts an entry and none holds a second one: sound, no need to parse it all
+        if raw.endswith(b"\n") and raw.startswith(ENTRY) and raw.count(ENTRY) == raw.count(b"\n" + ENTRY) + 1 == n \
+                and _all_entries(raw):
+            return  # every line is one whole entry: sound
         lines = raw.split(b"\n")
         tail = lines.pop()  # b"" when the file ends with a newline
         fixed, notes = [], []
@@ -109,17 +112,27 @@ def repair_journal(path: Path, out: Callable[[str], None] = print) -> None:
         lock.release()
 
 
+def _all_entries(raw: bytes) -> bool:
+    """Whether every line of ``raw`` (lines that each start one entry) is a whole JSON object: a line cut short
+    in the middle of the file, its newline kept, starts like an entry but is not one."""
+    try:
+        return all(isinstance(json.loads(line), dict) for line in raw.split(b"\n")[:-1])
+    except ValueError:
+        return False
+
+
 def _journal_entry(line: bytes) -> bytes | None:
-    """``line`` when it is a JSON object; the complete entry at its end when it starts with a torn write; else
-    None."""
+    """``line`` when it is a JSON object; the complete entry at its end when it starts with a torn write (an entry
+    begins ``{"op_code":``, so an object nested in the torn part is never taken for one); else None."""
     start = 0
     while start >= 0:
         try:
-            if isinstance(json.loads(line[start:]), dict):
+            entry = json.loads(line[start:])
+            if isinstance(entry, dict) and (start == 0 or "op_code" in entry):
                 return line if start == 0 else line[start:]
         except ValueError:
             pass
-        start = line.find(b'{"', start + 1)
+        start = line.find(ENTRY, start + 1)
     return None
 
 

@@ -14,10 +14,11 @@ from typing import Any
 import polars as pl
 from tabulate import tabulate
 
+from bench.paths import component
 from bench.spec.metrics import DEAD_ROWS, UNUSED_WEIGHT
 
 from . import repeats, store
-from .markdown import DASH, escape, interval, number, options_text, pvalue, significance
+from .markdown import DASH, escape, html, image, interval, number, options_text, pvalue, significance
 from .plots import leaderboard_plots
 from .tables import (
     ALPHA,
@@ -87,6 +88,8 @@ def wall_time(rows: pl.DataFrame) -> float | None:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "unknown"
+    if seconds < 90:  # a short run in seconds, not rounded up to "1 min"
+        return f"{max(round(seconds), 1)} s"
     minutes = round(seconds / 60)
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
@@ -226,7 +229,7 @@ def overall_section(archs: pl.DataFrame, meta: dict[str, Any], labels: list[str]
         lines.append(f"- not ranked overall: {a} ({escape(reason)})")
     lines.append("")
     for caption, path in plots:
-        lines += [f"![{caption}]({path})", ""]
+        lines += [image(caption, path), ""]
     return lines
 
 
@@ -300,7 +303,7 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
     lines += gates_section(rows, label, d_archs["architecture"].to_list())
     lines += configurations(rows, label)
     for caption, path in plots.get(label, []):
-        lines.append(f"![{caption}]({path})")
+        lines.append(image(caption, path))
     if plots.get(label):
         lines.append("")
     return lines + repeats.section(rows, label, plots.get(f"repeats:{label}"))  # nothing without repeat runs
@@ -367,7 +370,7 @@ def scarcity_section(cells: pl.DataFrame, meta: dict[str, Any], plots: list[tupl
                                                              for f in fractions]],
                            tablefmt="github", disable_numparse=True), ""]
     for caption, path in plots:
-        lines += [f"![{caption}]({path})", ""]
+        lines += [image(caption, path), ""]
     return lines
 
 
@@ -426,7 +429,7 @@ def configurations(rows: pl.DataFrame, label: str) -> list[str]:
         config = json.loads(r["config"] or "{}")
         config.pop("seed", None)  # the final runs' own seeds
         unit = f"{r['architecture']}" + (f" [{r['target']}]" if r["architecture"] == BASELINE else "")
-        lines += [f"<details><summary>{escape(unit)}: trial {r['trial']}, validation objective (higher is better) "
+        lines += [f"<details><summary>{html(unit)}: trial {r['trial']}, validation objective (higher is better) "
                   f"{number(r['value'])}, config {r['config_hash']}</summary>", "",
                   escape(", ".join(f"{k}={v}" for k, v in sorted(config.items()))), "", "</details>"]
     return [*lines, ""] if lines else []
@@ -446,7 +449,7 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
         lines += dataset_section(rows, meta, label, archs, cells, plots)
     lines += scarcity_section(cells, meta, plots.get("scarcity", []))
     for caption, path in plots.get("", []):
-        lines += [f"![{caption}]({path})", ""]
+        lines += [image(caption, path), ""]
     lines += [
         f"Cells: test split, primary metric per task kind (binary: AUC, regression: MSE, multi-class: accuracy); "
         f"mean over the seeds whose score is finite [{CONFIDENCE:.0%} Student t interval] and their number n. "
@@ -485,11 +488,12 @@ def build(root: Path, out_dir: Path, *, with_plots: bool = True, command: str | 
         meta["command"] = command
         store.write_meta(root, meta)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (out_dir / meta["study"]).glob("*.png"):  # plots of an earlier build that may not be made again
+    name = component(meta["study"], "study name")  # study.json is data too: its name never leaves out_dir
+    for stale in (out_dir / name).glob("*.png"):  # plots of an earlier build that may not be made again
         stale.unlink()
-    links = leaderboard_plots(rows, meta, out_dir, meta["study"]) if with_plots and rows.height else {}
+    links = leaderboard_plots(rows, meta, out_dir, name) if with_plots and rows.height else {}
     text = render(rows, meta, links)
-    path = out_dir / f"{meta['study']}.md"
+    path = out_dir / f"{name}.md"
     path.write_text(text)
     return path, text
 

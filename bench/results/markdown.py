@@ -3,7 +3,9 @@ text from specs and data."""
 
 from __future__ import annotations
 
+import html as _html
 from typing import Any
+from urllib.parse import quote
 
 DASH = "—"
 
@@ -38,13 +40,36 @@ def significance(sig: str | None, p_holm: float | None) -> str:
     return "n.s." if sig == "n.s." else f"{'▲' if sig == '+' else '▼'} {pvalue(p_holm)}"
 
 
-_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]<>|"} | {"\n": " ", "\r": " "})
+# control characters (an ANSI escape sequence among them) shown as text, never sent raw to a page or a terminal
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(9), *range(11, 32), *range(127, 160)]} | {ord("\n"): " ", ord("\r"): " "}
+_MD_SPECIAL = str.maketrans(_CONTROL | {ord(c): "\\" + c for c in "\\`*[]<>|"})
+
+
+def visible(text: Any) -> str:
+    """Text from a spec or a dataset for a terminal line (a unit in a log line): control characters as ``\\xNN``,
+    line breaks as spaces."""
+    return str(text).translate(_CONTROL)
 
 
 def escape(text: Any) -> str:
     """Text from a spec or a dataset (description, options, task names) as inert markdown: no links, HTML,
-    emphasis or table cells can be injected."""
+    emphasis or table cells can be injected. For markdown contexts only (paragraphs, headings, table cells, list
+    items, image alt text); inside an HTML element of the page (``<summary>``) use ``html``: a markdown renderer
+    leaves an HTML block as it is, so backslashes would show and ``<`` would stay live there."""
     return str(text).translate(_MD_SPECIAL)
+
+
+def html(text: Any) -> str:
+    """Text from a spec or a dataset as inert text inside an HTML element of the page (``<details><summary>``):
+    entities for ``&``, ``<``, ``>`` and quotes, line breaks as spaces (a blank line would end the HTML block),
+    other control characters as ``\\xNN``."""
+    return visible(_html.escape(str(text), quote=True))
+
+
+def image(caption: Any, path: str) -> str:
+    """A markdown image: the caption as alt text (``escape``), the relative path percent-encoded as a URL (a
+    ``%`` of an encoded file name, a space or a parenthesis cannot end or change the link)."""
+    return f"![{escape(caption)}]({quote(str(path), safe='/+@=,')})"
 
 
 def options_text(options: dict[str, Any]) -> str:

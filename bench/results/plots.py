@@ -10,6 +10,7 @@ from typing import Any
 
 import polars as pl
 
+from bench.paths import component
 from bench.spec.metrics import HIGHER_IS_BETTER
 
 from .repeats import repeat_runs
@@ -34,6 +35,9 @@ def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    # names from specs and data (task names, labels) are text, never mathtext: "$x^$" in a task name would stop
+    # savefig with a ParseException, "$\\alpha$" would show a Greek letter
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt
@@ -79,20 +83,20 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
                               f"gain in test {metric} (positive: better)", fontsize=8)
             fig.suptitle(f"{label}: {title}, mean with 95% interval, points: seeds", fontsize=9)
             fig.tight_layout()
-            fname = f"{label}-{kind}.png"
+            fname = component(f"{label}-{kind}", "dataset label") + ".png"
             fig.savefig(plot_dir / fname, dpi=100, metadata=META_PNG)
             plt.close(fig)
             links.setdefault(label, []).append((f"{label}: {title} (95% intervals, seeds as points)",
                                                 f"{prefix}/{fname}"))
         if len(tasks) >= 2 and order:
-            fname = f"{label}-pareto.png"
+            fname = component(f"{label}-pareto", "dataset label") + ".png"
             _pareto_plot(plt, d, front.filter(pl.col("dataset") == label), seeds.filter(pl.col("dataset") == label),
                          order, label, plot_dir / fname)
             links.setdefault(label, []).append((f"{label}: per-task Pareto view (means with 95% intervals, seeds "
                                                 "faint, the front ringed)", f"{prefix}/{fname}"))
         d_util = util.filter(pl.col("dataset") == label)
         if d_util.height:
-            fname = f"{label}-gates.png"
+            fname = component(f"{label}-gates", "dataset label") + ".png"
             _gate_heatmap(plt, d_util, [a for a in order if a in d_util["architecture"].to_list()], label,
                           plot_dir / fname)
             links.setdefault(label, []).append((f"{label}: gate utilisation, task x expert per level (mean gate "
@@ -328,7 +332,7 @@ def repeat_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
             ax.set_title(f"{label}: {task}")
             ax.legend(fontsize=7)
         fig.tight_layout()
-        fname = f"{label}-repeats.png"
+        fname = component(f"{label}-repeats", "dataset label") + ".png"
         fig.savefig(Path(plot_dir) / fname, dpi=100, metadata=META_PNG)
         plt.close(fig)
         links[f"repeats:{label}"] = [(f"{label}: repeated runs, histogram of the test metric",

@@ -23,7 +23,7 @@ from tabulate import tabulate
 
 from bench.spec.metrics import HIGHER_IS_BETTER, PRIMARY
 
-from .markdown import escape
+from .markdown import escape, image
 
 TOLERANCE = 0.01  # "within 1% of the best"
 
@@ -83,7 +83,7 @@ def section(rows: pl.DataFrame, label: str, plots: list[tuple[str, str]] | None 
         for r in summary.iter_rows(named=True)
     ]
     lines = [
-        f"### {label}: repeated runs",
+        f"### {escape(label)}: repeated runs",
         "",
         f"Trainability (MMoE paper, figure 6): up to {n} independent runs (seeds {seeds.min()}–{seeds.max()}) of "
         f"each architecture's best configuration, test split evaluated once per run. Distribution of the test "
@@ -95,7 +95,7 @@ def section(rows: pl.DataFrame, label: str, plots: list[tuple[str, str]] | None 
         "",
     ]
     for caption, path in plots or []:
-        lines.append(f"![{caption}]({path})")
+        lines.append(image(caption, path))
     if plots:
         lines.append("")
     return lines

@@ -16,7 +16,10 @@ Layout of ``runs/<study>/``::
     results/repeat/<dataset>/<unit>/seed-<k>.parquet
                                       one repeated run (--repeats N, seeds 1001..1000+N; bench.results.repeats)
 
-``<unit>`` is the architecture's name, or ``single_task@<task>`` for the per-task single-task baselines.
+``<unit>`` is the architecture's name, or ``single_task@<task>`` for the per-task single-task baselines. A name
+becomes a path component through ``bench.paths.component`` only (task names come from the user's data): a ``/``,
+a backslash, a glob or control character as ``%XX``, a leading ``.`` as ``%2E``; a name without them is its own path.
+Every file is read with globbing off, so a ``[`` in a name is never a pattern.
 The final and repeated runs' rows live here only, never in Optuna's study attributes; with ``--storage URL``
 each run's file is also kept in the database (``bench.coordination.shared``) for the other machines' stores.
 Every file is written whole to a temporary name and renamed, so a crash never leaves a partial file, and
@@ -64,7 +67,7 @@ from typing import Any
 import polars as pl
 
 from bench.errors import UserError
-from bench.paths import aside
+from bench.paths import aside, component
 
 SCHEMA: dict[str, pl.DataType] = {
     "study": pl.String,
@@ -131,7 +134,7 @@ def write_atomic(df: pl.DataFrame, path: Path) -> None:
 def read_file(path: Path | io.BytesIO) -> pl.DataFrame | None:
     """One stored parquet file (or its bytes), or None when it cannot be read (truncated, damaged)."""
     try:
-        return pl.read_parquet(path)
+        return pl.read_parquet(path, glob=False)  # a name holding "[" or "**" is a file name, not a pattern
     except (OSError, pl.exceptions.PolarsError, ValueError):
         return None
 
@@ -157,21 +160,25 @@ def set_aside(path: Path) -> Path:
 
 
 def unit_name(arch: str, target: str) -> str:
-    return f"{arch}@{target}" if arch == "single_task" else arch
+    """The unit's path component: ``mmoe``, ``single_task@<task>`` (``bench.paths.component``: never a
+    separator, ``..`` or a glob character, whatever the task is called)."""
+    return component(f"{arch}@{target}" if arch == "single_task" else arch, "unit name")
 
 
 def search_path(root: Path, dataset: str, arch: str, target: str) -> Path:
-    return root / "results" / "search" / dataset / f"{unit_name(arch, target)}.parquet"
+    folder = Path(root) / "results" / "search" / component(dataset, "dataset label")
+    return folder / f"{unit_name(arch, target)}.parquet"
 
 
 def stage_path(root: Path, stage: str, dataset: str, arch: str, target: str, seed: int) -> Path:
     """``results/<stage>/<dataset>/<unit>/seed-<k>.parquet``: one file per (unit, seed) of a stage."""
-    return Path(root) / "results" / stage / dataset / unit_name(arch, target) / f"seed-{seed}.parquet"
+    return (Path(root) / "results" / component(stage, "stage") / component(dataset, "dataset label")
+            / unit_name(arch, target) / f"seed-{seed}.parquet")
 
 
 def model_path(root: Path, dataset: str, arch: str, target: str, seed: int) -> Path:
     """``models/<dataset>/<unit>/seed-<k>.ckpt``: a final run's saved model (``bench.training.models``)."""
-    return Path(root) / "models" / dataset / unit_name(arch, target) / f"seed-{seed}.ckpt"
+    return Path(root) / "models" / component(dataset, "dataset label") / unit_name(arch, target) / f"seed-{seed}.ckpt"
 
 
 def read(root: Path) -> pl.DataFrame:

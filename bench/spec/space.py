@@ -169,29 +169,56 @@ def check_param_values(where: str, param: Param, default: Any, key: str | None =
 
 
 def check_option_values(arch: str, space: dict[str, Param]) -> None:
-    """Every fixed value, choice and range bound of an architecture option must build that architecture together
-    with the space's other fixed options (the rest at their defaults), so that ``gate_top_k = -1``, a ``gate_top_k``
-    above a fixed ``n_experts``, ``dropout = 1.0`` or a model of more than a billion parameters is refused with the
-    spec, in one line, not at the first trial. The model is built on the meta device (no weights allocated,
-    ``architectures.check_options``). A value valid only for some draws of a searched option is left to the
-    trials."""
+    """The space as it can be sampled must build the architecture, so that ``gate_top_k = -1``, a ``gate_top_k``
+    above a fixed or searched ``n_experts``, ``dropout = 1.0`` or a model of more than a billion parameters is
+    refused with the spec, in one line, before anything is written, not at a trial. Every fixed value, choice and
+    range bound of an architecture option is built with the space's fixed options and with the other searched
+    options at their lowest, then at their highest values (``gate_top_k = 4`` with ``n_experts`` searched over
+    2..8 fails at ``n_experts = 2``; the largest model is the one of every highest value); options the space does
+    not set are at their defaults. The model is built on the meta device (no weights allocated,
+    ``architectures.check_options``)."""
     from bench import architectures
 
     defaults = architectures.options(arch)
     fixed = {k: coerce(k, p.value, defaults[k]) for k, p in space.items() if k in defaults and p.kind == "fixed"}
+    searched = {k: [coerce(k, v, defaults[k]) for v in (p.choices if p.kind == "categorical" else (p.low, p.high))]
+                for k, p in space.items() if k in defaults and p.kind != "fixed"}
 
-    def check(where: str, options: dict[str, Any]) -> None:
+    def extreme(values: list[Any], pick) -> Any:
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        return pick(numbers) if len(numbers) == len(values) else values[0]
+
+    corners = [("lowest", {k: extreme(v, min) for k, v in searched.items()}),
+               ("highest", {k: extreme(v, max) for k, v in searched.items()})]
+
+    def error(options: dict[str, Any]) -> str | None:
         try:
             architectures.check_options(arch, **options)
         except UserError:
             raise
         except (TypeError, ValueError) as err:
-            raise UserError(f"{where}: {err}") from None
+            return str(err)
+        return None
 
-    check(f"search.{arch}", fixed)  # the fixed options together (the message names the option at fault)
-    for key, param in space.items():
-        if key not in defaults or param.kind == "fixed":
-            continue
-        values = param.choices if param.kind == "categorical" else (param.low, param.high)
-        for value in values:
-            check(f"search.{arch}.{key} = {value!r}", {**fixed, key: coerce(key, value, defaults[key])})
+    why = error(fixed)
+    if why:  # the fixed options together (the message names the option at fault)
+        raise UserError(f"search.{arch}: {why}")
+    for key, values in searched.items():
+        for value in dict.fromkeys(values):
+            for side, corner in corners:
+                others = {k: v for k, v in corner.items() if k != key}
+                why = error({**fixed, **others, key: value})
+                if not why:
+                    continue
+                # a value that fails by itself (the fixed options, the rest at their defaults) is named alone
+                for k, v in [(key, value), *others.items()]:
+                    alone = error({**fixed, k: v})
+                    if alone:
+                        raise UserError(f"search.{arch}.{k} = {v!r}: {alone}")
+                # else the one other searched option it fails with, when there is one: the message names only that
+                culprit = next((k for k in others if error({**fixed, k: others[k], key: value})), None)
+                named = {culprit: others[culprit]} if culprit else others
+                why = error({**fixed, **named, key: value}) or why  # the error of the options named
+                with_ = "" if not named else " with " + ", ".join(f"{k} = {v!r}" for k, v in named.items()) + (
+                    f" (its {side} searched value)" if len(named) == 1 else f" (their {side} searched values)")
+                raise UserError(f"search.{arch}.{key} = {value!r}{with_}: {why}")

@@ -228,7 +228,9 @@ def available_studies() -> list[str]:
 def find_study(name_or_path: str) -> Path:
     """A study name found in ``studies/`` or a path to a ``.toml`` file."""
     path = Path(name_or_path)
-    if name_or_path.endswith(".toml") or path.parent != Path("."):
+    if name_or_path.endswith(".toml") or path.parent != Path(".") or "/" in name_or_path:
+        if path.is_dir():
+            _directory(name_or_path)
         if not path.is_file():
             raise UserError(f"study file {name_or_path!r} does not exist")
         return path
@@ -236,7 +238,16 @@ def find_study(name_or_path: str) -> Path:
         candidate = d / f"{name_or_path}.toml"
         if candidate.is_file():
             return candidate
+    if path.is_dir():
+        _directory(name_or_path)
     raise UnknownChoice("study", name_or_path, available_studies())
+
+
+def _directory(name: str) -> None:
+    """``--study`` names a directory (``runs/<study>/``, ``studies/``): say so, not "does not exist"."""
+    specs = sorted(p.name for p in Path(name).glob("*.toml"))
+    hint = f" holding {', '.join(specs[:5])}{', ...' if len(specs) > 5 else ''}" if specs else ""
+    raise UserError(f"study {name!r} is a directory{hint}, not a study spec: give a .toml file or a study name")
 
 
 def load_study(name_or_path: str) -> Study:

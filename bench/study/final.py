@@ -170,8 +170,12 @@ def runs_done(ctx: RunContext, unit: Unit) -> str:
     """Count the final runs and repeats stored study-wide into the study's progress; its counts as text."""
     if ctx.progress is None:
         return ""
-    done = sum(1 for stage in ("final", "repeat") for _ in (ctx.root / "results" / stage).glob("*/*/seed-*.parquet"))
-    return ctx.progress.final(done, str(unit))
+    return ctx.progress.final(stored_runs(ctx.root), str(unit))
+
+
+def stored_runs(root: Path) -> int:
+    """The final runs and repeats stored study-wide."""
+    return sum(1 for stage in ("final", "repeat") for _ in (Path(root) / "results" / stage).glob("*/*/seed-*.parquet"))
 
 
 def save_model(ctx: RunContext, unit: Unit, data, config: dict[str, Any], seed: int, record: dict[str, Any],

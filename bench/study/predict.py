@@ -9,11 +9,13 @@ plays no part in the choice).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 
 from bench.errors import UnknownChoice, UserError
+from bench.paths import name_of
 
 
 def model_files(root: Path, dataset: str, arch: str, seed: int | None) -> list[Path]:
@@ -25,32 +27,38 @@ def model_files(root: Path, dataset: str, arch: str, seed: int | None) -> list[P
     if not base.is_dir():
         raise UserError(f"{root} has no saved models (runs/<study>/models/): run the study first, without "
                         "--keep-models none")
-    datasets = sorted(p.name for p in base.iterdir() if p.is_dir())
+    # folders are named by bench.paths.component: compared and shown as the names they encode
+    datasets = {name_of(p.name): p for p in base.iterdir() if p.is_dir()}
     if dataset not in datasets:
         raise UnknownChoice("dataset of the study's saved models", dataset, datasets)
-    units = sorted(p for p in (base / dataset).iterdir() if p.is_dir() and any(p.glob("seed-*.ckpt")))
-    archs = sorted({p.name.split("@")[0] for p in units})
+    units = sorted(p for p in datasets[dataset].iterdir() if p.is_dir() and any(p.glob("seed-*.ckpt")))
+    archs = sorted({name_of(p.name).split("@")[0] for p in units})
     if arch not in archs:
         raise UnknownChoice(f"architecture of the saved models of {dataset}", arch, archs)
     files = []
-    for unit in (u for u in units if u.name.split("@")[0] == arch):
+    for unit in (u for u in units if name_of(u.name).split("@")[0] == arch):
         saved = sorted(unit.glob("seed-*.ckpt"), key=lambda f: int(f.stem.split("-")[1]))
         if seed is None:  # the best validation objective
             files.append(models.best_seed(saved))
             continue
         chosen = unit / f"seed-{seed}.ckpt"
         if not chosen.is_file():
-            raise UnknownChoice(f"seed of {dataset} {unit.name}", str(seed),
+            raise UnknownChoice(f"seed of {dataset} {name_of(unit.name)}", str(seed),
                                 [f.stem.split("-")[1] for f in saved])
         files.append(chosen)
     return files
 
 
 def predict_file(root: Path, dataset: str, arch: str, input_path: Path, output_path: Path,
-                 seed: int | None = None) -> pl.DataFrame:
+                 seed: int | None = None, note: Callable[[str], None] | None = None) -> pl.DataFrame:
     """Write the predictions of (dataset, arch) for the rows of ``input_path`` to ``output_path`` (CSV or
     Parquet, by its suffix): one column per task, the positive class's probability for a binary task, one
-    column per class (``<task>:<k>``) for a multi-class task, the value for a regression task. Returns them."""
+    column per class (``<task>:<k>``) for a multi-class task, the value for a regression task. Returns them.
+
+    Inputs follow the training rules (``bench.datasets.table.NUMERIC_RULE``: text or ±inf in a numeric column is
+    a one-line error). A prediction that is still not finite (inputs far outside the training data overflow the
+    model) is never written as NaN: its cell is left empty (null) and ``note`` gets one line saying how many
+    rows, why, and the first of them."""
     from bench.datasets.table import encode_file
     from bench.training import models
 
@@ -71,6 +79,14 @@ def predict_file(root: Path, dataset: str, arch: str, input_path: Path, output_p
             else:
                 columns[task] = pl.Series(task, values.numpy())
     frame = pl.DataFrame(list(columns.values()))
+    finite = frame.select(pl.all_horizontal(pl.all().is_finite())).to_series()
+    if not finite.all():
+        first = finite.not_().arg_true()[0] + 1
+        frame = frame.with_columns(pl.when(pl.col(c).is_finite()).then(pl.col(c)) for c in frame.columns)
+        if note is not None:
+            note(f"{finite.not_().sum():,} of {frame.height:,} rows could not be predicted (the model's output is "
+                 f"not finite: their inputs lie far outside the training data; the first is data row {first} of "
+                 f"{input_path}): their cells are left empty")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = output_path.with_name(f".{output_path.name}.tmp")
     if output_path.suffix.lower() == ".csv":

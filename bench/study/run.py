@@ -20,13 +20,14 @@ from bench.coordination.coordinator import Coordinator
 from bench.coordination.signals import StopFlag
 from bench.coordination.storage import DEFAULT_HEARTBEAT, open_storage, repair_journal
 from bench.errors import UserError
+from bench.paths import component
 from bench.results import store
 from bench.spec.hooks import Hooks
 from bench.spec.study import Study
 
-from .final import final_unit, keep_best_models
+from .final import final_unit, keep_best_models, stored_runs
 from .progress import Progress
-from .search import mean_trial_seconds, open_unit_study, search_rows, search_unit
+from .search import mean_trial_seconds, open_unit_study, progress_state, search_rows, search_unit
 from .units import RunContext, Unit, load_data, units
 
 
@@ -57,7 +58,7 @@ def run_study(
 
     quiet_lightning()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    root = Path(runs_dir) / study.name
+    root = Path(runs_dir) / component(study.name, "study name")
     hw = hardware(accelerator)  # stored with every row; checks BENCH_GEMM before anything is written
     data = load_data(study)  # every check passes before anything is written
     all_units = units(study, data)
@@ -139,6 +140,9 @@ def train_units(ctx: RunContext, all_units: list[Unit], storage) -> list[str]:
     opts = ctx.opts
     for unit in all_units:
         opts[unit] = open_unit_study(ctx.study, unit, storage, ctx.data[unit.dataset])
+    if ctx.progress is not None:  # what earlier runs did counts as done from the first line on (a resumed run)
+        ctx.progress.done_trials = sum(progress_state(o)[0] for o in opts.values())
+        ctx.progress.done_runs = stored_runs(ctx.root)
     for i, unit in enumerate(all_units, 1):
         search_unit(ctx, unit, opts[unit], position=f"{i}/{len(all_units)}", wait=False)
     # 2. per unit: wait until no trial runs anywhere (retrying what others left), store its search rows, then

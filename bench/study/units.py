@@ -16,6 +16,9 @@ from bench.coordination.coordinator import Coordinator
 from bench.coordination.signals import StopFlag
 from bench.coordination.trials import grid_sampler
 from bench.errors import UserError
+from bench.paths import component
+from bench.results import store
+from bench.results.markdown import visible
 from bench.spec.hooks import Hooks
 from bench.spec.space import ENCODER_SPACE, Param, with_encoder_space
 from bench.spec.study import Study, grid_size, optuna_class, unit_label
@@ -44,8 +47,8 @@ class Unit:
         its one task only (``unit_data``)."""
         return "mean" if self.arch == "single_task" else self.target
 
-    def __str__(self) -> str:
-        return f"{self.dataset} | {self.label}" + (f"[{self.target}]" if self.arch == "single_task" else "")
+    def __str__(self) -> str:  # log lines: a task name's control characters (ANSI escapes) shown, not sent raw
+        return f"{self.dataset} | {self.label}" + (f"[{visible(self.target)}]" if self.arch == "single_task" else "")
 
 
 def load_data(study: Study) -> dict[str, Any]:
@@ -89,6 +92,10 @@ def units(study: Study, data: dict[str, Any]) -> list[Unit]:
                 out += [Unit(spec.label, arch, t) for t in data[spec.label].task_names]
             else:
                 out += [Unit(spec.label, arch, study.objective_for(spec.label), w) for w in study.weightings_of(arch)]
+    for unit in out:  # the names its paths are made of (bench.paths.component): one that cannot be, refused now
+        store.unit_name(unit.label, unit.target if unit.arch != "single_task" else
+                        component(unit.target, f"task name of dataset {unit.dataset}"))
+        component(unit.dataset, "dataset label")
     if study.sampler["kind"] == "grid":
         for unit in out:
             space = unit_space(study, unit, data)

@@ -13,6 +13,8 @@ the encoding of a data set with many categorical levels adds their names.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -31,15 +33,29 @@ def save_model(path: Path, arch: str, tasks: list[Task], d_in: int, config: dict
                state: dict[str, torch.Tensor], meta: dict[str, Any], fields: list[int] | tuple[int, ...] = ()) -> int:
     """Write ``state`` (the model's ``state_dict``, with its feature encoder when the data has embedded
     ``fields``) as a model file at ``path`` (atomically: a reader never sees half a file); ``meta`` goes into the
-    ``bench`` entry (it must hold the ``encoding``). Returns the file's size in bytes."""
+    ``bench`` entry (it must hold the ``encoding``). Returns the file's size in bytes. A full disk (or any other
+    error of the file system) is an ``OSError`` naming ``path``, with no temporary file left behind: the
+    checkpoint is serialised in memory, then written with plain file writes (``torch.save`` to a file reports a
+    full disk as a ``RuntimeError`` of its own)."""
     system = make_system(arch, tasks, d_in, config, fields=fields)
     system.model.load_state_dict(state)  # same keys and shapes as the trained model, or this raises
     ckpt = {"state_dict": system.state_dict(), "hyper_parameters": dict(system.hparams),
             "bench": {"format": FORMAT, **meta}}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return path.stat().st_size
 
 

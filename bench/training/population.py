@@ -5,10 +5,12 @@ decay, optimiser (adam / adamw), patience, max_epochs, objective and static loss
 weighting method (``bench.weighting``), which is one module of S members: each member's state (learned weights,
 trained by ``StackedAdam`` with the model's; loss histories; random streams) in its own row. Each member keeps its
 own data order, optimiser state, early stopping, best epoch, metrics and history, and is numerically the model
-``bench.training.fit.fit(arch, data, config_s)`` would train alone (up to float rounding). Each member's dropout
-masks come from a generator seeded with its own seed, drawn as ``fit`` draws them after seeding torch with that
-seed: a member's result never depends on which members share its population, and on a CPU it is ``fit``'s with
-dropout too (on a GPU ``fit``'s fused dropout kernel draws other masks of the same distribution). Used for the
+``bench.training.fit.fit(arch, data, config_s)`` would train alone (up to float rounding). Every random draw of a
+member's forward pass (its dropout masks, the noise of noisy top-k gates: ``layers.GateNoise``) comes from a
+generator seeded with its own seed, drawn in the order ``fit`` draws them after seeding torch with that seed: a
+member's result never depends on which members share its population, and on a CPU it is ``fit``'s with dropout
+and gate noise too (on a GPU ``fit``'s fused kernels draw other numbers of the same distribution). A forward pass
+that draws from torch's generator in any other way is refused (``_check_no_other_draws``). Used for the
 multi-seed final stage of studies and for repeated-run experiments:
 ``train_population(arch, data, seed_configs(config, range(8)))``.
 
@@ -34,6 +36,7 @@ metrics.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -44,7 +47,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from bench import architectures, weighting
-from bench.architectures.layers import FeatureEncoder
+from bench.architectures.layers import FeatureEncoder, GateNoise
 from bench.datasets import BatchLoader, MTLData, Split
 from bench.errors import UserError
 from bench.spec.config import TrainConfig, split_config
@@ -238,9 +241,10 @@ class _Member:
 
 
 class _MaskFeed:
-    """Where the dropout layers of a population's template find their masks: ``probe`` records the shapes of
-    one forward pass's dropout calls (in call order) without drawing anything; otherwise each call takes the
-    next of ``masks`` (inside ``vmap``: one member's mask)."""
+    """Where the random layers of a population's template (dropout, gate noise) find their draws: ``probe``
+    records the shapes of one forward pass's calls (in call order) without drawing anything; otherwise each call
+    takes the next of ``masks`` (inside ``vmap``: one member's draw). A call is ``(shape, stride, p)``: a dropout
+    mask of probability ``p``, or standard normal noise where ``p`` is None."""
 
     def __init__(self) -> None:
         self.probe: list[tuple[torch.Size, tuple[int, ...], float]] | None = None
@@ -264,8 +268,23 @@ class _FedDropout(torch.nn.Module):
         return x * self.feed.masks.pop(0)
 
 
+class _FedNoise(torch.nn.Module):
+    """``layers.GateNoise`` with its draws given (``_MaskFeed``): each member's gate noise from its own generator."""
+
+    def __init__(self, feed: _MaskFeed) -> None:
+        super().__init__()
+        self.feed = feed
+
+    def forward(self, like: torch.Tensor) -> torch.Tensor:
+        if self.feed.probe is not None:
+            self.feed.probe.append((like.shape, torch.empty_like(like).stride(), None))  # randn_like's layout
+            return torch.zeros_like(like)
+        return self.feed.masks.pop(0)
+
+
 def _feed_dropout(model: torch.nn.Module) -> _MaskFeed | None:
-    """Replace ``model``'s active ``nn.Dropout`` layers by ``_FedDropout`` sharing one feed (None: no dropout)."""
+    """Replace ``model``'s random layers, active ``nn.Dropout`` and ``GateNoise``, by ``_FedDropout`` and
+    ``_FedNoise`` sharing one feed (None: it has none)."""
     feed = _MaskFeed()
     found = False
     for parent in list(model.modules()):
@@ -273,24 +292,47 @@ def _feed_dropout(model: torch.nn.Module) -> _MaskFeed | None:
             if isinstance(child, torch.nn.Dropout) and child.p > 0:
                 setattr(parent, name, _FedDropout(child.p, feed))
                 found = True
+            elif isinstance(child, GateNoise):
+                setattr(parent, name, _FedNoise(feed))
+                found = True
     return feed if found else None
 
 
 def _draw_masks(
-    calls: list[tuple[torch.Size, tuple[int, ...], float]], generators: list[torch.Generator], device: torch.device
+    calls: list[tuple[torch.Size, tuple[int, ...], float | None]], generators: list[torch.Generator],
+    device: torch.device,
 ) -> list[torch.Tensor]:
-    """One ``(S, *shape)`` mask per dropout call, member s's row drawn from its own generator exactly as
-    ``torch.nn.functional.dropout`` draws from the global one (``bernoulli_(1 - p)`` into a tensor laid out as
-    its input, divided by ``1 - p``): on the CPU, member s's masks are those ``fit`` draws after seeding with
-    s's seed."""
+    """One ``(S, *shape)`` draw per call, member s's row drawn from its own generator exactly as ``fit`` draws
+    from the global one: a dropout mask as ``torch.nn.functional.dropout`` (``bernoulli_(1 - p)`` into a tensor
+    laid out as its input, divided by ``1 - p``), gate noise as ``torch.randn_like`` (``normal_`` into a tensor
+    laid out as the logits). Members draw in the order of the calls, as ``fit`` does: on the CPU, member s's
+    draws are those ``fit`` draws after seeding with s's seed."""
     masks = []
     for shape, stride, p in calls:
         n = math.prod(shape)
         mask = torch.empty_strided((len(generators), *shape), (n, *stride), device=device)  # row s: fit's layout
         for row, g in zip(mask, generators):
-            row.bernoulli_(1 - p, generator=g)
-        masks.append(mask.div_(1 - p))
+            if p is None:
+                row.normal_(generator=g)
+            else:
+                row.bernoulli_(1 - p, generator=g)
+        masks.append(mask if p is None else mask.div_(1 - p))
     return masks
+
+
+@contextlib.contextmanager
+def _check_no_other_draws(arch: str, device: torch.device):
+    """Around a training-mode forward pass of the template with its random layers fed: torch's generator must not
+    move, or some layer draws what the population would take from one shared stream (a member's result would then
+    depend on its neighbours). Only dropout and ``layers.GateNoise`` can be fed."""
+    def states() -> list[torch.Tensor]:
+        return [torch.get_rng_state(), *([torch.cuda.get_rng_state(device)] if device.type == "cuda" else [])]
+
+    before = states()
+    yield
+    if not all(torch.equal(a, b) for a, b in zip(before, states())):
+        raise RuntimeError(f"{arch} draws random numbers in its forward pass outside dropout and layers.GateNoise: a "
+                           "population cannot give each member its own draws; train it with --no-population")
 
 
 def _check_configs(arch: str, configs: list[dict[str, Any]]) -> list[TrainConfig]:
@@ -362,7 +404,7 @@ def train_population(
     lazy = next((name for name, p in template.named_parameters() if tables and p is tables[0]), None)
     offsets = encoder.offsets if encoder is not None else None
     n_rows = sum(fields)
-    feed = _feed_dropout(template)  # dropout masks from each member's own seed (as fit's), not a shared stream
+    feed = _feed_dropout(template)  # dropout masks and gate noise from each member's own seed (as fit's)
     tasks = systems[0].tasks
     # one loss-weighting module of S members (bench.weighting): each member's state (fixed or learned weights,
     # loss history, PCGrad's generator) in its row, seeded and initialised as its own fit's
@@ -468,17 +510,19 @@ def train_population(
         own_flat = [(g[rows] if g is not None else torch.zeros_like(q[rows])).reshape(len(losses), -1)
                     for g, q in zip(own, own_params)]
         return torch.cat([model, *own_flat], dim=1)
-    calls_of: dict[int, list[tuple[torch.Size, tuple[int, ...], float]]] = {}
+    calls_of: dict[int, list[tuple[torch.Size, tuple[int, ...], float | None]]] = {}
 
-    def dropout_calls(rows: int) -> list[tuple[torch.Size, tuple[int, ...], float]]:
-        """The (shape, stride, p) of every dropout call of one member's forward pass on ``rows`` rows."""
-        if feed is None:
-            return []
+    def dropout_calls(rows: int) -> list[tuple[torch.Size, tuple[int, ...], float | None]]:
+        """The (shape, stride, p) of every random draw (dropout, gate noise) of one member's forward pass on
+        ``rows`` rows; none may draw from torch's generator unfed (``_check_no_other_draws``)."""
         if rows not in calls_of:
-            feed.probe = []
-            with torch.no_grad():
+            if feed is not None:
+                feed.probe = []
+            with torch.no_grad(), _check_no_other_draws(arch, dev):
                 template(*((train.x[:rows], train.cat[:rows]) if fields else (train.x[:rows],)))
-            calls_of[rows], feed.probe = feed.probe, None
+            calls_of[rows] = feed.probe if feed is not None else []
+            if feed is not None:
+                feed.probe = None
         return calls_of[rows]
 
     forward_shared = vmap(run, in_dims=(0, None, None))
