@@ -65,7 +65,7 @@ def test_bad_accelerator_for_run_is_one_line_and_writes_nothing(tmp_path, monkey
     assert main(["run", "--study", "quickstart", "--accelerator", "tpu9"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "bench run: error: unknown accelerator 'tpu9'; valid choices: auto, cpu, cuda, gpu"
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "leaderboard").exists()
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
     import torch
 
     if not torch.cuda.is_available():  # a GPU asked for where there is none

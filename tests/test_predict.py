@@ -145,8 +145,8 @@ def test_model_file_is_a_checkpoint_and_damaged_files_are_one_line(tmp_path, mon
         assert message in capsys.readouterr().err
 
 
-def test_keep_models_best_and_none(tmp_path, monkeypatch):
-    _, root = run_study(tmp_path, monkeypatch, "best", True, "--keep-models", "best")
+def test_keep_models_best_and_none(tmp_path, monkeypatch, capsys):
+    frame, root = run_study(tmp_path, monkeypatch, "best", True, "--keep-models", "best")
     rows = store.read(root).filter((pl.col("stage") == "final") & (pl.col("architecture") == "mmoe"))
     kept = sorted((root / "models" / "shop" / "mmoe").glob("*.ckpt"))
     assert len(kept) == 1
@@ -156,5 +156,15 @@ def test_keep_models_best_and_none(tmp_path, monkeypatch):
              - val.filter((pl.col("seed") == s) & (pl.col("metric") == "mse"))["value"].item() for s in (1, 2)}
     assert kept[0].name == f"seed-{max(score, key=score.get)}.ckpt"
     assert len(list((root / "models" / "shop").glob("single_task@*/*.ckpt"))) == 2  # one per task
+    # bench predict says which seed of which unit predicted, and why that one
+    capsys.readouterr()
+    frame.write_csv(tmp_path / "rows.csv")
+    for arch in ("mmoe", "single_task"):
+        assert main(["predict", "--study", "best", "--dataset", "shop", "--arch", arch, "--input",
+                     str(tmp_path / "rows.csv"), "--output", str(tmp_path / "p.csv")]) == 0
+    err = capsys.readouterr().err
+    best = "the saved seed with the best validation objective"
+    assert f"mmoe: seed {max(score, key=score.get)} predicts ({best})" in err
+    assert "single_task[click]: seed " in err and "single_task[spend]: seed " in err
     _, root = run_study(tmp_path, monkeypatch, "none", True, "--keep-models", "none")
     assert not (root / "models").exists()

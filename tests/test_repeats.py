@@ -179,10 +179,10 @@ def test_cli_repeats_end_to_end(tmp_path, monkeypatch, capsys):
     files = sorted(p.name for p in (root / "results" / "repeat" / "syn" / "mmoe").iterdir())
     assert files == ["seed-1001.parquet", "seed-1002.parquet", "seed-1003.parquet"]
 
-    md_path = tmp_path / "leaderboard" / "rep.md"
+    md_path = tmp_path / "results" / "rep.md"
     markdown = md_path.read_text()
     assert "### syn: repeated runs" in markdown and "(rep/syn-repeats.png)" in markdown
-    assert (tmp_path / "leaderboard" / "rep" / "syn-repeats.png").stat().st_size > 0
+    assert (tmp_path / "results" / "rep" / "syn-repeats.png").stat().st_size > 0
     # the section's rows recomputed from the stored values with numpy
     section = markdown.split("### syn: repeated runs\n", 1)[1]
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in section.splitlines() if ln.startswith("| mmoe")]

@@ -96,12 +96,12 @@ def test_a_scarcity_study_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.toml").write_text(BASE)
     assert main(["run", "--study", "s.toml", "--accelerator", "cpu", "--wandb", "disabled", "--quiet"]) == 0
-    page = (tmp_path / "leaderboard" / "s.md").read_text()
+    page = (tmp_path / "results" / "s.md").read_text()
     assert "y1: 32 of 320 training labels kept (10%), the rest masked" in page
     assert "## Label scarcity: MTL gain of the scarce task against its fraction of training labels" in page
     assert "### synthetic, d=6, n_samples=400, p=0.9: y1 (mse gain)" in page
     assert "| architecture   | 10%" in page and "![MTL gain of the scarce task" in page
-    assert (tmp_path / "leaderboard" / "s" / "scarcity.png").is_file()
+    assert (tmp_path / "results" / "s" / "scarcity.png").is_file()
     rows = store.read(tmp_path / "runs" / "s")
     # the baseline of y1 trained on the scarce labels: its final scores differ between the two entries
     base = rows.filter((pl.col("stage") == "final") & (pl.col("architecture") == "single_task")

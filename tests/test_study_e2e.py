@@ -57,7 +57,7 @@ def test_cli_study_end_to_end(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "[syn | mmoe] trial 2/2" in out and "final seed 2 (2/2)" in out and "# Leaderboard: e2e" in out
 
-    md_path = tmp_path / "leaderboard" / "e2e.md"
+    md_path = tmp_path / "results" / "e2e.md"
     markdown = md_path.read_text()
     root = tmp_path / "runs" / "e2e"
     rows = store.read(root)
@@ -102,7 +102,7 @@ def test_cli_study_end_to_end(tmp_path, monkeypatch, capsys):
     counts = {a: sum(int(x) for x in by_arch[a]["trials c/p/f"].split("/")) for a in by_arch}
     assert counts == {"single_task": 4, "shared_bottom": 2, "mmoe": 2}
     assert re.search(r"!\[syn: test metric .*\]\(e2e/syn-metrics\.png\)", markdown)
-    assert (tmp_path / "leaderboard" / "e2e" / "syn-gain.png").stat().st_size > 0
+    assert (tmp_path / "results" / "e2e" / "syn-gain.png").stat().st_size > 0
 
     # the Pareto front of the mean test MSEs (lower is better on both tasks), recomputed
     means = {a: [statistics.mean(values(a, t)) for t in ("y1", "y2")] for a in by_arch}
@@ -118,7 +118,7 @@ def test_cli_study_end_to_end(tmp_path, monkeypatch, capsys):
     per_seed = [statistics.mean(diag.filter(pl.col("seed") == s)["value"].to_list()) for s in (1, 2)]
     assert gate_rows[0][2].startswith(f"{statistics.mean(per_seed):.3f} [")
     for name in ("syn-pareto.png", "syn-gates.png"):
-        assert (tmp_path / "leaderboard" / "e2e" / name).stat().st_size > 0
+        assert (tmp_path / "results" / "e2e" / name).stat().st_size > 0
         assert f"(e2e/{name})" in markdown
 
     # a rerun adds no trial and no final run, and rebuilds byte-identical markdown
@@ -127,8 +127,11 @@ def test_cli_study_end_to_end(tmp_path, monkeypatch, capsys):
     finals = {p: p.stat().st_mtime_ns for p in (root / "results" / "final").glob("**/*.parquet")}
     assert sum(n_trials.values()) == 8 and len(finals) == 4 * 2
     assert main(["run", "--study", "e2e", "--accelerator", "cpu"]) == 0
-    out = capsys.readouterr().out
-    assert "trial" not in out.split("# Leaderboard")[0] and "] final seed " not in out
+    out, err = capsys.readouterr()
+    # nothing missing: one line says so, and neither progress nor the whole page is printed
+    assert out == "" and err.strip().splitlines() == [
+        "bench run: nothing is missing of study e2e: every search trial and final run is stored; its page is "
+        f"{md_path.relative_to(tmp_path)} (publish it with `bench publish --study e2e`)"]
     journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(root / "optuna.journal")))
     assert {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(journal)} == n_trials
     assert {p: p.stat().st_mtime_ns for p in (root / "results" / "final").glob("**/*.parquet")} == finals

@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
                        description="List the registered architectures and loss weightings with their options and "
                        "defaults, the registered datasets with their options, and the shipped studies with their "
                        "budget.")
-    p.add_argument("what", nargs="?", choices=WHAT, help="only this part (default: all three)")
+    p.add_argument("what", nargs="?", choices=WHAT, help="only this part (default: every part, in this order)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from .leaderboard import stored_root
 
     root = stored_root(args.study, args.runs_dir)
-    frame = predict_file(root, args.dataset, args.arch, args.input, args.output, seed=args.seed)
+    frame = predict_file(root, args.dataset, args.arch, args.input, args.output, seed=args.seed,
+                         out=lambda line: print(line, file=sys.stderr))
     print(f"{frame.height} rows, {frame.width} prediction columns written to {args.output}", file=sys.stderr)
     return 0

@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
         "run",
         help="run or resume a study (search, final seeds) and write its leaderboard",
         description="Run what is missing of a study: Optuna search per dataset and architecture, then the best "
-        "configuration retrained with the final seeds; finally write leaderboard/<study>.md.",
+        "configuration retrained with the final seeds; finally write its page, results/<study>.md (publishing "
+        "it into leaderboard/ is `bench publish`).",
     )
     p.add_argument("--study", required=True, help="a name in studies/ (current directory, then the installed repo) "
                    "or a path to a .toml file")
@@ -39,7 +40,8 @@ def add_parser(sub) -> None:
                    help="with --storage: seconds between a running trial's heartbeats; a trial silent for 3x this "
                    "is failed and retried (default 20)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "i/N": one of --jobs N's processes
-    p.add_argument("--output", default="leaderboard", type=Path, help="leaderboard directory (default: leaderboard)")
+    p.add_argument("--output", default="results", type=Path,
+                   help="where the page and its plots go (default: results; not tracked by git)")
     p.add_argument("--accelerator", default="auto", help="auto (default: a CUDA GPU when there is one), cpu or gpu")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: these small models gain little from more, and parallel "
@@ -116,9 +118,10 @@ def run(args: argparse.Namespace) -> int:
     from bench.results import leaderboard, store
 
     finished = False
+    hooks, worked = _counting(tracker.hooks())
     try:
         try:
-            root = run_study(study, args.runs_dir, hooks=tracker.hooks(), fresh=args.fresh and not procs,
+            root = run_study(study, args.runs_dir, hooks=hooks, fresh=args.fresh and not procs,
                              keep_models=args.keep_models, progress_bar=bar, **options)
         except Terminated as stop:
             print(f"bench run: {prefix}terminated by {signal.Signals(stop.signum).name}; an interrupted trial is "
@@ -134,19 +137,44 @@ def run(args: argparse.Namespace) -> int:
         if args.worker:
             finished = True
             return 0  # the process that started the workers writes the leaderboard
-        path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots)
+        idle = not procs and not worked  # nothing was missing: no new W&B run, the stored command kept
+        path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots,
+                                       command=None if idle else stated_command(args))
         rows = store.read(root)
-        if rows.height:  # the leaderboard's tables and plots as a W&B run
+        if rows.height and not idle:  # the leaderboard's tables and plots as a W&B run
             tracker.log_leaderboard(store.read_meta(root), leaderboard.tables(rows), args.output / study.name)
         finished = True
     finally:
         tracker.close(timeout=120 if finished else 15)  # pending W&B runs are written before exiting
+    if idle:
+        print(f"bench run: nothing is missing of study {study.name}: every search trial and final run is stored; "
+              f"its page is {path} (publish it with `bench publish --study {study.name}`)", file=sys.stderr)
+        return 0
     if not args.quiet:
         print()
         print(text)
     print(f"leaderboard written to {path} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
     print(tracker.describe(), file=sys.stderr)
     return 0
+
+
+def _counting(hooks):
+    """``hooks`` plus a count of the trials and final runs this process ran (a list, filled as they end): empty
+    when nothing of the study was missing."""
+    from dataclasses import replace
+
+    worked: list[str] = []
+    return replace(hooks, trial_end=[*hooks.trial_end, lambda *a: worked.append("trial")],
+                   final_end=[*hooks.final_end, lambda *a: worked.append("final")]), worked
+
+
+def stated_command(args: argparse.Namespace) -> str:
+    """The command line that ran, as the page's header states it (a storage URL's password masked)."""
+    import shlex
+
+    from bench.coordination.urls import mask_url
+
+    return mask_url("bench " + shlex.join(getattr(args, "argv", None) or ["run", "--study", str(args.study)]))
 
 
 def _check_jobs(args: argparse.Namespace) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 from tabulate import tabulate
 
-from bench.spec.metrics import DEAD_ROWS, UNUSED_WEIGHT
+from bench.spec.metrics import DEAD_ROWS, DIAGNOSTIC, UNUSED_WEIGHT, objective_label
 
 from . import repeats, store
 from .markdown import DASH, escape, interval, number, options_text, pvalue, significance
@@ -91,6 +91,16 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
+# what the page is, in two sentences under its title
+EXPLAINED = [
+    "Which multi-task architecture should you use on each dataset below, and what does sharing buy over a tuned "
+    "single-task model per task? Every architecture was tuned with the same budget on the validation split, its best "
+    "configuration retrained with several seeds and scored once on the test split; each table gives the test metric "
+    "per task and the gain over single-task, defined in the legend under the protocol.",
+    "",
+]
+
+
 def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
     """The protocol the page states: provenance, budget (the baseline's too), objectives, data, seeds and the
     search space of every architecture."""
@@ -106,6 +116,7 @@ def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
         f"# Leaderboard: {name}",
         "",
         *([escape(meta["description"]), ""] if meta.get("description") else []),
+        *EXPLAINED,
         # inside a code span nothing is markup but a backquote
         f"- command: `{(meta.get('command') or f'bench run --study {name}').replace('`', chr(39))}`; wall time "
         f"{_duration(wall_time(rows))} (first run started to last "
@@ -183,10 +194,15 @@ def missing_final_runs(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
                 lost = sorted(seeds - have)
                 if not lost:
                     continue
-                unit = f"{label} | {arch}" + (f"[{target}]" if arch == BASELINE and target else "")
+                unit = f"{label} | {unit_text(arch, target)}"
                 out.append(f"{unit}: " + ("no final run" if not have else
                                           "seed" + ("s " if len(lost) > 1 else " ") + ", ".join(map(str, lost))))
     return out
+
+
+def unit_text(arch: str, target: str | None) -> str:
+    """A unit as every user-facing text spells it (logs, progress, pages): ``mmoe``, ``single_task[y1]``."""
+    return f"{arch}[{target}]" if arch == BASELINE and target else arch
 
 
 def _seed_range(seeds: list[int]) -> str:
@@ -420,34 +436,27 @@ def configurations(rows: pl.DataFrame, label: str) -> list[str]:
              .sort("architecture", "target"))
     objective = rows.filter((pl.col("stage") == "search") & (pl.col("dataset") == label)
                             & (pl.col("metric") == "objective")).select("architecture", "target", "trial", "value")
+    kinds = dict(rows.filter((pl.col("dataset") == label) & (pl.col("stage") == "final") & (pl.col("kind") != "")
+                             & (pl.col("kind") != DIAGNOSTIC)).select("task", "kind").unique().iter_rows())
     lines = []
     for r in final.join(objective, on=["architecture", "target", "trial"], how="left").sort(
             "architecture", "target").iter_rows(named=True):
         config = json.loads(r["config"] or "{}")
         config.pop("seed", None)  # the final runs' own seeds
-        unit = f"{r['architecture']}" + (f" [{r['target']}]" if r["architecture"] == BASELINE else "")
-        lines += [f"<details><summary>{escape(unit)}: trial {r['trial']}, validation objective (higher is better) "
-                  f"{number(r['value'])}, config {r['config_hash']}</summary>", "",
+        # the objective in its metrics' own orientation (an MSE as an MSE, not the -MSE that was maximised)
+        tasks = {t: k for t, k in kinds.items() if r["target"] in ("mean", t)} or kinds
+        shown, sign = objective_label(tasks) if tasks else ("validation objective (higher is better)", 1.0)
+        value = None if r["value"] is None else sign * r["value"]
+        # trials numbered from 1, as `bench run` logs them (the store's ``trial`` counts from 0)
+        lines += [f"<details><summary>{escape(unit_text(r['architecture'], r['target']))}: trial {r['trial'] + 1}, "
+                  f"{escape(shown)} {number(value)}, config {r['config_hash']}</summary>", "",
                   escape(", ".join(f"{k}={v}" for k, v in sorted(config.items()))), "", "</details>"]
     return [*lines, ""] if lines else []
 
 
-def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple[str, str]]] | None = None) -> str:
-    """The markdown leaderboard. ``plots`` maps a dataset label (or "" for study-wide plots, "overall" for the
-    critical-difference diagram, "repeats:<label>") to (caption, relative path) pairs to link."""
-    plots = plots or {}
-    archs = arch_summary(rows)
-    cells = with_gains(task_summary(rows))
-    labels = list(meta.get("datasets", {})) or sorted(archs["dataset"].unique().to_list())
-    lines = header(rows, meta)
-    if len(labels) > 1:
-        lines += overall_section(archs, meta, labels, plots.get("overall", []))
-    for label in labels:
-        lines += dataset_section(rows, meta, label, archs, cells, plots)
-    lines += scarcity_section(cells, meta, plots.get("scarcity", []))
-    for caption, path in plots.get("", []):
-        lines += [f"![{caption}]({path})", ""]
-    lines += [
+def legend() -> list[str]:
+    """What the tables' cells and columns mean (a paragraph under the protocol, before the tables)."""
+    return [
         f"Cells: test split, primary metric per task kind (binary: AUC, regression: MSE, multi-class: accuracy); "
         f"mean over the seeds whose score is finite [{CONFIDENCE:.0%} Student t interval] and their number n. "
         "gain: the PLE paper's MTL gain against the tuned single-task baseline, oriented so that positive is "
@@ -463,6 +472,23 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
         "complete/pruned/failed. s/trial: mean seconds per search trial.",
         "",
     ]
+
+
+def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple[str, str]]] | None = None) -> str:
+    """The markdown leaderboard. ``plots`` maps a dataset label (or "" for study-wide plots, "overall" for the
+    critical-difference diagram, "repeats:<label>") to (caption, relative path) pairs to link."""
+    plots = plots or {}
+    archs = arch_summary(rows)
+    cells = with_gains(task_summary(rows))
+    labels = list(meta.get("datasets", {})) or sorted(archs["dataset"].unique().to_list())
+    lines = header(rows, meta) + legend()  # the legend before the tables and plots it explains
+    if len(labels) > 1:
+        lines += overall_section(archs, meta, labels, plots.get("overall", []))
+    for label in labels:
+        lines += dataset_section(rows, meta, label, archs, cells, plots)
+    lines += scarcity_section(cells, meta, plots.get("scarcity", []))
+    for caption, path in plots.get("", []):
+        lines += [f"![{caption}]({path})", ""]
     return "\n".join(lines)
 
 
@@ -484,6 +510,12 @@ def build(root: Path, out_dir: Path, *, with_plots: bool = True, command: str | 
     if command:
         meta["command"] = command
         store.write_meta(root, meta)
+    return write_page(rows, meta, out_dir, with_plots=with_plots)
+
+
+def write_page(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, *, with_plots: bool = True) -> tuple[Path, str]:
+    """``out_dir/<study>.md`` and its plots in ``out_dir/<study>/`` from ``rows`` and ``meta`` alone (a store's, or
+    a published folder's raw rows: ``bench.results.publish``). Returns the page's path and text."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in (out_dir / meta["study"]).glob("*.png"):  # plots of an earlier build that may not be made again
         stale.unlink()
@@ -492,4 +524,3 @@ def build(root: Path, out_dir: Path, *, with_plots: bool = True, command: str | 
     path = out_dir / f"{meta['study']}.md"
     path.write_text(text)
     return path, text
-

@@ -23,6 +23,19 @@ def oriented(metric: str, value: float) -> float:
     return value if HIGHER_IS_BETTER[metric] else -value
 
 
+def objective_label(kinds: dict[str, str]) -> tuple[str, float]:
+    """(label, sign) to show a tuning objective over the tasks ``kinds`` ({task: kind}, the tasks it averages) in
+    its metrics' own orientation: the objective is maximised, so a lower-is-better metric is stored negated and
+    shown as ``sign * objective``: ``val mse (y1)`` with sign -1, ``val mean auc`` with +1; ``val objective
+    (higher is better)`` with +1 when the tasks' metrics differ."""
+    metrics = {PRIMARY[k] for k in kinds.values()}
+    sign = 1.0 if any(HIGHER_IS_BETTER[m] for m in metrics) else -1.0
+    if len(kinds) == 1:
+        (task, kind), = kinds.items()
+        return f"val {PRIMARY[kind]} ({task})", sign
+    return (f"val mean {metrics.pop()}" if len(metrics) == 1 else "val objective (higher is better)"), sign
+
+
 DIAGNOSTIC = "diagnostic"  # the store's ``kind`` of diagnostics rows: no task kind, so no task metric reads them
 UNUSED_WEIGHT = 0.01  # an expert whose mean gate weight is below this is counted unused by that gate
 DEAD_ROWS = 0.99  # a ReLU unit zero on at least this share of the rows is dead

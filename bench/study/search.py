@@ -23,7 +23,7 @@ from bench.errors import UserError, is_environment_error
 from bench.hashing import config_hash
 from bench.results import store
 from bench.spec.hooks import Hooks
-from bench.spec.metrics import HIGHER_IS_BETTER, PRIMARY
+from bench.spec.metrics import HIGHER_IS_BETTER, PRIMARY, objective_label
 from bench.spec.space import Param
 from bench.spec.study import Study, optuna_class
 
@@ -188,12 +188,8 @@ def objective_name(unit: Unit, data) -> str:
 def objective_display(unit: Unit, data) -> tuple[str, float]:
     """(label, sign) to print a unit's objective value in its metric's own orientation: ``val mse (y1)`` with
     sign -1 (the objective is -MSE), ``val mean auc`` with +1; ``val objective`` when the tasks' metrics differ."""
-    tasks, negated = _objective_parts(unit, data)
-    sign = -1.0 if negated else 1.0
-    if len(tasks) == 1:
-        return f"val {PRIMARY[tasks[0].kind]} ({tasks[0].name})", sign
-    metrics = {PRIMARY[t.kind] for t in tasks}
-    return (f"val mean {metrics.pop()}" if len(metrics) == 1 else "val objective (higher is better)"), sign
+    tasks, _ = _objective_parts(unit, data)
+    return objective_label({t.name: t.kind for t in tasks})
 
 
 def progress_state(optuna_study) -> tuple[int, float]:
@@ -241,7 +237,9 @@ def search_unit(ctx: RunContext, unit: Unit, opt, *, position: str, wait: bool) 
         shown = [None if v is None else sign * v for v in (value, best)]  # in the metric's own orientation
         done = sum(progress_state(o)[0] for o in ctx.opts.values())
         counts = ctx.progress.search(done, str(unit), label, shown[1])
-        ctx.out(f"[{unit}] trial {n}/{budget.trials} {trial_state(trial):<8} {label} {_fmt(shown[0])}  "
+        # numbered as the page and the store's rows number it (the configuration's ordinal), from 1
+        number = trials.ordinals(s.get_trials(deepcopy=False)).get(trial.number, n - 1) + 1
+        ctx.out(f"[{unit}] trial {number}/{budget.trials} {trial_state(trial):<8} {label} {_fmt(shown[0])}  "
                 f"best {_fmt(shown[1])}  {trial.user_attrs.get('seconds', 0.0):.1f} s  {counts}"
                 + (f"  ({err})" if err else ""))
 
