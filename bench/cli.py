@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line as typed, for a page's header
     try:
-        return handlers[args.command](args) or 0
+        code = handlers[args.command](args) or 0
+        sys.stdout.flush()  # a reader that left (a closed pipe) is found here, not in the interpreter's exit
+        return code
     except UserError as err:
         print(f"bench {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -46,6 +46,7 @@ def publish(root: Path, out_dir: Path, *, with_plots: bool = True) -> tuple[Path
     folder = Path(out_dir) / meta["study"]
     folder.mkdir(parents=True, exist_ok=True)
     store.write_atomic(rows, folder / ROWS)
+    (folder / ROWS).chmod(0o644)  # a published file, readable as the page beside it (the store's are private)
     (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     spec = Path(root) / SPEC
     if spec.is_file():
