@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import shutil
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -134,3 +135,13 @@ def test_rows_published_before_a_column_existed_read_as_nulls(published, tmp_pat
     rows.write_parquet(tmp_path / "old" / "rows.parquet")
     again, _ = read_published(tmp_path / "old")
     assert again.columns == list(store.SCHEMA) and again["replicate"].null_count() == again.height
+
+
+def test_the_published_quickstart_rebuilds_byte_identical_from_its_rows(tmp_path, monkeypatch):
+    """Issue 25: `bench leaderboard --from leaderboard/quickstart/` reproduces the shipped page, with no runs/."""
+    published = Path(__file__).resolve().parents[1] / "leaderboard"
+    monkeypatch.chdir(tmp_path)
+    assert main(["leaderboard", "--from", str(published / "quickstart"), "--quiet"]) == 0
+    assert (tmp_path / "results" / "quickstart.md").read_bytes() == (published / "quickstart.md").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "results" / "quickstart").iterdir()) == \
+        sorted(p.name for p in (published / "quickstart").glob("*.png"))
