@@ -174,3 +174,26 @@ def test_progress_lines_in_the_metric_orientation(tmp_path, monkeypatch, capsys)
     assert main(["run", "--study", "e2e.toml", "--accelerator", "cpu", "--wandb", "disabled", "--no-plots",
                  "--quiet", "--output", "lb2"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_stored_work_changes_only_with_new_trials_or_runs(tmp_path):
+    """A rerun is idle (one line, no W&B run) when the store's work is unchanged, whichever worker did any: the
+    search files' rows and the final and repeated runs' files."""
+    import os
+
+    from bench.commands.run import stored_work
+
+    root = tmp_path / "s"
+    search = store.search_path(root, "syn", "mmoe", "mean")
+    seed = store.stage_path(root, "final", "syn", "mmoe", "mean", 1)
+    trial = {"study": "s", "dataset": "syn", "architecture": "mmoe", "target": "mean", "stage": "search", "task": "*"}
+    store.write_atomic(store.frame([{**trial, "trial": 0}]), search)
+    store.write_atomic(store.frame([{**trial, "stage": "final", "seed": 1}]), seed)
+    before = stored_work(root)
+    store.write_atomic(store.frame([{**trial, "trial": 0}]), search)  # the search re-exported: the same rows
+    assert stored_work(root) == before
+    store.write_atomic(store.frame([{**trial, "trial": 0}, {**trial, "trial": 1}]), search)  # one more trial
+    assert stored_work(root) != before
+    before = stored_work(root)
+    os.utime(seed, ns=(0, 0))  # a final run retrained (its file rewritten)
+    assert stored_work(root) != before

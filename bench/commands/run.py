@@ -118,10 +118,10 @@ def run(args: argparse.Namespace) -> int:
     from bench.results import leaderboard, store
 
     finished = False
-    hooks, worked = _counting(tracker.hooks())
+    before = stored_work(Path(args.runs_dir) / study.name)  # every worker's work shows in the store
     try:
         try:
-            root = run_study(study, args.runs_dir, hooks=hooks, fresh=args.fresh and not procs,
+            root = run_study(study, args.runs_dir, hooks=tracker.hooks(), fresh=args.fresh and not procs,
                              keep_models=args.keep_models, progress_bar=bar, **options)
         except Terminated as stop:
             print(f"bench run: {prefix}terminated by {signal.Signals(stop.signum).name}; an interrupted trial is "
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         if args.worker:
             finished = True
             return 0  # the process that started the workers writes the leaderboard
-        idle = not procs and not worked  # nothing was missing: no new W&B run, the stored command kept
+        idle = stored_work(root) == before  # nothing was missing: no new W&B run, the stored command kept
         path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots,
                                        command=None if idle else stated_command(args))
         rows = store.read(root)
@@ -158,14 +158,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _counting(hooks):
-    """``hooks`` plus a count of the trials and final runs this process ran (a list, filled as they end): empty
-    when nothing of the study was missing."""
-    from dataclasses import replace
+def stored_work(root: Path) -> dict[str, int]:
+    """What a study's store holds of its work: the rows of each unit's search file (they grow with every counted
+    trial) and the modification time of each final and repeated run's file. The same before and after a run (of
+    any number of workers) that found nothing missing."""
+    from bench.results.store import read_file
 
-    worked: list[str] = []
-    return replace(hooks, trial_end=[*hooks.trial_end, lambda *a: worked.append("trial")],
-                   final_end=[*hooks.final_end, lambda *a: worked.append("final")]), worked
+    work = {}
+    for path in sorted(Path(root).glob("results/search/*/*.parquet")):
+        rows = read_file(path)
+        work[str(path)] = -1 if rows is None else rows.height
+    for path in sorted(Path(root).glob("results/*/*/*/seed-*.parquet")):
+        work[str(path)] = path.stat().st_mtime_ns
+    return work
 
 
 def stated_command(args: argparse.Namespace) -> str:

@@ -181,7 +181,8 @@ def search(
         with coordinator.lock(lock_name):
             for t, reason in coordinator.stale(opt):
                 retried = fail_and_retry(opt, t, reason)
-                out(f"[{unit}] trial {t.number} failed: {reason}; " + ("retrying it" if retried else "not retried"))
+                number = t.user_attrs.get("ordinal", t.number) + 1  # as the log lines and the page number it
+                out(f"[{unit}] trial {number} failed: {reason}; " + ("retrying it" if retried else "not retried"))
             all_trials = opt.get_trials(deepcopy=False)
             failure_check(unit, all_trials, max_failure_rate)
             done = [t for t in all_trials if counted(t)]
