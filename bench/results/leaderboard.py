@@ -1,7 +1,7 @@
-"""The leaderboard page: ``leaderboard/<study>.md`` rendered with tabulate from the tables of
-``bench.results.tables`` (definitions there) and ``bench.results.repeats``, with the plots of
-``bench.results.plots``. The same rows and metadata always give byte-identical markdown; a study without
-repeated runs renders without their section.
+"""The leaderboard page: ``results/<study>.md`` (``leaderboard/<study>.md`` once published:
+``bench.results.publish``) rendered with tabulate from the tables of ``bench.results.tables`` (definitions there)
+and ``bench.results.repeats``, with the plots of ``bench.results.plots``. The same rows and metadata always give
+byte-identical markdown; a study without repeated runs renders without their section.
 """
 
 from __future__ import annotations
