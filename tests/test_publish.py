@@ -115,6 +115,12 @@ def test_bad_published_folders_are_one_line(published, tmp_path, monkeypatch, ca
     assert main(["leaderboard", "--from", str(tmp_path / "evil")]) == 2
     assert "'../../escape' is not a valid study or dataset name" in capsys.readouterr().err
     assert not (tmp_path / "results").exists() or not list((tmp_path / "results").glob("*.md"))
+    (tmp_path / "evil" / "study.json").write_text(json.dumps(meta))  # the names of the rows are checked too
+    rows = pl.read_parquet(tmp_path / "evil" / "rows.parquet").with_columns(dataset=pl.lit("../up"))
+    rows.write_parquet(tmp_path / "evil" / "rows.parquet")
+    assert main(["leaderboard", "--from", str(tmp_path / "evil")]) == 2
+    assert "'../up' is not a valid study or dataset name" in capsys.readouterr().err
+    assert not (tmp_path / "up-metrics.png").exists()
     with pytest.raises(SystemExit) as exit_:  # one source only (argparse's own one-line error, status 2)
         main(["leaderboard", "--study", "pub", "--from", str(tmp_path / "evil")])
     assert exit_.value.code == 2

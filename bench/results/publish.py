@@ -75,10 +75,11 @@ def read_published(folder: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
         raise UserError(f"{folder / META} is not valid JSON ({err})") from None
     # the names become file names of the page and its plots: a downloaded folder is checked as a spec would be
     names = [meta.get("study"), *meta.get("datasets", {})] if isinstance(meta, dict) else [None]
+    names += rows["dataset"].unique().sort().to_list() if "dataset" in rows.columns else []
     bad = [n for n in names if not isinstance(n, str) or not LABEL_RE.match(n)]
     if bad:
-        raise UserError(f"{folder / META}: {bad[0]!r} is not a valid study or dataset name (letters, digits and "
-                        "_ . + - only)")
+        raise UserError(f"{folder}: {bad[0]!r} is not a valid study or dataset name (letters, digits and _ . + - "
+                        "only)")
     # rows published before a column existed get it as nulls; order kept as published (the store's)
     rows = rows.with_columns([pl.lit(None, dtype=t).alias(k) for k, t in store.SCHEMA.items() if k not in rows.columns])
     return rows.select([pl.col(k).cast(t) for k, t in store.SCHEMA.items()]), meta
