@@ -19,26 +19,11 @@ from bench.cli import main
 from bench.results import store
 from bench.results.publish import read_published
 
-SPEC = """
-name = "pub"
-architectures = ["single_task", "mmoe"]
-seeds = 2
-[budget]
-trials = 1
-max_epochs = 2
-patience = 1
-[pruner]
-kind = "none"
-[[datasets]]
-name = "synthetic"
-label = "syn"
-options = { n_samples = 300, d = 8 }
-[search.all]
-batch_size = [128]
-expert_units = [8]
-tower_units = [8]
-n_experts = 2
-"""
+# the single-task baseline (a unit per task) and MMoE, one trial each, two seeds: a page with gains, gates and plots
+SPEC = ('name = "pub"\narchitectures = ["single_task", "mmoe"]\nseeds = 2\n'
+        '[budget]\ntrials = 1\nmax_epochs = 2\npatience = 1\n[pruner]\nkind = "none"\n'
+        '[[datasets]]\nname = "synthetic"\nlabel = "syn"\noptions = { n_samples = 300, d = 8 }\n'
+        '[search.all]\nbatch_size = [128]\nexpert_units = [8]\ntower_units = [8]\nn_experts = 2\n')
 
 
 @pytest.fixture(scope="module")
