@@ -91,14 +91,17 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
-# what the page is, in two sentences under its title
-EXPLAINED = [
-    "Which multi-task architecture should you use on each dataset below, and what does sharing buy over a tuned "
-    "single-task model per task? Every architecture was tuned with the same budget on the validation split, its best "
-    "configuration retrained with several seeds and scored once on the test split; each table gives the test metric "
-    "per task and the gain over single-task, defined in the legend under the protocol.",
-    "",
-]
+def explained(rows: pl.DataFrame) -> list[str]:
+    """What the page is, in two sentences under its title (a study without the single-task baseline has no gain)."""
+    gains = BASELINE in rows["architecture"].to_list()
+    return [
+        "Which multi-task architecture should you use on each dataset below"
+        + (", and what does sharing buy over a tuned single-task model per task? " if gains else "? ")
+        + "Every architecture was tuned with the same budget on the validation split, its best configuration "
+        "retrained with several seeds and scored once on the test split; each table gives the test metric per task"
+        + (" and the gain over single-task" if gains else "") + ", defined in the legend under the protocol.",
+        "",
+    ]
 
 
 def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
@@ -116,7 +119,7 @@ def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
         f"# Leaderboard: {name}",
         "",
         *([escape(meta["description"]), ""] if meta.get("description") else []),
-        *EXPLAINED,
+        *explained(rows),
         # inside a code span nothing is markup but a backquote
         f"- command: `{(meta.get('command') or f'bench run --study {name}').replace('`', chr(39))}`; wall time "
         f"{_duration(wall_time(rows))} (first run started to last "
