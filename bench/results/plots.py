@@ -98,7 +98,7 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
             links.setdefault(label, []).append((f"{label}: gate utilisation, task x expert per level (mean gate "
                                                 "weight over seeds)", f"{prefix}/{fname}"))
     if len(cells["dataset"].unique()) > 1:
-        overall, tests = overall_ranking(archs, meta.get("architectures"))
+        overall, tests = overall_ranking(archs, meta.get("architectures"), meta)
         if overall.height >= 2 and tests["cd"] is not None:
             _cd_diagram(plt, overall, tests["cd"], plot_dir / "critical-difference.png")
             links["overall"] = [("critical-difference diagram: mean rank of Δm over datasets (Nemenyi)",
