@@ -135,7 +135,7 @@ def test_mtl_gain_sign_welch_interval_and_holm():
     assert by[("ple", "price")]["gain"] == pytest.approx(-(2.5 - 2.1))
     assert by[("single_task", "click")]["gain"] is None and by[("single_task", "click")]["decision"] is None
     # percentile bootstrap of the paired difference, inside [min, max] of the seed differences
-    for k, r in by.items():
+    for r in by.values():
         if r["gain"] is not None:
             assert r["gain_lo"] <= r["gain"] <= r["gain_hi"]
     # two seeds: no gain is decided against the baseline (better/worse by more than δ, or within ±δ)
@@ -263,11 +263,12 @@ def test_overall_friedman_and_critical_difference():
 def test_correlation_summary():
     c = tables.correlation_summary(hand_made_rows(), META)
     ple = c.filter((pl.col("architecture") == "ple") & (pl.col("p") == 0.5))
-    # per seed, mean over the tasks sharing a primary metric, then mean and t interval over seeds
+    # per seed, mean over the tasks sharing a primary metric, then mean and percentile bootstrap interval over
+    # seeds: with two seeds (0.78, 0.80) the bootstrap means are 0.78, 0.79 or 0.80, the interval [0.78, 0.80]
     assert ple.sort("metric")["metric"].to_list() == ["auc", "mse"]
     auc = ple.filter(pl.col("metric") == "auc").row(0, named=True)
     assert auc["mean"] == pytest.approx(0.79) and auc["n"] == 2
-    assert auc["hi"] - auc["mean"] == pytest.approx(T1 * math.sqrt(0.0002) / math.sqrt(2))
+    assert (auc["lo"], auc["hi"]) == pytest.approx((0.78, 0.80))
     assert sorted(c["p"].unique().to_list()) == [0.5, 0.9]
 
 

@@ -142,8 +142,8 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
         fig.tight_layout()
         fig.savefig(plot_dir / "scarcity.png", dpi=100, metadata=META_PNG)
         plt.close(fig)
-        links["scarcity"] = [("MTL gain of the scarce task against the fraction of its training labels (95% Welch "
-                              "intervals)", f"{prefix}/scarcity.png")]
+        links["scarcity"] = [("MTL gain of the scarce task against the fraction of its training labels (95% percentile "
+                              "bootstrap intervals)", f"{prefix}/scarcity.png")]
     links.update(repeat_plots(rows, plot_dir, prefix))  # histograms of repeated runs (key "repeats:<label>")
     return links
 

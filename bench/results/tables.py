@@ -48,7 +48,7 @@ import polars as pl
 from bench.spec.decision import DecisionSpec
 from bench.spec.metrics import DIAGNOSTIC, HIGHER_IS_BETTER, PRIMARY
 
-from . import comparisons, statistics
+from . import bootstrap, comparisons, statistics
 
 BASELINE = "single_task"
 # per-run diagnostics summarised on the leaderboard, in its column order: metric -> what the column says
@@ -267,8 +267,8 @@ def overall_ranking(archs: pl.DataFrame, expected: list[str] | None = None,
 
 def correlation_summary(rows: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFrame:
     """Performance against task correlation (MMoE paper, figure 4): for datasets with a correlation option
-    ``p``, the test primary metric averaged over tasks per seed, then its mean and 95% t interval over seeds
-    (final seeds and repeated runs together)."""
+    ``p``, the test primary metric averaged over tasks per run, then its mean and 95% percentile bootstrap interval
+    over the runs (final seeds of every replicate and repeated runs together)."""
     ps = {label: d["options"]["p"] for label, d in meta.get("datasets", {}).items()
           if "p" in d.get("options", {}) and not d.get("label_fraction")}  # scarcity studies: scarcity_summary
     schema = {"architecture": pl.String, "p": pl.Float64, "n": pl.Int64, "mean": pl.Float64, "lo": pl.Float64,
@@ -279,13 +279,20 @@ def correlation_summary(rows: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFram
         pl.concat([seed_scores(rows, "final"), seed_scores(rows, "repeat")])
         .filter(pl.col("dataset").is_in(list(ps)) & pl.col("value").is_finite())
         .with_columns(p=pl.col("dataset").replace_strict(ps, return_dtype=pl.Float64))
-        .group_by("architecture", "p", "seed", "metric")
-        .agg(pl.col("value").mean())  # mean over tasks, per seed
-        .group_by("architecture", "p", "metric")
+        .group_by("architecture", "p", "replicate", "seed", "metric")
+        .agg(pl.col("value").mean())  # mean over tasks, per run
+        .sort("architecture", "p", "metric", "replicate", "seed")  # a fixed order: the bootstrap indexes the runs
+        .group_by("architecture", "p", "metric", maintain_order=True)
         .agg(pl.col("value"))
         .sort("architecture", "p")
     )
-    return with_mean_ci(per_seed, "value").select(list(schema))
+    out = []
+    for r in per_seed.iter_rows(named=True):  # the runs' mean and its percentile bootstrap interval (in range)
+        runs = bootstrap.Runs(np.ones(len(r["value"]), dtype=np.int64), np.asarray(r["value"], dtype=np.float64))
+        lo, hi = bootstrap.percentile(bootstrap.mean_boot(runs, (r["architecture"], r["p"], r["metric"]))) \
+            if runs.n >= 2 else (None, None)
+        out.append({**r, "n": runs.n, "mean": float(runs.value.mean()), "lo": lo, "hi": hi})
+    return pl.DataFrame(out, schema={**per_seed.schema, **schema}).select(list(schema))
 
 
 def scarcity_summary(cells: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFrame:
@@ -345,13 +352,13 @@ def pareto_front(cells: pl.DataFrame) -> pl.DataFrame:
 
 
 def pareto_seeds(rows: pl.DataFrame) -> pl.DataFrame:
-    """The per-seed test primary metrics of the final runs side by side: one row per (dataset, architecture, seed),
-    one column per task (null where that seed has no finite score on it); for the Pareto plots."""
+    """The per-seed test primary metrics of the final runs side by side: one row per (dataset, architecture,
+    replicate, seed), one column per task (null where that run has no finite score on it); for the Pareto plots."""
     return (
         seed_scores(rows)
         .filter(pl.col("value").is_finite())
-        .pivot(on="task", index=["dataset", "architecture", "seed"], values="value", sort_columns=True)
-        .sort("dataset", "architecture", "seed")
+        .pivot(on="task", index=["dataset", "architecture", "replicate", "seed"], values="value", sort_columns=True)
+        .sort("dataset", "architecture", "replicate", "seed")
     )
 
 
