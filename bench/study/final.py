@@ -314,7 +314,9 @@ def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg:
     for hook in hooks.final_end:
         hook(unit, seed, cfg, rows, {"history": result.history, "best_epoch": result.best_epoch,
                                      "val_objective": result.val_objective, "state": result.state})
-    # then its primary test metric on each test-set resample (store column ``draw``; not for the hooks)
-    return rows + [{**base, "split": "test", "task": task, "kind": kinds[task], "metric": PRIMARY[kinds[task]],
-                    "value": value, "draw": b}
+    # then its primary test metric on each test-set resample (store column ``draw``): not given to the hooks, but
+    # with the run's W&B columns as a tracker set them on its rows
+    tracked = {k: rows[0][k] for k in ("wandb_run", "wandb_url") if rows and rows[0].get(k) is not None}
+    return rows + [{**base, **tracked, "split": "test", "task": task, "kind": kinds[task],
+                    "metric": PRIMARY[kinds[task]], "value": value, "draw": b}
                    for task, values in (result.test_draws or {}).items() for b, value in enumerate(values, 1)]
