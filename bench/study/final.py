@@ -318,5 +318,6 @@ def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg:
     # with the run's W&B columns as a tracker set them on its rows
     tracked = {k: rows[0][k] for k in ("wandb_run", "wandb_url") if rows and rows[0].get(k) is not None}
     return rows + [{**base, **tracked, "split": "test", "task": task, "kind": kinds[task],
-                    "metric": PRIMARY[kinds[task]], "value": value, "draw": b}
+                    "metric": PRIMARY[kinds[task]], "value": value, "draw": b,
+                    "observed": result.observed.get("test", {}).get(task)}
                    for task, values in (result.test_draws or {}).items() for b, value in enumerate(values, 1)]
