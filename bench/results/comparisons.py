@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.stats import rankdata
 
 from bench.spec.decision import DecisionSpec
 from bench.spec.metrics import HIGHER_IS_BETTER
@@ -201,8 +202,6 @@ def _versus_best(a: dict[str, Any], best: dict[str, Any], delta: float) -> dc.Co
 
 def _ranks(values: dict[str, float]) -> dict[str, float]:
     """1 = the highest value, ties averaged (scipy.stats.rankdata)."""
-    from scipy.stats import rankdata
-
     names = list(values)
     r = rankdata([-values[a] for a in names], method="average")
     return {a: float(x) for a, x in zip(names, r)}
