@@ -258,27 +258,8 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
     headers = ["rank", "architecture", *[escape(f"{t} {m}") for t, m in task_meta],
                *[escape(f"gain {t}") for t, _ in task_meta], "Δm", "vs best", "seesaw", "params", "trials c/p/f",
                "s/trial"]
-    table = []
-    for r in d_archs.iter_rows(named=True):
-        a = r["architecture"]
-        values, gains = [], []
-        for t, _ in task_meta:
-            c = by.get((a, t))
-            if c is None or c["n"] == 0:
-                values.append(f"n = 0 of {expected}" + (" (failed)" if c is not None and c["n_failed"] else ""))
-                gains.append(DASH)
-                continue
-            values.append(f"{interval(c['mean'], c['lo'], c['hi'])} n={c['n']}")
-            gains.append(DASH if c["gain"] is None else
-                         f"{interval(c['gain'], c['gain_lo'], c['gain_hi'], signed=True)} {c['decision']}")
-        trials = DASH if r["trials_complete"] is None else \
-            f"{r['trials_complete']}/{r['trials_pruned']}/{r['trials_failed']}"
-        table.append([
-            DASH if r["rank"] is None else f"{r['rank']:g}", a, *values, *gains, delta_m_cell(r),
-            versus_best(r, [by.get((a, t)) for t, _ in task_meta], [t for t, _ in task_meta]),
-            "yes" if r["seesaw"] else "", DASH if r["n_params"] is None else f"{r['n_params']:,}",
-            trials, DASH if r["seconds_per_trial"] is None else f"{r['seconds_per_trial']:.1f}",
-        ])
+    table = [_arch_row(r, [by.get((r["architecture"], t)) for t, _ in task_meta], [t for t, _ in task_meta],
+                       expected) for r in d_archs.iter_rows(named=True)]
     if not baseline:  # drop the gain, Δm and seesaw columns, and the rank
         keep = [i for i, h in enumerate(headers)
                 if i > 0 and not h.startswith("gain ") and h not in ("Δm", "vs best", "seesaw")]
@@ -296,7 +277,7 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
             row.append(links.get(r["architecture"], DASH))
     lines += verdicts.dataset_verdict(label, d_archs, d_cells, decision_from_meta(meta))
     lines += [tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
-    lines += variance_note(d_archs)
+    lines += verdicts.variance_note(d_archs)
     if not baseline:
         lines += ["No single-task baseline in this study: no MTL gain, Δm or rank.", ""]
     incomplete = d_archs.filter(~pl.col("complete"))
@@ -479,9 +460,10 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
         "oriented so that positive is better, with the same bootstrap, paired (both scored on the same resampled "
         "test rows). Δm: mean relative improvement over single-task across tasks, same orientation and bootstrap; "
         "the baseline's own Δm is 0 by definition. Decisions (docs/statistics.md), against the baseline (gain, Δm) "
-        f"and the best architecture (vs best): better or worse by more than δ ({_delta_text(decision)}; for Δm the "
-        "Δm that δ on every task gives), equivalent within ±δ (two one-sided tests), or inconclusive; t tests over "
-        "seeds (replicates), with the test-set variance, Holm-corrected over each family of a dataset at "
+        "and the best architecture (vs best): better or worse by more than δ "
+        f"({verdicts.delta_text(decision)}; for Δm the Δm that δ on every task gives), equivalent within ±δ (two "
+        "one-sided tests), or inconclusive; t tests over seeds (replicates), with the test-set variance, "
+        "Holm-corrected over each family of a dataset at "
         f"α = {decision.alpha}. rank: by Δm, 1 = best, ties averaged. seesaw: one task better and another worse. "
         "Architectures without a finite score on every task get no Δm and no rank. on front: not dominated by another "
         "architecture in the mean test metrics of every task (at least as good on all, better on one; datasets with "
@@ -521,34 +503,20 @@ def build(root: Path, out_dir: Path, *, with_plots: bool = True, command: str | 
 
 
 
-def delta_m_cell(r: dict[str, Any]) -> str:
-    """Δm with its interval and decision against the baseline; the baseline's own Δm is 0, without an interval."""
-    if r["architecture"] == BASELINE and r["delta_m"] is not None:
-        return "0 (baseline)"
-    text = interval(r["delta_m"], r["dm_lo"], r["dm_hi"], ".3f", signed=True, unit="%")
-    return text if r["dm_decision"] is None else f"{text} {r['dm_decision']}"
-
-
-def versus_best(r: dict[str, Any], cells: list[dict[str, Any] | None], tasks: list[str]) -> str:
-    """The decisions against the best architecture: on Δm, then per task ("best" where it is the best)."""
-    parts = [] if r["dm_decision_best"] is None else [f"Δm {r['dm_decision_best']}"]
-    parts += [f"{escape(t)} {c['decision_best']}" for t, c in zip(tasks, cells)
-              if c is not None and c["decision_best"] is not None]
-    return "; ".join(parts) or DASH
-
-
-def variance_note(d_archs: pl.DataFrame) -> list[str]:
-    """What the intervals of this dataset contain: replicates (or not), and test-set error (or not)."""
-    if not d_archs.height:
-        return []
-    r = int(d_archs["replicates"].max() or 1)
-    searches = (f"{r} replicates of the whole pipeline, so which configuration each search found is inside them"
-                if r > 1 else "one search per unit (R = 1): which configuration the search found is not inside them")
-    test = ("and over the same test-set resamples for every unit (paired)" if d_archs["test_error"].all() else
-            "test-set error is not included (no test-set resamples stored for these runs)")
-    return [f"Intervals: 95% percentile bootstrap (never outside the metric's range) over the seeds and "
-            f"{searches}; {test}.", ""]
-
-
-def _delta_text(decision: Any) -> str:
-    return ", ".join(f"{m} {d.text()}" for m, d in sorted(decision.delta.items()))
+def _arch_row(r: dict[str, Any], cells: list[dict[str, Any] | None], tasks: list[str], expected: int) -> list[Any]:
+    """One architecture's row of a dataset table: rank, cells with n, gains with decisions, Δm, vs best, ..."""
+    values, gains = [], []
+    for c in cells:
+        if c is None or c["n"] == 0:
+            values.append(f"n = 0 of {expected}" + (" (failed)" if c is not None and c["n_failed"] else ""))
+            gains.append(DASH)
+            continue
+        values.append(f"{interval(c['mean'], c['lo'], c['hi'])} n={c['n']}")
+        gains.append(DASH if c["gain"] is None else
+                     f"{interval(c['gain'], c['gain_lo'], c['gain_hi'], signed=True)} {c['decision']}")
+    trials = DASH if r["trials_complete"] is None else \
+        f"{r['trials_complete']}/{r['trials_pruned']}/{r['trials_failed']}"
+    return [DASH if r["rank"] is None else f"{r['rank']:g}", r["architecture"], *values, *gains,
+            verdicts.delta_m_cell(r), verdicts.versus_best(r, cells, tasks), "yes" if r["seesaw"] else "",
+            DASH if r["n_params"] is None else f"{r['n_params']:,}", trials,
+            DASH if r["seconds_per_trial"] is None else f"{r['seconds_per_trial']:.1f}"]

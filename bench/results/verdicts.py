@@ -12,7 +12,7 @@ import polars as pl
 from bench.spec.decision import DecisionSpec
 
 from .comparisons import BASELINE, margin
-from .markdown import escape, interval
+from .markdown import DASH, escape, interval
 
 
 def _names(names: list[str]) -> str:
@@ -114,3 +114,38 @@ def page_verdict(archs: pl.DataFrame, labels: list[str]) -> list[str]:
         return []
     return ["**Verdict.** Against the tuned single-task model on Δm (better or worse by more than δ; every other "
             "architecture is equivalent or inconclusive, see each dataset): " + "; ".join(parts) + ".", ""]
+
+
+# --- the cells and notes of the dataset tables -----------------------------------------------------------
+def delta_m_cell(r: dict[str, Any]) -> str:
+    """Δm with its interval and decision against the baseline; the baseline's own Δm is 0, without an interval."""
+    if r["architecture"] == BASELINE and r["delta_m"] is not None:
+        return "0 (baseline)"
+    text = interval(r["delta_m"], r["dm_lo"], r["dm_hi"], ".3f", signed=True, unit="%")
+    return text if r["dm_decision"] is None else f"{text} {r['dm_decision']}"
+
+
+def versus_best(r: dict[str, Any], cells: list[dict[str, Any] | None], tasks: list[str]) -> str:
+    """The decisions against the best architecture: on Δm, then per task ("best" where it is the best)."""
+    parts = [] if r["dm_decision_best"] is None else [f"Δm {r['dm_decision_best']}"]
+    parts += [f"{escape(t)} {c['decision_best']}" for t, c in zip(tasks, cells)
+              if c is not None and c["decision_best"] is not None]
+    return "; ".join(parts) or DASH
+
+
+def variance_note(d_archs: pl.DataFrame) -> list[str]:
+    """What the intervals of this dataset contain: replicates (or not), and test-set error (or not)."""
+    if not d_archs.height:
+        return []
+    r = int(d_archs["replicates"].max() or 1)
+    searches = (f"{r} replicates of the whole pipeline, so which configuration each search found is inside them"
+                if r > 1 else "one search per unit (R = 1): which configuration the search found is not inside them")
+    test = ("and over the same test-set resamples for every unit (paired)" if d_archs["test_error"].all() else
+            "test-set error is not included (no test-set resamples stored for these runs)")
+    return [f"Intervals: 95% percentile bootstrap (never outside the metric's range) over the seeds and "
+            f"{searches}; {test}.", ""]
+
+
+def delta_text(decision: DecisionSpec) -> str:
+    """The margins, as the page states them."""
+    return ", ".join(f"{m} {d.text()}" for m, d in sorted(decision.delta.items()))
