@@ -220,6 +220,16 @@ def test_stored_resamples_widen_the_interval_and_the_page_says_which():
     assert "the same test-set resamples for every unit (paired)" in lb.render(rows_of(spec, draws=draws), meta)
 
 
+def test_a_published_number_is_shown_beside_ours_with_the_pages_interval():
+    spec = {("single_task", "y"): [1.0, 1.01, 0.99], ("mmoe", "y"): [0.9, 0.91, 0.89]}
+    meta = {"study": "t", "budget": {"trials": 1, "max_epochs": 1, "patience": 0},
+            "datasets": {"d": {"name": "x", "options": {}}},
+            "published": [{"source": "A paper", "dataset": "d", "metric": "test MSE", "values": {"mmoe": {"y": 0.95}}}]}
+    cell = tables.task_summary(rows_of(spec)).filter(pl.col("architecture") == "mmoe").row(0, named=True)
+    text = lb.render(rows_of(spec), meta)
+    assert f"| mmoe           | 0.9500 (ours {cell['mean']:.4f} [{cell['lo']:.4f}, {cell['hi']:.4f}]) |" in text
+
+
 # --- across datasets --------------------------------------------------------------------------------------------
 def _many(labels: list[str]) -> pl.DataFrame:
     rng = np.random.default_rng(2)

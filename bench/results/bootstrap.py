@@ -50,12 +50,6 @@ class Runs:
     def n(self) -> int:
         return int(self.value.size)
 
-    @property
-    def n_units(self) -> int:
-        """Top-level units: replicates when there are several, seeds otherwise."""
-        r = np.unique(self.replicate).size
-        return r if r > 1 else self.n
-
 
 def rng_for(*names: object) -> np.random.Generator:
     """A generator seeded from the names of what is resampled (stable across runs and machines)."""
