@@ -52,6 +52,16 @@ def test_replicate_level_mean_and_null_replicate_is_one():
     assert old["mean"] == pytest.approx(1.25) and old["n_replicates"] == 1
     explicit = tables.task_summary(rows_of(spec, replicates=[1, 1, 1, 1]))
     assert explicit.drop("replicates").equals(tables.task_summary(rows_of(spec)).drop("replicates"))
+    # Δm over replicate-level means: MSE 1.0 against the baseline's (1 + 2) / 2 = 1.5, lower is better
+    dm = tables.arch_summary(rows_of(spec, replicates=[1, 1, 1, 2])).filter(pl.col("architecture") == "mmoe")
+    assert dm["delta_m"][0] == pytest.approx(100 * 0.5 / 1.5) and dm["replicates"][0] == 2
+    # the page says which: R = 1 leaves the search's selection variance out, R > 1 has it inside
+    meta = {"study": "t", "budget": {"trials": 1, "max_epochs": 1, "patience": 0},
+            "datasets": {"d": {"name": "x", "options": {}}}}
+    assert "one search per unit (R = 1): which configuration the search found is not inside them" in lb.render(
+        rows_of(spec), meta)
+    assert "over the seeds and 2 replicates of the whole pipeline, so which configuration each search found is " \
+           "inside them" in lb.render(rows_of(spec, replicates=[1, 1, 1, 2]), meta)
 
 
 def test_two_level_weights_resample_replicates_then_seeds():
