@@ -170,32 +170,36 @@ def test_holm_over_the_family_can_turn_a_decision_inconclusive():
     assert dc.decide([alone, *others])[0] == "inconclusive"  # 4 x 0.018 > 0.05
 
 
+# the quickstart study of the issue (`bench run --study quickstart`: synthetic data, MSE on y1 and y2, three final
+# seeds), per-seed test MSEs as its store holds them (the run reproduces them exactly: 6 decimals here)
+QUICKSTART = {
+    "cgc": ([0.069781, 0.076022, 0.080367], [0.124934, 0.13125, 0.095637]),
+    "cross_stitch": ([0.078433, 0.078789, 0.097844], [0.12954, 0.12005, 0.13673]),
+    "mmoe": ([0.111482, 0.111318, 0.128231], [0.215698, 0.147793, 0.150317]),
+    "omoe": ([0.138322, 0.116304, 0.133608], [0.173618, 0.145561, 0.141929]),
+    "ple": ([0.117628, 0.144488, 0.099319], [0.135654, 0.170173, 0.167086]),
+    "shared_bottom": ([0.094705, 0.100971, 0.10705], [0.122103, 0.130688, 0.135741]),
+    "single_task": ([0.149588, 0.089626, 0.138605], [0.187211, 0.125871, 0.150865]),
+}
+
+
 def quickstart_rows() -> pl.DataFrame:
-    """The quickstart page of the issue (synthetic, MSE on y1 and y2, three seeds): per architecture the cell
-    means and 95% t half-widths printed there, as three seeds m - s, m, m + s with s = half * sqrt(3) / t."""
-    page = {"cgc": ((0.0754, 0.0132), (0.1173, 0.0472)), "cross_stitch": ((0.0850, 0.0276), (0.1288, 0.0208)),
-            "shared_bottom": ((0.1009, 0.0153), (0.1295, 0.0171)), "ple": ((0.1205, 0.0565), (0.1576, 0.0474)),
-            "single_task": ((0.1259, 0.0793), (0.1546, 0.0766)), "mmoe": ((0.1170, 0.0241), (0.1713, 0.0957)),
-            "omoe": ((0.1294, 0.0288), (0.1537, 0.0431))}
-    t = stats.t.ppf(0.975, 2)
-    spec = {(a, task): [m - h * math.sqrt(3) / t, m, m + h * math.sqrt(3) / t]
-            for a, cells in page.items() for task, (m, h) in zip(("y1", "y2"), cells)}
-    return rows_of(spec, dataset="synthetic")
+    return rows_of({(a, task): v for a, both in QUICKSTART.items() for task, v in zip(("y1", "y2"), both)},
+                   dataset="synthetic")
 
 
 def test_the_quickstart_cases_are_inconclusive_not_top_and_six():
     a = tables.arch_summary(quickstart_rows())
     by = {r["architecture"]: r for r in a.iter_rows(named=True)}
-    assert by["mmoe"]["delta_m"] == pytest.approx(-1.83, abs=0.05) and by["omoe"]["delta_m"] == pytest.approx(
-        -1.07, abs=0.05)
-    for arch in ("mmoe", "omoe"):  # was "1 (top)" and "6": against single-task neither is better, worse or equivalent
-        assert by[arch]["dm_decision"] == "inconclusive"
-    # against the best (cgc) the noisy mmoe is no longer "as good as the best" (top) but undecided; the tight omoe
-    # (three seeds within ±0.03) is decided below it, by more than δ
+    assert by["mmoe"]["delta_m"] == pytest.approx(-1.829, abs=1e-3)
+    assert by["omoe"]["delta_m"] == pytest.approx(-1.072, abs=1e-3)
+    # was "1 (top)" and "6": against single-task neither is better, worse or equivalent by δ = 1%
+    assert by["mmoe"]["dm_decision"] == by["omoe"]["dm_decision"] == "inconclusive"
+    # and against the best (cgc, +32%) both get the same label: the noisy one is not favoured any more
     assert by["cgc"]["dm_decision_best"] == "best"
-    assert by["mmoe"]["dm_decision_best"] == "inconclusive" and by["omoe"]["dm_decision_best"] == "worse"
+    assert by["mmoe"]["dm_decision_best"] == by["omoe"]["dm_decision_best"]
     # one notion of rank: by Δm, omoe (-1.07%) above mmoe (-1.83%)
-    assert by["omoe"]["rank"] < by["mmoe"]["rank"]
+    assert by["omoe"]["rank"] == 6 and by["mmoe"]["rank"] == 7
     assert "top" not in a.columns
 
 
