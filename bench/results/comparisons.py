@@ -43,8 +43,8 @@ def runs_of(cell: dict[str, Any]) -> bs.Runs:
 
 
 def cell_stats(cells: pl.DataFrame) -> pl.DataFrame:
-    """Adds n, replicates, mean (the replicate-level mean) and its percentile bootstrap interval [lo, hi] (null with
-    a single run and no test resamples), and ``test_error`` (whether the test resamples are in it)."""
+    """Adds n, replicates, mean (the replicate-level mean) and its percentile bootstrap interval [lo, hi] (null below
+    two units: seeds, or replicates), and ``test_error`` (whether the test resamples are in it)."""
     out = []
     for c in cells.iter_rows(named=True):
         runs = runs_of(c)
@@ -52,7 +52,7 @@ def cell_stats(cells: pl.DataFrame) -> pl.DataFrame:
                "hi": None, "test_error": runs.draws is not None}
         if runs.n:
             row["mean"] = bs.estimate(runs)
-            if runs.n >= 2 or runs.draws is not None:
+            if bs.units(runs).size >= 2:  # one seed: its spread is unknown, so no interval (test error alone)
                 row["lo"], row["hi"] = bs.percentile(bs.mean_boot(runs, (c["dataset"], c["architecture"], c["task"])))
         out.append(row)
     schema = {"n": pl.Int64, "n_replicates": pl.Int64, "mean": pl.Float64, "lo": pl.Float64, "hi": pl.Float64,
@@ -96,7 +96,8 @@ def task_decisions(d: pl.DataFrame, decision: DecisionSpec) -> list[dict[str, An
         delta = margin(decision, c["metric"], reference)
         if b is not None and i != b:
             boot = bs.gain_boot(runs[i], runs[b], s, (c["dataset"], c["architecture"], c["task"]))
-            lo, hi = bs.percentile(boot) if runs[i].n + runs[b].n > 2 or runs[i].draws is not None else (None, None)
+            spread = min(bs.units(runs[i]).size, bs.units(runs[b]).size) >= 2  # else a side's spread is unknown
+            lo, hi = bs.percentile(boot) if spread else (None, None)
             out[i].update(gain=s * (c["mean"] - cells[b]["mean"]), gain_lo=_null(lo), gain_hi=_null(hi))
             vs_base.append((i, dc.tests(dc.compare(runs[i], runs[b], s, delta))))
         if i == best:
@@ -164,7 +165,8 @@ def delta_m_decisions(dataset: str, cells: dict[str, list[dict[str, Any]]], deci
         if not math.isfinite(dm.value):
             continue
         boot = bs.delta_m_boot(runs, base_runs, sign, (dataset, arch))
-        lo, hi = bs.percentile(boot) if np.isfinite(boot).all() else (math.nan, math.nan)
+        spread = min(bs.units(r).size for r in (*runs, *base_runs)) >= 2 and np.isfinite(boot).all()
+        lo, hi = bs.percentile(boot) if spread else (math.nan, math.nan)
         test_var = bs.test_variance(per_draw) if per_draw.size else 0.0
         out[arch] = {"delta_m": dm.value, "dm_lo": _null(lo), "dm_hi": _null(hi),
                      "units": np.asarray(dm.per_seed), "draws": per_draw,
