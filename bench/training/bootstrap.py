@@ -14,8 +14,9 @@ A draw b is a multiset of rows (c_i: how often row i was drawn). Per draw:
     accuracy_b = sum_i c_i [argmax z_i = y_i] / n
 
 The scores are sorted once and each positive's place among the negatives found once (``auc_draws``); per draw that
-leaves a count of the drawn negatives, its cumulative sum and a gather: 200 AUCs on 100,000 rows in well under a
-second on one core.
+leaves a count of the drawn negatives, its cumulative sum and a gather. Measured (2-core AMD EPYC, loaded, best of
+3; 100,000 rows, 6.2% positives): 200 resampled AUCs 0.76 s (one AUC 0.03 s), 200 resampled MSEs 0.22 s; once per
+final run and task, beside a training of minutes.
 """
 
 from __future__ import annotations
