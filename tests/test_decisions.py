@@ -266,6 +266,11 @@ def test_friedman_only_with_five_independent_datasets():
                            for i, d in enumerate(labels)}}
     _, gated = tables.overall_ranking(archs, meta=shared)
     assert gated["independent"] == 2 and gated["friedman"] is None and gated["cd"] is None
+    # task groups of one table share its rows too; a synthetic draw with its own generator seed does not
+    groups = {"datasets": {d: {"name": "census-income", "options": {"group": i}} for i, d in enumerate(labels)}}
+    assert tables.overall_ranking(archs, meta=groups)[1]["independent"] == 1
+    draws = {"datasets": {d: {"name": "synthetic", "options": {"seed": i, "p": 0.5}} for i, d in enumerate(labels)}}
+    assert tables.overall_ranking(archs, meta=draws)[1]["independent"] == 6
     four = _many(labels[:4])
     _, few = tables.overall_ranking(four, meta={"datasets": {d: {"name": d} for d in labels[:4]}})
     assert few["friedman"] is None

@@ -211,15 +211,15 @@ MIN_INDEPENDENT = 5  # datasets a Friedman test and a Nemenyi critical differenc
 
 
 def blocks(meta: dict[str, Any], labels: list[str]) -> dict[str, str]:
-    """Dataset label -> its block: entries sharing data (label fractions of one source, correlations ``p`` of one
-    synthetic draw, task groups of one table) are one block, never independent datasets. The key: the data set's
-    name and its options other than ``p``."""
+    """Dataset label -> its block. Entries of one data set share its rows (the label fractions of one source, the
+    task groups of one table, the correlations ``p`` of one synthetic draw): one block, never independent datasets.
+    Only a different generator ``seed`` (a new synthetic draw) makes an independent dataset of the same name."""
     info = meta.get("datasets", {})
     out = {}
     for label in labels:
-        d = info.get(label, {"name": label, "options": {}})
-        opts = {k: v for k, v in sorted(d.get("options", {}).items()) if k != "p"}
-        out[label] = d.get("name", label) + "".join(f", {k}={v}" for k, v in opts.items())
+        d = info.get(label, {"name": label})
+        seed = d.get("options", {}).get("seed")
+        out[label] = d.get("name", label) + ("" if seed is None else f", seed={seed}")
     return out
 
 
