@@ -15,7 +15,6 @@ from bench.results.statistics import (
     holm,
     mean_ci,
     nemenyi_cd,
-    seesaw,
     welch,
 )
 
@@ -277,30 +276,3 @@ def test_nemenyi_cd_by_hand():
     assert nemenyi_cd(4, 10, alpha=0.10) < nemenyi_cd(4, 10)
     with pytest.raises(ValueError):
         nemenyi_cd(1, 5)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# seesaw
-
-
-def test_seesaw_flags():
-    assert not seesaw([0.5, -0.3], [0.40, 0.60])  # mixed signs, noise
-    assert not seesaw([0.5, -0.3], [0.01, 0.50])  # one gain, the loss is noise
-    assert not seesaw([0.5, 0.3], [0.01, 0.02])  # both gains
-    assert not seesaw([0.5, -0.3], [0.01, nan])
-    assert seesaw([0.5, -0.3], [0.01, 0.02])
-    assert seesaw([0.5, -0.3, 0.0], [0.04, 0.03, 0.9], alpha=0.05)
-    assert not seesaw([0.5, -0.3], [0.04, 0.03], alpha=0.01)
-    with pytest.raises(ValueError):
-        seesaw([0.1], [0.1, 0.2])
-
-
-def test_seesaw_from_welch_and_holm():
-    base = [[1.0, 1.2, 0.8, 1.1, 0.9], [2.0, 2.2, 1.8, 2.1, 1.9]]
-
-    def run(arch: list[list[float]]) -> bool:
-        ws = [welch(a, b) for a, b in zip(arch, base)]
-        return seesaw([w.diff for w in ws], holm([w.p for w in ws]))
-
-    assert not run([[1.05, 1.25, 0.85, 1.0, 0.95], [1.95, 2.15, 1.9, 2.0, 1.85]])  # +, − within noise
-    assert run([[2.0, 2.2, 1.8, 2.1, 1.9], [1.0, 1.2, 0.8, 1.1, 0.9]])  # task 0 gains what task 1 loses

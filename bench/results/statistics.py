@@ -27,7 +27,6 @@ Formulas (n seeds, c the confidence level):
                 χ²_F from scipy.stats.friedmanchisquare (with its tie correction), df = k − 1.
 - ``nemenyi_cd``: CD = q_α · sqrt(k(k+1) / (6N)),  q_α = studentized_range.ppf(1−α, k, ∞) / sqrt(2)
                   (Demšar 2006, JMLR 7, Table 5).
-- ``seesaw``:   some task significantly better and another significantly worse (Holm-adjusted p < alpha).
 """
 
 from __future__ import annotations
@@ -52,7 +51,6 @@ __all__ = [
     "holm",
     "mean_ci",
     "nemenyi_cd",
-    "seesaw",
     "welch",
 ]
 
@@ -354,21 +352,3 @@ def nemenyi_cd(k: int, n_datasets: int, alpha: float = 0.05) -> float:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     q = float(stats.studentized_range.ppf(1 - alpha, k, np.inf)) / math.sqrt(2)
     return q * math.sqrt(k * (k + 1) / (6 * n_datasets))
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# seesaw
-
-
-def seesaw(diffs: Sequence[float], p_adjusted: Sequence[float], alpha: float = 0.05) -> bool:
-    """True when one task is significantly better and another significantly worse (negative transfer trade-off).
-
-    diffs[k]: the architecture's difference on task k, oriented so that > 0 is a gain (the caller flips the sign
-    for lower-is-better metrics); p_adjusted[k]: its Holm-adjusted p-value. Significant: p̃ < alpha (NaN p never is).
-    Mixed signs without significance on both sides is noise, not a seesaw.
-    """
-    d, p = _array(diffs), _array(p_adjusted)
-    if d.size != p.size:
-        raise ValueError(f"diffs and p_adjusted differ in length: {d.size} vs {p.size}")
-    significant = p < alpha  # NaN < alpha is False
-    return bool(np.any(significant & (d > 0)) and np.any(significant & (d < 0)))
