@@ -143,6 +143,9 @@ def test_test_resamples_are_common_stratified_and_finite():
     # the same labels give the same resamples: a model scored twice gets the same draws, another model others
     assert tb.metric_draws("binary", z1, y, draws=30) == d1 != tb.metric_draws("binary", z2, y, draws=30)
     assert tb.metric_draws("binary", torch.full((300, 1), float("nan")), y) == []  # never a NaN stored
+    # the single-task baseline's test split keeps only its task's observed rows: it draws the same rows
+    obs = ~torch.isnan(y)
+    assert tb.metric_draws("binary", z1[obs], y[obs], draws=30) == d1
     mse = tb.metric_draws("regression", z1, y, draws=10)
     assert len(mse) == 10 and min(mse) >= 0
 

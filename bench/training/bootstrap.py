@@ -1,7 +1,7 @@
 """Test-set sampling error: a final run's primary test metric on each of ``DRAWS`` resamples of the test split.
 
-Common random numbers: the resamples of a task depend only on that task's test labels (the generator is seeded
-from their bytes), so every architecture and the single-task baseline are scored on the *same* resampled rows
+Common random numbers: the resamples of a task depend only on that task's observed test labels (the generator is
+seeded from their bytes), so every architecture and the single-task baseline are scored on the *same* resampled rows
 (draw b is the same multiset of rows for all of them), which is what pairs the bootstrap of a gain in
 ``bench.results.bootstrap``. Resampling is over the rows where the task's label is observed; binary tasks are
 stratified by class (n_pos positives drawn among the positives, n_neg negatives among the negatives, so every
@@ -63,9 +63,11 @@ def metric_draws(kind: str, logits: torch.Tensor, y: torch.Tensor, draws: int = 
     """The primary metric of one task on ``draws`` resamples of its observed test rows; [] when a prediction is
     not finite or there is nothing to resample (the run then stores no draws: never a NaN)."""
     y_all = y.detach().double().cpu().numpy()
-    rng = generator(y_all)
     obs = ~np.isnan(y_all)
     z, yv = logits.detach().double().cpu().numpy()[obs], y_all[obs]
+    # seeded from the observed labels alone: a single-task baseline's test split keeps only its task's observed
+    # rows (``MTLData.select_tasks``), in the same order, so it draws the same rows as a multi-task model
+    rng = generator(yv)
     if yv.size == 0 or not np.isfinite(z).all():
         return []
     n = yv.size
