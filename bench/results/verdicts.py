@@ -24,13 +24,13 @@ def _are(names: list[str]) -> str:
     return f"{_names(names)} {'is' if len(names) == 1 else 'are'}"
 
 
-def task_sentence(task: str, metric: str, cells: list[dict[str, Any]], delta: float) -> str:
+def task_sentence(task: str, metric: str, cells: list[dict[str, Any]], delta: str) -> str:
     """One task against the baseline: who is better, equivalent, worse, and the leading inconclusive one."""
     by: dict[str, list[dict[str, Any]]] = {}
     for c in cells:
         by.setdefault(c["decision"], []).append(c)
     names = {k: [c["architecture"] for c in v] for k, v in by.items()}
-    what = f"{escape(task)} by more than δ = {delta:.4g} {metric}"
+    what = f"{escape(task)} by more than δ = {delta}"
     parts = [f"{_are(names['better'])} better on {what}" if "better" in names
              else f"no architecture is better on {what}"]
     if "equivalent" in names:
@@ -89,7 +89,10 @@ def dataset_verdict(label: str, archs: pl.DataFrame, cells: pl.DataFrame, decisi
             continue
         task_cells = cells.filter((pl.col("task") == r["task"]) & pl.col("decision").is_not_null())
         if task_cells.height:
-            delta = margin(decision, r["metric"], r["mean"])
+            m = decision.delta[r["metric"]]
+            delta = f"{m.of(r['mean']):.3g} {r['metric']}"
+            if m.relative:
+                delta += f" ({m.value * 100:g}% of single-task's)"
             sentences.append(task_sentence(r["task"], r["metric"], list(task_cells.iter_rows(named=True)), delta))
     if archs["delta_m"].drop_nulls().len() > 1:
         sentences.append(dm_sentence(list(archs.iter_rows(named=True)), dm_margin(cells, decision)))
