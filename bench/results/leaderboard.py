@@ -17,6 +17,7 @@ from tabulate import tabulate
 from bench.spec.metrics import DEAD_ROWS, UNUSED_WEIGHT
 
 from . import repeats, store
+from .convergence import replicates_text, sampler_text, search_section
 from .markdown import DASH, escape, interval, number, options_text, pvalue, significance
 from .plots import leaderboard_plots
 from .tables import (
@@ -97,7 +98,7 @@ def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
     name, b = meta["study"], meta["budget"]
     prov = provenance(rows)
     seeds = meta.get("seeds", [])
-    sampler, pruner = meta.get("sampler", {}), meta.get("pruner", {})
+    pruner = meta.get("pruner", {})
     timeout = f", at most {b['timeout']:g} s of trials per unit" if b.get("timeout") else ""
     n_tasks = {d: rows.filter((pl.col("dataset") == d) & (pl.col("architecture") == BASELINE))["target"].n_unique()
                for d in meta.get("datasets", {})}
@@ -116,10 +117,11 @@ def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
         "the single-task baseline is "
         f"tuned per task, {b['trials']} trials for each task" + (f" ({baseline})" if baseline else "") + "; at "
         f"most {b['max_epochs']} epochs, early-stopping patience {b['patience']}; sampler "
-        f"{sampler.get('kind', 'tpe')} (seed {sampler.get('seed', 0)}), pruner {pruner.get('kind', 'median')}",
+        f"{sampler_text(rows, meta)}, pruner {pruner.get('kind', 'median')}",
         "- selection on the validation split only; the best configuration of each architecture is retrained with "
         f"{len(seeds)} final seeds ({_seed_range(seeds)}), the test split read once per seed. Across seeds vary the "
         "weight initialisation, the data order and the dropout masks; the data split is fixed",
+        f"- {replicates_text(meta)}",
     ]
     if meta.get("weightings"):  # a study comparing loss weightings: each (architecture, weighting) is a unit
         lines.append(f"- loss weightings compared: {', '.join(meta['weightings'])}; each multi-task architecture "
@@ -163,29 +165,32 @@ def _trials_ran(rows: pl.DataFrame, budget: int) -> str:
 
 
 def missing_final_runs(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
-    """``"<dataset> | <arch>: seeds 3, 4"`` for every unit whose final seeds are not all stored (``"no final
-    run"`` when none is), in the study's order; empty for a complete study."""
+    """``"<dataset> | <arch>: seeds 3, 4"`` for every unit (and replicate: ``"... r2: ..."``) whose final seeds
+    are not all stored (``"no final run"`` when none is), in the study's order; empty for a complete study."""
     seeds = set(meta.get("seeds", []))
-    final = rows.filter(pl.col("stage") == "final").select("dataset", "architecture", "target", "seed").unique()
-    stored: dict[tuple[str, str, str], set[int]] = {}
-    for d, a, t, s in final.iter_rows():
-        stored.setdefault((d, a, t), set()).add(s)
+    final = (rows.filter(pl.col("stage") == "final").with_columns(pl.col("replicate").fill_null(1))
+             .select("dataset", "architecture", "target", "replicate", "seed").unique())
+    stored: dict[tuple[str, str, str, int], set[int]] = {}
+    for d, a, t, r, s in final.iter_rows():
+        stored.setdefault((d, a, t, r), set()).add(s)
     out = []
-    for label, info in meta.get("datasets", {}).items():
-        for arch in meta.get("architectures", []):
-            if arch == BASELINE:  # one unit per task: the tasks any of its rows name
-                targets = sorted(rows.filter((pl.col("dataset") == label) & (pl.col("architecture") == arch))
-                                 ["target"].unique().to_list())
-            else:
-                targets = [info.get("objective", meta.get("objective", "mean"))]
-            for target in targets or [None]:
-                have = stored.get((label, arch, target), set()) if target else set()
-                lost = sorted(seeds - have)
-                if not lost:
-                    continue
-                unit = f"{label} | {arch}" + (f"[{target}]" if arch == BASELINE and target else "")
-                out.append(f"{unit}: " + ("no final run" if not have else
-                                          "seed" + ("s " if len(lost) > 1 else " ") + ", ".join(map(str, lost))))
+    for replicate in range(1, int(meta.get("replicates", 1) or 1) + 1):
+        for label, info in meta.get("datasets", {}).items():
+            for arch in meta.get("architectures", []):
+                if arch == BASELINE:  # one unit per task: the tasks any of its rows name
+                    targets = sorted(rows.filter((pl.col("dataset") == label) & (pl.col("architecture") == arch))
+                                     ["target"].unique().to_list())
+                else:
+                    targets = [info.get("objective", meta.get("objective", "mean"))]
+                for target in targets or [None]:
+                    have = stored.get((label, arch, target, replicate), set()) if target else set()
+                    lost = sorted(seeds - have)
+                    if not lost:
+                        continue
+                    unit = f"{label} | {arch}" + (f"[{target}]" if arch == BASELINE and target else "")
+                    unit += f" r{replicate}" if replicate > 1 else ""
+                    out.append(f"{unit}: " + ("no final run" if not have else
+                                              "seed" + ("s " if len(lost) > 1 else " ") + ", ".join(map(str, lost))))
     return out
 
 
@@ -303,6 +308,7 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
         lines.append(f"![{caption}]({path})")
     if plots.get(label):
         lines.append("")
+    lines += search_section(rows, label, plots.get(f"search:{label}"))  # the search's convergence
     return lines + repeats.section(rows, label, plots.get(f"repeats:{label}"))  # nothing without repeat runs
 
 

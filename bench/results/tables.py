@@ -60,14 +60,16 @@ def _nan_to_null(value: float) -> float | None:
 
 # --- per seed and per cell -------------------------------------------------------------------------------
 def seed_scores(rows: pl.DataFrame, stage: str = "final") -> pl.DataFrame:
-    """The test primary metric of every run of ``stage``: one row per (dataset, architecture, task, seed),
-    non-finite values kept (they are counted as failed seeds, never averaged)."""
+    """The test primary metric of every run of ``stage``: one row per (dataset, architecture, task, replicate,
+    seed), non-finite values kept (they are counted as failed seeds, never averaged). Seeds repeat across
+    replicates: a run is (replicate, seed), replicate null (rows before replicates) read as 1."""
     return (
         rows.filter((pl.col("stage") == stage) & (pl.col("split") == "test"))
         # keep each task's primary metric (auc, mse or accuracy by task kind)
         .filter(pl.col("metric") == pl.col("kind").replace_strict(PRIMARY, default=None))
-        .select("dataset", "architecture", "task", "kind", "metric", "seed", "value")
-        .sort("dataset", "architecture", "task", "seed")
+        .with_columns(pl.col("replicate").fill_null(1))
+        .select("dataset", "architecture", "task", "kind", "metric", "replicate", "seed", "value")
+        .sort("dataset", "architecture", "task", "replicate", "seed")
     )
 
 
@@ -90,7 +92,7 @@ def task_summary(rows: pl.DataFrame) -> pl.DataFrame:
         .group_by("dataset", "architecture", "task", "kind", "metric")
         .agg(
             values=pl.col("value").filter(pl.col("value").is_finite()),  # sorted by seed (seed_scores)
-            seeds=pl.col("seed").filter(pl.col("value").is_finite()),
+            seeds=pl.concat_list("replicate", "seed").filter(pl.col("value").is_finite()),  # runs: [r, seed]
             n_failed=(~pl.col("value").is_finite()).sum().cast(pl.Int64),
         )
         .sort("dataset", "architecture", "task")
@@ -163,8 +165,9 @@ def params_summary(rows: pl.DataFrame) -> pl.DataFrame:
 def _delta_m(arch: pl.DataFrame, base: pl.DataFrame, tasks: list[str]) -> statistics.DeltaM:
     """Delta_m of one architecture on one dataset; per-task values aligned by seed (NaN where a seed is
     missing, so that a seed counts only where it has every task)."""
-    seeds = sorted({s for v in arch["seeds"].to_list() for s in v})
-    by_task = {r["task"]: dict(zip(r["seeds"], r["values"], strict=True)) for r in arch.iter_rows(named=True)}
+    seeds = sorted({tuple(s) for v in arch["seeds"].to_list() for s in v})  # runs (replicate, seed)
+    by_task = {r["task"]: dict(zip(map(tuple, r["seeds"]), r["values"], strict=True))
+               for r in arch.iter_rows(named=True)}
     a = [[by_task[t].get(s, math.nan) for s in seeds] for t in tasks]
     b = [base.filter(pl.col("task") == t)["values"][0].to_list() for t in tasks]
     hib = [HIGHER_IS_BETTER[arch.filter(pl.col("task") == t)["metric"][0]] for t in tasks]
@@ -264,8 +267,8 @@ def correlation_summary(rows: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFram
         pl.concat([seed_scores(rows, "final"), seed_scores(rows, "repeat")])
         .filter(pl.col("dataset").is_in(list(ps)) & pl.col("value").is_finite())
         .with_columns(p=pl.col("dataset").replace_strict(ps, return_dtype=pl.Float64))
-        .group_by("architecture", "p", "seed", "metric")
-        .agg(pl.col("value").mean())  # mean over tasks, per seed
+        .group_by("architecture", "p", "replicate", "seed", "metric")
+        .agg(pl.col("value").mean())  # mean over tasks, per run
         .group_by("architecture", "p", "metric")
         .agg(pl.col("value"))
         .sort("architecture", "p")
@@ -335,8 +338,8 @@ def pareto_seeds(rows: pl.DataFrame) -> pl.DataFrame:
     return (
         seed_scores(rows)
         .filter(pl.col("value").is_finite())
-        .pivot(on="task", index=["dataset", "architecture", "seed"], values="value", sort_columns=True)
-        .sort("dataset", "architecture", "seed")
+        .pivot(on="task", index=["dataset", "architecture", "replicate", "seed"], values="value", sort_columns=True)
+        .sort("dataset", "architecture", "replicate", "seed")
     )
 
 
@@ -365,9 +368,10 @@ def diagnostic_summary(rows: pl.DataFrame) -> pl.DataFrame:
     per_seed = (
         diagnostic_rows(rows)
         .filter(pl.col("metric").is_in(list(DIAGNOSTIC_MEASURES)))
-        .group_by("dataset", "architecture", "metric", "seed")
+        .with_columns(pl.col("replicate").fill_null(1))
+        .group_by("dataset", "architecture", "metric", "replicate", "seed")
         .agg(pl.col("value").mean())  # one number per run
-        .sort("dataset", "architecture", "metric", "seed")
+        .sort("dataset", "architecture", "metric", "replicate", "seed")
         .group_by("dataset", "architecture", "metric", maintain_order=True)
         .agg(values=pl.col("value"))
     )

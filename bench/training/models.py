@@ -58,7 +58,7 @@ def read_meta(path: Path) -> dict[str, Any]:
 def best_seed(files: list[Path]) -> Path:
     """Of a unit's model files, the one with the best validation objective; ties go to the lowest seed (the test
     split plays no part)."""
-    ordered = sorted(files, key=lambda f: int(f.stem.split("-")[1]))
+    ordered = sorted(files, key=lambda f: int(f.stem.split("-")[-1]))
     return max(ordered, key=lambda f: read_meta(f)["val_objective"])  # max keeps the first of ties
 
 
