@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--arch", default="mmoe")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help="epochs per trial at most (default: the study's 15; Hyperband's max_resource)")
     parser.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR", ""))
     args = parser.parse_args()
     pruners = args.pruner or ["median", "hyperband"]
@@ -65,6 +67,8 @@ def main() -> None:
     quiet_lightning()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study("census-income")
+    if args.max_epochs:
+        study.budget = type(study.budget)(study.budget.trials, args.max_epochs, study.budget.patience)
     study.datasets = [d for d in study.datasets if d.label == "census-group1"]
     if args.data_dir:
         study.datasets = [type(d)(d.name, d.label, {**d.options, "data_dir": args.data_dir}, d.tasks, d.objective)
@@ -79,7 +83,7 @@ def main() -> None:
     opts = {p: optuna.create_study(direction="maximize", pruner=PRUNERS[p](epochs)) for p in pruners}
     wall = dict.fromkeys(pruners, 0.0)
     print(f"load average before: {load()}  (threads {args.threads}, {args.minutes:g} min x {args.rounds} rounds per "
-          f"pruner, {args.arch}, census-income group 1)", flush=True)
+          f"pruner, {args.arch}, census-income group 1, max_epochs {epochs})", flush=True)
     for r in range(args.rounds):
         for p in pruners:
             opt = opts[p]
@@ -87,6 +91,9 @@ def main() -> None:
             while time.perf_counter() - start < args.minutes * 60:  # the trial that crosses the line finishes
                 opt.sampler = ctx.new_sampler(unit, len(opt.trials))  # the harness's per-trial seeding
                 opt.optimize(objective, n_trials=1, catch=(Exception,))
+                t = opt.trials[-1]
+                print(f"  {p} trial {t.number}: {t.state.name.lower()} after {len(t.user_attrs.get('curve', []))} "
+                      f"epochs, {t.user_attrs.get('seconds', 0.0):.0f} s", flush=True)
             wall[p] += time.perf_counter() - start
             print(f"round {r + 1} {p}: {len(opt.trials)} trials so far, load {load()}", flush=True)
     rows = []
