@@ -9,37 +9,18 @@ import tomllib
 import polars as pl
 import pytest
 import torch
-from test_faults import run, study_dir
+from test_faults import SPEC, run, study_dir
 
 from bench.results import leaderboard, store
 from bench.spec.replicates import describe_draws, replicate_options
 from bench.spec.study import parse_study
 from bench.study.units import load_data
 
-SPEC = """
-name = "f"
-architectures = ["mmoe"]
-seeds = 1
-{replicates}
 
-[budget]
-trials = 2
-max_epochs = 1
-patience = 1
+def spec(replicates: int | None = None) -> str:
+    """test_faults' tiny study (mmoe and shared_bottom, 3 trials, 2 seeds), with ``replicates``."""
+    return SPEC.replace("seeds = 2", "seeds = 2" + (f"\nreplicates = {replicates}" if replicates else ""))
 
-[pruner]
-kind = "none"
-
-[[datasets]]
-name = "synthetic"
-options = {{ n_samples = 200, d = 6 }}
-
-[search.all]
-batch_size = [64]
-expert_units = [4]
-tower_units = [4]
-n_experts = 2
-"""
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -69,9 +50,11 @@ class Fits:
         monkeypatch.setattr(bench.training.population, "train_population", counted_population)
 
 
-def search_configs(cwd) -> dict[tuple[int, int], str]:
+def search_configs(cwd) -> dict[tuple[int, str, int], str]:
+    """(replicate, architecture, trial) -> its configuration."""
     rows = store.read(cwd / "runs" / "f").filter((pl.col("stage") == "search") & (pl.col("metric") == "objective"))
-    return {(r, t): c for r, t, c in rows.select(pl.col("replicate").fill_null(1), "trial", "config").iter_rows()}
+    return {(r, a, t): c for r, a, t, c in
+            rows.select(pl.col("replicate").fill_null(1), "architecture", "trial", "config").iter_rows()}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +63,7 @@ def two(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cwd = study_dir(tmp_path_factory.mktemp("two"), SPEC.format(replicates="replicates = 2"))
+        cwd = study_dir(tmp_path_factory.mktemp("two"), spec(2))
         assert run(cwd) == 0
         return cwd
     finally:
@@ -97,8 +80,8 @@ def test_two_replicates_store_both_with_their_own_draws(two, monkeypatch, capsys
     assert (root / "results" / "search" / "synthetic" / "r2-mmoe.parquet").is_file()
     assert (root / "models" / "synthetic" / "mmoe" / "r2-seed-1.ckpt").is_file()  # its own model
     configs = search_configs(two)
-    assert len(configs) == 4 and configs[(1, 0)] != configs[(2, 0)]  # independent sampler streams
-    study = parse_study(tomllib.loads(SPEC.format(replicates="replicates = 2")))
+    assert len(configs) == 12 and configs[(1, "mmoe", 0)] != configs[(2, "mmoe", 0)]  # independent streams
+    study = parse_study(tomllib.loads(spec(2)))
     data = load_data(study)
     assert not torch.equal(data["synthetic"].train.x, data["synthetic@r2"].train.x)  # its own synthetic draw
     _, text = leaderboard.build(root, two / "lb", with_plots=False)
@@ -120,19 +103,20 @@ def test_two_replicates_store_both_with_their_own_draws(two, monkeypatch, capsys
 
 
 def test_a_killed_replicate_resumes_with_the_same_draws(two, tmp_path, monkeypatch, capsys):
-    cwd = study_dir(tmp_path, SPEC.format(replicates=""))
-    killed = Fits(monkeypatch, stop_at=4)  # fits 1-2: replicate 1's trials, 3-4: replicate 2's; Ctrl-C in the 4th
+    cwd = study_dir(tmp_path, spec())
+    # fits 1-6: replicate 1's trials (mmoe, then shared_bottom), 7-9: replicate 2's mmoe; Ctrl-C in its 2nd
+    killed = Fits(monkeypatch, stop_at=8)
     assert run(cwd, "--replicates", "2") == 130
     assert killed.populations == 0
     resumed = Fits(monkeypatch)
     assert run(cwd, "--replicates", "2") == 0
     capsys.readouterr()
-    assert resumed.n == 1  # only the interrupted trial is run again: replicate 1 is not retrained
+    assert resumed.n == 5  # replicate 2: the interrupted trial again, mmoe's 3rd, shared_bottom's 3; not replicate 1
     assert search_configs(cwd) == search_configs(two)
 
 
 def test_an_old_store_without_replicates_reads_and_resumes(tmp_path, monkeypatch, capsys):
-    cwd = study_dir(tmp_path, SPEC.format(replicates=""))
+    cwd = study_dir(tmp_path, spec())
     assert run(cwd) == 0
     root = cwd / "runs" / "f"
     for f in (root / "results").glob("**/*.parquet"):  # as written before the replicate column existed
@@ -142,7 +126,7 @@ def test_an_old_store_without_replicates_reads_and_resumes(tmp_path, monkeypatch
     fits = Fits(monkeypatch)
     assert run(cwd, "--replicates", "2") == 0
     capsys.readouterr()
-    assert fits.n == 2  # replicate 2's two trials only: replicate 1 (the old store) is complete
+    assert fits.n == 6  # replicate 2's trials only: replicate 1 (the old store) is complete
     rows = store.read(root).filter(pl.col("stage") == "final")
     assert rows["replicate"].fill_null(1).value_counts().sort("replicate")["replicate"].to_list() == [1, 2]
     _, text = leaderboard.build(root, cwd / "lb", with_plots=False)

@@ -9,38 +9,18 @@ import json
 
 import polars as pl
 import pytest
-from test_faults import interrupt_second_fit, run, study_dir
+from test_faults import SPEC, interrupt_second_fit, run, study_dir
 
 from bench.errors import UserError
 from bench.results import convergence, leaderboard, store
 from bench.spec.study import parse_study, startup_trials
 from bench.study.units import Unit, sampler_stream
 
-SPEC = """
-name = "f"
-architectures = ["mmoe", "shared_bottom"]
-seeds = 1
 
-[budget]
-trials = 3
-max_epochs = 1
-patience = 1
+def spec(sampler: str = "") -> str:
+    """test_faults' tiny study (mmoe and shared_bottom, 3 trials each) with a ``[sampler]`` table."""
+    return SPEC.replace("[pruner]", f"{sampler}\n\n[pruner]")
 
-[pruner]
-kind = "none"
-
-{sampler}
-
-[[datasets]]
-name = "synthetic"
-options = {{ n_samples = 200, d = 6 }}
-
-[search.all]
-batch_size = [64]
-expert_units = [4]
-tower_units = [4]
-n_experts = 2
-"""
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -56,7 +36,7 @@ def configs(cwd) -> dict[tuple[str, int], dict]:
 def default_run(tmp_path_factory):
     """An uninterrupted run with the default sampler (per-unit streams; 3 trials, so TPE's start-up of 4 covers
     every trial)."""
-    cwd = study_dir(tmp_path_factory.mktemp("streams"), SPEC.format(sampler=""))
+    cwd = study_dir(tmp_path_factory.mktemp("streams"), spec())
     assert run(cwd) == 0
     return cwd
 
@@ -81,7 +61,7 @@ def test_units_draw_different_configurations_and_the_same_after_a_kill(default_r
     assert len(reference) == 6
     for t in range(3):  # before per-unit streams, trial t drew the same configuration in every unit
         assert reference[("mmoe", t)] != reference[("shared_bottom", t)]
-    cwd = study_dir(tmp_path, SPEC.format(sampler=""))
+    cwd = study_dir(tmp_path, spec())
     interrupt_second_fit(cwd)  # Ctrl-C in the first unit's second trial: failed, retried on resume
     assert run(cwd) == 0
     capsys.readouterr()
@@ -89,7 +69,7 @@ def test_units_draw_different_configurations_and_the_same_after_a_kill(default_r
 
 
 def test_common_draws_restore_shared_draws_and_tpe_is_labelled(tmp_path, capsys, default_run):
-    cwd = study_dir(tmp_path, SPEC.format(sampler="[sampler]\ncommon_draws = true\nn_startup_trials = 1"))
+    cwd = study_dir(tmp_path, spec("[sampler]\ncommon_draws = true\nn_startup_trials = 1"))
     assert run(cwd) == 0
     capsys.readouterr()
     drawn = configs(cwd)

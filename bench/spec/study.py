@@ -29,8 +29,10 @@
                                          # replicate) its own stream, seeded from seed, dataset, unit, replicate
 
     [pruner]                             # kind = "median" | "percentile" | "hyperband" | "successive_halving" | "none"
-    kind = "median"
-    n_warmup_steps = 2
+    kind = "median"                      # other keys go to the Optuna pruner, checked against its signature:
+    n_warmup_steps = 2                   # hyperband: min_resource, max_resource (epochs), reduction_factor;
+                                         # successive_halving: min_resource, reduction_factor,
+                                         # min_early_stopping_rate (docs/search.md compares median and hyperband)
 
     [final]                              # optional: how final seeds and repeats are trained (not what)
     population = true                    # all missing seeds of a unit as one population; false: one fit per
