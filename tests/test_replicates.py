@@ -145,3 +145,19 @@ def test_official_splits_stay_fixed_and_random_draws_vary():
     draws = describe_draws({"c": {"name": "census-income", "options": paper}, "s": {"name": "synthetic"}})
     assert draws == {"c": "data fixed across replicates (official split 'paper')",
                      "s": "data drawn anew per replicate (seed of the generator or split)"}
+
+
+def test_jobs_workers_get_the_replicates(monkeypatch, tmp_path):
+    """``--jobs N --replicates R``: workers 2..N run the same R replicates (the budget, claims and progress of
+    each replicate are shared through the study's storage like those of any unit)."""
+    import argparse
+
+    from bench.commands import run as run_command
+
+    started = []
+    monkeypatch.setattr(run_command.subprocess, "Popen", lambda cmd, **kw: started.append(cmd))
+    args = argparse.Namespace(study="f.toml", runs_dir=tmp_path, accelerator="cpu", threads=1, max_failure_rate=0.5,
+                              heartbeat=20, keep_models="all", wandb=None, wandb_project=None, repeats=None,
+                              replicates=3, no_population=False, quiet=True, storage=None, jobs=2)
+    run_command._start_workers(args)
+    assert len(started) == 1 and started[0][started[0].index("--replicates") + 1] == "3"
