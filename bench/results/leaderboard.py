@@ -421,17 +421,19 @@ def published(meta: dict[str, Any], label: str) -> list[str]:
 def configurations(rows: pl.DataFrame, label: str) -> list[str]:
     """Per architecture (BARS-style), a collapsible block with the selected configuration, its validation
     score (the search trial's objective) and its config hash."""
+    unit_keys = ["architecture", "target", "replicate"]  # each replicate selected its own configuration
     final = (rows.filter((pl.col("stage") == "final") & (pl.col("dataset") == label))
-             .select("architecture", "target", "trial", "config_hash", "config").unique(["architecture", "target"])
-             .sort("architecture", "target"))
-    objective = rows.filter((pl.col("stage") == "search") & (pl.col("dataset") == label)
-                            & (pl.col("metric") == "objective")).select("architecture", "target", "trial", "value")
+             .with_columns(pl.col("replicate").fill_null(1))
+             .select(*unit_keys, "trial", "config_hash", "config").unique(unit_keys).sort(unit_keys))
+    objective = (rows.filter((pl.col("stage") == "search") & (pl.col("dataset") == label)
+                             & (pl.col("metric") == "objective"))
+                 .with_columns(pl.col("replicate").fill_null(1)).select(*unit_keys, "trial", "value"))
     lines = []
-    for r in final.join(objective, on=["architecture", "target", "trial"], how="left").sort(
-            "architecture", "target").iter_rows(named=True):
+    for r in final.join(objective, on=[*unit_keys, "trial"], how="left").sort(unit_keys).iter_rows(named=True):
         config = json.loads(r["config"] or "{}")
         config.pop("seed", None)  # the final runs' own seeds
         unit = f"{r['architecture']}" + (f" [{r['target']}]" if r["architecture"] == BASELINE else "")
+        unit += f" r{r['replicate']}" if r["replicate"] != 1 else ""
         lines += [f"<details><summary>{escape(unit)}: trial {r['trial']}, validation objective (higher is better) "
                   f"{number(r['value'])}, config {r['config_hash']}</summary>", "",
                   escape(", ".join(f"{k}={v}" for k, v in sorted(config.items()))), "", "</details>"]

@@ -152,23 +152,29 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
 
 def convergence_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
     """Per dataset, one PNG: the best validation objective so far against trial number, one line per unit (and
-    replicate), in the metric's own orientation (``bench.results.convergence.best_so_far``)."""
+    replicate), in the metric's own orientation (``bench.results.convergence.best_so_far``); one panel per
+    metric when the units' objectives differ (an AUC and an MSE never share an axis)."""
+    from matplotlib.ticker import MaxNLocator
+
     curves = best_so_far(rows)
     links: Links = {}
     for label in sorted(curves["dataset"].unique().to_list()):
         plt = _pyplot()
         d = curves.filter(pl.col("dataset") == label)
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        for key, part in d.group_by("architecture", "target", "replicate", maintain_order=True):
-            arch, target, replicate = key
-            name = f"{arch}[{target}]" if arch == BASELINE else arch
-            ax.step(part["position"].to_list(), part["best"].to_list(), where="post", marker=".",
-                    label=name if replicate == 1 else f"{name} r{replicate}")
-        ylabels = d["ylabel"].unique().to_list()
-        ax.set_ylabel(ylabels[0] if len(ylabels) == 1 else "val objective (per unit's metric)", fontsize=8)
-        ax.set_xlabel("search trial")
-        ax.set_title(f"{label}: best validation objective so far", fontsize=9)
-        ax.legend(fontsize=7, ncol=2)
+        ylabels = sorted(d["ylabel"].unique().to_list())
+        fig, axes = plt.subplots(1, len(ylabels), figsize=(6.5 * len(ylabels), 4), squeeze=False)
+        for ax, ylabel in zip(axes[0], ylabels):
+            panel = d.filter(pl.col("ylabel") == ylabel)
+            for (arch, target, replicate), part in panel.group_by("architecture", "target", "replicate",
+                                                                  maintain_order=True):
+                name = f"{arch}[{target}]" if arch == BASELINE else arch
+                ax.step(part["position"].to_list(), part["best"].to_list(), where="post", marker=".",
+                        label=name if replicate == 1 else f"{name} r{replicate}")
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_xlabel("search trial")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend(fontsize=7, ncol=2)
+        fig.suptitle(f"{label}: best validation objective so far", fontsize=9)
         fig.tight_layout()
         fname = f"{label}-search.png"
         fig.savefig(plot_dir / fname, dpi=100, metadata=META_PNG)
