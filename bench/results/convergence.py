@@ -104,8 +104,10 @@ def sampler_text(rows: pl.DataFrame, meta: dict[str, Any]) -> str:
     streams = ("the same draws in every unit (common_draws)" if sampler.get("common_draws") else
                "each unit its own stream" if "startup_trials" in meta else "trial k drew the same in every unit")
     seeding = f"seed {sampler.get('seed', 0)}, {streams}"
+    if kind == "grid":  # one shuffle seed for all units: each visits every point of its grid once
+        return f"grid (seed {sampler.get('seed', 0)}, every point of each unit's grid once)"
     if kind != "tpe":
-        return f"{'random search' if kind == 'random' else kind} ({seeding})"
+        return f"random search ({seeding})"
     startup = sampler.get("n_startup_trials", meta.get("startup_trials", OLD_STARTUP))
     trials = search_trials(rows, meta)
     if not trials.height:
