@@ -57,13 +57,15 @@ def wandb_links(rows: pl.DataFrame, dataset: str) -> dict[str, str]:
         return {}
     runs = (
         rows.filter((pl.col("stage") == "final") & (pl.col("dataset") == dataset) & pl.col("wandb_url").is_not_null())
-        .select("architecture", "target", "seed", "wandb_url")
+        .with_columns(pl.col("replicate").fill_null(1))
+        .select("architecture", "target", "replicate", "seed", "wandb_url")
         .unique()
-        .sort("architecture", "target", "seed")
+        .sort("architecture", "target", "replicate", "seed")
     )
     links: dict[str, list[str]] = {}
     for r in runs.iter_rows(named=True):
-        label = f"{r['target']} s{r['seed']}" if r["architecture"] == BASELINE else f"s{r['seed']}"
+        run = (f"r{r['replicate']} " if r["replicate"] != 1 else "") + f"s{r['seed']}"  # a run: (replicate, seed)
+        label = f"{r['target']} {run}" if r["architecture"] == BASELINE else run
         links.setdefault(r["architecture"], []).append(f"[{label}]({r['wandb_url']})")
     return {a: " ".join(v) for a, v in links.items()}
 
