@@ -12,7 +12,8 @@ configuration's ordinal 0..n-1 in the unit; a unit is (dataset, architecture, ta
   search may not have levelled off;
 - a unit was searched at *random* when every trial's configuration was drawn at random (``drawn_by``
   "random": a random sampler, or TPE's start-up of ``n_startup_trials``); rows stored without ``drawn_by``
-  are inferred: TPE drew trial k (0-based) only when k >= the start-up then in force (Optuna's default 10).
+  are inferred: TPE drew trial k (0-based) only when k >= the start-up then in force (the spec's
+  ``n_startup_trials``, else Optuna's default 10: the harness set no other before).
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ OLD_STARTUP = 10  # Optuna's n_startup_trials default, in force before the spec 
 def search_trials(rows: pl.DataFrame, meta: dict[str, Any] | None = None) -> pl.DataFrame:
     """One row per counted trial of every unit: its ``trial`` ordinal, ``value`` (the objective; null for a
     failure), and ``drawn_by`` (inferred for rows stored without it)."""
-    meta = meta or {}
-    kind = meta.get("sampler", {}).get("kind", "tpe")
+    sampler = (meta or {}).get("sampler", {})
+    kind, startup = sampler.get("kind", "tpe"), sampler.get("n_startup_trials", OLD_STARTUP)
     guessed = pl.when(pl.lit(kind) == "tpe").then(
-        pl.when(pl.col("trial") >= OLD_STARTUP).then(pl.lit("tpe")).otherwise(pl.lit("random"))
+        pl.when(pl.col("trial") >= startup).then(pl.lit("tpe")).otherwise(pl.lit("random"))
     ).otherwise(pl.lit(kind))
     return (
         rows.filter((pl.col("stage") == "search") & (pl.col("metric") == "objective"))

@@ -162,7 +162,7 @@ def _trials_ran(rows: pl.DataFrame, budget: int) -> str:
     search = rows.filter((pl.col("stage") == "search") & (pl.col("metric") == "objective"))
     if not search.height:
         return ""
-    ran = search.group_by("dataset", "architecture", "target").len()["len"].max()
+    ran = search.group_by("dataset", "architecture", "target", pl.col("replicate").fill_null(1)).len()["len"].max()
     return f" ({ran} ran for some units: trials of an earlier, larger budget are kept)" if ran > budget else ""
 
 

@@ -168,7 +168,7 @@ def convergence_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
             for (arch, target, replicate), part in panel.group_by("architecture", "target", "replicate",
                                                                   maintain_order=True):
                 name = f"{arch}[{target}]" if arch == BASELINE else arch
-                ax.step(part["position"].to_list(), part["best"].to_list(), where="post", marker=".",
+                ax.plot(part["position"].to_list(), part["best"].to_list(), marker=".",
                         label=name if replicate == 1 else f"{name} r{replicate}")
             ax.set_ylabel(ylabel, fontsize=8)
             ax.set_xlabel("search trial")
