@@ -208,8 +208,8 @@ def read(root: Path) -> pl.DataFrame:
     # files written before a column existed (e.g. wandb_run) get it as nulls
     df = df.with_columns([pl.lit(None, dtype=t).alias(k) for k, t in SCHEMA.items() if k not in df.columns])
     df = df.select([pl.col(k).cast(t) for k, t in SCHEMA.items()])
-    return df.sort(["dataset", "architecture", "target", "stage", "trial", "seed", "split", "task", "metric", "level",
-                    "expert"], nulls_last=True)
+    return df.sort(["dataset", "architecture", "target", "stage", "replicate", "trial", "seed", "split", "task",
+                    "metric", "level", "expert"], nulls_last=True)
 
 
 def stored_seeds(root: Path, stage: str = "final") -> set[int]:
