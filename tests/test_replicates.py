@@ -161,3 +161,13 @@ def test_jobs_workers_get_the_replicates(monkeypatch, tmp_path):
                               replicates=3, no_population=False, quiet=True, storage=None, jobs=2)
     run_command._start_workers(args)
     assert len(started) == 1 and started[0][started[0].index("--replicates") + 1] == "3"
+
+
+def test_missing_final_runs_count_every_replicate():
+    final = [{"dataset": "d", "architecture": "mmoe", "target": "mean", "stage": "final", "seed": s, "replicate": r,
+              "split": "test", "task": "y1", "kind": "regression", "metric": "mse", "value": 1.0}
+             for r, s in ((None, 1), (None, 2), (2, 1))]  # replicate 1 from an older store (null), r2 seed 1
+    meta = {"seeds": [1, 2], "replicates": 2, "architectures": ["mmoe"], "datasets": {"d": {"objective": "mean"}}}
+    assert leaderboard.missing_final_runs(store.frame(final), meta) == ["d | mmoe r2: seed 2"]
+    assert leaderboard.missing_final_runs(store.frame(final), {**meta, "replicates": 3}) == [
+        "d | mmoe r2: seed 2", "d | mmoe r3: no final run"]
