@@ -39,8 +39,11 @@ def search_trials(rows: pl.DataFrame, meta: dict[str, Any] | None = None) -> pl.
     guessed = pl.when(pl.lit(kind) == "tpe").then(
         pl.when(pl.col("trial") >= startup).then(pl.lit("tpe")).otherwise(pl.lit("random"))
     ).otherwise(pl.lit(kind))
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in (("replicate", pl.Int64), ("drawn_by", pl.String))
+               if c not in rows.columns]  # rows read from elsewhere than bench.results.store.read
     return (
-        rows.filter((pl.col("stage") == "search") & (pl.col("metric") == "objective"))
+        rows.with_columns(missing)
+        .filter((pl.col("stage") == "search") & (pl.col("metric") == "objective"))
         .with_columns(pl.col("replicate").fill_null(1), pl.col("drawn_by").fill_null(guessed))
         .select(*UNIT, "trial", "status", "value", "drawn_by")
         .sort(*UNIT, "trial")
