@@ -66,6 +66,9 @@ def test_units_draw_different_configurations_and_the_same_after_a_kill(default_r
     assert run(cwd) == 0
     capsys.readouterr()
     assert configs(cwd) == reference
+    drawn = [store.read(d / "runs" / "f").filter(pl.col("metric") == "objective").sort("architecture", "trial")
+             ["drawn_by"].to_list() for d in (cwd, default_run)]
+    assert drawn[0] == drawn[1] == ["random"] * 6  # the same records after a kill (3 trials: all in the start-up)
 
 
 def test_common_draws_restore_shared_draws_and_tpe_is_labelled(tmp_path, capsys, default_run):
