@@ -150,3 +150,35 @@ def test_best_so_far_and_late_best():
     lines = convergence.search_section(rows, "d", None)
     assert lines[0] == "- may not have levelled off: d \\| mmoe's best trial was trial 5 of 5 (in the last fifth of " \
                        "its search)"
+
+
+@pytest.mark.parametrize("pruner", ["median", "hyperband"])
+def test_drawn_by_agrees_with_tpe(pruner):
+    """The record says "random" exactly when TPE fell back to its random sampler (also with Hyperband, whose
+    brackets TPE's start-up does not see: it counts the whole study's finished trials)."""
+    import optuna
+
+    from bench.study.search import drawn_by
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(n_startup_trials=3, seed=0)
+    fell_back = []
+    random_draw = sampler._random_sampler.sample_independent
+    sampler._random_sampler.sample_independent = lambda *a: fell_back.append(True) or random_draw(*a)
+    pruners = {"median": optuna.pruners.MedianPruner(), "hyperband": optuna.pruners.HyperbandPruner(max_resource=9)}
+    study = optuna.create_study(sampler=sampler, pruner=pruners[pruner])
+    labels, truth = [], []
+    for _ in range(12):
+        trial = study.ask()
+        labels.append(drawn_by(trial))
+        fell_back.clear()
+        x = trial.suggest_float("x", 0.0, 1.0)
+        truth.append("random" if fell_back else "tpe")
+        for epoch in range(3):  # reported and judged as a search trial is (Hyperband then sets up its brackets)
+            trial.report(x * (epoch + 1), epoch)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, x)
+    assert labels == truth and "tpe" in labels and "random" in labels
