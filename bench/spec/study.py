@@ -315,8 +315,8 @@ def startup_trials(trials: int) -> int:
     (n_startup_trials, default 10: https://optuna.readthedocs.io/en/stable/reference/samplers/generated/
     optuna.samplers.TPESampler.html); with this harness's budgets of 10-20 trials per unit that default left
     TPE never guiding. A third keeps enough random points for its two Parzen estimators (the "good" one is fit
-    to the best max(1, ceil(0.1 n)) trials: Optuna's default gamma) and leaves two thirds to TPE; 10 (Optuna's
-    default) is enough start-up for larger budgets."""
+    to the best min(ceil(0.1 n), 25) of the n finished trials: Optuna's default gamma) and leaves two thirds to
+    TPE; 10 (Optuna's default) is enough start-up for larger budgets."""
     return min(10, max(4, round(trials / 3)))
 
 
