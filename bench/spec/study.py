@@ -42,6 +42,9 @@
     mode = "offline"                     # "online" | "offline" | "disabled"; or simply: wandb = "offline"
     project = "mtl-bench"                # entity = "my-team" (optional)
 
+    [decision]                           # optional: the leaderboard's decisions (bench.spec.decision)
+    delta = { auc = 0.001, mse = "1%" }  # smallest difference that matters; alpha = 0.05
+
     [[published]]                        # optional: a paper's numbers, shown beside ours (never mixed in)
     source = "Ma et al., KDD 2018, Table 2"
     dataset = "p0.9"
@@ -80,6 +83,7 @@ from bench.errors import UnknownChoice, UserError
 from bench.hashing import config_hash
 
 from .config import check_keys, coerce
+from .decision import DecisionSpec, parse_decision
 from .replicates import describe_draws
 from .space import (
     Param,
@@ -94,7 +98,7 @@ from .space import (
 from .tracking import WandbSpec, parse_wandb
 
 STUDY_KEYS = ("name", "description", "architectures", "weightings", "objective", "seeds", "budget", "sampler",
-              "pruner", "datasets", "search", "wandb", "repeats", "final", "published", "replicates")
+              "pruner", "datasets", "search", "wandb", "repeats", "final", "published", "decision", "replicates")
 PUBLISHED_KEYS = ("source", "dataset", "metric", "notes", "values")
 FINAL_KEYS = ("population",)
 BUDGET_KEYS = ("trials", "max_epochs", "patience", "timeout")
@@ -160,6 +164,7 @@ class Study:
     population: bool = True  # final seeds and repeats of a unit trained as one population (bench.study.final)
     published: list[Published] = field(default_factory=list)  # numbers from papers, shown beside ours
     weightings: list[str] = field(default_factory=lambda: ["equal"])  # loss weightings compared (bench.weighting)
+    decision: DecisionSpec = field(default_factory=DecisionSpec)  # δ and α of the leaderboard's decisions
     replicates: int = 1  # runs of the whole pipeline (search and final seeds), each its own streams and data draw
 
     def weightings_of(self, arch: str) -> list[str]:
@@ -197,7 +202,7 @@ class Study:
     @property
     def spec_hash(self) -> str:
         # replicates: more of them continue a study (as --replicates does), like more seeds
-        dropped = ("wandb", "final", "published", "replicates")
+        dropped = ("wandb", "final", "published", "decision", "replicates")
         return config_hash({k: v for k, v in self.raw.items() if k not in dropped})
 
     def meta(self) -> dict[str, Any]:
@@ -224,6 +229,7 @@ class Study:
                          for d in self.datasets},
             "search": {arch: {k: describe(p) for k, p in sorted(space.items())} for arch, space in self.search.items()},
             "published": [asdict(p) for p in self.published],
+            "decision": self.decision.meta(),
         }
 
 
@@ -488,11 +494,13 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     pruner = _optuna_kwargs("pruner", raw.get("pruner", {}), PRUNERS, "median")
     tracking = parse_wandb(raw.get("wandb"))
     published = parse_published(raw.get("published", []), labels)
+    decision = parse_decision(raw.get("decision", {}))
 
     return Study(
         name=name, datasets=specs, architectures=list(archs), budget=budget, search=space, objective=objective,
         seeds=seeds, sampler=sampler, pruner=pruner, description=str(raw.get("description", "")), path=path, raw=raw,
         wandb=tracking, repeats=repeats, population=population, published=published, weightings=list(weightings),
+        decision=decision,
         replicates=replicates,
     )
 
