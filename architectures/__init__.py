@@ -16,7 +16,8 @@ from .registry import (
     has_funnel_loss,
     options,
     register,
+    requirements,
 )
 
 __all__ = ["UnknownChoice", "available", "check_data", "check_options", "create", "get", "has_aux_loss",
-           "has_funnel_loss", "options", "register"]
+           "has_funnel_loss", "options", "register", "requirements"]

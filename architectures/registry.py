@@ -103,6 +103,14 @@ def check_options(name: str, **opts: Any) -> None:
         raise ValueError(f"{name} with {opts} has {n:,} parameters, more than the {MAX_PARAMS:,} allowed")
 
 
+def requirements(name: str) -> list[str]:
+    """What architecture ``name`` needs of the data, in words (empty: any data)."""
+    cls = get(name)
+    needs = [what for attr, what in (("needs_funnel", "data with a funnel"),
+                                     ("task_embeddings", "embedded categorical fields")) if getattr(cls, attr, False)]
+    return needs
+
+
 def check_data(name: str, tasks: Sequence[str], fields: Sequence[int] = (),
                funnel: Sequence[tuple[str, bool]] = ()) -> None:
     """A one-line ``UserError`` when data with these tasks, embedded ``fields`` and ``funnel`` steps lack what

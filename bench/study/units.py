@@ -90,7 +90,8 @@ def units(study: Study, data: dict[str, Any]) -> list[Unit]:
         d = data[spec.label]
         for arch in study.architectures:
             try:
-                architectures.check_data(arch, d.task_names, d.field_sizes, d.funnel_steps)
+                if architectures.requirements(arch):
+                    architectures.check_data(arch, d.task_names, d.field_sizes, d.funnel_steps)
             except UserError as err:
                 raise UserError(f"dataset {spec.label}: {err}") from None
             if arch == "single_task":
