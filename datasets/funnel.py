@@ -5,10 +5,11 @@ unit variance are drawn per impression from the same recipe with independent par
 
     z_k = sqrt(0.4) w_k^T x + sqrt(0.2) b_k[user] + sqrt(0.2) c_k[item] + sqrt(0.2) <U_k[user], V_k[item]> / sqrt(r)
 
-    x ~ N(0, I_d),  w_k a random unit vector,  b_k, c_k ~ N(0, 1) per user / item,  U_k, V_k ~ N(0, I_r)
+    x ~ N(0, I_d),  w_1 _|_ w_2 random unit vectors,  b_k, c_k per user / item and U_k, V_k (r per user / item)
+    random, centred, of mean square 1, z_2's orthogonal to z_1's over the users / items
 
 The click and the conversion share a controlled part of their signal, ``rho`` (the correlation knob, as ``p`` is
-for the MMoE generator: corr(s_ctr, s_cvr) = rho):
+for the MMoE generator; z_1 and z_2 are uncorrelated, so corr(s_ctr, s_cvr) = rho over the impressions):
 
     s_ctr = z_1,                       pCTR = sigmoid(a_ctr + scale s_ctr)
     s_cvr = rho z_1 + sqrt(1 - rho^2) z_2,   pCVR = sigmoid(a_cvr + scale s_cvr)
@@ -47,17 +48,26 @@ SHARES = (0.4, 0.2, 0.2, 0.2)  # variance of z_k from the numeric features, the 
 MAX_ROWS = 50_000_000  # a bound on mistyped sizes (about 4 GB of float64 while generating at d = 8)
 
 
-def signal(g: torch.Generator, x: torch.Tensor, user: torch.Tensor, item: torch.Tensor, n_users: int, n_items: int,
-           rank: int) -> torch.Tensor:
-    """One unit-variance signal z (N,) of the impressions (x (N, d), user and item indices (N,)), parameters drawn
-    from ``g``."""
-    f64 = torch.float64
-    w = torch.randn(x.shape[1], generator=g, dtype=f64)
-    w = w / w.norm()  # x ~ N(0, I): w^T x ~ N(0, 1)
-    b, c = torch.randn(n_users, generator=g, dtype=f64), torch.randn(n_items, generator=g, dtype=f64)
-    u, v = torch.randn(n_users, rank, generator=g, dtype=f64), torch.randn(n_items, rank, generator=g, dtype=f64)
-    parts = (x @ w, b[user], c[item], (u[user] * v[item]).sum(-1) / math.sqrt(rank))  # each of variance 1
-    return sum(math.sqrt(s) * p for s, p in zip(SHARES, parts))
+def orthonormal(g: torch.Generator, n: int, k: int) -> torch.Tensor:
+    """``(n, k)`` columns of mean 0 and mean square 1 over the n rows, orthogonal to each other: a centred Gaussian
+    matrix's QR factor, scaled by sqrt(n)."""
+    a = torch.randn(n, k, generator=g, dtype=torch.float64)
+    return torch.linalg.qr(a - a.mean(0)).Q * math.sqrt(n)
+
+
+def signals(g: torch.Generator, x: torch.Tensor, user: torch.Tensor, item: torch.Tensor, n_users: int, n_items: int,
+            rank: int) -> torch.Tensor:
+    """The two unit-variance signals z_1, z_2 ``(2, N)`` of the impressions (x (N, d), user and item indices (N,)),
+    parameters drawn from ``g``: each part of z_2 orthogonal to z_1's (w_1 and w_2, the user effects b_1 and b_2
+    over the users, ...), so that z_1 and z_2 are uncorrelated over the impressions whatever the draw, and the
+    correlation of s_ctr and s_cvr is rho itself."""
+    d = x.shape[1]
+    w = torch.linalg.qr(torch.randn(d, 2, generator=g, dtype=torch.float64)).Q  # (d, 2) orthonormal: w_k^T x ~ N(0, 1)
+    b, c = orthonormal(g, n_users, 2), orthonormal(g, n_items, 2)  # (n_users, 2), (n_items, 2)
+    u, v = orthonormal(g, n_users, 2 * rank), orthonormal(g, n_items, 2 * rank)  # U_1 | U_2, V_1 | V_2
+    inter = (u[user].unflatten(1, (2, rank)) * v[item].unflatten(1, (2, rank))).sum(-1) / math.sqrt(rank)  # (N, 2)
+    parts = (x @ w, b[user], c[item], inter)  # each (N, 2) of variance 1
+    return sum(math.sqrt(s) * p for s, p in zip(SHARES, parts)).T
 
 
 def intercept(score: torch.Tensor, rate: float) -> float:
@@ -77,9 +87,9 @@ def check_options(n_samples: int, d: int, n_users: int, n_items: int, rank: int,
     """One-line errors for options the generator cannot honour."""
     if not 1 <= n_samples <= MAX_ROWS:
         raise UserError(f"synthetic-funnel: n_samples must be in 1..{MAX_ROWS:,}, got {n_samples}")
-    if min(d, n_users, n_items, rank) < 1:
-        raise UserError(f"synthetic-funnel: d, n_users, n_items and rank must be >= 1, got {d}, {n_users}, "
-                        f"{n_items}, {rank}")
+    if rank < 1 or d < 2 or min(n_users, n_items) < 2 * rank + 1:
+        raise UserError(f"synthetic-funnel: needs rank >= 1, d >= 2 and n_users, n_items >= 2 rank + 1 (two "
+                        f"uncorrelated signals), got rank={rank}, d={d}, n_users={n_users}, n_items={n_items}")
     if not -1.0 <= rho <= 1.0:
         raise UserError(f"synthetic-funnel: rho (the correlation of the click and conversion signals) must be in "
                         f"[-1, 1], got {rho}")
@@ -117,8 +127,7 @@ def synthetic_funnel(
     x = torch.randn(n_samples, d, generator=g, dtype=f64)
     user = torch.randint(n_users, (n_samples,), generator=g)
     item = torch.randint(n_items, (n_samples,), generator=g)
-    z1 = signal(g, x, user, item, n_users, n_items, rank)
-    z2 = signal(g, x, user, item, n_users, n_items, rank)
+    z1, z2 = signals(g, x, user, item, n_users, n_items, rank)
     s_ctr, s_cvr = z1, rho * z1 + math.sqrt(1 - rho**2) * z2  # corr(s_ctr, s_cvr) = rho
     a_ctr, a_cvr = intercept(scale * s_ctr, click_rate), intercept(scale * s_cvr, conversion_rate)
     p_ctr, p_cvr = torch.sigmoid(a_ctr + scale * s_ctr), torch.sigmoid(a_cvr + scale * s_cvr)  # (N,)
