@@ -17,6 +17,7 @@ from tabulate import tabulate
 from bench.spec.metrics import DEAD_ROWS, UNUSED_WEIGHT
 
 from . import repeats, store
+from .funnel import entire_space_section
 from .markdown import DASH, escape, interval, number, options_text, pvalue, significance
 from .plots import leaderboard_plots
 from .tables import (
@@ -444,6 +445,7 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
         lines += overall_section(archs, meta, labels, plots.get("overall", []))
     for label in labels:
         lines += dataset_section(rows, meta, label, archs, cells, plots)
+        lines += entire_space_section(rows, label)  # data whose truth is known (synthetic-funnel)
     lines += scarcity_section(cells, meta, plots.get("scarcity", []))
     for caption, path in plots.get("", []):
         lines += [f"![{caption}]({path})", ""]
