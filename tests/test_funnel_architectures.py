@@ -169,9 +169,14 @@ def test_population_reproduces_separate_fits_with_dropout(name, data):
     base = {"max_epochs": 2, "batch_size": 64, "patience": 10, "dropout": 0.2, "expert_units": 8, "tower_units": 8,
             "embedding_dim": 4}
     configs = [{**base, "seed": 1}, {**base, "seed": 5, "lr": 1e-2, "optimizer": "adamw", "weight_decay": 0.01}]
-    pop = train_population(name, data, configs, evaluate_test=True, device="cpu")
+    pop = train_population(name, data, configs, evaluate_test=True, device="cpu", diagnose=True)
     for p, c in zip(pop, configs):
-        ref = fit(name, data, c, evaluate_test=True, accelerator="cpu")
+        ref = fit(name, data, c, evaluate_test=True, accelerator="cpu", diagnose=True)
         assert_same_fit(p, ref)
+        # STEM's gates weigh every expert (3 per task here): its diagnostics, the member's as its fit's
+        assert len(ref.diagnostics or []) == (2 * (3 + 3) + 3 if name == "stem" else 0)
+        for a, b in zip(p.diagnostics or [], ref.diagnostics or []):
+            assert {k: v for k, v in a.items() if k != "value"} == {k: v for k, v in b.items() if k != "value"}
+            assert a["value"] == pytest.approx(b["value"], rel=1e-4, abs=1e-6)
         assert set(ref.test_metrics["cvr"]) == {"auc", "logloss", "auc_entire", "calib_entire"}
         assert ref.observed["entire"] == {"ctr": len(data.test), "cvr": len(data.test)}
