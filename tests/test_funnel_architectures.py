@@ -140,6 +140,10 @@ def test_what_the_data_lack_is_refused_in_one_line(tmp_path, monkeypatch, capsys
         assert len(str(err.value).splitlines()) == 1
     assert main(["train", "--dataset", "synthetic", "--arch", "aitm", "--data", "n_samples=200"]) == 2
     assert "aitm is a funnel architecture" in capsys.readouterr().err
+    assert main(["train", "--dataset", "synthetic-funnel", "--arch", "esmm", "--data", "n_samples=1000",
+                 "--set", "max_epochs=1", "--no-progress"]) == 0
+    out = capsys.readouterr().out  # the entire-space metrics beside the usual ones, test only
+    assert "cvr     auc_entire" in out and "cvr     calib_entire" in out
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.toml").write_text('architectures = ["mmoe", "esmm"]\n[[datasets]]\nname = "synthetic"\n'
                                      'options = { n_samples = 200 }\n')
