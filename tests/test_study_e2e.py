@@ -8,11 +8,11 @@ import statistics
 
 import optuna
 import polars as pl
-import scipy.stats
 
 from bench.cli import main
 from bench.results import store
 from bench.spec.metrics import PRIMARY
+from bench.training.bootstrap import DRAWS
 
 SPEC = """
 name = "e2e"
@@ -44,7 +44,8 @@ n_experts = 2
 def table_rows(markdown: str, heading: str) -> tuple[list[str], list[list[str]]]:
     """Header and body cells of the first table under ``## heading``."""
     section = markdown.split(f"## {heading}\n", 1)[1].lstrip("\n")
-    lines = section.split("\n\n", 1)[0].splitlines()  # the first table only (the gates table follows)
+    tables = [p for p in section.split("\n\n") if p.startswith("|")]  # after the verdict paragraph
+    lines = tables[0].splitlines()  # the first table only (the gates table follows)
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
     return cells[0], [c for c in cells[2:]]
 
@@ -64,14 +65,17 @@ def test_cli_study_end_to_end(tmp_path, monkeypatch, capsys):
 
     # columns and rows of the dataset's table
     header, body = table_rows(markdown, "syn")
-    assert header == ["rank", "architecture", "y1 mse", "y2 mse", "gain y1", "gain y2", "Δm", "seesaw", "params",
-                      "trials c/p/f", "s/trial", "on front"]
+    assert header == ["rank", "architecture", "y1 mse", "y2 mse", "gain y1", "gain y2", "Δm", "vs best", "seesaw",
+                      "params", "trials c/p/f", "s/trial", "on front"]
     assert sorted(r[1] for r in body) == ["mmoe", "shared_bottom", "single_task"]
     by_arch = {r[1]: dict(zip(header, r, strict=True)) for r in body}
 
     # values recomputed from the stored rows with plain Python
     test = [r for r in rows.iter_rows(named=True)
-            if r["stage"] == "final" and r["split"] == "test" and r["metric"] == PRIMARY.get(r["kind"])]
+            if r["stage"] == "final" and r["split"] == "test" and r["metric"] == PRIMARY.get(r["kind"])
+            and r["draw"] is None]  # the runs' own metrics; the test-set resamples are rows with a draw
+    draws = rows.filter(pl.col("draw").is_not_null())
+    assert draws.group_by("architecture", "target", "seed", "task").len()["len"].unique().to_list() == [DRAWS]
 
     def values(arch, task):
         vals = [r["value"] for r in test if r["architecture"] == arch and r["task"] == task]
@@ -83,20 +87,24 @@ def test_cli_study_end_to_end(tmp_path, monkeypatch, capsys):
         rel = []
         for task in ("y1", "y2"):
             vals = values(arch, task)
-            m, s = statistics.mean(vals), statistics.stdev(vals)
-            half = scipy.stats.t.ppf(0.975, 1) * s / 2 ** 0.5  # 95% Student t interval over two seeds
-            assert by_arch[arch][f"{task} mse"] == f"{m:.4f} [{m - half:.4f}, {m + half:.4f}] n=2"
+            m = statistics.mean(vals)
+            # the mean, and a percentile bootstrap interval (seeds and test resamples) around it, inside [0, inf)
+            cell = re.fullmatch(r"(\S+) \[(\S+), (\S+)\] n=2", by_arch[arch][f"{task} mse"])
+            assert cell and cell[1] == f"{m:.4f}" and 0 <= float(cell[2]) <= m <= float(cell[3])
             base = statistics.mean(values("single_task", task))
             gain = -(m - base)  # MSE: lower is better, the sign is flipped
             rel.append(gain / base)
-            if arch != "single_task":
-                welch = scipy.stats.ttest_ind(vals, values("single_task", task), equal_var=False)
-                ci = welch.confidence_interval(0.95)
-                assert by_arch[arch][f"gain {task}"].startswith(f"{gain:+.4f} [{-ci.high:+.4f}, {-ci.low:+.4f}] ")
+            if arch != "single_task":  # the gain, its paired bootstrap interval and its decision
+                assert re.fullmatch(re.escape(f"{gain:+.4f} [") + r"\S+, \S+\] (better|worse|equivalent|inconclusive)",
+                                    by_arch[arch][f"gain {task}"])
         deltas[arch] = 100 * sum(rel) / 2
-        assert by_arch[arch]["Δm"].startswith(f"{deltas[arch]:+.3f}% [")
-    ranks = {r[1]: r[0] for r in body}
-    assert [r[1] for r in body] == sorted(deltas, key=lambda a: (ranks[a].split()[0] != "1", -deltas[a]))
+        if arch == "single_task":
+            assert by_arch[arch]["Δm"] == "0 (baseline)"  # 0 by definition, no interval
+        else:
+            assert by_arch[arch]["Δm"].startswith(f"{deltas[arch]:+.3f}% [")
+    # ranked by Δm, 1 = best
+    assert [r[1] for r in body] == sorted(deltas, key=lambda a: -deltas[a])
+    assert [r[0] for r in body] == ["1", "2", "3"]
     assert by_arch["single_task"]["gain y1"] == "—"
     # trials: 2 per unit; single-task has one unit per task
     counts = {a: sum(int(x) for x in by_arch[a]["trials c/p/f"].split("/")) for a in by_arch}

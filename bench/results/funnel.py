@@ -22,6 +22,7 @@ def entire_cells(rows: pl.DataFrame, label: str) -> pl.DataFrame:
     """Final test rows of dataset ``label`` for the tasks with entire-space metrics: (architecture, task, metric,
     seed, value) for the metrics of ``COLUMNS``; a single-task unit only for its own task."""
     final = rows.filter((pl.col("stage") == "final") & (pl.col("split") == "test") & (pl.col("dataset") == label)
+                        & pl.col("draw").is_null()  # the run's own scores, not its test-set resamples
                         & pl.col("metric").is_in(list(COLUMNS)) & pl.col("value").is_finite())
     tasks = final.filter(pl.col("metric").is_in(list(ENTIRE)))["task"].unique().to_list()
     return (final.filter(pl.col("task").is_in(tasks)

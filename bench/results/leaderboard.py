@@ -14,17 +14,18 @@ from typing import Any
 import polars as pl
 from tabulate import tabulate
 
+from bench.spec.decision import decision_from_meta
 from bench.spec.metrics import DEAD_ROWS, UNUSED_WEIGHT
 
-from . import repeats, store
+from . import repeats, store, verdicts
 from .funnel import entire_space_section
-from .markdown import DASH, escape, interval, number, options_text, pvalue, significance
+from .markdown import DASH, escape, interval, number, options_text, pvalue
 from .plots import leaderboard_plots
 from .tables import (
     ALPHA,
     BASELINE,
-    CONFIDENCE,
     DIAGNOSTIC_MEASURES,
+    MIN_INDEPENDENT,
     arch_summary,
     diagnostic_summary,
     gate_utilisation,
@@ -202,27 +203,36 @@ def _objective_text(objective: str) -> str:
 
 def overall_section(archs: pl.DataFrame, meta: dict[str, Any], labels: list[str],
                     plots: list[tuple[str, str]]) -> list[str]:
-    """Mean rank over datasets with the Friedman test and the Nemenyi critical difference."""
-    overall, tests = overall_ranking(archs, meta.get("architectures"))
+    """Mean rank over datasets (the ranks of the dataset tables), the median Δm, and the Friedman test with the
+    Nemenyi critical difference only over enough independent datasets."""
+    overall, tests = overall_ranking(archs, meta.get("architectures"), meta)
     if not overall.height:
         return []
     ranks = {(r["dataset"], r["architecture"]): r["rank"] for r in archs.iter_rows(named=True)}
     table = [
-        [r["architecture"], f"{r['mean_rank']:.2f}", number(r["mean_delta_m"], ".3f", signed=True) + "%",
-         *[ranks.get((d, r["architecture"])) or DASH for d in labels]]
+        [r["architecture"], f"{r['mean_rank']:.2f}", number(r["median_delta_m"], ".3f", signed=True) + "%",
+         *[DASH if ranks.get((d, r["architecture"])) is None else f"{ranks[(d, r['architecture'])]:g}"
+           for d in labels]]
         for r in overall.iter_rows(named=True)
     ]
     fr, cd = tests["friedman"], tests["cd"]
     lines = ["## Overall ranking", "",
-             tabulate(table, headers=["architecture", "mean rank", "mean Δm", *map(escape, labels)],
-                      tablefmt="github", disable_numparse=True), ""]
+             tabulate(table, headers=["architecture", "mean rank", "median Δm", *map(escape, labels)],
+                      tablefmt="github", disable_numparse=True), "",
+             "Rank: by Δm within each dataset (1 = best, ties averaged), as in the dataset tables; mean rank: their "
+             "mean. median Δm: the median over datasets (robust to the outlying Δm of a single dataset).", ""]
+    shared = [f"{', '.join(map(escape, ds))} share {escape(b)}" for b, ds in tests["blocks"].items() if len(ds) > 1]
+    n = tests["independent"]
     if fr is not None and fr.statistic is not None and not math.isnan(fr.statistic):
-        lines.append(f"Friedman test over {fr.n_datasets} datasets and {fr.k} architectures (ranks of Δm, 1 = "
-                     f"best): χ²({fr.k - 1}) = {fr.statistic:.2f}, {pvalue(fr.p)}. Nemenyi critical difference "
-                     f"(α = {ALPHA}): {cd:.2f}; architectures whose mean ranks differ by less than that are not "
-                     "significantly different.")
+        lines.append(f"Friedman test over {fr.n_datasets} independent datasets and {fr.k} architectures (ranks of "
+                     f"Δm, 1 = best): χ²({fr.k - 1}) = {fr.statistic:.2f}, {pvalue(fr.p)}. Nemenyi critical "
+                     f"difference (α = {ALPHA}): {cd:.2f}; architectures whose mean ranks differ by less than that "
+                     "are not significantly different.")
     else:
-        lines.append("Friedman test: needs at least 3 architectures ranked on at least 2 datasets.")
+        lines.append(f"No Friedman test or critical difference: they need at least {MIN_INDEPENDENT} independent "
+                     f"datasets and 3 architectures ranked on all of them; this page has {n} independent "
+                     f"dataset{'s' if n != 1 else ''}" + (f" ({'; '.join(shared)}: entries sharing data count once)"
+                                                          if shared else "") + ".")
     for a, reason in tests["excluded"].items():
         lines.append(f"- not ranked overall: {a} ({escape(reason)})")
     lines.append("")
@@ -247,31 +257,13 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
     # a study without the single-task baseline (e.g. the MMoE paper's synthetic experiment) has no gain, Δm or rank
     baseline = BASELINE in d_archs["architecture"].to_list()
     headers = ["rank", "architecture", *[escape(f"{t} {m}") for t, m in task_meta],
-               *[escape(f"gain {t}") for t, _ in task_meta], "Δm", "seesaw", "params", "trials c/p/f", "s/trial"]
-    table = []
-    for r in d_archs.iter_rows(named=True):
-        a = r["architecture"]
-        values, gains = [], []
-        for t, _ in task_meta:
-            c = by.get((a, t))
-            if c is None or c["n"] == 0:
-                values.append(f"n = 0 of {expected}" + (" (failed)" if c is not None and c["n_failed"] else ""))
-                gains.append(DASH)
-                continue
-            values.append(f"{interval(c['mean'], c['lo'], c['hi'])} n={c['n']}")
-            gains.append(DASH if c["gain"] is None else
-                         f"{interval(c['gain'], c['gain_lo'], c['gain_hi'], signed=True)} "
-                         f"{significance(c['sig'], c['p_holm'])}".rstrip())
-        trials = DASH if r["trials_complete"] is None else \
-            f"{r['trials_complete']}/{r['trials_pruned']}/{r['trials_failed']}"
-        table.append([
-            (f"{r['rank']}" + (" (top)" if r["top"] else "")) if r["rank"] is not None else DASH, a, *values, *gains,
-            interval(r["delta_m"], r["dm_lo"], r["dm_hi"], ".3f", signed=True, unit="%"),
-            "yes" if r["seesaw"] else "", DASH if r["n_params"] is None else f"{r['n_params']:,}",
-            trials, DASH if r["seconds_per_trial"] is None else f"{r['seconds_per_trial']:.1f}",
-        ])
+               *[escape(f"gain {t}") for t, _ in task_meta], "Δm", "vs best", "seesaw", "params", "trials c/p/f",
+               "s/trial"]
+    table = [_arch_row(r, [by.get((r["architecture"], t)) for t, _ in task_meta], [t for t, _ in task_meta],
+                       expected) for r in d_archs.iter_rows(named=True)]
     if not baseline:  # drop the gain, Δm and seesaw columns, and the rank
-        keep = [i for i, h in enumerate(headers) if i > 0 and not h.startswith("gain ") and h not in ("Δm", "seesaw")]
+        keep = [i for i, h in enumerate(headers)
+                if i > 0 and not h.startswith("gain ") and h not in ("Δm", "vs best", "seesaw")]
         headers, table = [headers[i] for i in keep], [[row[i] for i in keep] for row in table]
     if len(task_meta) >= 2:  # the per-task Pareto front; a dash for an architecture without a score on every task
         front = {r["architecture"]: r["on_front"] for r in pareto_front(d_cells).iter_rows(named=True)}
@@ -284,7 +276,9 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
         headers.append("W&B runs")
         for row, r in zip(table, d_archs.iter_rows(named=True)):
             row.append(links.get(r["architecture"], DASH))
+    lines += verdicts.dataset_verdict(label, d_archs, d_cells, decision_from_meta(meta))
     lines += [tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    lines += verdicts.variance_note(d_archs)
     if not baseline:
         lines += ["No single-task baseline in this study: no MTL gain, Δm or rank.", ""]
     incomplete = d_archs.filter(~pl.col("complete"))
@@ -297,7 +291,7 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
     if incomplete.height or absent:
         lines.append("")
     lines += observed_labels(rows, meta, label)
-    lines += published(meta, label)
+    lines += published(meta, label, d_cells)
     lines += gates_section(rows, label, d_archs["architecture"].to_list())
     lines += configurations(rows, label)
     for caption, path in plots.get(label, []):
@@ -348,8 +342,9 @@ def scarcity_section(cells: pl.DataFrame, meta: dict[str, Any], plots: list[tupl
     lines = ["## Label scarcity: MTL gain of the scarce task against its fraction of training labels", "",
              "Each column is a dataset entry above whose task keeps only that fraction of its training labels (the "
              "rest masked, seeded; validation and test labels complete); the single-task baseline trains on the same "
-             "reduced labels. Cells: the gain of that task with its 95% Welch interval and Holm-corrected test, as in "
-             "the entry's table.", ""]
+             "reduced labels. Cells: the gain of that task with its 95% percentile bootstrap interval and its decision "
+             "against the baseline, as in the entry's table. The fractions of one source share their data: they "
+             "are one experiment, not independent datasets.", ""]
     for (group, task), part in scarce.group_by("group", "task", maintain_order=True):
         fractions = sorted(part["fraction"].unique().to_list())
         by = {(r["architecture"], r["fraction"]): r for r in part.iter_rows(named=True)}
@@ -360,7 +355,7 @@ def scarcity_section(cells: pl.DataFrame, meta: dict[str, Any], plots: list[tupl
                 c = by.get((arch, f))
                 row.append(DASH if c is None or c["gain"] is None else
                            f"{interval(c['gain'], c['gain_lo'], c['gain_hi'], signed=True)} "
-                           f"{significance(c['sig'], c['p_holm'])} n={c['n']}")
+                           f"{c['decision']} n={c['n']}")
             table.append(row)
         metric = part["metric"][0]
         lines += [f"### {escape(group)}: {escape(task)} ({escape(metric)} gain)", "",
@@ -396,14 +391,22 @@ def gates_section(rows: pl.DataFrame, label: str, order: list[str]) -> list[str]
             "run; the gate-utilisation heatmap shows each task's mean weight on each expert.", ""]
 
 
-def published(meta: dict[str, Any], label: str) -> list[str]:
-    """The spec's published numbers for this dataset, apart from ours and labelled as such."""
+def published(meta: dict[str, Any], label: str, cells: pl.DataFrame | None = None) -> list[str]:
+    """The spec's published numbers for this dataset, apart from ours and labelled as such; beside each, ours for
+    the same architecture and task with the page's interval (every source of variance the runs stored)."""
     lines = []
+    ours = {} if cells is None else {(r["architecture"], r["task"]): r for r in cells.iter_rows(named=True)}
     for entry in meta.get("published", []):
         if entry["dataset"] != label:
             continue
         tasks = sorted({t for per_task in entry["values"].values() for t in per_task})
-        table = [[escape(a), *[number(v.get(t)) for t in tasks]] for a, v in entry["values"].items()]
+
+        def cell(a: str, t: str, v: dict[str, float]) -> str:
+            c = ours.get((a, t))
+            mine = "" if c is None or c["mean"] is None else f" (ours {interval(c['mean'], c['lo'], c['hi'])})"
+            return number(v.get(t)) + mine
+
+        table = [[escape(a), *[cell(a, t, v) for t in tasks]] for a, v in entry["values"].items()]
         lines += [f"Published numbers, for comparison only (not produced by this harness): {escape(entry['source'])}; "
                   f"{escape(entry['metric'])}.", "",
                   tabulate(table, headers=["architecture", *map(escape, tasks)], tablefmt="github",
@@ -437,10 +440,12 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
     """The markdown leaderboard. ``plots`` maps a dataset label (or "" for study-wide plots, "overall" for the
     critical-difference diagram, "repeats:<label>") to (caption, relative path) pairs to link."""
     plots = plots or {}
-    archs = arch_summary(rows)
-    cells = with_gains(task_summary(rows))
+    decision = decision_from_meta(meta)
+    archs = arch_summary(rows, decision)
+    cells = with_gains(task_summary(rows), decision)
     labels = list(meta.get("datasets", {})) or sorted(archs["dataset"].unique().to_list())
     lines = header(rows, meta)
+    lines += verdicts.page_verdict(archs, labels)
     if len(labels) > 1:
         lines += overall_section(archs, meta, labels, plots.get("overall", []))
     for label in labels:
@@ -450,18 +455,21 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
     for caption, path in plots.get("", []):
         lines += [f"![{caption}]({path})", ""]
     lines += [
-        f"Cells: test split, primary metric per task kind (binary: AUC, regression: MSE, multi-class: accuracy); "
-        f"mean over the seeds whose score is finite [{CONFIDENCE:.0%} Student t interval] and their number n. "
-        "gain: the PLE paper's MTL gain against the tuned single-task baseline, oriented so that positive is "
-        f"better, with its {CONFIDENCE:.0%} Welch interval; ▲/▼: significantly better/worse by a two-sided Welch "
-        f"test, Holm-corrected over all gain cells of the dataset (adjusted p < {ALPHA}); n.s.: not significant. "
-        f"Δm: mean relative improvement over single-task across tasks, same orientation, with a {CONFIDENCE:.0%} "
-        "interval (per-seed Δm of the architecture, delta method for the baseline). rank: by Δm; (top): Δm not "
-        "significantly below the best architecture's (one-sided Welch tests on per-seed Δm against the best, "
-        f"Holm-corrected, adjusted p ≥ {ALPHA}), and those share rank 1. seesaw: one task's gain significantly "
-        "positive and another's significantly negative. Architectures without a finite score on every task get "
-        "no Δm and no rank. on front: not dominated by another architecture in the mean test metrics of every task "
-        "(at least as good on all, better on one; datasets with two or more tasks). trials c/p/f: search trials "
+        "Cells: test split, primary metric per task kind (binary: AUC, regression: MSE, multi-class: accuracy); "
+        "the mean over the runs whose score is finite (with replicates: the mean of the replicates' means) [95% "
+        "percentile bootstrap interval: replicates, then seeds within each, crossed with the test-set resamples "
+        "where stored] and their number n. gain: the PLE paper's MTL gain against the tuned single-task baseline, "
+        "oriented so that positive is better, with the same bootstrap, paired (both scored on the same resampled "
+        "test rows). Δm: mean relative improvement over single-task across tasks, same orientation and bootstrap; "
+        "the baseline's own Δm is 0 by definition. Decisions (docs/statistics.md), against the baseline (gain, Δm) "
+        "and the best architecture (vs best): better or worse by more than δ "
+        f"({verdicts.delta_text(decision)}; for Δm the Δm that δ on every task gives), equivalent within ±δ (two "
+        "one-sided tests), or inconclusive; t tests over seeds (replicates), with the test-set variance, "
+        "Holm-corrected over each family of a dataset at "
+        f"α = {decision.alpha}. rank: by Δm, 1 = best, ties averaged. seesaw: one task better and another worse. "
+        "Architectures without a finite score on every task get no Δm and no rank. on front: not dominated by another "
+        "architecture in the mean test metrics of every task (at least as good on all, better on one; datasets with "
+        "two or more tasks). trials c/p/f: search trials "
         "complete/pruned/failed. s/trial: mean seconds per search trial.",
         "",
     ]
@@ -472,7 +480,7 @@ def tables(rows: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """The leaderboard's tables by name (what experiment tracking logs beside the page); list columns of
     per-seed values are left out."""
     archs = arch_summary(rows)
-    cells = with_gains(task_summary(rows)).drop("values", "seeds")
+    cells = with_gains(task_summary(rows)).drop("values", "seeds", "replicates", "draws")
     return {"leaderboard": archs, "overall": overall_ranking(archs)[0], "tasks": cells, "pareto": pareto_front(cells),
             "gates": diagnostic_summary(rows), "gate_utilisation": gate_utilisation(rows)}
 
@@ -495,3 +503,22 @@ def build(root: Path, out_dir: Path, *, with_plots: bool = True, command: str | 
     path.write_text(text)
     return path, text
 
+
+
+def _arch_row(r: dict[str, Any], cells: list[dict[str, Any] | None], tasks: list[str], expected: int) -> list[Any]:
+    """One architecture's row of a dataset table: rank, cells with n, gains with decisions, Δm, vs best, ..."""
+    values, gains = [], []
+    for c in cells:
+        if c is None or c["n"] == 0:
+            values.append(f"n = 0 of {expected}" + (" (failed)" if c is not None and c["n_failed"] else ""))
+            gains.append(DASH)
+            continue
+        values.append(f"{interval(c['mean'], c['lo'], c['hi'])} n={c['n']}")
+        gains.append(DASH if c["gain"] is None else
+                     f"{interval(c['gain'], c['gain_lo'], c['gain_hi'], signed=True)} {c['decision']}")
+    trials = DASH if r["trials_complete"] is None else \
+        f"{r['trials_complete']}/{r['trials_pruned']}/{r['trials_failed']}"
+    return [DASH if r["rank"] is None else f"{r['rank']:g}", r["architecture"], *values, *gains,
+            verdicts.delta_m_cell(r), verdicts.versus_best(r, cells, tasks), "yes" if r["seesaw"] else "",
+            DASH if r["n_params"] is None else f"{r['n_params']:,}", trials,
+            DASH if r["seconds_per_trial"] is None else f"{r['seconds_per_trial']:.1f}"]

@@ -98,7 +98,7 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
             links.setdefault(label, []).append((f"{label}: gate utilisation, task x expert per level (mean gate "
                                                 "weight over seeds)", f"{prefix}/{fname}"))
     if len(cells["dataset"].unique()) > 1:
-        overall, tests = overall_ranking(archs, meta.get("architectures"))
+        overall, tests = overall_ranking(archs, meta.get("architectures"), meta)
         if overall.height >= 2 and tests["cd"] is not None:
             _cd_diagram(plt, overall, tests["cd"], plot_dir / "critical-difference.png")
             links["overall"] = [("critical-difference diagram: mean rank of Δm over datasets (Nemenyi)",
@@ -142,8 +142,8 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
         fig.tight_layout()
         fig.savefig(plot_dir / "scarcity.png", dpi=100, metadata=META_PNG)
         plt.close(fig)
-        links["scarcity"] = [("MTL gain of the scarce task against the fraction of its training labels (95% Welch "
-                              "intervals)", f"{prefix}/scarcity.png")]
+        links["scarcity"] = [("MTL gain of the scarce task against the fraction of its training labels (95% percentile "
+                              "bootstrap intervals)", f"{prefix}/scarcity.png")]
     links.update(repeat_plots(rows, plot_dir, prefix))  # histograms of repeated runs (key "repeats:<label>")
     return links
 

@@ -32,7 +32,7 @@ TOLERANCE = 0.01  # "within 1% of the best"
 def repeat_runs(rows: pl.DataFrame) -> pl.DataFrame:
     """The repeat runs' test primary metric, one row per (dataset, architecture, task, seed)."""
     return (
-        rows.filter((pl.col("stage") == "repeat") & (pl.col("split") == "test"))
+        rows.filter((pl.col("stage") == "repeat") & (pl.col("split") == "test") & pl.col("draw").is_null())
         .filter(pl.col("metric") == pl.col("kind").replace_strict(PRIMARY, default=None))
         .filter(pl.col("value").is_finite())  # a diverged run is counted in no statistic
         .select("dataset", "architecture", "task", "kind", "metric", "seed", "value")

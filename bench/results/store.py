@@ -49,6 +49,14 @@ One row per (study, dataset, architecture, target, stage, trial, seed, split, ta
   and, where the data allow it, its own data draw (``replicates = R`` in a spec). Null on rows written before the
   column existed; readers take null as replicate 1 (R = 1 is the single pipeline run of older stores).
 
+- ``draw``: test-set sampling error (``bench.training.bootstrap``). Beside its ordinary rows, each final and repeated
+  run stores its primary test metric (``split`` "test", the task's ``kind`` and ``metric``) on each of B resamples of
+  the test split, one row per resample b with ``draw`` = b (1..B). The resamples depend only on the task's test
+  labels (common random numbers: every unit is scored on the same resampled rows), so the leaderboard pairs them
+  (``bench.results.bootstrap``). ``draw`` is null on every other row, and rows written before the column existed
+  have no resamples: the leaderboard then says that its intervals leave out test-set error. Readers of a run's
+  metrics filter ``draw`` null.
+
 ``wandb_run`` / ``wandb_url``: the W&B run of the trial or final run (``bench.tracking``); null when not
 tracked, the URL only when tracked online.
 """
@@ -101,6 +109,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "expert": pl.Int64,  # diagnostics: the expert, in the level's bank order; null otherwise
     "observed": pl.Int64,  # final/repeat metric rows: the split's rows with the task's label observed
     "replicate": pl.Int64,  # which replicate of the whole pipeline (search and final seeds) the row belongs to
+    "draw": pl.Int64,  # test-set resample (1..B) of a final/repeat run's primary test metric; null otherwise
 }
 
 
@@ -197,7 +206,7 @@ def read(root: Path) -> pl.DataFrame:
     df = df.with_columns([pl.lit(None, dtype=t).alias(k) for k, t in SCHEMA.items() if k not in df.columns])
     df = df.select([pl.col(k).cast(t) for k, t in SCHEMA.items()])
     return df.sort(["dataset", "architecture", "target", "stage", "trial", "seed", "split", "task", "metric", "level",
-                    "expert"], nulls_last=True)
+                    "expert", "draw"], nulls_last=True)
 
 
 def stored_seeds(root: Path, stage: str = "final") -> set[int]:

@@ -31,6 +31,9 @@
     mode = "offline"                     # "online" | "offline" | "disabled"; or simply: wandb = "offline"
     project = "mtl-bench"                # entity = "my-team" (optional)
 
+    [decision]                           # optional: the leaderboard's decisions (bench.spec.decision)
+    delta = { auc = 0.001, mse = "1%" }  # smallest difference that matters; alpha = 0.05
+
     [[published]]                        # optional: a paper's numbers, shown beside ours (never mixed in)
     source = "Ma et al., KDD 2018, Table 2"
     dataset = "p0.9"
@@ -69,6 +72,7 @@ from bench.errors import UnknownChoice, UserError
 from bench.hashing import config_hash
 
 from .config import check_keys, coerce
+from .decision import DecisionSpec, parse_decision
 from .space import (
     Param,
     check_option_values,
@@ -82,7 +86,7 @@ from .space import (
 from .tracking import WandbSpec, parse_wandb
 
 STUDY_KEYS = ("name", "description", "architectures", "weightings", "objective", "seeds", "budget", "sampler",
-              "pruner", "datasets", "search", "wandb", "repeats", "final", "published")
+              "pruner", "datasets", "search", "wandb", "repeats", "final", "published", "decision")
 PUBLISHED_KEYS = ("source", "dataset", "metric", "notes", "values")
 FINAL_KEYS = ("population",)
 BUDGET_KEYS = ("trials", "max_epochs", "patience", "timeout")
@@ -147,6 +151,7 @@ class Study:
     population: bool = True  # final seeds and repeats of a unit trained as one population (bench.study.final)
     published: list[Published] = field(default_factory=list)  # numbers from papers, shown beside ours
     weightings: list[str] = field(default_factory=lambda: ["equal"])  # loss weightings compared (bench.weighting)
+    decision: DecisionSpec = field(default_factory=DecisionSpec)  # δ and α of the leaderboard's decisions
 
     def weightings_of(self, arch: str) -> list[str]:
         """The weightings ``arch`` is run with: the study's, but only ``equal`` for the single-task baseline,
@@ -176,7 +181,8 @@ class Study:
 
     @property
     def spec_hash(self) -> str:
-        return config_hash({k: v for k, v in self.raw.items() if k not in ("wandb", "final", "published")})
+        return config_hash({k: v for k, v in self.raw.items() if k not in ("wandb", "final", "published",
+                                                                                "decision")})
 
     def meta(self) -> dict[str, Any]:
         """What the leaderboard needs besides the result rows (stored as ``runs/<study>/study.json``)."""
@@ -198,6 +204,7 @@ class Study:
                          for d in self.datasets},
             "search": {arch: {k: describe(p) for k, p in sorted(space.items())} for arch, space in self.search.items()},
             "published": [asdict(p) for p in self.published],
+            "decision": self.decision.meta(),
         }
 
 
@@ -436,11 +443,13 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     pruner = _optuna_kwargs("pruner", raw.get("pruner", {}), PRUNERS, "median")
     tracking = parse_wandb(raw.get("wandb"))
     published = parse_published(raw.get("published", []), labels)
+    decision = parse_decision(raw.get("decision", {}))
 
     return Study(
         name=name, datasets=specs, architectures=list(archs), budget=budget, search=space, objective=objective,
         seeds=seeds, sampler=sampler, pruner=pruner, description=str(raw.get("description", "")), path=path, raw=raw,
         wandb=tracking, repeats=repeats, population=population, published=published, weightings=list(weightings),
+        decision=decision,
     )
 
 

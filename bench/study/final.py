@@ -129,7 +129,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
             if stage == "final" and ctx.keep_models != "none":  # the model first: the rows mark the seed done
                 save_model(ctx, unit, udata, config, seed, kept.pop(seed, {}), df)
             store.write_atomic(df, path(seed))
-            test = df.filter(pl.col("split") == "test")
+            test = df.filter((pl.col("split") == "test") & pl.col("draw").is_null())
             summary = ", ".join(f"{r['task']} {r['metric']}={r['value']:.4f}" for r in test.iter_rows(named=True)
                                 if r["metric"] == PRIMARY.get(r["kind"]))
             counts = runs_done(ctx, unit)
@@ -137,7 +137,8 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
                 out(f"[{unit}] final seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}): "
                     f"test {summary}  {seed_rows[0]['seconds']:.1f} s  {counts}")
         if stage != "final" and batch:  # many runs: one line
-            test = pl.DataFrame([r for r in rows if r["split"] == "test" and r["metric"] == PRIMARY.get(r["kind"])])
+            test = pl.DataFrame([r for r in rows if r["split"] == "test" and r["metric"] == PRIMARY.get(r["kind"])
+                                 and r.get("draw") is None])
             medians = test.group_by("task", "metric", maintain_order=True).agg(pl.col("value").median())
             summary = ", ".join(f"{t} {m}={v:.4f}" for t, m, v in medians.iter_rows())
             out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} ({len(batch)} runs, up to "
@@ -183,7 +184,7 @@ def save_model(ctx: RunContext, unit: Unit, data, config: dict[str, Any], seed: 
     encoding = data.info.get("encoding")
     if record.get("state") is None or encoding is None:  # nothing to keep (e.g. a dataset without an encoder)
         return
-    test = rows.filter(pl.col("split") == "test")
+    test = rows.filter((pl.col("split") == "test") & pl.col("draw").is_null())
     meta = {
         "study": ctx.study.name, "dataset": unit.dataset, "architecture": unit.label, "target": unit.target,
         "seed": seed, "config_hash": config_hash(config), "val_objective": float(record["val_objective"]),
@@ -313,4 +314,10 @@ def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg:
     for hook in hooks.final_end:
         hook(unit, seed, cfg, rows, {"history": result.history, "best_epoch": result.best_epoch,
                                      "val_objective": result.val_objective, "state": result.state})
-    return rows
+    # then its primary test metric on each test-set resample (store column ``draw``): not given to the hooks, but
+    # with the run's W&B columns as a tracker set them on its rows
+    tracked = {k: rows[0][k] for k in ("wandb_run", "wandb_url") if rows and rows[0].get(k) is not None}
+    return rows + [{**base, **tracked, "split": "test", "task": task, "kind": kinds[task],
+                    "metric": PRIMARY[kinds[task]], "value": value, "draw": b,
+                    "observed": result.observed.get("test", {}).get(task)}
+                   for task, values in (result.test_draws or {}).items() for b, value in enumerate(values, 1)]

@@ -39,6 +39,8 @@ class FitResult:
     diagnostics: list[dict[str, Any]] | None = None
     # observed labels per split and task: the rows each task's metrics were computed on
     observed: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the primary test metric per task on each test-set resample (bench.training.bootstrap), final runs only
+    test_draws: dict[str, list[float]] | None = None
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -102,12 +104,13 @@ def fit(
     start = time.perf_counter()
     trainer.fit(system, datamodule=dm)
     seconds = time.perf_counter() - start
-    test = state = diagnostics = None
+    test = state = diagnostics = draws = None
     if evaluate_test:
         if system.best_epoch is None:  # never evaluate test on weights with no finite validation epoch
             raise FloatingPointError("no finite validation epoch (diverged); the test split was not read")
         trainer.test(system, datamodule=dm, verbose=False)
         test = with_truth(system.test_metrics, data, system, cfg.eval_batch_size)
+        draws = system.test_draws
         state = {k: v.detach().cpu().clone() for k, v in system.model.state_dict().items()}
         if diagnose:
             diagnostics = diagnostics_of(system.model, data.test.x.to(system.device), [t.name for t in data.tasks],
@@ -126,6 +129,7 @@ def fit(
         state=state,
         diagnostics=diagnostics,
         observed=observed_counts(data, evaluate_test),
+        test_draws=draws,
     )
 
 

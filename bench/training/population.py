@@ -50,6 +50,7 @@ from bench.errors import UserError
 from bench.spec.config import TrainConfig, split_config
 
 from . import allocator
+from .bootstrap import resampled_metrics
 from .devices import resolve_device
 from .diagnostics import diagnose as diagnostics_of
 from .fit import FitResult, count_params, observed_counts
@@ -630,6 +631,8 @@ def train_population(
                 history=mem.history,
                 test_metrics=(with_truth(metrics_of(test_logits, test, test_row[i]), truth_logits, test_row[i])
                               if i in test_row else None),
+                test_draws=resampled_metrics(tasks, {t.name: test_logits[t.name][test_row[i]] for t in tasks},
+                                             test.y) if i in test_row else None,
                 error=mem.error,
                 state=states.get(i),
                 diagnostics=diagnostics.get(i),

@@ -24,6 +24,7 @@ from bench.datasets import BatchLoader, MTLData, Task
 from bench.errors import UnknownChoice, UserError
 from bench.spec.config import TrainConfig, split_config
 
+from .bootstrap import resampled_metrics
 from .metrics import check_finite_loss, funnel_targets, objective, task_loss, task_metrics
 
 BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW / SparseAdam defaults
@@ -228,6 +229,7 @@ class MTLSystem(L.LightningModule):
         self.history: list[dict[str, Any]] = []
         self.val_metrics: dict[str, dict[str, float]] = {}
         self.test_metrics: dict[str, dict[str, float]] = {}
+        self.test_draws: dict[str, list[float]] = {}  # bench.training.bootstrap
         self.best_epoch: int | None = None
         self.best_objective = -math.inf
         self.last_objective: float | None = None
@@ -400,6 +402,9 @@ class MTLSystem(L.LightningModule):
         self._collect(batch)
 
     def on_test_epoch_end(self) -> None:
+        outs, ys = zip(*self._outputs)  # the test logits, also scored on the test resamples
+        logits = {t.name: torch.cat([o[t.name] for o in outs]) for t in self.tasks}
+        self.test_draws = resampled_metrics(self.tasks, logits, torch.cat(ys))
         self.test_metrics = self._split_metrics()
         self.log_dict({f"test/{task}/{m}": v for task, ms in self.test_metrics.items() for m, v in ms.items()})
 
