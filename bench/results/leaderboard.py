@@ -19,6 +19,7 @@ from bench.spec.metrics import DEAD_ROWS, UNUSED_WEIGHT
 
 from . import repeats, store, verdicts
 from .convergence import replicates_text, sampler_text, search_section
+from .funnel import entire_space_section
 from .markdown import DASH, escape, interval, number, options_text, pvalue
 from .plots import leaderboard_plots
 from .tables import (
@@ -459,6 +460,7 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
         lines += overall_section(archs, meta, labels, plots.get("overall", []))
     for label in labels:
         lines += dataset_section(rows, meta, label, archs, cells, plots)
+        lines += entire_space_section(rows, label)  # data whose truth is known (synthetic-funnel)
     lines += scarcity_section(cells, meta, plots.get("scarcity", []))
     for caption, path in plots.get("", []):
         lines += [f"![{caption}]({path})", ""]

@@ -39,6 +39,12 @@ One row per (study, dataset, architecture, target, stage, trial, seed, split, ta
 - ``observed`` on the "final" and "repeat" rows of a task's metrics: the rows of that split whose label of the task
   is observed, the rows the metric was computed on (all of them unless the dataset has missing labels). Null on
   every other row, and on rows written before the column existed.
+- entire-space metrics, on data whose truth is known (``synthetic-funnel``): final and repeated runs also store,
+  ``split`` "test", per binary task with a known truth, ``metric`` ``auc_entire`` (the AUC over every test impression
+  against the outcome drawn for each, an unclicked impression's counterfactual conversion included) and
+  ``calib_entire`` (mean |p^ - p| against the true probability the label was drawn from; lower is better), with
+  ``observed`` the number of test impressions (``bench.training.metrics.entire_space_metrics``). The usual ``auc``
+  and ``logloss`` of a task such as ``cvr`` stay those of its observed (clicked) rows.
 - diagnostics of a gated architecture's final and repeated runs (``bench.training.diagnostics``): ``split``
   "test", ``kind`` "diagnostic", ``metric`` gate_weight / gate_entropy / gate_entropy_norm / gate_unused (per
   ``level`` and ``task``; gate_weight also per ``expert``) and expert_dead_units (per ``level`` and ``expert``,

@@ -1,7 +1,7 @@
 """Study specs: a declarative TOML file describing one benchmark, validated on load into typed dataclasses.
 
     name = "quickstart"                  # defaults to the file's stem
-    architectures = ["mmoe", "ple"]      # default: all registered
+    architectures = ["mmoe", "ple"]      # default: all registered that run on any data (esmm, aitm, stem: by name)
     objective = "mean"                   # or one task's name (the MMoE paper's "main task" protocol); a dataset
                                          # entry may set its own (objective = "income")
     seeds = 5                            # final seeds: 1..seeds (the search trains with seed 0)
@@ -371,7 +371,8 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     if not LABEL_RE.match(name):
         raise UserError(f"study name {name!r} must be letters, digits, '_', '.', '+' or '-'")
 
-    archs = raw.get("architectures", architectures.available())
+    # default: every registered architecture that runs on any data (not those needing a funnel or embedded fields)
+    archs = raw.get("architectures", [a for a in architectures.available() if not architectures.requirements(a)])
     if not isinstance(archs, list) or not archs:
         raise UserError("architectures must be a non-empty list of names")
     for arch in archs:

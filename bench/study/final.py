@@ -34,7 +34,7 @@ from bench.errors import UserError, is_environment_error
 from bench.hashing import config_hash
 from bench.results import store
 from bench.spec.hooks import Hooks
-from bench.spec.metrics import PRIMARY
+from bench.spec.metrics import ENTIRE, PRIMARY
 
 from .search import trial_state
 from .units import RunContext, Unit, unit_data
@@ -195,7 +195,7 @@ def save_model(ctx: RunContext, unit: Unit, data, config: dict[str, Any], seed: 
         models.save_model(store.model_path(ctx.root, unit.dataset, unit.label, unit.target, seed, unit.replicate),
                           unit.arch,
                           data.tasks, data.d_in, {**config, "seed": seed}, record["state"], meta,
-                          fields=data.field_sizes)
+                          fields=data.field_sizes, funnel=data.funnel_steps)
     except OSError as err:  # disk full, permissions: the run's results still count; say what was not kept
         ctx.out(f"[{unit}] final seed {seed}: model not saved ({err})")
 
@@ -307,9 +307,9 @@ def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg:
     base = {"seed": seed, "n_params": result.n_params, "seconds": result.seconds, "epochs": result.epochs,
             "config_hash": config_hash(config), "config": json.dumps(cfg, sort_keys=True), "status": "complete",
             "finished_at": finished}
-    rows = [
+    rows = [  # an entire-space metric (bench.spec.metrics.ENTIRE) was computed on every test impression
         {**base, "split": split, "task": task, "kind": kinds[task], "metric": metric, "value": value,
-         "observed": result.observed.get(split, {}).get(task)}
+         "observed": result.observed.get("entire" if metric in ENTIRE else split, {}).get(task)}
         for split, per_task in (("val", result.val_metrics), ("test", result.test_metrics))
         for task, metrics in per_task.items()
         for metric, value in metrics.items()

@@ -109,11 +109,20 @@ def load_one(study: Study, spec, replicate: int):
 
 
 def units(study: Study, data: dict[str, Any]) -> list[Unit]:
-    """The study's units on its loaded data; with the grid sampler, a one-line ``UserError`` when a unit's grid
+    """The study's units on its loaded data; a one-line ``UserError`` when an architecture needs what a dataset
+    lacks (a funnel: ESMM, AITM; embedded fields: STEM) and, with the grid sampler, when a unit's grid
     (``unit_space``: on data with embedded fields, ``embedding_dim``'s choices too) is not ``budget.trials`` points."""
+    from bench import architectures
+
     out = []
     for spec in study.datasets:
+        d = data[spec.label]
         for arch in study.architectures:
+            try:
+                if architectures.requirements(arch):
+                    architectures.check_data(arch, d.task_names, d.field_sizes, d.funnel_steps)
+            except UserError as err:
+                raise UserError(f"dataset {spec.label}: {err}") from None
             if arch == "single_task":
                 out += [Unit(spec.label, arch, t) for t in data[spec.label].task_names]
             else:
