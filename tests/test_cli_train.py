@@ -1,4 +1,5 @@
 import pytest
+from conftest import registry_params
 
 from bench import architectures
 from bench.cli import main
@@ -6,7 +7,7 @@ from bench.cli import main
 TINY = ["--data", "n_samples=400", "--data", "d=6", "--set", "max_epochs=2", "--no-progress"]
 
 
-@pytest.mark.parametrize("arch", architectures.available())
+@pytest.mark.parametrize("arch", registry_params())
 def test_bench_train_every_architecture(arch, capsys):
     assert main(["train", "--dataset", "synthetic", "--arch", arch, *TINY]) == 0
     out = capsys.readouterr().out
@@ -18,7 +19,7 @@ def test_bench_train_every_architecture(arch, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--arch", "mmoee"], "unknown architecture 'mmoee'; valid choices: cgc, cross_stitch, mmoe, omoe, ple"),
+        (["--arch", "mmoee"], "unknown architecture 'mmoee'; valid choices: aitm, cgc, cross_stitch, esmm, mmoe"),
         (["--arch", "mmoe", "--dataset", "nope"], "unknown dataset 'nope'; valid choices:"),
         (["--arch", "mmoe", "--set", "n_expert=3"], "unknown config key for mmoe 'n_expert'; valid choices:"),
         (["--arch", "mmoe", "--set", "lr=fast"], "lr='fast': expected float"),

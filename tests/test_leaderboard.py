@@ -336,10 +336,13 @@ def test_golden_markdown():
 def test_plots_written(tmp_path):
     links = plots.leaderboard_plots(hand_made_rows(), META, tmp_path, "toy")
     files = sorted(p.name for p in (tmp_path / "toy").iterdir())
-    # d1 has two tasks (a Pareto view) and gated architectures with diagnostics (a heatmap); d2 has neither
-    # no critical-difference diagram: two datasets (one source) are too few for a Friedman test
-    assert files == ["correlation.png", "d1-gain.png", "d1-gates.png", "d1-metrics.png",
-                     "d1-pareto.png", "d2-gain.png", "d2-metrics.png"]
+    # d1 has two tasks (a Pareto view) and gated architectures with diagnostics (a heatmap); d2 has neither; both
+    # have search rows (the best-so-far plot); no critical-difference diagram: two datasets (one source) are too
+    # few for a Friedman test
+    assert files == ["correlation.png", "d1-gain.png", "d1-gates.png", "d1-metrics.png", "d1-pareto.png",
+                     "d1-search.png", "d2-gain.png", "d2-metrics.png", "d2-search.png"]
+    assert links["search:d1"] == [("d1: best validation objective so far against search trial, per unit",
+                                   "toy/d1-search.png")]
     assert [path for _, path in links["d1"]] == ["toy/d1-metrics.png", "toy/d1-gain.png", "toy/d1-pareto.png",
                                                  "toy/d1-gates.png"]
     assert links[""] == [("performance against task correlation", "toy/correlation.png")]

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import registry_params
 
 from bench import architectures, datasets
 from bench.datasets import Split
@@ -47,7 +48,7 @@ def assert_same_fit(pop, ref) -> None:
                 assert close(p[task][metric], value), (split, task, metric, p[task][metric], value)
 
 
-@pytest.mark.parametrize("arch", architectures.available())
+@pytest.mark.parametrize("arch", registry_params())
 def test_population_of_two_reproduces_separate_fits(arch, data):
     # members differ in seed (init and data order), lr, weight decay and its kind; both must see the final
     # partial batch exactly as they would alone
@@ -66,7 +67,7 @@ def test_population_of_two_reproduces_separate_fits(arch, data):
     assert pop[0].history[-1]["train_loss"] != pop[1].history[-1]["train_loss"]  # members really differ
 
 
-@pytest.mark.parametrize("arch", architectures.available())
+@pytest.mark.parametrize("arch", registry_params())
 def test_population_with_dropout_reproduces_separate_fits(arch, data):
     """Each member's dropout masks come from its own seed, drawn as ``fit`` draws them: on a CPU a member is
     the separately trained model with dropout too (so whichever members share its population:

@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
         print("architectures (bench train --arch NAME --set KEY=VALUE):")
         for name in architectures.available():
             options = ", ".join(f"{k}={v}" for k, v in architectures.options(name).items())
-            print(f"  {name:<14} {options}")
+            needs = architectures.requirements(name)
+            print(f"  {name:<14} {options}" + (f" (needs {' and '.join(needs)})" if needs else ""))
     if "weightings" in parts:
         print("loss weightings (bench train --set weighting=NAME; a study's weightings = [...]):")
         for name in weighting.available():

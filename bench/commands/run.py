@@ -55,6 +55,9 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=None, metavar="N",
                    help="also retrain each best configuration N more times (seeds 1001..1000+N) and report the "
                    "distribution of its test metric (default: the spec's repeats, else 0)")
+    p.add_argument("--replicates", type=int, default=None, metavar="R",
+                   help="run the whole pipeline (search and final seeds) R times, each with its own sampler streams "
+                   "and, where the data allow it, its own data draw (default: the spec's replicates, else 1)")
     p.add_argument("--no-population", action="store_true",
                    help="train final seeds and repeats one fit after another instead of as one population "
                    "(same as [final] population = false in the spec)")
@@ -67,7 +70,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bench.errors import UserError
-    from bench.spec.study import MAX_REPEATS, load_study
+    from bench.spec.study import MAX_REPEATS, MAX_REPLICATES, load_study
 
     if args.worker:
         _await_go()
@@ -82,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
             if not 0 <= args.repeats <= MAX_REPEATS:
                 raise UserError(f"--repeats must be between 0 and {MAX_REPEATS}, got {args.repeats}")
             study.repeats = args.repeats
+        if args.replicates is not None:
+            if not 1 <= args.replicates <= MAX_REPLICATES:
+                raise UserError(f"--replicates must be between 1 and {MAX_REPLICATES}, got {args.replicates}")
+            study.replicates = args.replicates
         if args.no_population:
             study.population = False
         if args.threads < 1:
@@ -237,6 +244,8 @@ def _start_workers(args: argparse.Namespace) -> list[subprocess.Popen]:
         cmd += ["--wandb-project", args.wandb_project]
     if args.repeats is not None:
         cmd += ["--repeats", str(args.repeats)]
+    if args.replicates is not None:
+        cmd += ["--replicates", str(args.replicates)]
     if args.no_population:
         cmd += ["--no-population"]
     if args.quiet:

@@ -18,6 +18,8 @@ from bench.spec.decision import decision_from_meta
 from bench.spec.metrics import DEAD_ROWS, DIAGNOSTIC, UNUSED_WEIGHT, objective_label
 
 from . import repeats, store, verdicts
+from .convergence import replicates_text, sampler_text, search_section
+from .funnel import entire_space_section
 from .markdown import DASH, escape, interval, number, options_text, pvalue
 from .plots import leaderboard_plots
 from .tables import (
@@ -57,13 +59,15 @@ def wandb_links(rows: pl.DataFrame, dataset: str) -> dict[str, str]:
         return {}
     runs = (
         rows.filter((pl.col("stage") == "final") & (pl.col("dataset") == dataset) & pl.col("wandb_url").is_not_null())
-        .select("architecture", "target", "seed", "wandb_url")
+        .with_columns(pl.col("replicate").fill_null(1))
+        .select("architecture", "target", "replicate", "seed", "wandb_url")
         .unique()
-        .sort("architecture", "target", "seed")
+        .sort("architecture", "target", "replicate", "seed")
     )
     links: dict[str, list[str]] = {}
     for r in runs.iter_rows(named=True):
-        label = f"{r['target']} s{r['seed']}" if r["architecture"] == BASELINE else f"s{r['seed']}"
+        run = (f"r{r['replicate']} " if r["replicate"] != 1 else "") + f"s{r['seed']}"  # a run: (replicate, seed)
+        label = f"{r['target']} {run}" if r["architecture"] == BASELINE else run
         links.setdefault(r["architecture"], []).append(f"[{label}]({r['wandb_url']})")
     return {a: " ".join(v) for a, v in links.items()}
 
@@ -111,7 +115,7 @@ def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
     name, b = meta["study"], meta["budget"]
     prov = provenance(rows)
     seeds = meta.get("seeds", [])
-    sampler, pruner = meta.get("sampler", {}), meta.get("pruner", {})
+    pruner = meta.get("pruner", {})
     timeout = f", at most {b['timeout']:g} s of trials per unit" if b.get("timeout") else ""
     n_tasks = {d: rows.filter((pl.col("dataset") == d) & (pl.col("architecture") == BASELINE))["target"].n_unique()
                for d in meta.get("datasets", {})}
@@ -131,10 +135,11 @@ def header(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
         "the single-task baseline is "
         f"tuned per task, {b['trials']} trials for each task" + (f" ({baseline})" if baseline else "") + "; at "
         f"most {b['max_epochs']} epochs, early-stopping patience {b['patience']}; sampler "
-        f"{sampler.get('kind', 'tpe')} (seed {sampler.get('seed', 0)}), pruner {pruner.get('kind', 'median')}",
+        f"{sampler_text(rows, meta)}, pruner {pruner.get('kind', 'median')}",
         "- selection on the validation split only; the best configuration of each architecture is retrained with "
         f"{len(seeds)} final seeds ({_seed_range(seeds)}), the test split read once per seed. Across seeds vary the "
         "weight initialisation, the data order and the dropout masks; the data split is fixed",
+        f"- {replicates_text(meta)}",
     ]
     if meta.get("weightings"):  # a study comparing loss weightings: each (architecture, weighting) is a unit
         lines.append(f"- loss weightings compared: {', '.join(meta['weightings'])}; each multi-task architecture "
@@ -173,34 +178,37 @@ def _trials_ran(rows: pl.DataFrame, budget: int) -> str:
     search = rows.filter((pl.col("stage") == "search") & (pl.col("metric") == "objective"))
     if not search.height:
         return ""
-    ran = search.group_by("dataset", "architecture", "target").len()["len"].max()
+    ran = search.group_by("dataset", "architecture", "target", pl.col("replicate").fill_null(1)).len()["len"].max()
     return f" ({ran} ran for some units: trials of an earlier, larger budget are kept)" if ran > budget else ""
 
 
 def missing_final_runs(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
-    """``"<dataset> | <arch>: seeds 3, 4"`` for every unit whose final seeds are not all stored (``"no final
-    run"`` when none is), in the study's order; empty for a complete study."""
+    """``"<dataset> | <arch>: seeds 3, 4"`` for every unit (and replicate: ``"... r2: ..."``) whose final seeds
+    are not all stored (``"no final run"`` when none is), in the study's order; empty for a complete study."""
     seeds = set(meta.get("seeds", []))
-    final = rows.filter(pl.col("stage") == "final").select("dataset", "architecture", "target", "seed").unique()
-    stored: dict[tuple[str, str, str], set[int]] = {}
-    for d, a, t, s in final.iter_rows():
-        stored.setdefault((d, a, t), set()).add(s)
+    final = (rows.filter(pl.col("stage") == "final").with_columns(pl.col("replicate").fill_null(1))
+             .select("dataset", "architecture", "target", "replicate", "seed").unique())
+    stored: dict[tuple[str, str, str, int], set[int]] = {}
+    for d, a, t, r, s in final.iter_rows():
+        stored.setdefault((d, a, t, r), set()).add(s)
     out = []
-    for label, info in meta.get("datasets", {}).items():
-        for arch in meta.get("architectures", []):
-            if arch == BASELINE:  # one unit per task: the tasks any of its rows name
-                targets = sorted(rows.filter((pl.col("dataset") == label) & (pl.col("architecture") == arch))
-                                 ["target"].unique().to_list())
-            else:
-                targets = [info.get("objective", meta.get("objective", "mean"))]
-            for target in targets or [None]:
-                have = stored.get((label, arch, target), set()) if target else set()
-                lost = sorted(seeds - have)
-                if not lost:
-                    continue
-                unit = f"{label} | {unit_text(arch, target)}"
-                out.append(f"{unit}: " + ("no final run" if not have else
-                                          "seed" + ("s " if len(lost) > 1 else " ") + ", ".join(map(str, lost))))
+    for replicate in range(1, int(meta.get("replicates", 1) or 1) + 1):
+        for label, info in meta.get("datasets", {}).items():
+            for arch in meta.get("architectures", []):
+                if arch == BASELINE:  # one unit per task: the tasks any of its rows name
+                    targets = sorted(rows.filter((pl.col("dataset") == label) & (pl.col("architecture") == arch))
+                                     ["target"].unique().to_list())
+                else:
+                    targets = [info.get("objective", meta.get("objective", "mean"))]
+                for target in targets or [None]:
+                    have = stored.get((label, arch, target, replicate), set()) if target else set()
+                    lost = sorted(seeds - have)
+                    if not lost:
+                        continue
+                    unit = f"{label} | {unit_text(arch, target)}"
+                    unit += f" r{replicate}" if replicate > 1 else ""
+                    out.append(f"{unit}: " + ("no final run" if not have else
+                                              "seed" + ("s " if len(lost) > 1 else " ") + ", ".join(map(str, lost))))
     return out
 
 
@@ -316,6 +324,7 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
         lines.append(f"![{caption}]({path})")
     if plots.get(label):
         lines.append("")
+    lines += search_section(rows, label, plots.get(f"search:{label}"))  # the search's convergence
     return lines + repeats.section(rows, label, plots.get(f"repeats:{label}"))  # nothing without repeat runs
 
 
@@ -437,16 +446,17 @@ def published(meta: dict[str, Any], label: str, cells: pl.DataFrame | None = Non
 def configurations(rows: pl.DataFrame, label: str) -> list[str]:
     """Per architecture (BARS-style), a collapsible block with the selected configuration, its validation
     score (the search trial's objective) and its config hash."""
+    unit_keys = ["architecture", "target", "replicate"]  # each replicate selected its own configuration
     final = (rows.filter((pl.col("stage") == "final") & (pl.col("dataset") == label))
-             .select("architecture", "target", "trial", "config_hash", "config").unique(["architecture", "target"])
-             .sort("architecture", "target"))
-    objective = rows.filter((pl.col("stage") == "search") & (pl.col("dataset") == label)
-                            & (pl.col("metric") == "objective")).select("architecture", "target", "trial", "value")
+             .with_columns(pl.col("replicate").fill_null(1))
+             .select(*unit_keys, "trial", "config_hash", "config").unique(unit_keys).sort(unit_keys))
+    objective = (rows.filter((pl.col("stage") == "search") & (pl.col("dataset") == label)
+                             & (pl.col("metric") == "objective"))
+                 .with_columns(pl.col("replicate").fill_null(1)).select(*unit_keys, "trial", "value"))
     kinds = dict(rows.filter((pl.col("dataset") == label) & (pl.col("stage") == "final") & (pl.col("kind") != "")
                              & (pl.col("kind") != DIAGNOSTIC)).select("task", "kind").unique().iter_rows())
     lines = []
-    for r in final.join(objective, on=["architecture", "target", "trial"], how="left").sort(
-            "architecture", "target").iter_rows(named=True):
+    for r in final.join(objective, on=[*unit_keys, "trial"], how="left").sort(unit_keys).iter_rows(named=True):
         config = json.loads(r["config"] or "{}")
         config.pop("seed", None)  # the final runs' own seeds
         # the objective in its metrics' own orientation (an MSE as an MSE, not the -MSE that was maximised)
@@ -454,7 +464,8 @@ def configurations(rows: pl.DataFrame, label: str) -> list[str]:
         shown, sign = objective_label(tasks) if tasks else ("validation objective (higher is better)", 1.0)
         value = None if r["value"] is None else sign * r["value"]
         # trials numbered from 1, as `bench run` logs them (the store's ``trial`` counts from 0)
-        lines += [f"<details><summary>{escape(unit_text(r['architecture'], r['target']))}: trial {r['trial'] + 1}, "
+        unit = unit_text(r["architecture"], r["target"]) + (f" r{r['replicate']}" if r["replicate"] != 1 else "")
+        lines += [f"<details><summary>{escape(unit)}: trial {r['trial'] + 1}, "
                   f"{escape(shown)} {number(value)}, config {r['config_hash']}</summary>", "",
                   escape(", ".join(f"{k}={v}" for k, v in sorted(config.items()))), "", "</details>"]
     return [*lines, ""] if lines else []
@@ -498,6 +509,7 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
         lines += overall_section(archs, meta, labels, plots.get("overall", []))
     for label in labels:
         lines += dataset_section(rows, meta, label, archs, cells, plots)
+        lines += entire_space_section(rows, label)  # data whose truth is known (synthetic-funnel)
     lines += scarcity_section(cells, meta, plots.get("scarcity", []))
     for caption, path in plots.get("", []):
         lines += [f"![{caption}]({path})", ""]

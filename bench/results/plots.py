@@ -12,6 +12,7 @@ import polars as pl
 
 from bench.spec.metrics import HIGHER_IS_BETTER
 
+from .convergence import best_so_far
 from .repeats import repeat_runs
 from .tables import (
     BASELINE,
@@ -148,6 +149,41 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
         links["scarcity"] = [("MTL gain of the scarce task against the fraction of its training labels (95% percentile "
                               "bootstrap intervals)", f"{prefix}/scarcity.png")]
     links.update(repeat_plots(rows, plot_dir, prefix))  # histograms of repeated runs (key "repeats:<label>")
+    links.update(convergence_plots(rows, plot_dir, prefix))  # the searches' best so far (key "search:<label>")
+    return links
+
+
+def convergence_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
+    """Per dataset, one PNG: the best validation objective so far against trial number, one line per unit (and
+    replicate), in the metric's own orientation (``bench.results.convergence.best_so_far``); one panel per
+    metric when the units' objectives differ (an AUC and an MSE never share an axis)."""
+    from matplotlib.ticker import MaxNLocator
+
+    curves = best_so_far(rows)
+    links: Links = {}
+    for label in sorted(curves["dataset"].unique().to_list()):
+        plt = _pyplot()
+        d = curves.filter(pl.col("dataset") == label)
+        ylabels = sorted(d["ylabel"].unique().to_list())
+        fig, axes = plt.subplots(1, len(ylabels), figsize=(6.5 * len(ylabels), 4), squeeze=False)
+        for ax, ylabel in zip(axes[0], ylabels):
+            panel = d.filter(pl.col("ylabel") == ylabel)
+            for (arch, target, replicate), part in panel.group_by("architecture", "target", "replicate",
+                                                                  maintain_order=True):
+                name = f"{arch}[{target}]" if arch == BASELINE else arch
+                ax.plot(part["position"].to_list(), part["best"].to_list(), marker=".",
+                        label=name if replicate == 1 else f"{name} r{replicate}")
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_xlabel("search trial")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend(fontsize=7, ncol=2)
+        fig.suptitle(f"{label}: best validation objective so far", fontsize=9)
+        fig.tight_layout()
+        fname = f"{label}-search.png"
+        fig.savefig(plot_dir / fname, dpi=100, metadata=META_PNG)
+        plt.close(fig)
+        links[f"search:{label}"] = [(f"{label}: best validation objective so far against search trial, per unit",
+                                     f"{prefix}/{fname}")]
     return links
 
 

@@ -157,10 +157,12 @@ def trial_summary(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def params_summary(rows: pl.DataFrame) -> pl.DataFrame:
-    """Parameter count of the final models (single-task: the sum of its per-task models)."""
+    """Parameter count of the final models (single-task: the sum of its per-task models; with replicates, those
+    of replicate 1, whose configuration may differ from the others')."""
     return (
         rows.filter(pl.col("stage") == "final")
-        .group_by("dataset", "architecture", "target")
+        .sort(pl.col("replicate").fill_null(1), maintain_order=True)  # replicate 1's first
+        .group_by("dataset", "architecture", "target", maintain_order=True)
         .agg(pl.col("n_params").first())
         .group_by("dataset", "architecture")
         .agg(n_params=pl.col("n_params").sum())
@@ -387,9 +389,10 @@ def diagnostic_summary(rows: pl.DataFrame) -> pl.DataFrame:
     per_seed = (
         diagnostic_rows(rows)
         .filter(pl.col("metric").is_in(list(DIAGNOSTIC_MEASURES)))
-        .group_by("dataset", "architecture", "metric", "seed")
+        .with_columns(pl.col("replicate").fill_null(1))
+        .group_by("dataset", "architecture", "metric", "replicate", "seed")
         .agg(pl.col("value").mean())  # one number per run
-        .sort("dataset", "architecture", "metric", "seed")
+        .sort("dataset", "architecture", "metric", "replicate", "seed")
         .group_by("dataset", "architecture", "metric", maintain_order=True)
         .agg(values=pl.col("value"))
     )

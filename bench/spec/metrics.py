@@ -15,7 +15,11 @@ METRICS: dict[str, tuple[str, ...]] = {
     "multiclass": ("accuracy", "logloss"),
 }
 PRIMARY: dict[str, str] = {"binary": "auc", "regression": "mse", "multiclass": "accuracy"}
-HIGHER_IS_BETTER: dict[str, bool] = {"auc": True, "accuracy": True, "logloss": False, "mse": False, "mae": False}
+HIGHER_IS_BETTER: dict[str, bool] = {"auc": True, "accuracy": True, "logloss": False, "mse": False, "mae": False,
+                                     "auc_entire": True, "calib_entire": False}
+# a binary task's metrics over the entire test impression space, on data whose truth is known (synthetic-funnel):
+# AUC against every impression's drawn outcome, mean |p^ - p| against the true probability
+ENTIRE: tuple[str, ...] = ("auc_entire", "calib_entire")
 
 
 def oriented(metric: str, value: float) -> float:

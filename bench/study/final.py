@@ -34,7 +34,7 @@ from bench.errors import UserError, is_environment_error
 from bench.hashing import config_hash
 from bench.results import store
 from bench.spec.hooks import Hooks
-from bench.spec.metrics import PRIMARY
+from bench.spec.metrics import ENTIRE, PRIMARY
 
 from .search import trial_state
 from .units import RunContext, Unit, unit_data
@@ -54,7 +54,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
     The seeds this worker claims are trained together as one population unless the study says
     ``population = false``. ``stage="repeat"`` with ``seeds``: the repeated runs (``Study.repeat_seeds``)."""
     study, out, stop = ctx.study, ctx.out, ctx.stop
-    udata = unit_data(unit, ctx.data[unit.dataset])
+    udata = unit_data(unit, ctx.data[unit.data_key])
     kept: dict[int, dict[str, Any]] = {}  # seed -> its run's record (best-epoch weights) until stored
     hooks = replace(ctx.hooks, final_end=[*ctx.hooks.final_end, lambda _u, seed, _c, _r, rec: kept.update({seed: rec})])
     complete = [t for t in opt.get_trials(deepcopy=False) if trial_state(t) == "complete"]
@@ -69,7 +69,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
     claim_prefix = f"{study.name}:{unit.optuna_name}:{stage}"
 
     def path(seed: int) -> Path:
-        return store.stage_path(ctx.root, stage, unit.dataset, unit.label, unit.target, seed)
+        return store.stage_path(ctx.root, stage, unit.dataset, unit.label, unit.target, seed, unit.replicate)
 
     def of_best(rows) -> bool:  # rows of a run trained with the best configuration (None: no rows)
         return rows is not None and rows["config_hash"].unique().to_list() == [chash]
@@ -118,7 +118,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
         failures = [failed(seed, errors[seed]) for seed in batch if seed in errors]
         batch = [seed for seed in batch if seed not in errors]
         common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.label,
-                  "target": unit.target, "stage": stage, "trial": best_ordinal,
+                  "target": unit.target, "stage": stage, "trial": best_ordinal, "replicate": unit.replicate,
                   "git_commit": store.git_commit(), "versions": store.versions(), "hardware": ctx.hardware}
         for seed in batch:
             seed_rows = [r for r in rows if r["seed"] == seed]
@@ -171,7 +171,7 @@ def runs_done(ctx: RunContext, unit: Unit) -> str:
     """Count the final runs and repeats stored study-wide into the study's progress; its counts as text."""
     if ctx.progress is None:
         return ""
-    done = sum(1 for stage in ("final", "repeat") for _ in (ctx.root / "results" / stage).glob("*/*/seed-*.parquet"))
+    done = sum(1 for stage in ("final", "repeat") for _ in (ctx.root / "results" / stage).glob("*/*/*seed-*.parquet"))
     return ctx.progress.final(done, str(unit))
 
 
@@ -192,28 +192,32 @@ def save_model(ctx: RunContext, unit: Unit, data, config: dict[str, Any], seed: 
         "encoding": encoding, "git_commit": store.git_commit(), "versions": store.versions(),
     }
     try:
-        models.save_model(store.model_path(ctx.root, unit.dataset, unit.label, unit.target, seed), unit.arch,
+        models.save_model(store.model_path(ctx.root, unit.dataset, unit.label, unit.target, seed, unit.replicate),
+                          unit.arch,
                           data.tasks, data.d_in, {**config, "seed": seed}, record["state"], meta,
-                          fields=data.field_sizes)
+                          fields=data.field_sizes, funnel=data.funnel_steps)
     except OSError as err:  # disk full, permissions: the run's results still count; say what was not kept
         ctx.out(f"[{unit}] final seed {seed}: model not saved ({err})")
 
 
 def keep_best_models(root: Path) -> int:
-    """``--keep-models best``: of each unit's saved models keep only the seed with the best validation
-    objective (ties: the lowest seed); returns how many files were removed."""
+    """``--keep-models best``: of each unit's saved models (per replicate) keep only the seed with the best
+    validation objective (ties: the lowest seed); returns how many files were removed."""
     from bench.training import models
 
     removed = 0
     for unit_dir in sorted(p for p in (Path(root) / "models").glob("*/*") if p.is_dir()):
-        files = list(unit_dir.glob("seed-*.ckpt"))
-        if len(files) < 2:
-            continue
-        best = models.best_seed(files)
-        for f in files:
-            if f != best:
-                f.unlink()
-                removed += 1
+        by_replicate: dict[str, list[Path]] = {}  # "" (replicate 1) or "r<k>-" -> its models
+        for f in unit_dir.glob("*seed-*.ckpt"):
+            by_replicate.setdefault(f.name[:f.name.index("seed-")], []).append(f)
+        for files in by_replicate.values():
+            if len(files) < 2:
+                continue
+            best = models.best_seed(files)
+            for f in files:
+                if f != best:
+                    f.unlink()
+                    removed += 1
     return removed
 
 
@@ -303,9 +307,9 @@ def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg:
     base = {"seed": seed, "n_params": result.n_params, "seconds": result.seconds, "epochs": result.epochs,
             "config_hash": config_hash(config), "config": json.dumps(cfg, sort_keys=True), "status": "complete",
             "finished_at": finished}
-    rows = [
+    rows = [  # an entire-space metric (bench.spec.metrics.ENTIRE) was computed on every test impression
         {**base, "split": split, "task": task, "kind": kinds[task], "metric": metric, "value": value,
-         "observed": result.observed.get(split, {}).get(task)}
+         "observed": result.observed.get("entire" if metric in ENTIRE else split, {}).get(task)}
         for split, per_task in (("val", result.val_metrics), ("test", result.test_metrics))
         for task, metrics in per_task.items()
         for metric, value in metrics.items()
