@@ -155,3 +155,8 @@ def test_list_help_names_its_parts(capsys):
         main(["list", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "{" + ",".join(WHAT) + "}" in text and "every part" in text and "three" not in text
+
+
+def test_every_shipped_study_is_in_the_docs():
+    listed = set(re.findall(r"^\| `([\w-]+)` \|", (ROOT / "docs" / "studies.md").read_text(), flags=re.M))
+    assert {p.stem for p in (ROOT / "studies").glob("*.toml")} <= listed
