@@ -213,9 +213,18 @@ class ExtractionLevel(nn.Module):
     ``gating`` makes the task gates of the level dense or noisy top-k (``StackedGate``); the shared gate is
     always dense.
 
+    ``all_forward`` (STEM's All Forward Task-specific Backward gating, Su et al., AAAI 2024): task k's gate weighs
+    all N experts, the other tasks' own experts through a stop-gradient,
+
+        f^k(x) = sum_{n in own(k) + shared} g^k_n E_n + sum_{n of other tasks} g^k_n sg(E_n)
+
+    so their outputs reach task k forward while task k's loss trains only its own and the shared experts (and the
+    inputs they read).
+
     ``forward(x)`` takes ``(B, d)`` (first level: every expert and gate reads the input) or a pair
     ``(task_inputs (T, B, d), shared_input (B, d))`` (upper PLE levels: task k's experts and gate read
     task k's output of the level below, shared experts and the shared gate read the shared output).
+    A triple ``(task_inputs, shared_input, gate_inputs (T, B, d))`` gives the task gates inputs of their own (STEM).
     It returns ``(task_outputs (T, B, h), shared_output (B, h) or None, aux_loss)``: ``aux_loss`` is the gates'
     weighted load-balancing loss (a scalar tensor, training with sparse gates only) or None.
     """
@@ -232,6 +241,7 @@ class ExtractionLevel(nn.Module):
         tied_gates: bool = False,
         shared_gate: bool = False,
         gating: Gating | None = None,
+        all_forward: bool = False,
     ) -> None:
         super().__init__()
         if n_shared + n_specific < 1:
@@ -244,7 +254,7 @@ class ExtractionLevel(nn.Module):
         self.n_experts = n_shared + n_tasks * n_specific
         self.experts = ExpertBank(self.n_experts, d_in, widths, dropout)
         self.d_out = self.experts.d_out
-        n_choices = n_shared + n_specific
+        n_choices = self.n_experts if all_forward else n_shared + n_specific
         gating = gating or Gating()
         if gating.top_k > n_choices:
             raise ValueError(f"gate_top_k must be 0 (dense) or 1..{n_choices} (the experts one task's gate weighs: "
@@ -262,7 +272,14 @@ class ExtractionLevel(nn.Module):
         )
         shared = torch.arange(n_shared, device="cpu").expand(n_tasks, n_shared)
         choices = torch.cat([own, shared], dim=1)
+        if all_forward:  # every task weighs every expert, in bank order
+            choices = torch.arange(self.n_experts, device="cpu").expand(n_tasks, self.n_experts)
         self.register_buffer("choices", choices, persistent=False)
+        # all_forward: (T, N) True where expert n is shared or task k's own (its gradient flows to task k)
+        mine = torch.zeros(n_tasks, self.n_experts, dtype=torch.bool, device="cpu")
+        mine[:, :n_shared] = True
+        mine.scatter_(1, own, True)
+        self.register_buffer("own", mine if all_forward else None, persistent=False)
         self.all_choices = n_choices == self.n_experts and bool(
             (choices == torch.arange(self.n_experts, device="cpu")).all()
         )
@@ -280,8 +297,8 @@ class ExtractionLevel(nn.Module):
         if isinstance(x, torch.Tensor):
             expert_in, gate_in, shared_in = x, x, x
         else:
-            task_in, shared_in = x
-            expert_in, gate_in = self._expert_inputs(task_in, shared_in), task_in
+            task_in, shared_in = x[0], x[1]
+            expert_in, gate_in = self._expert_inputs(task_in, shared_in), x[2] if len(x) > 2 else task_in
         experts = self.experts(expert_in).transpose(0, 1)  # (B, N, h); contiguous on the first level
         gates, aux = self.task_gates(gate_in)
         gates = gates.transpose(0, 1)  # (B, T or 1, C)
@@ -299,7 +316,11 @@ class ExtractionLevel(nn.Module):
         # on the batch-major layout the expert GEMM produces. Forward plus backward at B=1024, N=8, h=64, T=2
         # on one CPU thread: 0.9 ms, against 2.9 ms for a broadcast product (T, N, B, h) summed over N, whose
         # backward materialises two (T, N, B, h) tensors.
-        task_out = torch.bmm(mix, experts).transpose(0, 1)  # (B, T, N) @ (B, N, h) -> (T, B, h) view
+        if self.own is None:
+            task_out = torch.bmm(mix, experts).transpose(0, 1)  # (B, T, N) @ (B, N, h) -> (T, B, h) view
+        else:  # AFTB: the other tasks' experts forward, without their gradient
+            mine = self.own.to(mix.dtype)  # (T, N)
+            task_out = (torch.bmm(mix * mine, experts) + torch.bmm(mix * (1 - mine), experts.detach())).transpose(0, 1)
         shared_out = None
         if self.shared_gate is not None:
             # one gate: a product summed over N (a bmm of (1, N) rows is 4x slower, forward plus backward)
@@ -355,6 +376,10 @@ class FeatureEncoder(nn.Module):
     standardised numeric columns beside them. ``no_weight_decay``: the table is never decayed; with Adam's L2
     the decay of a row no batch touched would be a full-size normalised step towards zero every step.
 
+    ``sets`` > 1 (STEM: shared plus task-specific embeddings) keeps that many independent embeddings of every field
+    in the same table, set j's rows after set j-1's, and returns one encoding per set, ``(sets, B, d + F e)``, the
+    numeric columns repeated: still one lookup (``rows``) and one sparse gradient.
+
     The width e is global (``embedding_dim``, searched over {4, 8, 16} on data with fields), not per field: one
     table of one width is what makes a batch one lookup and one sparse gradient, which ``LazyAdam`` and a
     population's ``StackedAdam`` (one lazily updated table per member) update row by row. Per-field widths would
@@ -364,29 +389,45 @@ class FeatureEncoder(nn.Module):
     would have nothing to tune.
     """
 
-    def __init__(self, d_numeric: int, sizes: list[int], dim: int) -> None:
+    def __init__(self, d_numeric: int, sizes: list[int], dim: int, sets: int = 1) -> None:
         super().__init__()
         if dim < 1:
             raise ValueError(f"embedding_dim must be >= 1, got {dim}")
         if any(v < 1 for v in sizes):
             raise ValueError(f"every categorical field needs at least one embedding row, got sizes {sizes}")
-        self.d_numeric, self.sizes, self.dim = d_numeric, list(sizes), dim
+        if sets < 1:
+            raise ValueError(f"an encoder needs at least one set of embeddings, got {sets}")
+        self.d_numeric, self.sizes, self.dim, self.sets = d_numeric, list(sizes), dim, sets
         self.d_out = d_numeric + len(sizes) * dim
-        self.table = nn.Embedding(max(1, sum(sizes)), dim)
+        self.table = nn.Embedding(max(1, sets * sum(sizes)), dim)  # set j's rows follow set j-1's
         offsets = torch.tensor([0, *sizes[:-1]], dtype=torch.int64).cumsum(0) if sizes else torch.zeros(0)
         self.register_buffer("offsets", offsets.to(torch.int64), persistent=False)
+        # (sets, 1): where each set's rows start in the table
+        starts = torch.arange(sets, dtype=torch.int64).unsqueeze(1) * sum(sizes)
+        self.register_buffer("starts", starts, persistent=False)
 
     def no_weight_decay(self) -> set[str]:
         return {"table"}
 
+    def rows(self, cat: torch.Tensor) -> torch.Tensor:
+        """The table rows a batch looks up: ``(..., F)`` codes -> ``(..., F)`` rows with one set, ``(..., sets F)``
+        with several (set-major)."""
+        rows = cat + self.offsets  # (..., F)
+        if self.sets == 1:
+            return rows
+        return (rows.unsqueeze(-2) + self.starts).flatten(-2)  # (..., sets, F) -> (..., sets F)
+
     def forward(self, x: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
         if not self.sizes:
             return x
-        emb = self.table(cat + self.offsets)  # (B, F) -> (B, F, e)
-        return torch.cat([x, emb.flatten(-2)], dim=-1)  # (B, d + F e)
+        emb = self.table(self.rows(cat))  # (B, F) -> (B, F, e), or (B, sets F, e)
+        if self.sets == 1:
+            return torch.cat([x, emb.flatten(-2)], dim=-1)  # (B, d + F e)
+        emb = emb.unflatten(1, (self.sets, len(self.sizes))).flatten(-2).transpose(0, 1)  # (sets, B, F e)
+        return torch.cat([x.expand(self.sets, *x.shape), emb], dim=-1)  # (sets, B, d + F e)
 
     def extra_repr(self) -> str:
-        return f"d_numeric={self.d_numeric}, sizes={self.sizes}, dim={self.dim}"
+        return f"d_numeric={self.d_numeric}, sizes={self.sizes}, dim={self.dim}, sets={self.sets}"
 
 
 class Encoded(nn.Module):
@@ -397,7 +438,9 @@ class Encoded(nn.Module):
         super().__init__()
         self.encoder, self.net = encoder, net
         self.has_aux_loss = bool(getattr(net, "has_aux_loss", False))
+        self.funnel_loss = bool(getattr(net, "funnel_loss", False))
 
-    def forward(self, x: torch.Tensor, cat: torch.Tensor, with_aux: bool = False):
+    def forward(self, x: torch.Tensor, cat: torch.Tensor, with_aux: bool = False, joint: bool = False):
         h = self.encoder(x, cat)
-        return self.net(h, with_aux=True) if with_aux else self.net(h)
+        kw = {"joint": True} if joint else {}  # a funnel architecture's entire-space view (funnel.py)
+        return self.net(h, with_aux=True, **kw) if with_aux else self.net(h, **kw)

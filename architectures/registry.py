@@ -8,6 +8,12 @@ encoder's (``EncoderOptions``), which every architecture shares.
 ``create(name, d_in, tasks, fields=sizes)`` with categorical fields puts one ``FeatureEncoder`` in front of the
 architecture (``layers.Encoded``, ``forward(x, cat)``); without fields it returns the architecture itself.
 
+What an architecture needs of the data is said by class attributes: ``needs_funnel`` (ESMM, AITM: built with the
+data's funnel steps, ``create(..., funnel=[(task, conditional), ...])``) and ``task_embeddings`` (STEM: T + 1 sets
+of embeddings in front, so only on data with embedded fields). ``check_data`` refuses, in one line, data that lack
+what it needs, before a study writes anything. A funnel architecture sets ``funnel_loss`` True: it accepts
+``forward(..., joint=True)`` (``funnel.py``), the view its losses are computed in (``has_funnel_loss``).
+
 An architecture with an auxiliary training loss (sparse gates' load balancing) sets ``has_aux_loss`` True and
 accepts ``forward(x, with_aux=True)``, returning ``({task: logits}, aux_loss)``: a scalar tensor, already
 weighted, that the trainer adds to the weighted task losses (``has_aux_loss(model)`` says which).
@@ -22,7 +28,7 @@ from typing import Any
 
 from torch import nn
 
-from bench.errors import UnknownChoice
+from bench.errors import UnknownChoice, UserError
 
 from .layers import Encoded, FeatureEncoder
 
@@ -81,9 +87,15 @@ def check_options(name: str, **opts: Any) -> None:
     weights, whatever their size."""
     import torch
 
+    cls = get(name)
+    # what the architecture needs of the data, at its smallest: a two-step funnel, one embedded field
+    needs = {"funnel": [("t", False), ("u", True)]} if getattr(cls, "needs_funnel", False) else {}
+    tasks = {"t": 1, "u": 1} if needs else {"t": 1}
+    if getattr(cls, "task_embeddings", False):
+        needs["fields"] = [2]
     try:
         with torch.device("meta"):
-            model = create(name, 1, {"t": 1}, **opts)
+            model = create(name, 1, tasks, **needs, **opts)
     except RuntimeError as err:  # sizes beyond what a tensor can hold
         raise ValueError(f"{name} with {opts} cannot be built ({str(err).splitlines()[0]})") from None
     n = sum(p.numel() for p in model.parameters())
@@ -91,21 +103,54 @@ def check_options(name: str, **opts: Any) -> None:
         raise ValueError(f"{name} with {opts} has {n:,} parameters, more than the {MAX_PARAMS:,} allowed")
 
 
-def create(name: str, d_in: int, tasks: Mapping[str, int], *, fields: Sequence[int] = (), **opts: Any) -> nn.Module:
+def requirements(name: str) -> list[str]:
+    """What architecture ``name`` needs of the data, in words (empty: any data)."""
+    cls = get(name)
+    needs = [what for attr, what in (("needs_funnel", "data with a funnel"),
+                                     ("task_embeddings", "embedded categorical fields")) if getattr(cls, attr, False)]
+    return needs
+
+
+def check_data(name: str, tasks: Sequence[str], fields: Sequence[int] = (),
+               funnel: Sequence[tuple[str, bool]] = ()) -> None:
+    """A one-line ``UserError`` when data with these tasks, embedded ``fields`` and ``funnel`` steps lack what
+    architecture ``name`` needs (a funnel; embedded categorical fields)."""
+    cls = get(name)
+    if getattr(cls, "needs_funnel", False) and len(funnel) < 2:
+        raise UserError(f"{name} is a funnel architecture: it needs data whose tasks form a declared funnel "
+                        f"(e.g. synthetic-funnel, aliexpress, a table with observed_if); tasks {', '.join(tasks)} "
+                        "have none")
+    if getattr(cls, "task_embeddings", False) and not fields:
+        raise UserError(f"{name} needs embedded categorical fields (it gives each task its own embeddings beside "
+                        f"shared ones); these data have none (tasks {', '.join(tasks)})")
+
+
+def create(name: str, d_in: int, tasks: Mapping[str, int], *, fields: Sequence[int] = (),
+           funnel: Sequence[tuple[str, bool]] = (), **opts: Any) -> nn.Module:
     """Build architecture ``name`` for ``d_in`` numeric features, categorical ``fields`` (embedding rows of each)
-    and ``tasks`` (name -> output width)."""
+    and ``tasks`` (name -> output width); ``funnel``: the data's funnel steps (used by funnel architectures)."""
     valid = options(name)
     for key in opts:
         if key not in valid:
             raise UnknownChoice(f"option of {name}", key, valid)
+    cls = get(name)
+    check_data(name, list(tasks), fields, funnel)
     enc = EncoderOptions(**{k: v for k, v in opts.items() if k in ENCODER_KEYS})
     own = {k: v for k, v in opts.items() if k not in ENCODER_KEYS}
+    if getattr(cls, "needs_funnel", False):
+        own["funnel"] = list(funnel)
     if not fields:
-        return get(name)(d_in, dict(tasks), **own)
-    encoder = FeatureEncoder(d_in, list(fields), enc.embedding_dim)
-    return Encoded(encoder, get(name)(encoder.d_out, dict(tasks), **own))
+        return cls(d_in, dict(tasks), **own)
+    sets = len(tasks) + 1 if getattr(cls, "task_embeddings", False) else 1  # STEM: one per task, one shared
+    encoder = FeatureEncoder(d_in, list(fields), enc.embedding_dim, sets)
+    return Encoded(encoder, cls(encoder.d_out, dict(tasks), **own))
 
 
 def has_aux_loss(model: nn.Module) -> bool:
     """Whether ``model`` returns an auxiliary training loss with ``forward(..., with_aux=True)``."""
     return bool(getattr(model, "has_aux_loss", False))
+
+
+def has_funnel_loss(model: nn.Module) -> bool:
+    """Whether ``model`` is a funnel architecture whose losses are computed in its ``joint=True`` view."""
+    return bool(getattr(model, "funnel_loss", False))

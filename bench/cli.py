@@ -6,12 +6,14 @@ User mistakes (``UserError``) are reported on one line and exit with status 2, n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
 from .errors import UserError, is_environment_error
 
-COMMANDS = ("train", "run", "leaderboard", "predict", "list")
+COMMANDS = ("train", "run", "leaderboard", "publish", "predict", "list")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -31,11 +33,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser, handlers = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line as typed, for a page's header
     try:
-        return handlers[args.command](args) or 0
+        code = handlers[args.command](args) or 0
+        sys.stdout.flush()  # a reader that left (a closed pipe) is found here, not in the interpreter's exit
+        return code
     except UserError as err:
         print(f"bench {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader left (``bench list studies | head -3``): stop quietly, as a pipe's writer does, and point
+        # stdout at /dev/null so that the interpreter's last flush at exit does not raise it again
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer a closed pipe ended
     except OSError as err:
         if not is_environment_error(err):
             raise

@@ -15,7 +15,8 @@ labels 0/1, and that each file has rows; it records the row counts in ``info["ro
 
 Tasks: ``ctr`` (click) and ``ctcvr`` (click and conversion: y = click * conversion), the pair MTReclib trains;
 ``cvr`` (conversion given a click) is observed only on clicked rows, a task with missing labels (its loss and
-metrics use the clicked rows only). Features: the 16 categorical fields embedded (vocabularies from the training
+metrics use the clicked rows only). The funnel (``MTLData.funnel``, for ESMM and AITM): ctr -> ctcvr, or ctr -> cvr
+when ctcvr is not among the tasks. Features: the 16 categorical fields embedded (vocabularies from the training
 split, levels with fewer than ``min_count`` training rows and unseen ones out of vocabulary, optionally hashed into
 ``hash_buckets``), the 63 numeric ones standardised with training statistics.
 
@@ -26,6 +27,7 @@ Tianchi splits train and test along time). The harness evaluates the test split 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -34,7 +36,7 @@ import torch
 from bench.errors import UnknownChoice, UserError
 
 from . import preprocess, sources
-from .base import MTLData, Task
+from .base import Funnel, MTLData, Task
 from .preprocess import CategoricalEncoding, first_line, parse_names
 from .registry import register_dataset
 from .table import check_row_widths
@@ -191,4 +193,14 @@ def aliexpress(
     data = sources.cached(f"aliexpress-{country}", options, files, build, code=code, use_cache=cache)
     data = data.select_tasks(names)
     data.info["tasks"] = names
-    return data
+    return replace(data, funnel=funnel_of(names))
+
+
+def funnel_of(names: list[str]) -> Funnel | None:
+    """The funnel the chosen tasks form: ctr -> ctcvr (joint, MTReclib's pair), else ctr -> cvr (conversion given
+    a click); None without ctr or a conversion task."""
+    if "ctr" in names and "ctcvr" in names:
+        return Funnel(("ctr", "ctcvr"), (False, False))
+    if "ctr" in names and "cvr" in names:
+        return Funnel(("ctr", "cvr"), (False, True))
+    return None

@@ -5,6 +5,10 @@ missing indicators) and ``cat (N, F)`` int64 codes of the categorical fields tha
 is the out-of-vocabulary row, 1..V the training split's levels; a hashed field's code is its bucket). Labels are
 ``y (N, T)`` float32 with NaN where a task's label is not observed for that row: the per-task mask is
 ``~y.isnan()``, so it travels with every batch slice at no extra cost (``observed``).
+
+A data set whose tasks form a conversion funnel (impression -> click -> conversion) declares it (``Funnel``): the
+funnel architectures (ESMM, AITM) need the order of its steps. A generator whose truth is known also keeps the test
+impressions' true probabilities and counterfactual outcomes (``Truth``): what no log records.
 """
 
 from __future__ import annotations
@@ -55,6 +59,71 @@ class Field:
     def __post_init__(self) -> None:
         if self.size < 1:
             raise UserError(f"categorical field {self.name!r} needs at least one embedding row, got {self.size}")
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """The tasks of a conversion funnel, in order (``tasks[0]`` the first step, e.g. the click), each later step
+    ``conditional`` or joint:
+
+    - joint (``conditional[t]`` False): task t's label covers every row and is 1 only where step t-1's is
+      (``ctcvr`` = click and conversion, AliExpress's pair);
+    - conditional (True): task t's label is observed only where step t-1's is 1, missing (NaN) elsewhere
+      (``cvr``: a conversion given a click; ``table``'s ``observed_if``).
+
+    ``conditional[0]`` is always False. Every step is a binary task of the data set."""
+
+    tasks: tuple[str, ...]
+    conditional: tuple[bool, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.tasks) < 2 or len(set(self.tasks)) != len(self.tasks):
+            raise UserError(f"a funnel needs at least two distinct steps, got {list(self.tasks)}")
+        if len(self.conditional) != len(self.tasks) or self.conditional[0]:
+            raise UserError(f"funnel {list(self.tasks)}: one conditional flag per step, the first one False")
+
+    def steps(self) -> list[tuple[str, bool]]:
+        """``[(task, conditional), ...]`` in funnel order: what a funnel architecture is built with."""
+        return list(zip(self.tasks, self.conditional))
+
+    def check(self, data: MTLData) -> None:
+        """A one-line error when the funnel names a task the data lack, a non-binary one, or labels that
+        contradict it (a conditional step observed where the previous step is 0; a joint step 1 where it is 0)."""
+        names = data.task_names
+        for t in self.tasks:
+            if t not in names:
+                raise UserError(f"data set {data.name!r}: funnel step {t!r} is not a task; tasks: {', '.join(names)}")
+            if data.tasks[names.index(t)].kind != "binary":
+                raise UserError(f"data set {data.name!r}: funnel step {t!r} must be a binary task")
+        for split_name in ("train", "val", "test"):
+            y = getattr(data, split_name).y
+            for (prev, _), (task, cond) in zip(self.steps()[:-1], self.steps()[1:]):
+                before, after = y[:, names.index(prev)], y[:, names.index(task)]
+                bad = (before == 0) & (observed(after) if cond else (after == 1))
+                if bool(bad.any()):
+                    what = "observed" if cond else "1"
+                    raise UserError(f"data set {data.name!r}: funnel {prev} -> {task}: {task} is {what} where {prev} "
+                                    f"is 0 in {int(bad.sum())} rows of the {split_name} split")
+
+
+@dataclass
+class Truth:
+    """What a generator knows and no log records, for the test impressions (all of them, whichever task's label is
+    observed): their features ``x (N, d)`` and codes ``cat (N, F)``, and per task the true probability ``prob[task]
+    (N,)`` its label was drawn from and the outcome ``outcome[task] (N,)`` drawn for every impression, also where the
+    logged label is missing (the conversion an unclicked impression would have had: counterfactual)."""
+
+    x: torch.Tensor
+    cat: torch.Tensor
+    prob: dict[str, torch.Tensor]
+    outcome: dict[str, torch.Tensor]
+
+    def select(self, names: list[str]) -> Truth | None:
+        """The truth of the tasks ``names`` keeps (None when none of them has one)."""
+        kept = [n for n in self.prob if n in names]
+        if not kept:
+            return None
+        return Truth(self.x, self.cat, {n: self.prob[n] for n in kept}, {n: self.outcome[n] for n in kept})
 
 
 def observed(y: torch.Tensor) -> torch.Tensor:
@@ -115,6 +184,8 @@ class MTLData:
     feature_names: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)  # provenance: options, source hashes
     fields: list[Field] = field(default_factory=list)
+    funnel: Funnel | None = None  # the tasks' conversion funnel, when they form one
+    truth: Truth | None = None  # the test impressions' true probabilities and outcomes (generators only)
 
     def __post_init__(self) -> None:
         for split_name in ("train", "val", "test"):
@@ -149,6 +220,8 @@ class MTLData:
                     raise UserError(
                         f"data set {self.name!r}: a categorical code of the {split_name} split is out of range"
                     )
+        if self.funnel is not None:
+            self.funnel.check(self)
 
     @property
     def d_in(self) -> int:
@@ -159,6 +232,12 @@ class MTLData:
     def field_sizes(self) -> list[int]:
         """Embedding rows of each categorical field, in ``cat`` column order."""
         return [f.size for f in self.fields]
+
+    @property
+    def funnel_steps(self) -> list[tuple[str, bool]]:
+        """The funnel's steps ``[(task, conditional), ...]`` (empty without a funnel): what funnel architectures
+        are built with."""
+        return self.funnel.steps() if self.funnel is not None else []
 
     @property
     def partial(self) -> list[bool]:
@@ -209,8 +288,11 @@ class MTLData:
             part = Split(s.x, y, s.cat)
             return part if bool(keep.all()) else part.rows(keep)
 
+        # the funnel stays when all of its steps stay, in the same order (a step alone is no funnel)
+        funnel = self.funnel if self.funnel is not None and set(self.funnel.tasks) <= set(names) else None
         return replace(
-            self, tasks=[self.tasks[i] for i in idx], train=pick(self.train), val=pick(self.val), test=pick(self.test)
+            self, tasks=[self.tasks[i] for i in idx], train=pick(self.train), val=pick(self.val), test=pick(self.test),
+            funnel=funnel, truth=self.truth.select(names) if self.truth is not None else None,
         )
 
 

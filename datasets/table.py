@@ -27,7 +27,9 @@ Labels: ``binary`` takes 0/1, booleans or exactly two distinct strings (the late
 ``regression`` takes numbers; ``multiclass`` takes any values (classes in sorted order, at least 2). A missing
 label (null, empty or NaN) means the task is not observed on that row: its loss and metrics skip the row. A label
 may also be declared observed only where another column is 1 (``observed_if``: a conversion exists only where
-there was a click); its value elsewhere is ignored. A task with no observed label in a split is a one-line error.
+there was a click); its value elsewhere is ignored. Between binary labels such rules declare the data's funnel
+(click -> conversion, ``MTLData.funnel``), which the funnel architectures ESMM and AITM need. A task with no observed
+label in a split is a one-line error.
 
 Features follow ``preprocess.encode_features``, with training-split statistics only: numeric ones standardised
 with imputation and a missing indicator (``NUMERIC_RULE``: a cell that is not a finite number, text or ±inf, is a
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import glob
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -52,7 +55,7 @@ import torch
 from bench.errors import UnknownChoice, UserError
 
 from . import preprocess, sources
-from .base import TASK_KINDS, MTLData, Task
+from .base import TASK_KINDS, Funnel, MTLData, Task
 from .preprocess import SPLITS, first_line, parse_names
 from .registry import register_dataset
 
@@ -448,9 +451,24 @@ def table(
     data = sources.cached(
         "table", options, {f"file{i}": p for i, p in enumerate(paths)}, build, code=code, use_cache=cache
     )
+    data = replace(data, funnel=funnel_of(observed_rules, label_kinds))
     if task_names is not None:
         data = data.select_tasks(task_names)
     return data
+
+
+def funnel_of(rules: dict[str, str], kinds: dict[str, str]) -> Funnel | None:
+    """The funnel ``observed_if`` declares between binary labels (conversion observed only where click = 1:
+    click -> conversion, conditional), when its rules form one chain; None otherwise."""
+    after = {column: label for label, column in rules.items()
+             if kinds.get(label) == "binary" and kinds.get(column) == "binary"}
+    starts = [c for c in after if c not in after.values()]
+    if len(starts) != 1 or len(after) != len(rules):
+        return None
+    chain = [starts[0]]
+    while chain[-1] in after and len(chain) <= len(after):
+        chain.append(after[chain[-1]])
+    return Funnel(tuple(chain), (False, *[True] * (len(chain) - 1))) if len(chain) == len(after) + 1 else None
 
 
 def encode_file(path: Path, encoding: dict, *, separator: str = ",") -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,10 +5,12 @@ import math
 
 import pytest
 import torch
+from conftest import registry_params
 
 from bench import architectures
 
-ARCHS = architectures.available()
+ARCHS = registry_params()  # ESMM, AITM (a funnel) and STEM (embedded fields): tests/test_funnel_architectures.py
+PLAIN = [a for a in architectures.available() if not architectures.requirements(a)]
 MIXED_TASKS = {"click": 1, "price": 1, "genre": 3}  # binary, regression and a 3-class head side by side
 D_IN = 12
 
@@ -19,7 +21,8 @@ def build(name, tasks=MIXED_TASKS, **opts):
 
 
 def test_all_seven_registered():
-    assert set(ARCHS) >= {"single_task", "shared_bottom", "cross_stitch", "omoe", "mmoe", "cgc", "ple"}
+    assert set(architectures.available()) >= {"single_task", "shared_bottom", "cross_stitch", "omoe", "mmoe", "cgc",
+                                              "ple", "esmm", "aitm", "stem"}
 
 
 @pytest.mark.parametrize("name", ARCHS)
@@ -85,14 +88,14 @@ def test_stacked_weights_initialised_with_fan_in_of_one_expert(name):
 
 
 def test_unknown_architecture_and_option_list_choices():
-    with pytest.raises(ValueError, match="valid choices: cgc, cross_stitch"):
+    with pytest.raises(ValueError, match="valid choices: aitm, cgc, cross_stitch"):
         architectures.get("moe")
     with pytest.raises(ValueError, match="n_experts"):
         architectures.create("mmoe", 4, {"a": 1}, n_expert=3)
 
 
 # --- sparse top-k gating (Shazeer et al. 2017): every gated architecture ----------------------------------
-GATED = [a for a in ARCHS if "gate_top_k" in architectures.options(a)]
+GATED = [a for a in PLAIN if "gate_top_k" in architectures.options(a)]
 FEW = {"mmoe": {"n_experts": 4}, "omoe": {"n_experts": 4}, "cgc": {"n_shared": 2, "n_specific": 2},
        "ple": {"n_shared": 2, "n_specific": 2, "n_levels": 2}}  # every task gate weighs 4 experts
 

@@ -1,4 +1,5 @@
 import pytest
+from conftest import registry_params
 
 from bench import architectures
 from bench.cli import main
@@ -6,7 +7,7 @@ from bench.cli import main
 TINY = ["--data", "n_samples=400", "--data", "d=6", "--set", "max_epochs=2", "--no-progress"]
 
 
-@pytest.mark.parametrize("arch", architectures.available())
+@pytest.mark.parametrize("arch", registry_params())
 def test_bench_train_every_architecture(arch, capsys):
     assert main(["train", "--dataset", "synthetic", "--arch", arch, *TINY]) == 0
     out = capsys.readouterr().out
@@ -18,7 +19,7 @@ def test_bench_train_every_architecture(arch, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--arch", "mmoee"], "unknown architecture 'mmoee'; valid choices: cgc, cross_stitch, mmoe, omoe, ple"),
+        (["--arch", "mmoee"], "unknown architecture 'mmoee'; valid choices: aitm, cgc, cross_stitch, esmm, mmoe"),
         (["--arch", "mmoe", "--dataset", "nope"], "unknown dataset 'nope'; valid choices:"),
         (["--arch", "mmoe", "--set", "n_expert=3"], "unknown config key for mmoe 'n_expert'; valid choices:"),
         (["--arch", "mmoe", "--set", "lr=fast"], "lr='fast': expected float"),
@@ -65,7 +66,7 @@ def test_bad_accelerator_for_run_is_one_line_and_writes_nothing(tmp_path, monkey
     assert main(["run", "--study", "quickstart", "--accelerator", "tpu9"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "bench run: error: unknown accelerator 'tpu9'; valid choices: auto, cpu, cuda, gpu"
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "leaderboard").exists()
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
     import torch
 
     if not torch.cuda.is_available():  # a GPU asked for where there is none

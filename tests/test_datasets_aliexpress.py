@@ -55,6 +55,7 @@ def test_loads_generated_files_from_the_data_directory(tmp_path):
     write(tmp_path / "data" / "aliexpress" / "AliExpress_NL")
     data = datasets.load("aliexpress")
     assert data.task_names == ["ctr", "ctcvr"]
+    assert data.funnel_steps == [("ctr", False), ("ctcvr", False)]  # ctcvr: over every impression
     assert (len(data.train), len(data.val), len(data.test)) == (270, 30, 120)
     assert data.d_in == 63 and len(data.fields) == 16 and data.train.cat.shape == (270, 16)
     assert data.info["rows"] == {"train.csv": 300, "test.csv": 120}
@@ -74,6 +75,7 @@ def test_cvr_is_observed_on_clicked_rows_only(tmp_path):
     folder = write(tmp_path / "elsewhere" / "AliExpress_ES")
     data = datasets.load("aliexpress", country="ES", path=str(folder), tasks="ctr,cvr")
     assert data.task_names == ["ctr", "cvr"] and data.partial == [False, True]
+    assert data.funnel_steps == [("ctr", False), ("cvr", True)]  # cvr: given a click
     for split in (data.train, data.val, data.test):
         clicked = split.y[:, 0] == 1
         assert torch.equal(~torch.isnan(split.y[:, 1]), clicked)

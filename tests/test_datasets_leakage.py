@@ -9,13 +9,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
+from realdata import real_data_dir
 
 from bench import datasets
 from bench.datasets import Split, census, sources
 from bench.datasets.leakage import check_leakage
 from bench.errors import UserError
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -82,13 +81,15 @@ def load_for_check(name: str, tmp_path: Path):
     if name == "table":
         return datasets.load("table", path=str(table_fixture(tmp_path)), labels=LABELS)
     if name == "adult":
-        if not (SHARED / "adult" / "adult.data").is_file():
-            pytest.skip(f"real adult files absent: {SHARED / 'adult'}")
-        return datasets.load("adult", data_dir=str(SHARED))
+        root = real_data_dir("adult")
+        if not (root / "adult" / "adult.data").is_file():
+            pytest.skip(f"real adult files absent: {root / 'adult'}")
+        return datasets.load("adult", data_dir=str(root))
     if name == "census-income":
-        if not (SHARED / "census-income-kdd" / "census-income.test.gz").is_file():
-            pytest.skip(f"real census file absent: {SHARED / 'census-income-kdd'}")
-        return datasets.load("census-income", data_dir=str(SHARED), split="random", tasks=list(census.TASKS))
+        root = real_data_dir("census-income-kdd")
+        if not (root / "census-income-kdd" / "census-income.test.gz").is_file():
+            pytest.skip(f"real census file absent: {root / 'census-income-kdd'}")
+        return datasets.load("census-income", data_dir=str(root), split="random", tasks=list(census.TASKS))
     try:
         return datasets.load(name)
     except UserError as err:

@@ -1,4 +1,5 @@
-"""census-income and adult on the real files in shared/data (each test skipped when its files are absent).
+"""census-income and adult on the real files in $BENCH_DATA_DIR or ../shared/data (``realdata``; each test skipped
+when its files are absent).
 
 Census: the official training file (census-income.data.gz) and test file (census-income.test.gz); the paper
 protocol needs both, ``split="random"`` pools whichever are present.
@@ -7,10 +8,10 @@ protocol needs both, ``split="random"`` pools whichever are present.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 import torch
+from realdata import real_data_dir
 
 from bench import datasets
 from bench.datasets import adult as adult_mod
@@ -18,10 +19,10 @@ from bench.datasets import census as census_mod
 from bench.datasets import sources
 from bench.errors import UserError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-CENSUS_TEST = SHARED / "census-income-kdd" / "census-income.test.gz"
-CENSUS_DATA = SHARED / "census-income-kdd" / "census-income.data.gz"
-ADULT = SHARED / "adult"
+CENSUS_ROOT, ADULT_ROOT = real_data_dir("census-income-kdd"), real_data_dir("adult")
+CENSUS_TEST = CENSUS_ROOT / "census-income-kdd" / "census-income.test.gz"
+CENSUS_DATA = CENSUS_ROOT / "census-income-kdd" / "census-income.data.gz"
+ADULT = ADULT_ROOT / "adult"
 need_census = pytest.mark.skipif(not CENSUS_TEST.is_file(), reason=f"real census file absent: {CENSUS_TEST}")
 need_census_pair = pytest.mark.skipif(
     not (CENSUS_TEST.is_file() and CENSUS_DATA.is_file()),
@@ -46,7 +47,7 @@ def isolated(cache_dir, tmp_path, monkeypatch):
 
 
 def census_all_tasks():
-    return datasets.load("census-income", data_dir=str(SHARED), split="random", tasks=list(census_mod.TASKS))
+    return datasets.load("census-income", data_dir=str(CENSUS_ROOT), split="random", tasks=list(census_mod.TASKS))
 
 
 @need_census
@@ -99,7 +100,7 @@ def test_census_cache_hit_is_identical():
 @need_census_pair
 def test_census_paper_protocol_on_the_real_pair():
     """MMoE paper, section 6: train on the training file, the test file split 1:1 into validation and test."""
-    data = datasets.load("census-income", data_dir=str(SHARED), download=False)
+    data = datasets.load("census-income", data_dir=str(CENSUS_ROOT), download=False)
     assert data.info["rows"] == {"data": 199_523, "test": 99_762}
     assert len(data.train) == 199_523
     assert (len(data.val), len(data.test)) == (49_881, 49_881)
@@ -119,7 +120,7 @@ def test_census_paper_protocol_needs_the_data_file(tmp_path):
 
 @need_adult
 def test_adult_real_counts():
-    data = datasets.load("adult", data_dir=str(SHARED))
+    data = datasets.load("adult", data_dir=str(ADULT_ROOT))
     assert data.info["rows"] == {"data": 32_561, "test": 16_281}
     assert len(data.train) == 32_561 and len(data.val) + len(data.test) == 16_281
     positives = int(data.train.y[:, 0].sum())
@@ -141,3 +142,16 @@ def test_adult_official_test_format_matches_the_published_digest(tmp_path):
     a, b = adult_mod.parse_file(path), adult_mod.parse_file(ADULT / "adult.test")
     assert len(a) == len(b) == 16_281
     assert a.drop("line").equals(b.drop("line"))
+
+
+def test_the_real_data_tests_look_where_bench_looks(tmp_path, monkeypatch):
+    # issue 28: a user turns these tests on by pointing $BENCH_DATA_DIR at their data, as for `bench` itself
+    from realdata import SHARED
+
+    (tmp_path / "mine" / "adult").mkdir(parents=True)
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "mine"))
+    assert real_data_dir("adult") == tmp_path / "mine"
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "empty"))  # not there: ../shared/data, else named as looked in
+    assert real_data_dir("adult") == (SHARED if (SHARED / "adult").is_dir() else tmp_path / "empty")
+    monkeypatch.delenv("BENCH_DATA_DIR")
+    assert real_data_dir("census-income-kdd") == SHARED

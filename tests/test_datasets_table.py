@@ -220,6 +220,7 @@ def test_missing_labels_and_a_rule_declared_observation(tmp_path):
     data = datasets.load("table", path=str(tmp_path / "t.csv"), labels={"click": "binary", "conversion": "binary"},
                          split_column="fold", observed_if={"conversion": "click"})
     assert data.partial == [False, True]
+    assert data.funnel_steps == [("click", False), ("conversion", True)]  # the rule declares the funnel
     for s in ("train", "val", "test"):
         y = getattr(data, s).y
         # conversion is observed exactly where click == 1, whatever the file holds elsewhere
@@ -227,6 +228,7 @@ def test_missing_labels_and_a_rule_declared_observation(tmp_path):
     nulls_only = datasets.load("table", path=str(tmp_path / "t.csv"), labels="click:binary,conversion:binary",
                                split_column="fold")  # nulls in the file: missing, the rule not needed
     y = nulls_only.train.y
+    assert nulls_only.funnel is None  # no rule, no declared funnel
     assert torch.isnan(y[:, 1]).any() and not torch.isnan(y[y[:, 0] == 1, 1]).any()
     assert datasets.load("table", path=str(tmp_path / "t.csv"), labels="click:binary,conversion:binary",
                          split_column="fold", observed_if="conversion:click").partial == [False, True]

@@ -219,7 +219,7 @@ def test_sigterm_in_the_population_final_stage_stops_at_once(tmp_path, capsys, r
     err = capsys.readouterr().err
     assert "terminated by SIGTERM" in err
     assert seen["steps"] == 1  # stopped before its first step
-    assert not (cwd / "leaderboard" / "f.md").exists()
+    assert not (cwd / "results" / "f.md").exists()
     assert not list((cwd / "runs" / "f" / "results").glob("final/**/*.parquet"))
     monkeypatch.setattr(population, "train_population", original)
     assert run(cwd) == 0
@@ -358,7 +358,7 @@ def test_header_states_trials_that_ran_and_an_incomplete_study(tmp_path, capsys)
     journal = (root / "optuna.journal").read_bytes()
     assert run(cwd) == 0
     assert (root / "optuna.journal").read_bytes() == journal  # nothing to run: nothing appended
-    text = (cwd / "leaderboard" / "f.md").read_text()
+    text = (cwd / "results" / "f.md").read_text()
     assert (
         "- budget: 2 search trials per architecture and dataset (3 ran for some units: trials of an earlier, "
         "larger budget are kept)" in text

@@ -15,6 +15,7 @@ from bench.spec.hooks import Hooks
 from bench.spec.study import load_study
 from bench.study.final import final_stage, population_final_stage
 from bench.study.run import run_study
+from bench.training.bootstrap import DRAWS
 
 RTOL = 1e-4
 
@@ -71,10 +72,18 @@ def test_population_rows_equal_per_seed_rows(dropout):
     hooks, calls = recorder()
     config = {**CONFIG, "dropout": dropout}
     pop, pop_errors = population_final_stage(data, "mmoe", config, [1, 2, 3], accelerator="cpu", hooks=hooks)
-    # every seed started before training, every seed ended after it with its own rows
+    seq, seq_errors = final_stage(data, "mmoe", config, [1, 2, 3], accelerator="cpu")
+    # the test-set resamples (store column draw): per seed and task, the primary metric on DRAWS resamples of the
+    # test rows, the same rows for both paths (their predictions agree, so do the resampled metrics)
+    pop_draws, seq_draws = ([r for r in rows if r.get("draw") is not None] for rows in (pop, seq))
+    assert len(pop_draws) == len(seq_draws) == 3 * 2 * DRAWS
+    assert {(r["split"], r["metric"]) for r in pop_draws} == {("test", "mse")}
+    by_draw = {(r["seed"], r["task"], r["draw"]): r["value"] for r in seq_draws}
+    assert all(close(r["value"], by_draw[(r["seed"], r["task"], r["draw"])]) for r in pop_draws)
+    pop, seq = ([r for r in rows if r.get("draw") is None] for rows in (pop, seq))
+    # every seed started before training, every seed ended after it with its own rows (the hooks never see draws)
     n = len(pop) // 3
     assert calls == [("start", s, s) for s in (1, 2, 3)] + [("end", s, n) for s in (1, 2, 3)]
-    seq, seq_errors = final_stage(data, "mmoe", config, [1, 2, 3], accelerator="cpu")
     assert pop_errors == seq_errors == {}
     # seeds x splits x tasks x metrics, and per seed MMoE's diagnostics (2 experts): 2 tasks x 2 gate weights,
     # 2 tasks x 3 gate statistics, 2 experts' dead units
@@ -128,8 +137,9 @@ def test_study_population_and_sequential_store_the_same_values(tmp_path, capsys)
     seq_root = tmp_path / "seq" / "finalpop"
     a, b = final_rows(pop_root), final_rows(seq_root)
     # single_task: one unit per task (y1, y2), mmoe: one unit; 2 seeds; val and test; 2 tasks or 1 task x 2 metrics;
-    # and MMoE's diagnostics per seed (2 tasks x 2 gate weights, 2 tasks x 3 gate statistics, 2 experts)
-    assert a.height == b.height == 2 * 2 * (2 * 2 + 2 * 2) + 2 * (4 + 6 + 2)
+    # and MMoE's diagnostics per seed (2 tasks x 2 gate weights, 2 tasks x 3 gate statistics, 2 experts);
+    # and per seed and task (mmoe 2, each single-task unit 1) the test MSE on DRAWS test-set resamples
+    assert a.height == b.height == 2 * 2 * (2 * 2 + 2 * 2) + 2 * (4 + 6 + 2) + 2 * (2 + 1 + 1) * DRAWS
     assert a.columns == b.columns == list(store.SCHEMA)
     # one file per (unit, seed)
     files = sorted(p.relative_to(pop_root) for p in (pop_root / "results" / "final").glob("**/*.parquet"))

@@ -104,9 +104,9 @@ T1 = stats.t.ppf(0.975, 1)  # Student t quantile of a 95% interval over two seed
 
 
 def test_task_summary_expected_frame():
-    got = tables.task_summary(hand_made_rows()).filter(pl.col("dataset") == "d1").drop("values", "seeds")
-    s = math.sqrt(0.0002)  # sample std of two values 0.02 apart
-    half = [T1 * sd / math.sqrt(2) for sd in (s, 10 * s)]  # t quantile x standard error
+    got = tables.task_summary(hand_made_rows()).filter(pl.col("dataset") == "d1").drop("values", "seeds",
+                                                                                       "replicates", "draws")
+    half = [0.01, 0.1]  # two seeds: the bootstrap means are a, (a+b)/2 or b, so the 95% percentile interval is [a, b]
     means = [0.75, 1.9, 0.79, 2.5, 0.71, 2.1]
     expected = pl.DataFrame({
         "dataset": ["d1"] * 6,
@@ -116,10 +116,11 @@ def test_task_summary_expected_frame():
         "metric": ["auc", "mse"] * 3,
         "n_failed": [0] * 6,
         "n": [2] * 6,
+        "n_replicates": [1] * 6,
         "mean": means,
-        "std": [s, 10 * s] * 3,
         "lo": [m - half[i % 2] for i, m in enumerate(means)],
         "hi": [m + half[i % 2] for i, m in enumerate(means)],
+        "test_error": [False] * 6,  # no test-set resamples stored
     })
     assert_frame_equal(got, expected, abs_tol=1e-9)
 
@@ -132,27 +133,19 @@ def test_mtl_gain_sign_welch_interval_and_holm():
     assert by[("ple", "click")]["gain"] == pytest.approx(0.79 - 0.71)
     assert by[("mmoe", "price")]["gain"] == pytest.approx(2.1 - 1.9)
     assert by[("ple", "price")]["gain"] == pytest.approx(-(2.5 - 2.1))
-    assert by[("single_task", "click")]["gain"] is None and by[("single_task", "click")]["sig"] is None
-    # Welch: equal variances and n, so df = 2 and se = sqrt(s^2/2 + s^2/2) = s
-    for (arch, task), a, b in ((("mmoe", "click"), [0.74, 0.76], [0.70, 0.72]),
-                               (("ple", "price"), [2.4, 2.6], [2.0, 2.2])):
-        ref = stats.ttest_ind(a, b, equal_var=False)
-        ci = ref.confidence_interval(0.95)
-        sign = 1 if task == "click" else -1
-        assert by[(arch, task)]["p"] == pytest.approx(ref.pvalue)
-        assert sorted([by[(arch, task)]["gain_lo"], by[(arch, task)]["gain_hi"]]) == \
-            pytest.approx(sorted([sign * ci.low, sign * ci.high]))
-    # Holm over the dataset's four gain cells: p_(i) x (m - i + 1), monotone
-    raw = sorted((r["p"], k) for k, r in by.items() if r["p"] is not None)
-    running = 0.0
-    for i, (p, k) in enumerate(raw):
-        running = max(running, min(1.0, (len(raw) - i) * p))
-        assert by[k]["p_holm"] == pytest.approx(running)
-    assert {r["sig"] for k, r in by.items() if k[0] != "single_task"} == {"n.s."}  # two seeds: nothing significant
+    assert by[("single_task", "click")]["gain"] is None and by[("single_task", "click")]["decision"] is None
+    # percentile bootstrap of the paired difference, inside [min, max] of the seed differences
+    for r in by.values():
+        if r["gain"] is not None:
+            assert r["gain_lo"] <= r["gain"] <= r["gain_hi"]
+    # two seeds: no gain is decided against the baseline (better/worse by more than δ, or within ±δ)
+    assert {r["decision"] for k, r in by.items() if k[0] != "single_task"} == {"inconclusive"}
+    # against the best architecture on each task: ple on click (highest AUC), mmoe on price (lowest MSE)
+    assert by[("ple", "click")]["decision_best"] == "best" and by[("mmoe", "price")]["decision_best"] == "best"
 
 
 def test_delta_m_rank_and_counts():
-    a = tables.arch_summary(hand_made_rows()).drop("dm_lo", "dm_hi", "p_top")
+    a = tables.arch_summary(hand_made_rows()).drop("dm_lo", "dm_hi")
     expected = pl.DataFrame({
         "dataset": ["d1", "d1", "d1", "d2", "d2", "d2"],
         "architecture": ["mmoe", "single_task", "ple", "ple", "single_task", "mmoe"],
@@ -162,10 +155,12 @@ def test_delta_m_rank_and_counts():
         # Delta_m = 100/T sum_k s_k (M_k - M_single,k) / M_single,k
         "delta_m": [100 * (0.04 / 0.71 + 0.2 / 2.1) / 2, 0.0, 100 * (0.08 / 0.71 - 0.4 / 2.1) / 2, 10.0, 0.0, -10.0],
         "seesaw": [False] * 6,  # ple's mixed signs on d1 are noise at n = 2: no seesaw
-        # mmoe's per-seed Delta_m (9.26, 5.90) is significantly above single-task's (1.68, -1.68) and ple's
-        # (-2.21, -5.57) even with two seeds (one-sided Welch, Holm); on d2 the seeds are constant
-        "top": [True, False, False, True, False, False],
-        "rank": [1, 2, 3, 1, 2, 3],
+        # against single-task: two seeds decide nothing on d1; d2's seeds are constant (no noise: decided)
+        "dm_decision": ["inconclusive", None, "inconclusive", "better", None, "worse"],
+        # against the best Δm (mmoe on d1, ple on d2): ple's per-seed Δm (-2.21, -5.57) is below mmoe's
+        # (9.26, 5.90) by more than δ even with two seeds (t test, Holm over the family of two)
+        "dm_decision_best": ["best", "inconclusive", "worse", "best", "worse", "worse"],
+        "rank": [1.0, 2.0, 3.0, 1.0, 2.0, 3.0],
         "n_params": [500, 220, 800, 400, 50, 300],
         "trials_complete": [1, 3, 2, 1, 1, 1],
         "trials_pruned": [1, 1, 0, 0, 0, 0],
@@ -226,46 +221,54 @@ def test_an_incomplete_architecture_gets_no_delta_m_and_no_rank():
     assert "- no final results: cgc" in markdown
 
 
-def test_top_group_shares_rank_one():
+def test_rank_is_by_delta_m_and_close_ones_are_undecided_against_the_best():
     spec = {("single_task", "a"): [0.80 + e for e in NOISE],
             ("mmoe", "a"): [0.90 + e for e in NOISE], ("ple", "a"): [0.902 + e for e in NOISE[::-1]],
             ("cgc", "a"): [0.85 + e for e in NOISE]}
     a = tables.arch_summary(noisy_rows(spec, {"a": ("binary", "auc")}))
     rank = dict(zip(a["architecture"], a["rank"]))
-    assert rank == {"ple": 1, "mmoe": 1, "cgc": 3, "single_task": 4}  # ple and mmoe are within noise
-    assert a["architecture"].to_list()[:2] == ["ple", "mmoe"]  # ordered by Delta_m within the top group
+    assert rank == {"ple": 1, "mmoe": 2, "cgc": 3, "single_task": 4}  # one notion of rank: by Delta_m
+    best = dict(zip(a["architecture"], a["dm_decision_best"]))
+    assert best["ple"] == "best" and best["mmoe"] == "inconclusive"  # within noise: not decided, not "top"
+    assert best["single_task"] == "worse"
 
 
 def test_overall_friedman_and_critical_difference():
-    """Three datasets, three architectures: mean ranks, Friedman and the Nemenyi CD against scipy by hand."""
+    """Five independent datasets, four architectures: mean ranks, Friedman and the Nemenyi CD against scipy."""
     rows = []
-    for d, values in (("d1", (0.9, 0.8, 0.7)), ("d2", (0.91, 0.7, 0.8)), ("d3", (0.92, 0.75, 0.72))):
+    names = ("d1", "d2", "d3", "d4", "d5")
+    for d, values in zip(names, ((0.9, 0.8, 0.7), (0.91, 0.7, 0.8), (0.92, 0.75, 0.72), (0.93, 0.81, 0.6),
+                                 (0.88, 0.6, 0.79))):
         spec = {("single_task", "a"): [0.7 + e for e in NOISE], ("mmoe", "a"): [values[0] + e for e in NOISE],
                 ("ple", "a"): [values[1] + e for e in NOISE], ("cgc", "a"): [values[2] + e for e in NOISE]}
         rows.append(noisy_rows(spec, {"a": ("binary", "auc")}).with_columns(dataset=pl.lit(d)))
     a = tables.arch_summary(pl.concat(rows))
-    overall, tests = tables.overall_ranking(a)
+    meta = {"datasets": {d: {"name": d, "options": {}} for d in names}}  # five sources: independent
+    overall, tests = tables.overall_ranking(a, meta=meta)
     by_ds = {ar: [a.filter((pl.col("architecture") == ar) & (pl.col("dataset") == d))["delta_m"][0]
-                  for d in ("d1", "d2", "d3")] for ar in ("single_task", "mmoe", "ple", "cgc")}
-    ranks = [stats.rankdata([-by_ds[ar][i] for ar in by_ds]) for i in range(3)]  # 1 = best per dataset
-    mean_rank = {ar: sum(r[j] for r in ranks) / 3 for j, ar in enumerate(by_ds)}
+                  for d in names] for ar in ("single_task", "mmoe", "ple", "cgc")}
+    ranks = [stats.rankdata([-by_ds[ar][i] for ar in by_ds]) for i in range(5)]  # 1 = best per dataset
+    mean_rank = {ar: sum(r[j] for r in ranks) / 5 for j, ar in enumerate(by_ds)}
     assert dict(zip(overall["architecture"], overall["mean_rank"])) == pytest.approx(mean_rank)
     assert overall["architecture"][0] == "mmoe"
     ref = stats.friedmanchisquare(*[[-v for v in by_ds[ar]] for ar in by_ds])
     assert tests["friedman"].statistic == pytest.approx(ref.statistic)
     assert tests["friedman"].p == pytest.approx(ref.pvalue)
     q = stats.studentized_range.ppf(0.95, 4, math.inf) / math.sqrt(2)
-    assert tests["cd"] == pytest.approx(q * math.sqrt(4 * 5 / (6 * 3)))
+    assert tests["cd"] == pytest.approx(q * math.sqrt(4 * 5 / (6 * 5)))
+    # the same five entries without their sources (no meta): each counts as independent too
+    assert tables.overall_ranking(a)[1]["independent"] == 5
 
 
 def test_correlation_summary():
     c = tables.correlation_summary(hand_made_rows(), META)
     ple = c.filter((pl.col("architecture") == "ple") & (pl.col("p") == 0.5))
-    # per seed, mean over the tasks sharing a primary metric, then mean and t interval over seeds
+    # per seed, mean over the tasks sharing a primary metric, then mean and percentile bootstrap interval over
+    # seeds: with two seeds (0.78, 0.80) the bootstrap means are 0.78, 0.79 or 0.80, the interval [0.78, 0.80]
     assert ple.sort("metric")["metric"].to_list() == ["auc", "mse"]
     auc = ple.filter(pl.col("metric") == "auc").row(0, named=True)
     assert auc["mean"] == pytest.approx(0.79) and auc["n"] == 2
-    assert auc["hi"] - auc["mean"] == pytest.approx(T1 * math.sqrt(0.0002) / math.sqrt(2))
+    assert (auc["lo"], auc["hi"]) == pytest.approx((0.78, 0.80))
     assert sorted(c["p"].unique().to_list()) == [0.5, 0.9]
 
 
@@ -333,9 +336,13 @@ def test_golden_markdown():
 def test_plots_written(tmp_path):
     links = plots.leaderboard_plots(hand_made_rows(), META, tmp_path, "toy")
     files = sorted(p.name for p in (tmp_path / "toy").iterdir())
-    # d1 has two tasks (a Pareto view) and gated architectures with diagnostics (a heatmap); d2 has neither
-    assert files == ["correlation.png", "critical-difference.png", "d1-gain.png", "d1-gates.png", "d1-metrics.png",
-                     "d1-pareto.png", "d2-gain.png", "d2-metrics.png"]
+    # d1 has two tasks (a Pareto view) and gated architectures with diagnostics (a heatmap); d2 has neither; both
+    # have search rows (the best-so-far plot); no critical-difference diagram: two datasets (one source) are too
+    # few for a Friedman test
+    assert files == ["correlation.png", "d1-gain.png", "d1-gates.png", "d1-metrics.png", "d1-pareto.png",
+                     "d1-search.png", "d2-gain.png", "d2-metrics.png", "d2-search.png"]
+    assert links["search:d1"] == [("d1: best validation objective so far against search trial, per unit",
+                                   "toy/d1-search.png")]
     assert [path for _, path in links["d1"]] == ["toy/d1-metrics.png", "toy/d1-gain.png", "toy/d1-pareto.png",
                                                  "toy/d1-gates.png"]
     assert links[""] == [("performance against task correlation", "toy/correlation.png")]

@@ -77,7 +77,7 @@ def test_wheel_runs_shipped_and_own_studies_from_anywhere(venv, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY)
     run([*bench, "run", "--study", "tiny.toml", "--accelerator", "cpu", "--wandb", "disabled", "--no-plots"],
         cwd=tmp_path)
-    assert (tmp_path / "leaderboard" / "tiny.md").is_file() and (tmp_path / "runs" / "tiny" / "study.json").is_file()
+    assert (tmp_path / "results" / "tiny.md").is_file() and (tmp_path / "runs" / "tiny" / "study.json").is_file()
 
 
 def test_wheel_metadata_names_the_papers_and_data_and_every_direct_import(venv, tmp_path):

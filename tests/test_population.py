@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import registry_params
 
 from bench import architectures, datasets
 from bench.datasets import Split
@@ -47,7 +48,7 @@ def assert_same_fit(pop, ref) -> None:
                 assert close(p[task][metric], value), (split, task, metric, p[task][metric], value)
 
 
-@pytest.mark.parametrize("arch", architectures.available())
+@pytest.mark.parametrize("arch", registry_params())
 def test_population_of_two_reproduces_separate_fits(arch, data):
     # members differ in seed (init and data order), lr, weight decay and its kind; both must see the final
     # partial batch exactly as they would alone
@@ -68,7 +69,8 @@ def test_population_of_two_reproduces_separate_fits(arch, data):
 
 GATES = {"dense": {}, "top-k-noisy": {"gate_top_k": 2, "gate_noise": 1.0}}
 RANDOM_FORWARD = [  # every architecture draws dropout masks; the gated ones also draw the noise of top-k gates
-    pytest.param(arch, gate, id=f"{arch}-{gate}") for arch in architectures.available()
+    pytest.param(arch, gate, id=f"{arch}-{gate}")
+    for arch in architectures.available() if not architectures.requirements(arch)
     for gate in GATES if gate == "dense" or "gate_top_k" in architectures.options(arch)]
 
 
@@ -77,7 +79,8 @@ def test_population_with_random_draws_reproduces_separate_fits(arch, gate, data)
     """Every random draw of a member's forward pass (dropout masks, the noise of noisy top-k gates) comes from its
     own seed, drawn as ``fit`` draws them: on a CPU a member is the separately trained model (so whichever members
     share its population: ``tests/test_final_population.py`` checks that directly). Issue 27, case 3: the gate
-    noise came from the generator the population seeded once from its first member."""
+    noise came from the generator the population seeded once from its first member. ESMM, AITM and STEM need
+    funnel data: ``tests/test_funnel_architectures.py`` checks their populations."""
     small = {k: 8 for k in ("expert_units", "column_units", "tower_units") if k in architectures.options(arch)}
     experts = {"n_experts": 4} if "n_experts" in architectures.options(arch) else {}
     base = {"max_epochs": 2, "batch_size": 48, "patience": 10, "dropout": 0.3, **small, **experts, **GATES[gate]}

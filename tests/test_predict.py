@@ -75,7 +75,8 @@ def test_predictions_on_the_test_split_reproduce_the_stored_test_metrics(tmp_pat
     frame, root = run_study(tmp_path, monkeypatch, "shop", population, options=options)
     test = frame.filter(pl.col("split") == "test")
     test.write_parquet(tmp_path / "test.parquet")  # labels and split column too: extra columns are ignored
-    rows = store.read(root).filter((pl.col("stage") == "final") & (pl.col("split") == "test"))
+    rows = store.read(root).filter((pl.col("stage") == "final") & (pl.col("split") == "test")
+                                   & pl.col("draw").is_null())  # the runs' own metrics, not the test resamples
     y_click = torch.tensor(test["click"].to_numpy(), dtype=torch.float32)
     y_spend = torch.tensor(test["spend"].to_numpy(), dtype=torch.float32)
     for arch in ("mmoe", "single_task"):
@@ -145,8 +146,8 @@ def test_model_file_is_a_checkpoint_and_damaged_files_are_one_line(tmp_path, mon
         assert message in capsys.readouterr().err
 
 
-def test_keep_models_best_and_none(tmp_path, monkeypatch):
-    _, root = run_study(tmp_path, monkeypatch, "best", True, "--keep-models", "best")
+def test_keep_models_best_and_none(tmp_path, monkeypatch, capsys):
+    frame, root = run_study(tmp_path, monkeypatch, "best", True, "--keep-models", "best")
     rows = store.read(root).filter((pl.col("stage") == "final") & (pl.col("architecture") == "mmoe"))
     kept = sorted((root / "models" / "shop" / "mmoe").glob("*.ckpt"))
     assert len(kept) == 1
@@ -156,5 +157,15 @@ def test_keep_models_best_and_none(tmp_path, monkeypatch):
              - val.filter((pl.col("seed") == s) & (pl.col("metric") == "mse"))["value"].item() for s in (1, 2)}
     assert kept[0].name == f"seed-{max(score, key=score.get)}.ckpt"
     assert len(list((root / "models" / "shop").glob("single_task@*/*.ckpt"))) == 2  # one per task
+    # bench predict says which seed of which unit predicted, and why that one
+    capsys.readouterr()
+    frame.write_csv(tmp_path / "rows.csv")
+    for arch in ("mmoe", "single_task"):
+        assert main(["predict", "--study", "best", "--dataset", "shop", "--arch", arch, "--input",
+                     str(tmp_path / "rows.csv"), "--output", str(tmp_path / "p.csv")]) == 0
+    err = capsys.readouterr().err
+    best = "the saved seed with the best validation objective"
+    assert f"mmoe: seed {max(score, key=score.get)} predicts ({best})" in err
+    assert "single_task[click]: seed " in err and "single_task[spend]: seed " in err
     _, root = run_study(tmp_path, monkeypatch, "none", True, "--keep-models", "none")
     assert not (root / "models").exists()

@@ -39,3 +39,17 @@ def test_bar_draws_on_stderr_and_lines_print_above_it(monkeypatch):
     assert "3/6" in text  # 1 trial + 2 runs of 6
     assert out == ["[syn | ple] trial 1/4 ..."]
     assert Progress(trials=1, runs=1).writer(out.append) == out.append  # no bar: lines go straight out
+
+
+def test_final_stage_does_not_show_the_previous_units_best(monkeypatch):
+    # issue 28: "final synthetic | shared_bottom ... best val mse (y2) 0.06247" was single_task[y2]'s search best
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    p = Progress(trials=2, runs=2, bar=True)
+    p.search(2, "synthetic | single_task[y2]", "val mse (y2)", 0.06247)
+    assert p.best == "best val mse (y2) 0.06247"
+    p.final(1, "synthetic | shared_bottom")
+    assert p.best == ""
+    p.close()
+    last = err.getvalue().split("\r")[-1]
+    assert "final synthetic | shared_bottom" in last and "0.06247" not in last

@@ -230,7 +230,7 @@ def test_tiny_reproduction_spec_end_to_end(tmp_path, monkeypatch):
     spec = tmp_path / "tiny-repro.toml"
     spec.write_text(text)
     assert main(["run", "--study", str(spec), "--accelerator", "cpu", "--wandb", "disabled"]) == 0
-    markdown = (tmp_path / "leaderboard" / "tiny-repro.md").read_text()
+    markdown = (tmp_path / "results" / "tiny-repro.md").read_text()
     assert "![performance against task correlation](tiny-repro/correlation.png)" in markdown
     assert all(f"### p{p}: repeated runs" in markdown for p in ("0.5", "0.9", "1.0"))
     assert "no final results" not in markdown  # single-task is not an architecture of this study
@@ -286,7 +286,7 @@ def test_leaderboard_command_option_from_the_cli(tmp_path, monkeypatch, capsys):
     run_study(parse_study({**GRID, "architectures": ["mmoe"]}), tmp_path / "runs", accelerator="cpu",
               out=lambda line: None)
     assert main(["leaderboard", "--study", "study", "--quiet", "--no-plots", "--command", "bench run --study x"]) == 0
-    assert "- command: `bench run --study x`; wall time" in (tmp_path / "leaderboard" / "study.md").read_text()
+    assert "- command: `bench run --study x`; wall time" in (tmp_path / "results" / "study.md").read_text()
 
 
 def embedded_table(path, n=240):

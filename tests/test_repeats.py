@@ -16,6 +16,7 @@ from bench.errors import UnknownChoice, UserError
 from bench.results import leaderboard as lb
 from bench.results import plots, repeats, store
 from bench.spec.study import parse_study
+from bench.training.bootstrap import DRAWS
 
 # (architecture, target, task, kind, metric, values over seeds 1001..) of repeat test rows on dataset d1
 REPEATS = [
@@ -170,6 +171,10 @@ def test_cli_repeats_end_to_end(tmp_path, monkeypatch, capsys):
     diag = rep.filter(pl.col("kind") == "diagnostic")
     assert diag.group_by("seed").len().sort("seed")["len"].to_list() == [4 + 6 + 2] * 3
     rep = rep.filter(pl.col("kind") != "diagnostic")
+    # and per repeat and task the test MSE on each test-set resample (draw 1..DRAWS)
+    draws = rep.filter(pl.col("draw").is_not_null())
+    assert draws.group_by("seed", "task").len()["len"].to_list() == [DRAWS] * 3 * 2
+    rep = rep.filter(pl.col("draw").is_null())
     assert rep.height == 3 * 2 * 2 * 2
     assert rep.group_by("seed", "split", "task", "metric").len()["len"].to_list() == [1] * rep.height
     # the final stage's traceability columns, same configuration and search trial
@@ -179,10 +184,10 @@ def test_cli_repeats_end_to_end(tmp_path, monkeypatch, capsys):
     files = sorted(p.name for p in (root / "results" / "repeat" / "syn" / "mmoe").iterdir())
     assert files == ["seed-1001.parquet", "seed-1002.parquet", "seed-1003.parquet"]
 
-    md_path = tmp_path / "leaderboard" / "rep.md"
+    md_path = tmp_path / "results" / "rep.md"
     markdown = md_path.read_text()
     assert "### syn: repeated runs" in markdown and "(rep/syn-repeats.png)" in markdown
-    assert (tmp_path / "leaderboard" / "rep" / "syn-repeats.png").stat().st_size > 0
+    assert (tmp_path / "results" / "rep" / "syn-repeats.png").stat().st_size > 0
     # the section's rows recomputed from the stored values with numpy
     section = markdown.split("### syn: repeated runs\n", 1)[1]
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in section.splitlines() if ln.startswith("| mmoe")]

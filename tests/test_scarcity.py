@@ -78,8 +78,8 @@ def test_scarcity_summary_of_a_hand_made_frame():
         "dataset": ["a", "a", "a", "b", "b", "b"], "architecture": ["mmoe", "mmoe", "single_task"] * 2,
         "task": ["y1", "y2", "y1"] * 2, "metric": ["mse"] * 6, "n": [3] * 6,
         "gain": [0.5, 0.1, None, 0.2, 0.0, None], "gain_lo": [0.1, -0.1, None, -0.1, -0.2, None],
-        "gain_hi": [0.9, 0.3, None, 0.5, 0.2, None], "p_holm": [0.01, 0.4, None, 0.3, 0.9, None],
-        "sig": ["+", "n.s.", None, "n.s.", "n.s.", None],
+        "gain_hi": [0.9, 0.3, None, 0.5, 0.2, None],
+        "decision": ["better", "inconclusive", None, "inconclusive", "equivalent", None],
     })
     meta = {"datasets": {"a": {"name": "synthetic", "options": {"p": 0.9}, "label_fraction": {"y1": 0.01}},
                          "b": {"name": "synthetic", "options": {"p": 0.9}, "label_fraction": {"y1": 1.0}},
@@ -87,7 +87,7 @@ def test_scarcity_summary_of_a_hand_made_frame():
     expected = pl.DataFrame({
         "group": ["synthetic, p=0.9"] * 2, "task": ["y1", "y1"], "fraction": [0.01, 1.0], "dataset": ["a", "b"],
         "architecture": ["mmoe", "mmoe"], "metric": ["mse", "mse"], "n": [3, 3], "gain": [0.5, 0.2],
-        "gain_lo": [0.1, -0.1], "gain_hi": [0.9, 0.5], "p_holm": [0.01, 0.3], "sig": ["+", "n.s."],
+        "gain_lo": [0.1, -0.1], "gain_hi": [0.9, 0.5], "decision": ["better", "inconclusive"],
     })
     assert_frame_equal(scarcity_summary(cells, meta), expected)
 
@@ -96,15 +96,16 @@ def test_a_scarcity_study_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.toml").write_text(BASE)
     assert main(["run", "--study", "s.toml", "--accelerator", "cpu", "--wandb", "disabled", "--quiet"]) == 0
-    page = (tmp_path / "leaderboard" / "s.md").read_text()
+    page = (tmp_path / "results" / "s.md").read_text()
     assert "y1: 32 of 320 training labels kept (10%), the rest masked" in page
     assert "## Label scarcity: MTL gain of the scarce task against its fraction of training labels" in page
     assert "### synthetic, d=6, n_samples=400, p=0.9: y1 (mse gain)" in page
     assert "| architecture   | 10%" in page and "![MTL gain of the scarce task" in page
-    assert (tmp_path / "leaderboard" / "s" / "scarcity.png").is_file()
+    assert (tmp_path / "results" / "s" / "scarcity.png").is_file()
     rows = store.read(tmp_path / "runs" / "s")
     # the baseline of y1 trained on the scarce labels: its final scores differ between the two entries
     base = rows.filter((pl.col("stage") == "final") & (pl.col("architecture") == "single_task")
-                       & (pl.col("task") == "y1") & (pl.col("split") == "test") & (pl.col("metric") == "mse"))
+                       & (pl.col("task") == "y1") & (pl.col("split") == "test") & (pl.col("metric") == "mse")
+                       & pl.col("draw").is_null())
     a, b = (base.filter(pl.col("dataset") == d)["value"].mean() for d in ("f0.1", "f1"))
     assert math.isfinite(a) and math.isfinite(b) and a != b

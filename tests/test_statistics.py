@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import warnings
 
-import numpy as np
 import pytest
 from scipy import stats
 
@@ -16,8 +15,6 @@ from bench.results.statistics import (
     holm,
     mean_ci,
     nemenyi_cd,
-    seesaw,
-    top_group,
     welch,
 )
 
@@ -226,48 +223,6 @@ def test_delta_m_zero_variance_and_single_task():
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# top_group
-
-
-def _welch_less_p(x: list[float], y: list[float]) -> float:
-    # one-sided Welch p, H1: mean x < mean y, by hand
-    x_, y_ = np.asarray(x), np.asarray(y)
-    ux, uy = x_.var(ddof=1) / x_.size, y_.var(ddof=1) / y_.size
-    t = (x_.mean() - y_.mean()) / math.sqrt(ux + uy)
-    df = (ux + uy) ** 2 / (ux**2 / (x_.size - 1) + uy**2 / (y_.size - 1))
-    return float(stats.t.cdf(t, df))
-
-
-def test_top_group_worse_and_within_noise():
-    best = [10.0, 11.0, 12.0, 11.0, 10.5]  # mean 10.9
-    noise = [10.5, 11.5, 10.0, 11.5, 10.5]  # mean 10.8: within noise
-    worse = [0.0, 1.0, 0.5, 1.5, 0.8]  # clearly worse
-    out = top_group({"noise": noise, "best": best, "worse": worse, "single": [9.0, nan]})
-    p_noise, p_worse = _welch_less_p(noise, best), _welch_less_p(worse, best)
-    assert p_worse < 1e-6 < 0.3 < p_noise
-    # Holm over m = 2: worse first (×2), noise second (×1, not below the previous)
-    assert out["worse"].p_adjusted == pytest.approx(2 * p_worse)
-    assert out["noise"].p_adjusted == pytest.approx(max(p_noise, 2 * p_worse))
-    assert out["best"].in_top and out["best"].p_adjusted == 1.0 and out["best"].mean == pytest.approx(10.9)
-    assert out["noise"].in_top and out["noise"].mean == pytest.approx(10.8)
-    assert not out["worse"].in_top
-    assert not out["single"].in_top and isnan(out["single"].p_adjusted) and out["single"].mean == 9.0
-
-
-def test_top_group_edge_cases():
-    assert top_group({}) == {}
-    only = top_group({"a": [3.0]})["a"]
-    assert only.in_top and only.p_adjusted == 1.0 and only.mean == 3.0
-    none = top_group({"a": [1.0], "b": [2.0]})
-    assert not none["a"].in_top and not none["b"].in_top
-    # constant sides: below for sure (p 0) or not at all (p 1)
-    c = top_group({"a": [1.0, 1.0], "b": [2.0, 2.0], "c": [2.0, 2.0]})
-    assert c["b"].in_top and c["b"].p_adjusted == 1.0  # tie for best: the first in order
-    assert c["c"].in_top and c["c"].p_adjusted == 1.0
-    assert not c["a"].in_top and c["a"].p_adjusted == 0.0
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # friedman, nemenyi_cd
 
 # scores (higher is better) of 3 architectures on 4 datasets; dataset 2 has a tie between A and B
@@ -321,30 +276,3 @@ def test_nemenyi_cd_by_hand():
     assert nemenyi_cd(4, 10, alpha=0.10) < nemenyi_cd(4, 10)
     with pytest.raises(ValueError):
         nemenyi_cd(1, 5)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# seesaw
-
-
-def test_seesaw_flags():
-    assert not seesaw([0.5, -0.3], [0.40, 0.60])  # mixed signs, noise
-    assert not seesaw([0.5, -0.3], [0.01, 0.50])  # one gain, the loss is noise
-    assert not seesaw([0.5, 0.3], [0.01, 0.02])  # both gains
-    assert not seesaw([0.5, -0.3], [0.01, nan])
-    assert seesaw([0.5, -0.3], [0.01, 0.02])
-    assert seesaw([0.5, -0.3, 0.0], [0.04, 0.03, 0.9], alpha=0.05)
-    assert not seesaw([0.5, -0.3], [0.04, 0.03], alpha=0.01)
-    with pytest.raises(ValueError):
-        seesaw([0.1], [0.1, 0.2])
-
-
-def test_seesaw_from_welch_and_holm():
-    base = [[1.0, 1.2, 0.8, 1.1, 0.9], [2.0, 2.2, 1.8, 2.1, 1.9]]
-
-    def run(arch: list[list[float]]) -> bool:
-        ws = [welch(a, b) for a, b in zip(arch, base)]
-        return seesaw([w.diff for w in ws], holm([w.p for w in ws]))
-
-    assert not run([[1.05, 1.25, 0.85, 1.0, 0.95], [1.95, 2.15, 1.9, 2.0, 1.85]])  # +, − within noise
-    assert run([[2.0, 2.2, 1.8, 2.1, 1.9], [1.0, 1.2, 0.8, 1.1, 0.9]])  # task 0 gains what task 1 loses

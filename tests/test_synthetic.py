@@ -1,7 +1,8 @@
 import pytest
 import torch
+from conftest import registry_params
 
-from bench import architectures, datasets
+from bench import datasets
 from bench.datasets.synthetic import correlated_factors
 from bench.training.fit import fit
 
@@ -57,7 +58,7 @@ def data():
     return datasets.load("synthetic", n_samples=3000, d=16, p=0.8, seed=0)
 
 
-@pytest.mark.parametrize("arch", architectures.available())
+@pytest.mark.parametrize("arch", registry_params())
 def test_few_epochs_beat_a_constant_predictor_on_every_task(arch, data):
     res = fit(arch, data, {"max_epochs": 8, "lr": 0.01, "batch_size": 64}, evaluate_test=True)
     for k, task in enumerate(data.task_names):

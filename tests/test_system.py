@@ -1,6 +1,7 @@
 import lightning as L
 import pytest
 import torch
+from conftest import registry_params
 from torch import nn
 
 from bench import architectures, datasets
@@ -61,7 +62,7 @@ def test_loss_for_task_k_uses_task_k_labels():
     assert system.loss(system(x), torch.tensor([[0.0, 5.0]])).item() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("arch", architectures.available())
+@pytest.mark.parametrize("arch", registry_params())
 def test_plain_trainer_fits_any_architecture(arch, tiny, tmp_path):
     system = make_system(arch, tiny.tasks, tiny.d_in, {"max_epochs": 2, "batch_size": 128})
     trainer = L.Trainer(max_epochs=2, default_root_dir=tmp_path, enable_progress_bar=False, logger=False)

@@ -123,7 +123,7 @@ def test_offline_runs_one_per_trial_and_final_with_stored_ids(tmp_path, wandb_en
     assert rows["wandb_url"].null_count() == rows.height  # offline: no URL
 
     assert [(r.name, r.job_type) for r in tracker.runs] == [
-        ("mmoe-t0", "search"), ("mmoe-t1", "search"), ("mmoe-seed1", "final"), ("leaderboard", "leaderboard")]
+        ("mmoe-t1", "search"), ("mmoe-t2", "search"), ("mmoe-seed1", "final"), ("leaderboard", "leaderboard")]
     assert all(r.mode == "offline" and r.error is None for r in tracker.runs)
     dirs = offline_run_dirs(wandb_env["WANDB_DIR"])
     ids = [r.id for r in tracker.runs]
@@ -180,6 +180,11 @@ def test_cli_offline_runs_beside_the_results(tmp_path, wandb_env, monkeypatch, c
     assert not (tmp_path / "wandb").exists()
     assert "W&B: 4 runs offline in" in capsys.readouterr().err
     assert not _wandb_children()
+    # a rerun with nothing missing: one line, and no new W&B run (nothing to upload twice with `wandb sync`)
+    assert _cli(tmp_path, tmp_path / "tiny.toml", "--wandb", "offline") == 0
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and "nothing is missing of study tiny" in err
+    assert offline_run_dirs(root).keys() == dirs.keys()
 
 
 def test_disabled_creates_nothing(tmp_path, wandb_env, monkeypatch):

@@ -269,7 +269,7 @@ def test_a_study_compares_weightings_as_units(tmp_path, monkeypatch, capsys):
     assert search.group_by("architecture").len().sort("architecture")["len"].to_list() == [1, 1, 1, 2]
     configs = {a: c for a, c in final.select("architecture", "config").unique().iter_rows()}
     assert '"weighting": "pcgrad"' in configs["mmoe+pcgrad"] and "weighting" not in configs["mmoe"]
-    page = (tmp_path / "leaderboard" / "weigh.md").read_text()
+    page = (tmp_path / "results" / "weigh.md").read_text()
     assert "| mmoe+pcgrad " in page and "loss weightings compared: equal, dwa, pcgrad" in page
     meta = store.read_meta(tmp_path / "runs" / "weigh")
     assert meta["architectures"] == ["single_task", "mmoe", "mmoe+dwa", "mmoe+pcgrad"]

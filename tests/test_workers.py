@@ -166,7 +166,8 @@ def _crash_and_recover(tmp_path: Path, url: str | None, capsys) -> None:
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
     assert "terminated by SIGTERM" in stderr and "Traceback" not in stderr
-    assert f"trial {killed.number} failed: worker" in stdout and "retrying it" in stdout
+    # numbered as the log lines number trials: its configuration's ordinal + 1 (= its number + 1 before any retry)
+    assert f"trial {killed.number + 1} failed: worker" in stdout and "retrying it" in stdout
 
     # 3. rerun: the budget completes
     assert main(args) == 0

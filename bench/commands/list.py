@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
                        description="List the registered architectures and loss weightings with their options and "
                        "defaults, the registered datasets with their options, and the shipped studies with their "
                        "budget.")
-    p.add_argument("what", nargs="?", choices=WHAT, help="only this part (default: all three)")
+    p.add_argument("what", nargs="?", choices=WHAT, help="only this part (default: every part, in this order)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
         print("architectures (bench train --arch NAME --set KEY=VALUE):")
         for name in architectures.available():
             options = ", ".join(f"{k}={v}" for k, v in architectures.options(name).items())
-            print(f"  {name:<14} {options}")
+            needs = architectures.requirements(name)
+            print(f"  {name:<14} {options}" + (f" (needs {' and '.join(needs)})" if needs else ""))
     if "weightings" in parts:
         print("loss weightings (bench train --set weighting=NAME; a study's weightings = [...]):")
         for name in weighting.available():

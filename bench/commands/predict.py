@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     root = stored_root(args.study, args.runs_dir)
     frame = predict_file(root, args.dataset, args.arch, args.input, args.output, seed=args.seed,
+                         out=lambda line: print(line, file=sys.stderr),
                          note=lambda line: print(f"bench predict: {line}", file=sys.stderr))
     print(f"{frame.height} rows, {frame.width} prediction columns written to {args.output}", file=sys.stderr)
     return 0

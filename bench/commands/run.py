@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
         "run",
         help="run or resume a study (search, final seeds) and write its leaderboard",
         description="Run what is missing of a study: Optuna search per dataset and architecture, then the best "
-        "configuration retrained with the final seeds; finally write leaderboard/<study>.md.",
+        "configuration retrained with the final seeds; finally write its page, results/<study>.md (publishing "
+        "it into leaderboard/ is `bench publish`).",
     )
     p.add_argument("--study", required=True, help="a name in studies/ (current directory, then the installed repo) "
                    "or a path to a .toml file")
@@ -39,7 +40,8 @@ def add_parser(sub) -> None:
                    help="with --storage: seconds between a running trial's heartbeats; a trial silent for 3x this "
                    "is failed and retried (default 20)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "i/N": one of --jobs N's processes
-    p.add_argument("--output", default="leaderboard", type=Path, help="leaderboard directory (default: leaderboard)")
+    p.add_argument("--output", default="results", type=Path,
+                   help="where the page and its plots go (default: results; not tracked by git)")
     p.add_argument("--accelerator", default="auto", help="auto (default: a CUDA GPU when there is one), cpu or gpu")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: these small models gain little from more, and parallel "
@@ -53,6 +55,9 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=None, metavar="N",
                    help="also retrain each best configuration N more times (seeds 1001..1000+N) and report the "
                    "distribution of its test metric (default: the spec's repeats, else 0)")
+    p.add_argument("--replicates", type=int, default=None, metavar="R",
+                   help="run the whole pipeline (search and final seeds) R times, each with its own sampler streams "
+                   "and, where the data allow it, its own data draw (default: the spec's replicates, else 1)")
     p.add_argument("--no-population", action="store_true",
                    help="train final seeds and repeats one fit after another instead of as one population "
                    "(same as [final] population = false in the spec)")
@@ -66,7 +71,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from bench.errors import UserError
     from bench.paths import component
-    from bench.spec.study import MAX_REPEATS, load_study
+    from bench.spec.study import MAX_REPEATS, MAX_REPLICATES, load_study
 
     if args.worker:
         _await_go()
@@ -81,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
             if not 0 <= args.repeats <= MAX_REPEATS:
                 raise UserError(f"--repeats must be between 0 and {MAX_REPEATS}, got {args.repeats}")
             study.repeats = args.repeats
+        if args.replicates is not None:
+            if not 1 <= args.replicates <= MAX_REPLICATES:
+                raise UserError(f"--replicates must be between 1 and {MAX_REPLICATES}, got {args.replicates}")
+            study.replicates = args.replicates
         if args.no_population:
             study.population = False
         if args.threads < 1:
@@ -118,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.results import leaderboard, store
 
     finished = False
+    before = stored_work(Path(args.runs_dir) / study.name)  # every worker's work shows in the store
     try:
         try:
             root = run_study(study, args.runs_dir, hooks=tracker.hooks(), fresh=args.fresh and not procs,
@@ -136,19 +146,49 @@ def run(args: argparse.Namespace) -> int:
         if args.worker:
             finished = True
             return 0  # the process that started the workers writes the leaderboard
-        path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots)
+        idle = stored_work(root) == before  # nothing was missing: no new W&B run, the stored command kept
+        path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots,
+                                       command=None if idle else stated_command(args))
         rows = store.read(root)
-        if rows.height:  # the leaderboard's tables and plots as a W&B run
+        if rows.height and not idle:  # the leaderboard's tables and plots as a W&B run
             tracker.log_leaderboard(store.read_meta(root), leaderboard.tables(rows), args.output / folder)
         finished = True
     finally:
         tracker.close(timeout=120 if finished else 15)  # pending W&B runs are written before exiting
+    if idle:
+        print(f"bench run: nothing is missing of study {study.name}: every search trial and final run is stored; "
+              f"its page is {path} (publish it with `bench publish --study {study.name}`)", file=sys.stderr)
+        return 0
     if not args.quiet:
         print()
         print(text)
     print(f"leaderboard written to {path} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
     print(tracker.describe(), file=sys.stderr)
     return 0
+
+
+def stored_work(root: Path) -> dict[str, int]:
+    """What a study's store holds of its work: the rows of each unit's search file (they grow with every counted
+    trial) and the modification time of each final and repeated run's file. The same before and after a run (of
+    any number of workers) that found nothing missing."""
+    from bench.results.store import read_file
+
+    work = {}
+    for path in sorted(Path(root).glob("results/search/*/*.parquet")):
+        rows = read_file(path)
+        work[str(path)] = -1 if rows is None else rows.height
+    for path in sorted(Path(root).glob("results/*/*/*/seed-*.parquet")):
+        work[str(path)] = path.stat().st_mtime_ns
+    return work
+
+
+def stated_command(args: argparse.Namespace) -> str:
+    """The command line that ran, as the page's header states it (a storage URL's password masked)."""
+    import shlex
+
+    from bench.coordination.urls import mask_url
+
+    return mask_url("bench " + shlex.join(getattr(args, "argv", None) or ["run", "--study", str(args.study)]))
 
 
 def _check_jobs(args: argparse.Namespace) -> None:
@@ -206,6 +246,8 @@ def _start_workers(args: argparse.Namespace) -> list[subprocess.Popen]:
         cmd += ["--wandb-project", args.wandb_project]
     if args.repeats is not None:
         cmd += ["--repeats", str(args.repeats)]
+    if args.replicates is not None:
+        cmd += ["--replicates", str(args.replicates)]
     if args.no_population:
         cmd += ["--no-population"]
     if args.quiet:

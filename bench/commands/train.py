@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     for task in data.tasks:
         for metric, value in result.val_metrics[task.name].items():
             rows.append([task.name, metric, value, result.test_metrics[task.name][metric]])
+        for metric in sorted(set(result.test_metrics[task.name]) - set(result.val_metrics[task.name])):
+            rows.append([task.name, metric, None, result.test_metrics[task.name][metric]])  # entire space: test only
     print(
         f"{args.arch} on {data.name}: best epoch {result.best_epoch} of {result.epochs}, "
         f"{result.n_params:,} parameters, {result.seconds:.1f} s"

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
+from bench.spec.replicates import replicate_options
 
-ALLOWED_CHANGES = ("description", "budget.trials", "budget.timeout", "seeds (more)", "architectures or datasets added",
-                   "wandb")
+ALLOWED_CHANGES = ("description", "budget.trials", "budget.timeout", "seeds (more)", "replicates (more)",
+                   "architectures or datasets added", "wandb")
 
 
 def source_digests(data) -> dict[str, str]:
@@ -41,6 +42,10 @@ def unit_identity(study, unit, data=None) -> dict[str, Any]:
         "sampler": study.sampler, "pruner": study.pruner,
         # only when not the default, so that studies from before weightings keep their identity
         **({"weighting": unit.weighting} if unit.weighting != "equal" else {}),
+        # replicates >= 2 only (replicate 1 keeps the identity of a study without replicates): its data draw
+        **({"replicate": unit.replicate,
+            "data_options": replicate_options(ds.name, ds.label, ds.options, unit.replicate)}
+           if unit.replicate != 1 else {}),
     }
     return json.loads(json.dumps(ident, sort_keys=True, default=str))  # the form it has after a storage round trip
 
@@ -89,7 +94,7 @@ def check_identity(study, units, storage, root: Path, *, url: str | None,
                 raise UserError(f"{unit}: the stored search was started by a different version of study "
                                 f"{study.name!r}; {remedy} ({allowed})")
             continue
-        new = unit_identity(study, unit, (data or {}).get(unit.dataset))
+        new = unit_identity(study, unit, (data or {}).get(unit.data_key))
         if old.get("study") != new["study"]:
             raise UserError(f"{unit}: the storage already holds Optuna study {unit.optuna_name!r} of study "
                             f"{old.get('study')!r}; use one database (or dataset label) per study, or {remedy}")

@@ -29,7 +29,8 @@ journal file ``runs/<study>/optuna.journal`` (processes on one machine), or a da
   in the database's ``bench_results`` table (``Coordinator.publish``, ``shared``), from which workers on other
   machines copy it into their own ``runs/<study>/``; journal workers share ``runs/<study>/`` itself. Optuna's
   study user attributes never hold result rows (older versions kept them in ``final:seed-<k>``; still read).
-- **Sampler seeds.** The sampler is re-created before every ``ask()`` with seed ``sampler.seed + k``, k the
+- **Sampler seeds.** The sampler is re-created before every ``ask()`` with seed ``stream + k`` (the unit's own
+  stream, ``bench.study.units.sampler_stream``), k the
   ordinal of the configuration about to be drawn (``next_ordinal``: the unit's trials that hold a
   configuration, interrupted ones not counted), not the number of trials: every configuration draws from its
   own stream whichever worker asks, two workers started at the same moment never draw the same configurations,
@@ -135,7 +136,7 @@ def fail_and_retry(opt, trial, reason: str) -> bool:
     opt.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
         user_attrs={"retry_of": trial.number,  # the ordinal of its configuration is the failed trial's
-                    **{k: trial.user_attrs[k] for k in ("ordinal",) if k in trial.user_attrs}},
+                    **{k: trial.user_attrs[k] for k in ("ordinal", "drawn_by") if k in trial.user_attrs}},
         system_attrs={"failed_trial": trial.system_attrs.get("failed_trial", trial.number), "retry_history": history,
                       # a grid sampler's point stays the retry's (else the grid would skip one and repeat another)
                       **{k: trial.system_attrs[k] for k in GRID_ATTRS if k in trial.system_attrs}},
@@ -181,7 +182,8 @@ def search(
         with coordinator.lock(lock_name):
             for t, reason in coordinator.stale(opt):
                 retried = fail_and_retry(opt, t, reason)
-                out(f"[{unit}] trial {t.number} failed: {reason}; " + ("retrying it" if retried else "not retried"))
+                number = t.user_attrs.get("ordinal", t.number) + 1  # as the log lines and the page number it
+                out(f"[{unit}] trial {number} failed: {reason}; " + ("retrying it" if retried else "not retried"))
             all_trials = opt.get_trials(deepcopy=False)
             failure_check(unit, all_trials, max_failure_rate)
             done = [t for t in all_trials if counted(t)]

@@ -13,7 +13,10 @@ DASH = "—"
 def number(value: float | None, fmt: str = ".4f", signed: bool = False) -> str:
     if value is None:
         return DASH
-    return f"{value:+{fmt}}" if signed else f"{value:{fmt}}"
+    text = f"{value:+{fmt}}" if signed else f"{value:{fmt}}"
+    if text.startswith("-") and float(text) == 0:  # a tiny negative rounding to zero is printed as zero
+        text = ("+" if signed else "") + text[1:]
+    return text
 
 
 def interval(mean: float | None, lo: float | None, hi: float | None, fmt: str = ".4f", signed: bool = False,

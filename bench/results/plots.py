@@ -13,6 +13,7 @@ import polars as pl
 from bench.paths import component
 from bench.spec.metrics import HIGHER_IS_BETTER
 
+from .convergence import best_so_far
 from .repeats import repeat_runs
 from .tables import (
     BASELINE,
@@ -81,7 +82,10 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
                 ax.set_title(f"{label}: {task}", fontsize=9)
                 ax.set_ylabel(f"test {metric} ({_direction(metric)})" if kind == "metrics" else
                               f"gain in test {metric} (positive: better)", fontsize=8)
-            fig.suptitle(f"{label}: {title}, mean with 95% interval, points: seeds", fontsize=9)
+            fig.suptitle(f"{label}: {title}, " + (
+                "mean (dot) with 95% interval, seeds as points;\ndashed: the single-task baseline's mean; the axis "
+                "is zoomed to the values (not from 0), so no bars" if kind == "metrics" else
+                "bars from 0 (no gain),\nmean with 95% interval, seeds as points"), fontsize=9)
             fig.tight_layout()
             fname = component(f"{label}-{kind}", "dataset label") + ".png"
             fig.savefig(plot_dir / fname, dpi=100, metadata=META_PNG)
@@ -102,7 +106,7 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
             links.setdefault(label, []).append((f"{label}: gate utilisation, task x expert per level (mean gate "
                                                 "weight over seeds)", f"{prefix}/{fname}"))
     if len(cells["dataset"].unique()) > 1:
-        overall, tests = overall_ranking(archs, meta.get("architectures"))
+        overall, tests = overall_ranking(archs, meta.get("architectures"), meta)
         if overall.height >= 2 and tests["cd"] is not None:
             _cd_diagram(plt, overall, tests["cd"], plot_dir / "critical-difference.png")
             links["overall"] = [("critical-difference diagram: mean rank of Δm over datasets (Nemenyi)",
@@ -146,9 +150,44 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
         fig.tight_layout()
         fig.savefig(plot_dir / "scarcity.png", dpi=100, metadata=META_PNG)
         plt.close(fig)
-        links["scarcity"] = [("MTL gain of the scarce task against the fraction of its training labels (95% Welch "
-                              "intervals)", f"{prefix}/scarcity.png")]
+        links["scarcity"] = [("MTL gain of the scarce task against the fraction of its training labels (95% percentile "
+                              "bootstrap intervals)", f"{prefix}/scarcity.png")]
     links.update(repeat_plots(rows, plot_dir, prefix))  # histograms of repeated runs (key "repeats:<label>")
+    links.update(convergence_plots(rows, plot_dir, prefix))  # the searches' best so far (key "search:<label>")
+    return links
+
+
+def convergence_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
+    """Per dataset, one PNG: the best validation objective so far against trial number, one line per unit (and
+    replicate), in the metric's own orientation (``bench.results.convergence.best_so_far``); one panel per
+    metric when the units' objectives differ (an AUC and an MSE never share an axis)."""
+    from matplotlib.ticker import MaxNLocator
+
+    curves = best_so_far(rows)
+    links: Links = {}
+    for label in sorted(curves["dataset"].unique().to_list()):
+        plt = _pyplot()
+        d = curves.filter(pl.col("dataset") == label)
+        ylabels = sorted(d["ylabel"].unique().to_list())
+        fig, axes = plt.subplots(1, len(ylabels), figsize=(6.5 * len(ylabels), 4), squeeze=False)
+        for ax, ylabel in zip(axes[0], ylabels):
+            panel = d.filter(pl.col("ylabel") == ylabel)
+            for (arch, target, replicate), part in panel.group_by("architecture", "target", "replicate",
+                                                                  maintain_order=True):
+                name = f"{arch}[{target}]" if arch == BASELINE else arch
+                ax.plot(part["position"].to_list(), part["best"].to_list(), marker=".",
+                        label=name if replicate == 1 else f"{name} r{replicate}")
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_xlabel("search trial")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend(fontsize=7, ncol=2)
+        fig.suptitle(f"{label}: best validation objective so far", fontsize=9)
+        fig.tight_layout()
+        fname = f"{label}-search.png"
+        fig.savefig(plot_dir / fname, dpi=100, metadata=META_PNG)
+        plt.close(fig)
+        links[f"search:{label}"] = [(f"{label}: best validation objective so far against search trial, per unit",
+                                     f"{prefix}/{fname}")]
     return links
 
 
@@ -173,19 +212,24 @@ def _bars(ax, archs: list[str], by: dict[str, dict], kind: str) -> None:
         return
     lo_lim, hi_lim = min(known), max(known)
     pad = 0.15 * (hi_lim - lo_lim or abs(hi_lim) or 1.0)
-    axis_bottom = min(0.0, lo_lim - pad) if kind == "gain" else lo_lim - pad
-    bottom = 0.0 if kind == "gain" else axis_bottom  # gains rise or fall from 0; metric bars from the axis
-    heights = [0.0 if y is None else y - bottom for y in ys]
     err = [[0.0 if y is None or lo is None else y - lo for y, lo in zip(ys, lows)],
            [0.0 if y is None or hi is None else hi - y for y, hi in zip(ys, highs)]]
-    ax.bar(range(len(archs)), heights, 0.6, bottom=bottom, yerr=err, capsize=3, color="#9ecae1",
-           edgecolor="#3182bd")
+    if kind == "gain":  # a gain is a difference from 0: bars rise or fall from 0, and the axis always holds 0
+        ax.bar(range(len(archs)), [0.0 if y is None else y for y in ys], 0.6, bottom=0.0, yerr=err, capsize=3,
+               color="#9ecae1", edgecolor="#3182bd")
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_ylim(min(0.0, lo_lim - pad), max(hi_lim + pad, 0.0))
+    else:  # a metric on an axis zoomed to its values: dots and intervals, whose length means nothing, not bars
+        shown = [i for i, y in enumerate(ys) if y is not None]
+        ax.errorbar(shown, [ys[i] for i in shown], yerr=[[err[0][i] for i in shown], [err[1][i] for i in shown]],
+                    fmt="o", color="#3182bd", capsize=3, markersize=5, zorder=2)
+        reference = (by.get(BASELINE) or {}).get(col)
+        if reference is not None:  # what a gain is measured against
+            ax.axhline(reference, color="grey", linewidth=0.8, linestyle="--", zorder=1)
+        ax.set_ylim(lo_lim - pad, hi_lim + pad)
     if points:
         xs, vs = zip(*points)
         ax.scatter(xs, vs, s=9, color="black", alpha=0.5, zorder=3)
-    if kind == "gain":
-        ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_ylim(axis_bottom, max(hi_lim + pad, 0.0) if kind == "gain" else hi_lim + pad)
     ax.set_xticks(range(len(archs)), archs, rotation=25, fontsize=8)
 
 
@@ -199,12 +243,11 @@ def _pareto_plot(plt, cells: pl.DataFrame, front: pl.DataFrame, seeds: pl.DataFr
     pairs = list(combinations(tasks, 2))
     on_front = {r["architecture"] for r in front.iter_rows(named=True) if r["on_front"]}
     by = {(r["architecture"], r["task"]): r for r in cells.iter_rows(named=True)}
-    colours = plt.get_cmap("tab10")
     fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4.4), squeeze=False)
     for ax, (tx, ty) in zip(axes[0], pairs):
         for i, arch in enumerate(order):
             cx, cy = by.get((arch, tx)), by.get((arch, ty))
-            colour = colours(i % 10)
+            colour, marker = arch_style(arch, i)
             per_seed = seeds.filter(pl.col("architecture") == arch)
             if tx in per_seed.columns and ty in per_seed.columns:
                 both = per_seed.filter(pl.col(tx).is_not_null() & pl.col(ty).is_not_null())
@@ -213,7 +256,7 @@ def _pareto_plot(plt, cells: pl.DataFrame, front: pl.DataFrame, seeds: pl.DataFr
                 continue  # no finite score on one of the two tasks
             xerr = [[cx["mean"] - cx["lo"]], [cx["hi"] - cx["mean"]]] if cx["lo"] is not None else None
             yerr = [[cy["mean"] - cy["lo"]], [cy["hi"] - cy["mean"]]] if cy["lo"] is not None else None
-            ax.errorbar([cx["mean"]], [cy["mean"]], xerr=xerr, yerr=yerr, fmt="o", color=colour, capsize=3,
+            ax.errorbar([cx["mean"]], [cy["mean"]], xerr=xerr, yerr=yerr, fmt=marker, color=colour, capsize=3,
                         markersize=5, elinewidth=1, label=arch + (" (front)" if arch in on_front else ""))
             if arch in on_front:
                 ax.scatter([cx["mean"]], [cy["mean"]], s=160, facecolors="none", edgecolors="black", linewidths=1.2,
@@ -229,14 +272,37 @@ def _pareto_plot(plt, cells: pl.DataFrame, front: pl.DataFrame, seeds: pl.DataFr
     plt.close(fig)
 
 
+# Okabe & Ito's colour-blind-safe palette, one fixed colour per architecture (the baseline black, the reference);
+# units of other names (``mmoe+gradnorm``) take tab10's colours by position, and every unit its own marker
+ARCH_COLOURS = {BASELINE: "#000000", "shared_bottom": "#E69F00", "cross_stitch": "#56B4E9", "omoe": "#009E73",
+                "mmoe": "#D55E00", "cgc": "#0072B2", "ple": "#CC79A7"}
+MARKERS = "osD^vPX<>p*h"
+
+
+def arch_style(arch: str, i: int) -> tuple[str, str]:
+    """(colour, marker) of the ``i``-th architecture of a plot."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    colour = ARCH_COLOURS.get(arch) or to_hex(colormaps["tab10"](i % 10))
+    return colour, MARKERS[i % len(MARKERS)]
+
+
 def _metric_of(cells: pl.DataFrame, task: str) -> str:
     """The primary metric of ``task`` in ``cells``."""
     return cells.filter(pl.col("task") == task)["metric"][0]
 
 
 def _gate_heatmap(plt, util: pl.DataFrame, archs: list[str], label: str, path: Path) -> None:
+    fig = gate_figure(plt, util, archs, label)
+    fig.savefig(path, dpi=100, metadata=META_PNG, bbox_inches="tight")
+    plt.close(fig)
+
+
+def gate_figure(plt, util: pl.DataFrame, archs: list[str], label: str):
     """One panel per gated architecture: rows (level, task), columns experts in bank order (shared first, then
-    each task's own), colour the mean gate weight; blank where that task's gate does not weigh that expert."""
+    each task's own), colour the mean gate weight (the colour bar labelled), its value written in the cell;
+    blank where that task's gate does not weigh that expert."""
     import numpy as np
 
     panels = []
@@ -249,25 +315,27 @@ def _gate_heatmap(plt, util: pl.DataFrame, archs: list[str], label: str, path: P
         for r in a.iter_rows(named=True):
             grid[index[(r["level"], r["task"])], r["expert"]] = r["weight"]
         panels.append((arch, keys, grid))
-    width = sum(max(2.2, 0.45 * g.shape[1] + 1.4) for _, _, g in panels)
-    height = max(2.4, 0.32 * max(len(k) for _, k, _ in panels) + 1.4)
+    # cells about 0.6 inch wide and 0.45 high: room for a two-decimal number at 8 pt
+    width = sum(max(2.4, 0.6 * g.shape[1] + 1.4) for _, _, g in panels)
+    height = max(2.4, 0.45 * max(len(k) for _, k, _ in panels) + 1.4)
     fig, axes = plt.subplots(1, len(panels), figsize=(width + 1.0, height), squeeze=False)
     image = None
     for ax, (arch, keys, grid) in zip(axes[0], panels):
         image = ax.imshow(np.ma.masked_invalid(grid), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
         for (i, j), w in np.ndenumerate(grid):
             if not np.isnan(w):
-                ax.text(j, i, f"{w:.2f}", ha="center", va="center", fontsize=6, color="white" if w < 0.6 else "black")
+                ax.text(j, i, f"{w:.2f}", ha="center", va="center", fontsize=8, color="white" if w < 0.6 else "black")
         ax.set_title(arch, fontsize=9)
         ax.set_xticks(range(grid.shape[1]), [str(e) for e in range(grid.shape[1])], fontsize=7)
         levels = {lvl for lvl, _ in keys}
         ax.set_yticks(range(len(keys)), [f"L{lvl} {t}" if len(levels) > 1 else t for lvl, t in keys], fontsize=7)
         ax.set_xlabel("expert", fontsize=8)
-    fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, pad=0.02).ax.tick_params(labelsize=7)
+    bar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, pad=0.02)
+    bar.set_label("mean gate weight (0 to 1)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     fig.suptitle(f"{label}: mean gate weight on each expert (bank order: shared first, then each task's own),\ntest "
                  "split, mean over seeds; blank: not weighed by that gate", fontsize=8, y=1.06)
-    fig.savefig(path, dpi=100, metadata=META_PNG, bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
 def _cd_diagram(plt, overall: pl.DataFrame, cd: float, path: Path) -> None:

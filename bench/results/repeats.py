@@ -32,11 +32,12 @@ TOLERANCE = 0.01  # "within 1% of the best"
 def repeat_runs(rows: pl.DataFrame) -> pl.DataFrame:
     """The repeat runs' test primary metric, one row per (dataset, architecture, task, seed)."""
     return (
-        rows.filter((pl.col("stage") == "repeat") & (pl.col("split") == "test"))
+        rows.filter((pl.col("stage") == "repeat") & (pl.col("split") == "test") & pl.col("draw").is_null())
         .filter(pl.col("metric") == pl.col("kind").replace_strict(PRIMARY, default=None))
         .filter(pl.col("value").is_finite())  # a diverged run is counted in no statistic
-        .select("dataset", "architecture", "task", "kind", "metric", "seed", "value")
-        .sort("dataset", "task", "architecture", "seed")
+        .with_columns(pl.col("replicate").fill_null(1))  # a run is (replicate, seed)
+        .select("dataset", "architecture", "task", "kind", "metric", "replicate", "seed", "value")
+        .sort("dataset", "task", "architecture", "replicate", "seed")
     )
 
 

@@ -23,13 +23,10 @@ Formulas (n seeds, c the confidence level):
                 Var(Δm) ≈ var_s(Δm_s)/n_a                                   (architecture: tasks correlated per seed)
                          + (100/T)² Σ_k M̄_a,k² s_b,k² / (n_b,k M̄_b,k⁴)       (baseline: delta method, tasks indep.)
                 df by Welch–Satterthwaite over those components:  df = (Σ v_i)² / Σ v_i²/(n_i − 1).
-- ``top_group``: one-sided Welch p-values (H1: mean Δm_s of x < that of the best), Holm over them,
-                 in the top group ⇔ p̃ ≥ alpha.
 - ``friedman``: ranks r_ij within each dataset i (1 = best, ties averaged), R̄_j = mean_i r_ij,
                 χ²_F from scipy.stats.friedmanchisquare (with its tie correction), df = k − 1.
 - ``nemenyi_cd``: CD = q_α · sqrt(k(k+1) / (6N)),  q_α = studentized_range.ppf(1−α, k, ∞) / sqrt(2)
                   (Demšar 2006, JMLR 7, Table 5).
-- ``seesaw``:   some task significantly better and another significantly worse (Holm-adjusted p < alpha).
 """
 
 from __future__ import annotations
@@ -48,15 +45,12 @@ __all__ = [
     "DeltaM",
     "Friedman",
     "MeanCI",
-    "TopGroup",
     "Welch",
     "delta_m",
     "friedman",
     "holm",
     "mean_ci",
     "nemenyi_cd",
-    "seesaw",
-    "top_group",
     "welch",
 ]
 
@@ -301,54 +295,6 @@ def delta_m(
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# top group within a dataset
-
-
-@dataclass(frozen=True)
-class TopGroup:
-    in_top: bool
-    p_adjusted: float  # Holm-adjusted one-sided p against the best; 1.0 for the best, NaN when not tested
-    mean: float  # mean per-seed Δm (finite values)
-
-
-def _p_below(x: np.ndarray, best: np.ndarray) -> float:
-    """One-sided Welch p-value, H1: mean(x) < mean(best)."""
-    if _constant(x) and _constant(best):
-        # no noise on either side: below is certain (p = 0) or impossible (p = 1); scipy gives NaN for equal means
-        return 0.0 if x[0] < best[0] else 1.0
-    return float(_ttest_ind(x, best, alternative="less").pvalue)
-
-
-def top_group(per_seed_by_arch: Mapping[str, Sequence[float] | np.ndarray], alpha: float = 0.05) -> dict[str, TopGroup]:
-    """Architectures not significantly below the best (mean per-seed Δm) on one dataset.
-
-    The best is the architecture with the highest mean among those with ≥ 2 finite values (ties: the first in
-    the mapping's order); it is in the top group with p = 1.0. Every other architecture with ≥ 2 values is
-    tested against it by a one-sided Welch test (H1: its mean is below the best's), the p-values are
-    Holm-adjusted over those comparisons, and it is in the top group when p̃ ≥ alpha.
-    An architecture with < 2 values cannot be tested: in_top False, p NaN — unless it is the only architecture
-    and has a value (then in_top True, p 1.0). When no architecture has ≥ 2 values (and there are several),
-    none is in the top group.
-    """
-    data = {name: _finite(v) for name, v in per_seed_by_arch.items()}
-    means = {name: float(np.mean(x)) if x.size else NAN for name, x in data.items()}
-    if len(data) == 1:
-        ((name, x),) = data.items()
-        return {name: TopGroup(x.size > 0, 1.0 if x.size > 0 else NAN, means[name])}
-    testable = [name for name, x in data.items() if x.size >= 2]
-    out = {name: TopGroup(False, NAN, means[name]) for name in data}
-    if not testable:
-        return out
-    best = max(testable, key=lambda name: means[name])  # max keeps the first of tied maxima
-    out[best] = TopGroup(True, 1.0, means[best])
-    others = [name for name in testable if name != best]
-    adjusted = holm([_p_below(data[name], data[best]) for name in others])
-    for name, p in zip(others, adjusted):
-        out[name] = TopGroup(p >= alpha, p, means[name])
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # Friedman test and Nemenyi critical difference across datasets
 
 
@@ -406,21 +352,3 @@ def nemenyi_cd(k: int, n_datasets: int, alpha: float = 0.05) -> float:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     q = float(stats.studentized_range.ppf(1 - alpha, k, np.inf)) / math.sqrt(2)
     return q * math.sqrt(k * (k + 1) / (6 * n_datasets))
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# seesaw
-
-
-def seesaw(diffs: Sequence[float], p_adjusted: Sequence[float], alpha: float = 0.05) -> bool:
-    """True when one task is significantly better and another significantly worse (negative transfer trade-off).
-
-    diffs[k]: the architecture's difference on task k, oriented so that > 0 is a gain (the caller flips the sign
-    for lower-is-better metrics); p_adjusted[k]: its Holm-adjusted p-value. Significant: p̃ < alpha (NaN p never is).
-    Mixed signs without significance on both sides is noise, not a seesaw.
-    """
-    d, p = _array(diffs), _array(p_adjusted)
-    if d.size != p.size:
-        raise ValueError(f"diffs and p_adjusted differ in length: {d.size} vs {p.size}")
-    significant = p < alpha  # NaN < alpha is False
-    return bool(np.any(significant & (d > 0)) and np.any(significant & (d < 0)))

@@ -20,6 +20,11 @@ Layout of ``runs/<study>/``::
 becomes a path component through ``bench.paths.component`` only (task names come from the user's data): a ``/``,
 a backslash, a glob or control character as ``%XX``, a leading ``.`` as ``%2E``; a name without them is its own path.
 Every file is read with globbing off, so a ``[`` in a name is never a pattern.
+Replicate k >= 2 of a study with ``replicates = R`` (``bench.spec.replicates``) has its own files beside these,
+named with an ``r<k>-`` prefix: ``results/search/<dataset>/r<k>-<unit>.parquet``,
+``results/<stage>/<dataset>/<unit>/r<k>-seed-<j>.parquet`` and ``models/<dataset>/<unit>/r<k>-seed-<j>.ckpt``,
+and its own Optuna studies, named ``<dataset>/<arch>[/<task>]#r<k>``. Replicate 1 keeps the names above, so a
+store written before replicates is its replicate 1 and resumes unchanged.
 The final and repeated runs' rows live here only, never in Optuna's study attributes; with ``--storage URL``
 each run's file is also kept in the database (``bench.coordination.shared``) for the other machines' stores.
 Every file is written whole to a temporary name and renamed, so a crash never leaves a partial file, and
@@ -37,6 +42,12 @@ One row per (study, dataset, architecture, target, stage, trial, seed, split, ta
 - ``observed`` on the "final" and "repeat" rows of a task's metrics: the rows of that split whose label of the task
   is observed, the rows the metric was computed on (all of them unless the dataset has missing labels). Null on
   every other row, and on rows written before the column existed.
+- entire-space metrics, on data whose truth is known (``synthetic-funnel``): final and repeated runs also store,
+  ``split`` "test", per binary task with a known truth, ``metric`` ``auc_entire`` (the AUC over every test impression
+  against the outcome drawn for each, an unclicked impression's counterfactual conversion included) and
+  ``calib_entire`` (mean |p^ - p| against the true probability the label was drawn from; lower is better), with
+  ``observed`` the number of test impressions (``bench.training.metrics.entire_space_metrics``). The usual ``auc``
+  and ``logloss`` of a task such as ``cvr`` stay those of its observed (clicked) rows.
 - diagnostics of a gated architecture's final and repeated runs (``bench.training.diagnostics``): ``split``
   "test", ``kind`` "diagnostic", ``metric`` gate_weight / gate_entropy / gate_entropy_norm / gate_unused (per
   ``level`` and ``task``; gate_weight also per ``expert``) and expert_dead_units (per ``level`` and ``expert``,
@@ -45,6 +56,19 @@ One row per (study, dataset, architecture, target, stage, trial, seed, split, ta
 - ``replicate``: the replicate (1..R) of the whole pipeline, search and final seeds, with its own sampler stream
   and, where the data allow it, its own data draw (``replicates = R`` in a spec). Null on rows written before the
   column existed; readers take null as replicate 1 (R = 1 is the single pipeline run of older stores).
+
+- ``drawn_by`` on "search" rows: what drew the trial's configuration: "random" (a random sampler, or TPE in its
+  random start-up of ``n_startup_trials``), "tpe" (TPE's model of the unit's earlier trials) or "grid". Null on
+  other rows and on search rows written before the column existed (the leaderboard then infers it from the trial
+  number and the start-up of the time, Optuna's default of 10).
+
+- ``draw``: test-set sampling error (``bench.training.bootstrap``). Beside its ordinary rows, each final and repeated
+  run stores its primary test metric (``split`` "test", the task's ``kind`` and ``metric``) on each of B resamples of
+  the test split, one row per resample b with ``draw`` = b (1..B). The resamples depend only on the task's test
+  labels (common random numbers: every unit is scored on the same resampled rows), so the leaderboard pairs them
+  (``bench.results.bootstrap``). ``draw`` is null on every other row, and rows written before the column existed
+  have no resamples: the leaderboard then says that its intervals leave out test-set error. Readers of a run's
+  metrics filter ``draw`` null.
 
 ``wandb_run`` / ``wandb_url``: the W&B run of the trial or final run (``bench.tracking``); null when not
 tracked, the URL only when tracked online.
@@ -98,6 +122,8 @@ SCHEMA: dict[str, pl.DataType] = {
     "expert": pl.Int64,  # diagnostics: the expert, in the level's bank order; null otherwise
     "observed": pl.Int64,  # final/repeat metric rows: the split's rows with the task's label observed
     "replicate": pl.Int64,  # which replicate of the whole pipeline (search and final seeds) the row belongs to
+    "drawn_by": pl.String,  # search rows: what drew the trial's configuration (random, tpe, grid); null otherwise
+    "draw": pl.Int64,  # test-set resample (1..B) of a final/repeat run's primary test metric; null otherwise
 }
 
 
@@ -165,20 +191,27 @@ def unit_name(arch: str, target: str) -> str:
     return component(f"{arch}@{target}" if arch == "single_task" else arch, "unit name")
 
 
-def search_path(root: Path, dataset: str, arch: str, target: str) -> Path:
+def replicate_prefix(replicate: int) -> str:
+    """The file-name prefix of replicate k's files: none for replicate 1, ``r<k>-`` for the others."""
+    return "" if replicate == 1 else f"r{int(replicate)}-"
+
+
+def search_path(root: Path, dataset: str, arch: str, target: str, replicate: int = 1) -> Path:
     folder = Path(root) / "results" / "search" / component(dataset, "dataset label")
-    return folder / f"{unit_name(arch, target)}.parquet"
+    return folder / f"{replicate_prefix(replicate)}{unit_name(arch, target)}.parquet"
 
 
-def stage_path(root: Path, stage: str, dataset: str, arch: str, target: str, seed: int) -> Path:
-    """``results/<stage>/<dataset>/<unit>/seed-<k>.parquet``: one file per (unit, seed) of a stage."""
+def stage_path(root: Path, stage: str, dataset: str, arch: str, target: str, seed: int, replicate: int = 1) -> Path:
+    """``results/<stage>/<dataset>/<unit>/[r<r>-]seed-<k>.parquet``: one file per (unit, replicate, seed)."""
+    name = f"{replicate_prefix(replicate)}seed-{seed}.parquet"
     return (Path(root) / "results" / component(stage, "stage") / component(dataset, "dataset label")
-            / unit_name(arch, target) / f"seed-{seed}.parquet")
+            / unit_name(arch, target) / name)
 
 
-def model_path(root: Path, dataset: str, arch: str, target: str, seed: int) -> Path:
-    """``models/<dataset>/<unit>/seed-<k>.ckpt``: a final run's saved model (``bench.training.models``)."""
-    return Path(root) / "models" / component(dataset, "dataset label") / unit_name(arch, target) / f"seed-{seed}.ckpt"
+def model_path(root: Path, dataset: str, arch: str, target: str, seed: int, replicate: int = 1) -> Path:
+    """``models/<dataset>/<unit>/[r<r>-]seed-<k>.ckpt``: a final run's saved model (``bench.training.models``)."""
+    name = f"{replicate_prefix(replicate)}seed-{seed}.ckpt"
+    return Path(root) / "models" / component(dataset, "dataset label") / unit_name(arch, target) / name
 
 
 def read(root: Path) -> pl.DataFrame:
@@ -197,13 +230,22 @@ def read(root: Path) -> pl.DataFrame:
     # files written before a column existed (e.g. wandb_run) get it as nulls
     df = df.with_columns([pl.lit(None, dtype=t).alias(k) for k, t in SCHEMA.items() if k not in df.columns])
     df = df.select([pl.col(k).cast(t) for k, t in SCHEMA.items()])
-    return df.sort(["dataset", "architecture", "target", "stage", "trial", "seed", "split", "task", "metric", "level",
-                    "expert"], nulls_last=True)
+    return df.sort(["dataset", "architecture", "target", "stage", "replicate", "trial", "seed", "split", "task",
+                    "metric", "level", "expert", "draw"], nulls_last=True)
 
 
 def stored_seeds(root: Path, stage: str = "final") -> set[int]:
-    """The seeds of every stored run of ``stage`` (any dataset and unit)."""
-    return {int(p.stem.split("-")[1]) for p in (Path(root) / "results" / stage).glob("*/*/seed-*.parquet")}
+    """The seeds of every stored run of ``stage`` (any dataset, unit and replicate)."""
+    return {int(p.stem.split("-")[-1]) for p in (Path(root) / "results" / stage).glob("*/*/*seed-*.parquet")}
+
+
+def stored_replicates(root: Path) -> set[int]:
+    """The replicates with any stored run or search rows (1 for files without an ``r<k>-`` prefix)."""
+    found = set()
+    for p in (Path(root) / "results").glob("*/*/**/*.parquet"):
+        head = p.name.split("-", 1)[0]
+        found.add(int(head[1:]) if head[:1] == "r" and head[1:].isdigit() and "-" in p.name else 1)
+    return found
 
 
 def write_meta(root: Path, meta: dict[str, Any]) -> None:

@@ -1,27 +1,29 @@
 """The leaderboard's tables: a short polars pipeline over the tidy rows of ``bench.results.store``, with the
 statistics of ``bench.results.statistics`` (scipy) on every number.
 
-Definitions (per dataset, on the final stage's test split, primary metric of each task's kind; n = the seeds
-whose score is finite, a diverged or missing seed is never a number):
+Definitions (per dataset, on the final stage's test split, primary metric of each task's kind; docs/statistics.md
+has the reasons and references). A run is one final seed of one replicate (store column ``replicate``, null = 1);
+n = the runs whose score is finite, a diverged or missing run is never a number.
 
-- cell: mean over seeds with a 95% Student t interval.
+- cell: the replicate-level mean M = 1/R sum_r mean_s v_rs (R = 1: the mean over seeds) with a 95% percentile
+  bootstrap interval: replicates drawn with replacement, then seeds within each, crossed with the stored test-set
+  resamples (``bench.results.bootstrap``; without them the interval leaves out test-set error and says so).
 - MTL gain of architecture a on task k (PLE paper, Tang et al. 2020), oriented so that positive is better:
       gain_k = s_k (M_a,k - M_single,k),   s_k = +1 if higher is better, -1 otherwise
-  with a 95% Welch interval and a two-sided Welch test against the tuned single-task baseline; the p-values of
-  all (architecture, task) cells of a dataset are Holm-corrected together. A gain is significant when its
-  adjusted p < ALPHA, and "n.s." otherwise.
+  with the same bootstrap, paired: both sides are scored on the same test resample in every iteration.
 - Delta_m (Maninis et al. 2019; Vandenhende et al. 2021), in percent:
       Delta_m = 100/T sum_k s_k (M_a,k - M_single,k) / M_single,k
-  with a 95% interval (per-seed Delta_m for the architecture, delta method for the baseline).
-- seesaw: one task's gain significantly positive and another's significantly negative.
+  with the same bootstrap (an architecture's tasks resampled together: one model gives them all). The baseline's
+  own Delta_m is 0 by definition, shown without an interval.
+- decisions (``bench.results.decisions``): per architecture and task, and on Delta_m, against the baseline and
+  against the best: better / worse (by more than δ) / equivalent within ±δ (TOST) / inconclusive, Holm over the
+  family; δ per metric from the spec's ``[decision]`` (``bench.spec.decision``).
+- seesaw: one task decided better and another worse against the baseline.
 - complete: an architecture with a finite score on every task of the dataset; only complete architectures
   get Delta_m and a rank (never a Delta_m over a subset of tasks), and only when the baseline is complete.
-- rank within a dataset: architectures ordered by Delta_m; the *top group* is every architecture whose per-seed
-  Delta_m is not significantly below the best one's (one-sided Welch tests against the best, Holm-corrected,
-  adjusted p >= ALPHA): its members share rank 1, the others take their place in the order.
-- across datasets: each architecture's rank of Delta_m per dataset (1 = best, ties averaged), their mean, a
-  Friedman test and the Nemenyi critical difference (Demsar 2006), over the architectures complete on every
-  dataset; the others are listed apart with the reason.
+- rank within a dataset: by Delta_m, 1 = best, ties averaged; the overall mean rank averages these same ranks.
+- across datasets: the mean rank and the median Delta_m; a Friedman test and the Nemenyi critical difference
+  (Demsar 2006) only over at least 5 independent blocks (entries sharing data are one block).
 
 - Pareto front (per dataset with two or more tasks, architectures with a score on every task): architecture a is
   dominated when another b is at least as good on every task and better on one, in the oriented mean test metric
@@ -40,17 +42,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import polars as pl
 
+from bench.spec.decision import DecisionSpec
 from bench.spec.metrics import DIAGNOSTIC, HIGHER_IS_BETTER, PRIMARY
 
-from . import statistics
+from . import bootstrap, comparisons, statistics
 
 BASELINE = "single_task"
 # per-run diagnostics summarised on the leaderboard, in its column order: metric -> what the column says
 DIAGNOSTIC_MEASURES = {"expert_dead_units": "dead units", "gate_entropy_norm": "normalised gate entropy",
                        "gate_unused": "unused experts"}
-ALPHA = 0.05  # significance level of every test on the leaderboard
+ALPHA = 0.05  # level of the Friedman test; the decisions' is the spec's [decision] alpha
 CONFIDENCE = 0.95  # level of every interval
 
 
@@ -60,14 +64,27 @@ def _nan_to_null(value: float) -> float | None:
 
 # --- per seed and per cell -------------------------------------------------------------------------------
 def seed_scores(rows: pl.DataFrame, stage: str = "final") -> pl.DataFrame:
-    """The test primary metric of every run of ``stage``: one row per (dataset, architecture, task, seed),
-    non-finite values kept (they are counted as failed seeds, never averaged)."""
+    """The test primary metric of every run of ``stage``: one row per (dataset, architecture, task, replicate,
+    seed), non-finite values kept (they are counted as failed seeds, never averaged); ``replicate`` null (rows
+    stored before replicates) read as 1. The test-resample rows (``draw`` set) are not runs."""
     return (
-        rows.filter((pl.col("stage") == stage) & (pl.col("split") == "test"))
+        rows.filter((pl.col("stage") == stage) & (pl.col("split") == "test") & pl.col("draw").is_null())
         # keep each task's primary metric (auc, mse or accuracy by task kind)
         .filter(pl.col("metric") == pl.col("kind").replace_strict(PRIMARY, default=None))
-        .select("dataset", "architecture", "task", "kind", "metric", "seed", "value")
-        .sort("dataset", "architecture", "task", "seed")
+        .with_columns(pl.col("replicate").fill_null(1))
+        .select("dataset", "architecture", "task", "kind", "metric", "replicate", "seed", "value")
+        .sort("dataset", "architecture", "task", "replicate", "seed")
+    )
+
+
+def run_draws(rows: pl.DataFrame, stage: str = "final") -> pl.DataFrame:
+    """Per run, its primary test metric on the test resamples (``draw`` 1..B, in order): column ``draws``."""
+    return (
+        rows.filter((pl.col("stage") == stage) & (pl.col("split") == "test") & pl.col("draw").is_not_null())
+        .with_columns(pl.col("replicate").fill_null(1))
+        .sort("draw")
+        .group_by("dataset", "architecture", "task", "replicate", "seed")
+        .agg(draws=pl.col("value"))
     )
 
 
@@ -83,53 +100,43 @@ def with_mean_ci(frame: pl.DataFrame, values: str) -> pl.DataFrame:
 
 
 def task_summary(rows: pl.DataFrame) -> pl.DataFrame:
-    """Per (dataset, architecture, task): n finite seeds (and n_failed non-finite ones), mean, std and the 95%
-    t interval [lo, hi]; ``values`` and ``seeds`` hold the finite per-seed scores for the tests."""
+    """Per (dataset, architecture, task): n finite runs (and n_failed non-finite ones), replicates, the
+    replicate-level mean and its 95% percentile bootstrap interval [lo, hi] (replicates, seeds within, and test
+    resamples when stored: ``test_error``). ``values``, ``seeds``, ``replicates`` and ``draws`` hold the finite
+    runs in (replicate, seed) order for the comparisons."""
+    finite = pl.col("value").is_finite()
     cells = (
         seed_scores(rows)
+        .join(run_draws(rows), on=["dataset", "architecture", "task", "replicate", "seed"], how="left")
+        .sort("dataset", "architecture", "task", "replicate", "seed")
         .group_by("dataset", "architecture", "task", "kind", "metric")
         .agg(
-            values=pl.col("value").filter(pl.col("value").is_finite()),  # sorted by seed (seed_scores)
-            seeds=pl.col("seed").filter(pl.col("value").is_finite()),
-            n_failed=(~pl.col("value").is_finite()).sum().cast(pl.Int64),
+            values=pl.col("value").filter(finite),
+            seeds=pl.col("seed").filter(finite),
+            replicates=pl.col("replicate").filter(finite),
+            draws=pl.col("draws").filter(finite),
+            n_failed=(~finite).sum().cast(pl.Int64),
         )
         .sort("dataset", "architecture", "task")
     )
-    return with_mean_ci(cells, "values")
+    return comparisons.cell_stats(cells)
 
 
-def with_gains(tasks: pl.DataFrame) -> pl.DataFrame:
-    """Adds, against the single-task baseline of the same (dataset, task): the oriented gain with its Welch
-    interval [gain_lo, gain_hi] and two-sided p, p_holm (Holm over the dataset's cells), and ``sig`` ("+", "-"
-    or "n.s."). Baseline rows and cells without a baseline get nulls."""
-    base = tasks.filter(pl.col("architecture") == BASELINE).select("dataset", "task", base_values="values")
-    joined = tasks.join(base, on=["dataset", "task"], how="left")
-    out = []
-    for r in joined.iter_rows(named=True):
-        g = {"gain": None, "gain_lo": None, "gain_hi": None, "p": None}
-        if r["architecture"] != BASELINE and r["base_values"] is not None and r["n"] > 0:
-            s = 1.0 if HIGHER_IS_BETTER[r["metric"]] else -1.0  # s_k: gains are positive when better
-            w = statistics.welch(r["values"], r["base_values"], CONFIDENCE)
-            lo, hi = sorted((s * w.lo, s * w.hi))
-            g = {"gain": _nan_to_null(s * w.diff), "gain_lo": _nan_to_null(lo), "gain_hi": _nan_to_null(hi),
-                 "p": _nan_to_null(w.p)}
-        out.append(g)
-    gains = pl.DataFrame(out, schema={"gain": pl.Float64, "gain_lo": pl.Float64, "gain_hi": pl.Float64,
-                                      "p": pl.Float64})
-    frame = pl.concat([joined.drop("base_values"), gains], how="horizontal")
-    # Holm over all tested cells of a dataset
-    adjusted: list[float | None] = [None] * frame.height
-    for _, idx in frame.with_row_index("i").group_by("dataset", maintain_order=True).agg("i").iter_rows():
-        ps = [frame["p"][i] for i in idx]
-        holm = statistics.holm([math.nan if p is None else p for p in ps])
-        for i, p in zip(idx, holm, strict=True):
-            adjusted[i] = _nan_to_null(p)
-    frame = frame.with_columns(p_holm=pl.Series(adjusted, dtype=pl.Float64))
-    return frame.with_columns(
-        sig=pl.when(pl.col("p_holm") < ALPHA).then(pl.when(pl.col("gain") > 0).then(pl.lit("+")).otherwise(pl.lit("-")))
-        .when(pl.col("p_holm").is_not_null()).then(pl.lit("n.s."))
-        .otherwise(None)
-    )
+def with_gains(tasks: pl.DataFrame, decision: DecisionSpec | None = None) -> pl.DataFrame:
+    """Adds, against the single-task baseline of the same (dataset, task): the oriented gain with its percentile
+    bootstrap interval [gain_lo, gain_hi] (paired over test resamples) and its ``decision`` (better / worse /
+    equivalent / inconclusive, Holm over the dataset's cells); and ``decision_best``, against the best
+    architecture on the task ("best" for that one). Baseline rows and cells without a baseline get null gains."""
+    decision = decision or DecisionSpec()
+    out: list[dict[str, Any]] = []
+    order = []
+    for _, d in tasks.with_row_index("_i").group_by("dataset", maintain_order=True):
+        out += comparisons.task_decisions(d, decision)
+        order += d["_i"].to_list()
+    schema = {"gain": pl.Float64, "gain_lo": pl.Float64, "gain_hi": pl.Float64, "decision": pl.String,
+              "decision_best": pl.String}
+    extra = pl.DataFrame(out, schema=schema).with_columns(_i=pl.Series(order, dtype=pl.UInt32)).sort("_i")
+    return pl.concat([tasks, extra.drop("_i")], how="horizontal")
 
 
 # --- per architecture ------------------------------------------------------------------------------------
@@ -150,63 +157,48 @@ def trial_summary(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def params_summary(rows: pl.DataFrame) -> pl.DataFrame:
-    """Parameter count of the final models (single-task: the sum of its per-task models)."""
+    """Parameter count of the final models (single-task: the sum of its per-task models; with replicates, those
+    of replicate 1, whose configuration may differ from the others')."""
     return (
         rows.filter(pl.col("stage") == "final")
-        .group_by("dataset", "architecture", "target")
+        .sort(pl.col("replicate").fill_null(1), maintain_order=True)  # replicate 1's first
+        .group_by("dataset", "architecture", "target", maintain_order=True)
         .agg(pl.col("n_params").first())
         .group_by("dataset", "architecture")
         .agg(n_params=pl.col("n_params").sum())
     )
 
 
-def _delta_m(arch: pl.DataFrame, base: pl.DataFrame, tasks: list[str]) -> statistics.DeltaM:
-    """Delta_m of one architecture on one dataset; per-task values aligned by seed (NaN where a seed is
-    missing, so that a seed counts only where it has every task)."""
-    seeds = sorted({s for v in arch["seeds"].to_list() for s in v})
-    by_task = {r["task"]: dict(zip(r["seeds"], r["values"], strict=True)) for r in arch.iter_rows(named=True)}
-    a = [[by_task[t].get(s, math.nan) for s in seeds] for t in tasks]
-    b = [base.filter(pl.col("task") == t)["values"][0].to_list() for t in tasks]
-    hib = [HIGHER_IS_BETTER[arch.filter(pl.col("task") == t)["metric"][0]] for t in tasks]
-    return statistics.delta_m(a, b, hib, CONFIDENCE)
-
-
-def arch_summary(rows: pl.DataFrame) -> pl.DataFrame:
-    """One row per (dataset, architecture): completeness, Delta_m with its interval, seesaw, top group and
-    rank, parameters, trials and time; ordered by rank."""
-    cells = with_gains(task_summary(rows))
+def arch_summary(rows: pl.DataFrame, decision: DecisionSpec | None = None) -> pl.DataFrame:
+    """One row per (dataset, architecture): completeness, Delta_m with its percentile bootstrap interval (none for
+    the baseline), its decisions against the baseline and the best Delta_m, seesaw, rank (by Delta_m, ties
+    averaged), replicates, whether test-set error is included, parameters, trials and time; ordered by rank."""
+    decision = decision or DecisionSpec()
+    cells = with_gains(task_summary(rows), decision)
     out = []
     for (dataset,), d in cells.group_by("dataset", maintain_order=True):
         tasks = sorted(d["task"].unique().to_list())
-        base = d.filter(pl.col("architecture") == BASELINE)
-        groups = {a: g for (a,), g in d.group_by("architecture", maintain_order=True)}
+        groups = {a: g.sort("task") for (a,), g in d.group_by("architecture", maintain_order=True)}
         observed = {a: set(g.filter(pl.col("n") > 0)["task"]) for a, g in groups.items()}  # tasks with a score
         complete = {a: obs == set(tasks) for a, obs in observed.items()}
-        base_ok = complete.get(BASELINE, False)
-        dms = {a: _delta_m(g, base, tasks) for a, g in groups.items() if complete[a] and base_ok}
-        per_seed = {a: dm.per_seed for a, dm in dms.items() if dm.per_seed}
-        top = statistics.top_group(per_seed, ALPHA) if per_seed else {}
-        order = sorted(dms, key=lambda a: (-_finite_or(dms[a].value, -math.inf), a))
+        dms: dict[str, dict[str, Any]] = {}
+        if complete.get(BASELINE, False):
+            dms = comparisons.delta_m_decisions(
+                dataset, {a: list(g.iter_rows(named=True)) for a, g in groups.items() if complete[a]}, decision)
         for a, g in groups.items():
-            dm = dms.get(a)
-            gains = g.filter(pl.col("p_holm").is_not_null())
-            t = top.get(a)
-            rank = None
-            if dm is not None and not math.isnan(dm.value):
-                rank = 1 if t is not None and t.in_top else order.index(a) + 1
+            dm = dms.get(a, {})
             out.append({
                 "dataset": dataset, "architecture": a, "n_tasks": len(tasks), "complete": complete[a],
                 "missing": ", ".join(sorted(set(tasks) - observed[a])),
-                "delta_m": _nan_to_null(dm.value) if dm else None, "dm_lo": _nan_to_null(dm.lo) if dm else None,
-                "dm_hi": _nan_to_null(dm.hi) if dm else None,
-                "seesaw": statistics.seesaw(gains["gain"].to_list(), gains["p_holm"].to_list(), ALPHA),
-                "top": bool(t.in_top) if t is not None else None,
-                "p_top": _nan_to_null(t.p_adjusted) if t is not None else None,
-                "rank": rank,
+                "delta_m": dm.get("delta_m"), "dm_lo": dm.get("dm_lo"), "dm_hi": dm.get("dm_hi"),
+                "dm_decision": dm.get("dm_decision"), "dm_decision_best": dm.get("dm_decision_best"),
+                "seesaw": comparisons.seesaw(g["decision"].to_list()), "rank": dm.get("rank"),
+                "replicates": int(g["n_replicates"].max() or 1), "test_error": bool(g["test_error"].all()),
             })
     schema = {"dataset": pl.String, "architecture": pl.String, "n_tasks": pl.Int64, "complete": pl.Boolean,
               "missing": pl.String, "delta_m": pl.Float64, "dm_lo": pl.Float64, "dm_hi": pl.Float64,
-              "seesaw": pl.Boolean, "top": pl.Boolean, "p_top": pl.Float64, "rank": pl.Int64}
+              "dm_decision": pl.String, "dm_decision_best": pl.String, "seesaw": pl.Boolean, "rank": pl.Float64,
+              "replicates": pl.Int64, "test_error": pl.Boolean}
     return (
         pl.DataFrame(out, schema=schema)
         .join(params_summary(rows), on=["dataset", "architecture"], how="left")
@@ -216,44 +208,69 @@ def arch_summary(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _finite_or(value: float | None, default: float) -> float:
-    return value if value is not None and math.isfinite(value) else default
-
-
 # --- across datasets -------------------------------------------------------------------------------------
-def overall_ranking(archs: pl.DataFrame, expected: list[str] | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Mean rank of Delta_m over datasets (1 = best, ties averaged) for the architectures with a Delta_m on
-    every dataset, best first, with their mean Delta_m; and the Friedman test and Nemenyi critical difference
-    over them (``{"friedman": Friedman | None, "cd": float | None, "excluded": {arch: reason}}``). ``expected``:
-    the study's architectures, so that one with no results at all is listed too."""
+MIN_INDEPENDENT = 5  # datasets a Friedman test and a Nemenyi critical difference need (Demsar 2006)
+
+
+def blocks(meta: dict[str, Any], labels: list[str]) -> dict[str, str]:
+    """Dataset label -> its block. Entries of one data set share its rows (the label fractions of one source, the
+    task groups of one table, the correlations ``p`` of one synthetic draw): one block, never independent datasets.
+    Only a different generator ``seed`` (a new synthetic draw) makes an independent dataset of the same name."""
+    info = meta.get("datasets", {})
+    out = {}
+    for label in labels:
+        d = info.get(label, {"name": label})
+        seed = d.get("options", {}).get("seed")
+        out[label] = d.get("name", label) + ("" if seed is None else f", seed={seed}")
+    return out
+
+
+def overall_ranking(archs: pl.DataFrame, expected: list[str] | None = None,
+                    meta: dict[str, Any] | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Mean over datasets of the per-dataset rank of Delta_m shown in each dataset's table (the same rank, 1 = best)
+    for the architectures with a Delta_m on every dataset, best first, with the median Delta_m over datasets; and,
+    only with at least ``MIN_INDEPENDENT`` independent blocks (``blocks``), the Friedman test and Nemenyi critical
+    difference over the blocks (scores: mean Delta_m per block): ``{"friedman": Friedman | None, "cd": float |
+    None, "excluded": {arch: reason}, "independent": N, "blocks": {block: [labels]}}``."""
     datasets = archs["dataset"].unique().sort().to_list()
-    scores: dict[str, list[float]] = {}
-    excluded: dict[str, str] = {}
+    block_of = blocks(meta or {}, datasets)
+    members: dict[str, list[str]] = {}
+    for d in datasets:
+        members.setdefault(block_of[d], []).append(d)
+    info: dict[str, Any] = {"friedman": None, "cd": None, "excluded": {}, "independent": len(members),
+                            "blocks": members}
     names = list(dict.fromkeys([*(expected or []), *archs["architecture"].unique().sort().to_list()]))
+    scores: dict[str, dict[str, float]] = {}
+    ranks: dict[str, list[float]] = {}
     for a in names:
         g = archs.filter(pl.col("architecture") == a)
-        by_ds = {r["dataset"]: r["delta_m"] for r in g.iter_rows(named=True)}
-        lacking = [d for d in datasets if by_ds.get(d) is None]
+        by_ds = {r["dataset"]: (r["delta_m"], r["rank"]) for r in g.iter_rows(named=True)}
+        lacking = [d for d in datasets if by_ds.get(d, (None,))[0] is None]
         if lacking:
-            excluded[a] = "no Δm on " + ", ".join(lacking)
+            info["excluded"][a] = "no Δm on " + ", ".join(lacking)
         else:
-            scores[a] = [by_ds[d] for d in datasets]
-    schema = {"architecture": pl.String, "mean_rank": pl.Float64, "mean_delta_m": pl.Float64, "datasets": pl.Int64}
+            scores[a] = {d: by_ds[d][0] for d in datasets}
+            ranks[a] = [by_ds[d][1] for d in datasets]
+    schema = {"architecture": pl.String, "mean_rank": pl.Float64, "median_delta_m": pl.Float64,
+              "datasets": pl.Int64}
     if not scores:
-        return pl.DataFrame(schema=schema), {"friedman": None, "cd": None, "excluded": excluded}
-    fr = statistics.friedman(scores, higher_is_better=True)
+        return pl.DataFrame(schema=schema), info
     table = pl.DataFrame(
-        [{"architecture": a, "mean_rank": fr.mean_ranks[a], "mean_delta_m": sum(v) / len(v), "datasets": len(v)}
-         for a, v in scores.items()], schema=schema,
-    ).sort(["mean_rank", "mean_delta_m", "architecture"], descending=[False, True, False])
-    cd = statistics.nemenyi_cd(len(scores), len(datasets), ALPHA) if len(scores) >= 2 and datasets else None
-    return table, {"friedman": fr, "cd": cd, "excluded": excluded}
+        [{"architecture": a, "mean_rank": sum(ranks[a]) / len(ranks[a]),
+          "median_delta_m": float(np.median(list(scores[a].values()))), "datasets": len(datasets)} for a in scores],
+        schema=schema,
+    ).sort(["mean_rank", "median_delta_m", "architecture"], descending=[False, True, False])
+    if len(members) >= MIN_INDEPENDENT and len(scores) >= 3:
+        per_block = {a: [float(np.mean([v[d] for d in ds])) for ds in members.values()] for a, v in scores.items()}
+        info["friedman"] = statistics.friedman(per_block, higher_is_better=True)
+        info["cd"] = statistics.nemenyi_cd(len(scores), len(members), ALPHA)
+    return table, info
 
 
 def correlation_summary(rows: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFrame:
     """Performance against task correlation (MMoE paper, figure 4): for datasets with a correlation option
-    ``p``, the test primary metric averaged over tasks per seed, then its mean and 95% t interval over seeds
-    (final seeds and repeated runs together)."""
+    ``p``, the test primary metric averaged over tasks per run, then its mean and 95% percentile bootstrap interval
+    over the runs (final seeds of every replicate and repeated runs together)."""
     ps = {label: d["options"]["p"] for label, d in meta.get("datasets", {}).items()
           if "p" in d.get("options", {}) and not d.get("label_fraction")}  # scarcity studies: scarcity_summary
     schema = {"architecture": pl.String, "p": pl.Float64, "n": pl.Int64, "mean": pl.Float64, "lo": pl.Float64,
@@ -264,13 +281,20 @@ def correlation_summary(rows: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFram
         pl.concat([seed_scores(rows, "final"), seed_scores(rows, "repeat")])
         .filter(pl.col("dataset").is_in(list(ps)) & pl.col("value").is_finite())
         .with_columns(p=pl.col("dataset").replace_strict(ps, return_dtype=pl.Float64))
-        .group_by("architecture", "p", "seed", "metric")
-        .agg(pl.col("value").mean())  # mean over tasks, per seed
-        .group_by("architecture", "p", "metric")
+        .group_by("architecture", "p", "replicate", "seed", "metric")
+        .agg(pl.col("value").mean())  # mean over tasks, per run
+        .sort("architecture", "p", "metric", "replicate", "seed")  # a fixed order: the bootstrap indexes the runs
+        .group_by("architecture", "p", "metric", maintain_order=True)
         .agg(pl.col("value"))
         .sort("architecture", "p")
     )
-    return with_mean_ci(per_seed, "value").select(list(schema))
+    out = []
+    for r in per_seed.iter_rows(named=True):  # the runs' mean and its percentile bootstrap interval (in range)
+        runs = bootstrap.Runs(np.ones(len(r["value"]), dtype=np.int64), np.asarray(r["value"], dtype=np.float64))
+        lo, hi = bootstrap.percentile(bootstrap.mean_boot(runs, (r["architecture"], r["p"], r["metric"]))) \
+            if runs.n >= 2 else (None, None)
+        out.append({**r, "n": runs.n, "mean": float(runs.value.mean()), "lo": lo, "hi": hi})
+    return pl.DataFrame(out, schema={**per_seed.schema, **schema}).select(list(schema))
 
 
 def scarcity_summary(cells: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFrame:
@@ -279,7 +303,7 @@ def scarcity_summary(cells: pl.DataFrame, meta: dict[str, Any]) -> pl.DataFrame:
     with the entry's group (the data set and options it shares with the other fractions) and fraction."""
     schema = {"group": pl.String, "task": pl.String, "fraction": pl.Float64, "dataset": pl.String,
               "architecture": pl.String, "metric": pl.String, "n": pl.Int64, "gain": pl.Float64,
-              "gain_lo": pl.Float64, "gain_hi": pl.Float64, "p_holm": pl.Float64, "sig": pl.String}
+              "gain_lo": pl.Float64, "gain_hi": pl.Float64, "decision": pl.String}
     scarce = [
         {"dataset": label, "task": task, "fraction": float(f),
          "group": d["name"] + "".join(f", {k}={v}" for k, v in sorted(d.get("options", {}).items()))}
@@ -330,13 +354,13 @@ def pareto_front(cells: pl.DataFrame) -> pl.DataFrame:
 
 
 def pareto_seeds(rows: pl.DataFrame) -> pl.DataFrame:
-    """The per-seed test primary metrics of the final runs side by side: one row per (dataset, architecture, seed),
-    one column per task (null where that seed has no finite score on it); for the Pareto plots."""
+    """The per-seed test primary metrics of the final runs side by side: one row per (dataset, architecture,
+    replicate, seed), one column per task (null where that run has no finite score on it); for the Pareto plots."""
     return (
         seed_scores(rows)
         .filter(pl.col("value").is_finite())
-        .pivot(on="task", index=["dataset", "architecture", "seed"], values="value", sort_columns=True)
-        .sort("dataset", "architecture", "seed")
+        .pivot(on="task", index=["dataset", "architecture", "replicate", "seed"], values="value", sort_columns=True)
+        .sort("dataset", "architecture", "replicate", "seed")
     )
 
 
@@ -365,9 +389,10 @@ def diagnostic_summary(rows: pl.DataFrame) -> pl.DataFrame:
     per_seed = (
         diagnostic_rows(rows)
         .filter(pl.col("metric").is_in(list(DIAGNOSTIC_MEASURES)))
-        .group_by("dataset", "architecture", "metric", "seed")
+        .with_columns(pl.col("replicate").fill_null(1))
+        .group_by("dataset", "architecture", "metric", "replicate", "seed")
         .agg(pl.col("value").mean())  # one number per run
-        .sort("dataset", "architecture", "metric", "seed")
+        .sort("dataset", "architecture", "metric", "replicate", "seed")
         .group_by("dataset", "architecture", "metric", maintain_order=True)
         .agg(values=pl.col("value"))
     )

@@ -15,12 +15,29 @@ METRICS: dict[str, tuple[str, ...]] = {
     "multiclass": ("accuracy", "logloss"),
 }
 PRIMARY: dict[str, str] = {"binary": "auc", "regression": "mse", "multiclass": "accuracy"}
-HIGHER_IS_BETTER: dict[str, bool] = {"auc": True, "accuracy": True, "logloss": False, "mse": False, "mae": False}
+HIGHER_IS_BETTER: dict[str, bool] = {"auc": True, "accuracy": True, "logloss": False, "mse": False, "mae": False,
+                                     "auc_entire": True, "calib_entire": False}
+# a binary task's metrics over the entire test impression space, on data whose truth is known (synthetic-funnel):
+# AUC against every impression's drawn outcome, mean |p^ - p| against the true probability
+ENTIRE: tuple[str, ...] = ("auc_entire", "calib_entire")
 
 
 def oriented(metric: str, value: float) -> float:
     """The value with "higher is better" orientation (lower-is-better metrics negated)."""
     return value if HIGHER_IS_BETTER[metric] else -value
+
+
+def objective_label(kinds: dict[str, str]) -> tuple[str, float]:
+    """(label, sign) to show a tuning objective over the tasks ``kinds`` ({task: kind}, the tasks it averages) in
+    its metrics' own orientation: the objective is maximised, so a lower-is-better metric is stored negated and
+    shown as ``sign * objective``: ``val mse (y1)`` with sign -1, ``val mean auc`` with +1; ``val objective
+    (higher is better)`` with +1 when the tasks' metrics differ."""
+    metrics = {PRIMARY[k] for k in kinds.values()}
+    sign = 1.0 if any(HIGHER_IS_BETTER[m] for m in metrics) else -1.0
+    if len(kinds) == 1:
+        (task, kind), = kinds.items()
+        return f"val {PRIMARY[kind]} ({task})", sign
+    return (f"val mean {metrics.pop()}" if len(metrics) == 1 else "val objective (higher is better)"), sign
 
 
 DIAGNOSTIC = "diagnostic"  # the store's ``kind`` of diagnostics rows: no task kind, so no task metric reads them

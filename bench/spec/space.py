@@ -63,6 +63,10 @@ _DEFAULTS: dict[str, dict[str, Param]] = {
     "cgc": {**_EXPERTS, "n_shared": Param(low=1, high=3), "n_specific": Param(low=1, high=3), **_GATES},
     "ple": {**_EXPERTS, "n_levels": Param(low=1, high=3), "n_shared": Param(low=1, high=3),
             "n_specific": Param(low=1, high=3), **_GATES},
+    # the funnel architectures: each step's MLP; AITM's calibrator weight alpha (the paper's 0.6 inside)
+    "esmm": {**_EXPERTS},
+    "aitm": {**_EXPERTS, "calibration": Param(low=0.0, high=1.0)},
+    "stem": {**_EXPERTS, "n_shared": Param(low=1, high=2), "n_specific": Param(low=1, high=2), **_GATES},
 }
 
 

@@ -1,11 +1,14 @@
 """Study specs: a declarative TOML file describing one benchmark, validated on load into typed dataclasses.
 
     name = "quickstart"                  # defaults to the file's stem
-    architectures = ["mmoe", "ple"]      # default: all registered
+    architectures = ["mmoe", "ple"]      # default: all registered that run on any data (esmm, aitm, stem: by name)
     objective = "mean"                   # or one task's name (the MMoE paper's "main task" protocol); a dataset
                                          # entry may set its own (objective = "income")
     seeds = 5                            # final seeds: 1..seeds (the search trains with seed 0)
     repeats = 0                          # optional: N more runs of each best config (Study.repeat_seeds; --repeats)
+    replicates = 1                       # optional: R runs of the whole pipeline, search and final seeds
+                                         # (--replicates), each with its own sampler streams and, where the data
+                                         # allow it, its own data draw (replicate_options); 1: one pipeline
     weightings = ["equal", "gradnorm"]   # optional: loss weightings (bench.weighting); each (architecture,
                                          # weighting) is a unit with the full budget, named "mmoe+gradnorm"
 
@@ -18,10 +21,18 @@
     [sampler]                            # kind = "tpe" | "random" | "grid", other keys go to the Optuna sampler
     seed = 0                             # grid: every searched entry a list of choices, trials = the grid's size
                                          # (on data with embedded fields embedding_dim's choices count too)
+    n_startup_trials = 7                 # tpe: trials drawn at random before TPE guides (default: a third of
+                                         # budget.trials, 4..10: startup_trials); multivariate = true,
+                                         # constant_liar = true, ...: any keyword of optuna's TPESampler
+    common_draws = false                 # true: trial k draws the same configuration in every unit (the
+                                         # behaviour before per-unit streams); default: each unit (and each
+                                         # replicate) its own stream, seeded from seed, dataset, unit, replicate
 
     [pruner]                             # kind = "median" | "percentile" | "hyperband" | "successive_halving" | "none"
-    kind = "median"
-    n_warmup_steps = 2
+    kind = "median"                      # other keys go to the Optuna pruner, checked against its signature:
+    n_warmup_steps = 2                   # hyperband: min_resource, max_resource (epochs), reduction_factor;
+                                         # successive_halving: min_resource, reduction_factor,
+                                         # min_early_stopping_rate (docs/search.md compares median and hyperband)
 
     [final]                              # optional: how final seeds and repeats are trained (not what)
     population = true                    # all missing seeds of a unit as one population; false: one fit per
@@ -30,6 +41,9 @@
     [wandb]                              # optional W&B tracking (bench.tracking); --wandb and WANDB_MODE win
     mode = "offline"                     # "online" | "offline" | "disabled"; or simply: wandb = "offline"
     project = "mtl-bench"                # entity = "my-team" (optional)
+
+    [decision]                           # optional: the leaderboard's decisions (bench.spec.decision)
+    delta = { auc = 0.001, mse = "1%" }  # smallest difference that matters; alpha = 0.05
 
     [[published]]                        # optional: a paper's numbers, shown beside ours (never mixed in)
     source = "Ma et al., KDD 2018, Table 2"
@@ -69,6 +83,8 @@ from bench.errors import UnknownChoice, UserError
 from bench.hashing import config_hash
 
 from .config import check_keys, coerce
+from .decision import DecisionSpec, parse_decision
+from .replicates import describe_draws
 from .space import (
     Param,
     check_option_values,
@@ -82,7 +98,7 @@ from .space import (
 from .tracking import WandbSpec, parse_wandb
 
 STUDY_KEYS = ("name", "description", "architectures", "weightings", "objective", "seeds", "budget", "sampler",
-              "pruner", "datasets", "search", "wandb", "repeats", "final", "published")
+              "pruner", "datasets", "search", "wandb", "repeats", "final", "published", "decision", "replicates")
 PUBLISHED_KEYS = ("source", "dataset", "metric", "notes", "values")
 FINAL_KEYS = ("population",)
 BUDGET_KEYS = ("trials", "max_epochs", "patience", "timeout")
@@ -92,6 +108,7 @@ PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 MAX_SEEDS = 1000  # final seeds of a study (trained as one population per unit): a bound on mistyped values
 MAX_REPEATS = 100_000
+MAX_REPLICATES = 100  # runs of the whole pipeline: a bound on mistyped values
 REPEAT_SEED0 = 1000  # repeat r uses seed REPEAT_SEED0 + r, never one of the final seeds 1..seeds
 
 
@@ -147,6 +164,8 @@ class Study:
     population: bool = True  # final seeds and repeats of a unit trained as one population (bench.study.final)
     published: list[Published] = field(default_factory=list)  # numbers from papers, shown beside ours
     weightings: list[str] = field(default_factory=lambda: ["equal"])  # loss weightings compared (bench.weighting)
+    decision: DecisionSpec = field(default_factory=DecisionSpec)  # δ and α of the leaderboard's decisions
+    replicates: int = 1  # runs of the whole pipeline (search and final seeds), each its own streams and data draw
 
     def weightings_of(self, arch: str) -> list[str]:
         """The weightings ``arch`` is run with: the study's, but only ``equal`` for the single-task baseline,
@@ -175,8 +194,16 @@ class Study:
         return [REPEAT_SEED0 + r for r in range(1, self.repeats + 1)]
 
     @property
+    def replicate_ids(self) -> list[int]:
+        """``1..replicates``: replicate 1 is the pipeline of a study without replicates (its paths and Optuna
+        studies unchanged)."""
+        return list(range(1, self.replicates + 1))
+
+    @property
     def spec_hash(self) -> str:
-        return config_hash({k: v for k, v in self.raw.items() if k not in ("wandb", "final", "published")})
+        # replicates: more of them continue a study (as --replicates does), like more seeds
+        dropped = ("wandb", "final", "published", "decision", "replicates")
+        return config_hash({k: v for k, v in self.raw.items() if k not in dropped})
 
     def meta(self) -> dict[str, Any]:
         """What the leaderboard needs besides the result rows (stored as ``runs/<study>/study.json``)."""
@@ -191,13 +218,18 @@ class Study:
             "budget": {"trials": self.budget.trials, "max_epochs": self.budget.max_epochs,
                        "patience": self.budget.patience, "timeout": self.budget.timeout},
             "sampler": self.sampler,
+            "startup_trials": startup_trials(self.budget.trials),  # TPE's start-up when the sampler sets none
             "pruner": self.pruner,
+            "replicates": self.replicates,
+            # what differs between replicates of each dataset (bench.spec.replicates), for the page to say
+            "replicate_draws": describe_draws({d.label: {"name": d.name, "options": d.options} for d in self.datasets}),
             "datasets": {d.label: {"name": d.name, "options": d.options, "tasks": list(d.tasks or []),
                                    "objective": self.objective_for(d.label),
                                    **({"label_fraction": d.label_fraction} if d.label_fraction else {})}
                          for d in self.datasets},
             "search": {arch: {k: describe(p) for k, p in sorted(space.items())} for arch, space in self.search.items()},
             "published": [asdict(p) for p in self.published],
+            "decision": self.decision.meta(),
         }
 
 
@@ -281,6 +313,8 @@ def _optuna_kwargs(what: str, table: dict, kinds: tuple[str, ...], default_kind:
     params = inspect.signature(cls).parameters
     valid = {n: p.default for n, p in params.items()
              if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n != "search_space"}  # grid: from the space
+    if what == "sampler":
+        valid["common_draws"] = False  # ours, not Optuna's: every unit draws from the same stream (RunContext)
     for key, value in table.items():
         if key not in valid:
             raise UnknownChoice(f"option of {what} {kind}", key, valid)
@@ -288,6 +322,28 @@ def _optuna_kwargs(what: str, table: dict, kinds: tuple[str, ...], default_kind:
         if isinstance(default, bool | int | float | str) and default is not None:
             table[key] = coerce(f"{what}.{key}", value, default)
     return {"kind": kind, **table}
+
+
+def startup_trials(trials: int) -> int:
+    """TPE's random start-up when the spec sets no ``n_startup_trials``: about a third of a unit's
+    ``budget.trials``, at least 4 and at most 10.
+
+    Optuna's TPESampler "uses random sampling ... until the given number of trials finish in the same study"
+    (n_startup_trials, default 10: https://optuna.readthedocs.io/en/stable/reference/samplers/generated/
+    optuna.samplers.TPESampler.html); with this harness's budgets of 10-20 trials per unit that default left
+    TPE never guiding. A third keeps enough random points for its two Parzen estimators (the "good" one is fit
+    to the best min(ceil(0.1 n), 25) of the n finished trials: Optuna's default gamma) and leaves two thirds to
+    TPE; 10 (Optuna's default) is enough start-up for larger budgets."""
+    return min(10, max(4, round(trials / 3)))
+
+
+def sampler_kwargs(sampler: dict[str, Any], trials: int) -> dict[str, Any]:
+    """The keyword arguments of the spec's Optuna sampler (the ``[sampler]`` table without ``kind`` and
+    ``common_draws``), TPE's ``n_startup_trials`` defaulting to ``startup_trials(trials)``."""
+    kwargs = {k: v for k, v in sampler.items() if k not in ("kind", "common_draws")}
+    if sampler.get("kind", "tpe") == "tpe":
+        kwargs.setdefault("n_startup_trials", startup_trials(trials))
+    return kwargs
 
 
 def optuna_class(what: str, kind: str):
@@ -326,7 +382,8 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     if not LABEL_RE.match(name):
         raise UserError(f"study name {name!r} must be letters, digits, '_', '.', '+' or '-'")
 
-    archs = raw.get("architectures", architectures.available())
+    # default: every registered architecture that runs on any data (not those needing a funnel or embedded fields)
+    archs = raw.get("architectures", [a for a in architectures.available() if not architectures.requirements(a)])
     if not isinstance(archs, list) or not archs:
         raise UserError("architectures must be a non-empty list of names")
     for arch in archs:
@@ -365,6 +422,9 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     repeats = _typed("repeats", raw.get("repeats", 0), int)
     if not 0 <= repeats <= MAX_REPEATS:
         raise UserError(f"repeats must be between 0 and {MAX_REPEATS}, got {repeats}")
+    replicates = _typed("replicates", raw.get("replicates", 1), int)
+    if not 1 <= replicates <= MAX_REPLICATES:
+        raise UserError(f"replicates must be between 1 and {MAX_REPLICATES}, got {replicates}")
     final_raw = check_keys("final", raw.get("final", {}), FINAL_KEYS)
     population = _typed("final.population", final_raw.get("population", True), bool)
 
@@ -446,11 +506,14 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     pruner = _optuna_kwargs("pruner", raw.get("pruner", {}), PRUNERS, "median")
     tracking = parse_wandb(raw.get("wandb"))
     published = parse_published(raw.get("published", []), labels)
+    decision = parse_decision(raw.get("decision", {}))
 
     return Study(
         name=name, datasets=specs, architectures=list(archs), budget=budget, search=space, objective=objective,
         seeds=seeds, sampler=sampler, pruner=pruner, description=str(raw.get("description", "")), path=path, raw=raw,
         wandb=tracking, repeats=repeats, population=population, published=published, weightings=list(weightings),
+        decision=decision,
+        replicates=replicates,
     )
 
 

@@ -34,7 +34,7 @@ from bench.errors import UserError, is_environment_error
 from bench.hashing import config_hash
 from bench.results import store
 from bench.spec.hooks import Hooks
-from bench.spec.metrics import PRIMARY
+from bench.spec.metrics import ENTIRE, PRIMARY
 
 from .search import trial_state
 from .units import RunContext, Unit, unit_data
@@ -54,7 +54,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
     The seeds this worker claims are trained together as one population unless the study says
     ``population = false``. ``stage="repeat"`` with ``seeds``: the repeated runs (``Study.repeat_seeds``)."""
     study, out, stop = ctx.study, ctx.out, ctx.stop
-    udata = unit_data(unit, ctx.data[unit.dataset])
+    udata = unit_data(unit, ctx.data[unit.data_key])
     kept: dict[int, dict[str, Any]] = {}  # seed -> its run's record (best-epoch weights) until stored
     hooks = replace(ctx.hooks, final_end=[*ctx.hooks.final_end, lambda _u, seed, _c, _r, rec: kept.update({seed: rec})])
     complete = [t for t in opt.get_trials(deepcopy=False) if trial_state(t) == "complete"]
@@ -69,7 +69,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
     claim_prefix = f"{study.name}:{unit.optuna_name}:{stage}"
 
     def path(seed: int) -> Path:
-        return store.stage_path(ctx.root, stage, unit.dataset, unit.label, unit.target, seed)
+        return store.stage_path(ctx.root, stage, unit.dataset, unit.label, unit.target, seed, unit.replicate)
 
     def of_best(rows) -> bool:  # rows of a run trained with the best configuration (None: no rows)
         return rows is not None and rows["config_hash"].unique().to_list() == [chash]
@@ -118,7 +118,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
         failures = [failed(seed, errors[seed]) for seed in batch if seed in errors]
         batch = [seed for seed in batch if seed not in errors]
         common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.label,
-                  "target": unit.target, "stage": stage, "trial": best_ordinal,
+                  "target": unit.target, "stage": stage, "trial": best_ordinal, "replicate": unit.replicate,
                   "git_commit": store.git_commit(), "versions": store.versions(), "hardware": ctx.hardware}
         for seed in batch:
             seed_rows = [r for r in rows if r["seed"] == seed]
@@ -129,7 +129,7 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
             if stage == "final" and ctx.keep_models != "none":  # the model first: the rows mark the seed done
                 save_model(ctx, unit, udata, config, seed, kept.pop(seed, {}), df)
             store.write_atomic(df, path(seed))
-            test = df.filter(pl.col("split") == "test")
+            test = df.filter((pl.col("split") == "test") & pl.col("draw").is_null())
             summary = ", ".join(f"{r['task']} {r['metric']}={r['value']:.4f}" for r in test.iter_rows(named=True)
                                 if r["metric"] == PRIMARY.get(r["kind"]))
             counts = runs_done(ctx, unit)
@@ -137,7 +137,8 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
                 out(f"[{unit}] final seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}): "
                     f"test {summary}  {seed_rows[0]['seconds']:.1f} s  {counts}")
         if stage != "final" and batch:  # many runs: one line
-            test = pl.DataFrame([r for r in rows if r["split"] == "test" and r["metric"] == PRIMARY.get(r["kind"])])
+            test = pl.DataFrame([r for r in rows if r["split"] == "test" and r["metric"] == PRIMARY.get(r["kind"])
+                                 and r.get("draw") is None])
             medians = test.group_by("task", "metric", maintain_order=True).agg(pl.col("value").median())
             summary = ", ".join(f"{t} {m}={v:.4f}" for t, m, v in medians.iter_rows())
             out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} ({len(batch)} runs, up to "
@@ -174,8 +175,8 @@ def runs_done(ctx: RunContext, unit: Unit) -> str:
 
 
 def stored_runs(root: Path) -> int:
-    """The final runs and repeats stored study-wide."""
-    return sum(1 for stage in ("final", "repeat") for _ in (Path(root) / "results" / stage).glob("*/*/seed-*.parquet"))
+    """The final runs and repeats stored study-wide (every replicate's)."""
+    return sum(1 for stage in ("final", "repeat") for _ in (Path(root) / "results" / stage).glob("*/*/*seed-*.parquet"))
 
 
 def save_model(ctx: RunContext, unit: Unit, data, config: dict[str, Any], seed: int, record: dict[str, Any],
@@ -187,7 +188,7 @@ def save_model(ctx: RunContext, unit: Unit, data, config: dict[str, Any], seed: 
     encoding = data.info.get("encoding")
     if record.get("state") is None or encoding is None:  # nothing to keep (e.g. a dataset without an encoder)
         return
-    test = rows.filter(pl.col("split") == "test")
+    test = rows.filter((pl.col("split") == "test") & pl.col("draw").is_null())
     meta = {
         "study": ctx.study.name, "dataset": unit.dataset, "architecture": unit.label, "target": unit.target,
         "seed": seed, "config_hash": config_hash(config), "val_objective": float(record["val_objective"]),
@@ -195,28 +196,32 @@ def save_model(ctx: RunContext, unit: Unit, data, config: dict[str, Any], seed: 
         "encoding": encoding, "git_commit": store.git_commit(), "versions": store.versions(),
     }
     try:
-        models.save_model(store.model_path(ctx.root, unit.dataset, unit.label, unit.target, seed), unit.arch,
+        models.save_model(store.model_path(ctx.root, unit.dataset, unit.label, unit.target, seed, unit.replicate),
+                          unit.arch,
                           data.tasks, data.d_in, {**config, "seed": seed}, record["state"], meta,
-                          fields=data.field_sizes)
+                          fields=data.field_sizes, funnel=data.funnel_steps)
     except OSError as err:  # disk full, permissions: the run's results still count; say what was not kept
         ctx.out(f"[{unit}] final seed {seed}: model not saved ({err})")
 
 
 def keep_best_models(root: Path) -> int:
-    """``--keep-models best``: of each unit's saved models keep only the seed with the best validation
-    objective (ties: the lowest seed); returns how many files were removed."""
+    """``--keep-models best``: of each unit's saved models (per replicate) keep only the seed with the best
+    validation objective (ties: the lowest seed); returns how many files were removed."""
     from bench.training import models
 
     removed = 0
     for unit_dir in sorted(p for p in (Path(root) / "models").glob("*/*") if p.is_dir()):
-        files = list(unit_dir.glob("seed-*.ckpt"))
-        if len(files) < 2:
-            continue
-        best = models.best_seed(files)
-        for f in files:
-            if f != best:
-                f.unlink()
-                removed += 1
+        by_replicate: dict[str, list[Path]] = {}  # "" (replicate 1) or "r<k>-" -> its models
+        for f in unit_dir.glob("*seed-*.ckpt"):
+            by_replicate.setdefault(f.name[:f.name.index("seed-")], []).append(f)
+        for files in by_replicate.values():
+            if len(files) < 2:
+                continue
+            best = models.best_seed(files)
+            for f in files:
+                if f != best:
+                    f.unlink()
+                    removed += 1
     return removed
 
 
@@ -306,9 +311,9 @@ def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg:
     base = {"seed": seed, "n_params": result.n_params, "seconds": result.seconds, "epochs": result.epochs,
             "config_hash": config_hash(config), "config": json.dumps(cfg, sort_keys=True), "status": "complete",
             "finished_at": finished}
-    rows = [
+    rows = [  # an entire-space metric (bench.spec.metrics.ENTIRE) was computed on every test impression
         {**base, "split": split, "task": task, "kind": kinds[task], "metric": metric, "value": value,
-         "observed": result.observed.get(split, {}).get(task)}
+         "observed": result.observed.get("entire" if metric in ENTIRE else split, {}).get(task)}
         for split, per_task in (("val", result.val_metrics), ("test", result.test_metrics))
         for task, metrics in per_task.items()
         for metric, value in metrics.items()
@@ -317,4 +322,10 @@ def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg:
     for hook in hooks.final_end:
         hook(unit, seed, cfg, rows, {"history": result.history, "best_epoch": result.best_epoch,
                                      "val_objective": result.val_objective, "state": result.state})
-    return rows
+    # then its primary test metric on each test-set resample (store column ``draw``): not given to the hooks, but
+    # with the run's W&B columns as a tracker set them on its rows
+    tracked = {k: rows[0][k] for k in ("wandb_run", "wandb_url") if rows and rows[0].get(k) is not None}
+    return rows + [{**base, **tracked, "split": "test", "task": task, "kind": kinds[task],
+                    "metric": PRIMARY[kinds[task]], "value": value, "draw": b,
+                    "observed": result.observed.get("test", {}).get(task)}
+                   for task, values in (result.test_draws or {}).items() for b, value in enumerate(values, 1)]

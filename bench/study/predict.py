@@ -49,11 +49,21 @@ def model_files(root: Path, dataset: str, arch: str, seed: int | None) -> list[P
     return files
 
 
+def describe_model(meta: dict, *, chosen: bool) -> str:
+    """``mmoe: seed 3 predicts (the saved seed with the best validation objective)``: one line per model, the
+    unit spelt as logs and pages spell it."""
+    unit = meta["architecture"] + (f"[{meta['target']}]" if meta["architecture"] == "single_task" else "")
+    why = "the saved seed with the best validation objective" if chosen else "--seed"
+    return f"{unit}: seed {meta['seed']} predicts ({why})"
+
+
 def predict_file(root: Path, dataset: str, arch: str, input_path: Path, output_path: Path,
-                 seed: int | None = None, note: Callable[[str], None] | None = None) -> pl.DataFrame:
+                 seed: int | None = None, out: Callable[[str], None] | None = None,
+                 note: Callable[[str], None] | None = None) -> pl.DataFrame:
     """Write the predictions of (dataset, arch) for the rows of ``input_path`` to ``output_path`` (CSV or
     Parquet, by its suffix): one column per task, the positive class's probability for a binary task, one
     column per class (``<task>:<k>``) for a multi-class task, the value for a regression task. Returns them.
+    ``out`` is told, per model, which unit and seed predicted and why that seed.
 
     Inputs follow the training rules (``bench.datasets.table.NUMERIC_RULE``: text or ±inf in a numeric column is
     a one-line error). A prediction that is still not finite (inputs far outside the training data overflow the
@@ -68,6 +78,8 @@ def predict_file(root: Path, dataset: str, arch: str, input_path: Path, output_p
     encoded: dict[str, object] = {}  # the same encoding (one per dataset) is applied once
     for path in model_files(root, dataset, arch, seed):
         system, meta = models.load_model(path)
+        if out is not None:
+            out(describe_model(meta, chosen=seed is None))
         key = repr(meta["encoding"])
         if key not in encoded:
             encoded[key] = encode_file(input_path, meta["encoding"])

@@ -55,8 +55,9 @@ class Progress:
         return self._update()
 
     def final(self, done_runs: int, unit: str) -> str:
-        """Final runs (or repeats) were stored: ``done_runs`` counted study-wide."""
-        self.done_runs, self.unit = done_runs, unit
+        """Final runs (or repeats) were stored: ``done_runs`` counted study-wide. The search's best value is
+        cleared: it was the previous search unit's, not this one's."""
+        self.done_runs, self.unit, self.best = done_runs, unit, ""
         return self._update()
 
     def eta(self) -> float | None:

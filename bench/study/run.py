@@ -113,11 +113,17 @@ def prepare(study: Study, root: Path, data: dict[str, Any], all_units: list[Unit
         if probe is not None:
             identity.check_identity(study, all_units, probe, root, url=url,
                                     stored_final_seeds=store.stored_seeds(root, "final"), data=data)
+        extra = sorted(store.stored_replicates(root) - set(study.replicate_ids))
+        if extra:
+            raise UserError(f"study {study.name!r} has stored results of replicates {extra} beyond replicates = "
+                            f"{study.replicates}; they would stay in the leaderboard: rerun with --fresh to move "
+                            f"{root} aside, or give the study a new name")
     root.mkdir(parents=True, exist_ok=True)
     if storage is None:
         storage = open_storage(root, None)
     kept = {k: v for k, v in store.read_meta(root).items() if k == "command"} if (root / "study.json").is_file() else {}
-    store.write_meta(root, {**study.meta(), "data": {label: describe(d) for label, d in data.items()}, **kept})
+    described = {spec.label: describe(data[spec.label]) for spec in study.datasets}  # replicate 1's draws
+    store.write_meta(root, {**study.meta(), "data": described, **kept})
     if study.path is not None:
         try:
             shutil.copyfile(study.path, root / "spec.toml")
@@ -139,7 +145,7 @@ def train_units(ctx: RunContext, all_units: list[Unit], storage) -> list[str]:
     # 1. every unit's search, without waiting for other workers' trials
     opts = ctx.opts
     for unit in all_units:
-        opts[unit] = open_unit_study(ctx.study, unit, storage, ctx.data[unit.dataset])
+        opts[unit] = open_unit_study(ctx.study, unit, storage, ctx.data[unit.data_key])
     if ctx.progress is not None:  # what earlier runs did counts as done from the first line on (a resumed run)
         ctx.progress.done_trials = sum(progress_state(o)[0] for o in opts.values())
         ctx.progress.done_runs = stored_runs(ctx.root)
@@ -159,7 +165,8 @@ def train_units(ctx: RunContext, all_units: list[Unit], storage) -> list[str]:
         search_unit(ctx, unit, opts[unit], position=f"{i}/{len(all_units)}", wait=True)
         rows = search_rows(ctx, unit, opts[unit])
         if rows:
-            store.write_atomic(store.frame(rows), store.search_path(ctx.root, unit.dataset, unit.label, unit.target))
+            store.write_atomic(store.frame(rows), store.search_path(ctx.root, unit.dataset, unit.label, unit.target,
+                                                                    unit.replicate))
         for stage, seeds in stages:
             unit_failed, busy = final_unit(ctx, unit, opts[unit], stage=stage, seeds=seeds)
             failed += unit_failed

@@ -23,7 +23,7 @@ from bench.errors import UserError, is_environment_error
 from bench.hashing import config_hash
 from bench.results import store
 from bench.spec.hooks import Hooks
-from bench.spec.metrics import HIGHER_IS_BETTER, PRIMARY
+from bench.spec.metrics import HIGHER_IS_BETTER, PRIMARY, objective_label
 from bench.spec.space import Param
 from bench.spec.study import Study, optuna_class
 
@@ -77,6 +77,23 @@ class OptunaPruning(Callback):
 
 
 # --- the objective ---------------------------------------------------------------------------------------
+def drawn_by(trial) -> str:
+    """What draws ``trial``'s configuration, called before its first ``suggest``: "grid", "random" (a random
+    sampler, or TPE in its random start-up) or "tpe". Optuna's TPESampler samples at random while fewer than
+    ``n_startup_trials`` of the study's trials are complete or pruned (``TPESampler._get_internal_repr``'s
+    trials: states COMPLETE and PRUNED), which is what is counted here."""
+    import optuna
+    from optuna.trial import TrialState
+
+    sampler = trial.study.sampler
+    if isinstance(sampler, optuna.samplers.GridSampler):
+        return "grid"
+    if not isinstance(sampler, optuna.samplers.TPESampler):
+        return "random"
+    finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return "random" if len(finished) < sampler._n_startup_trials else "tpe"
+
+
 def make_objective(
     unit,
     data,
@@ -96,6 +113,8 @@ def make_objective(
     hooks = hooks or Hooks()
 
     def objective(trial) -> float:
+        if "drawn_by" not in trial.user_attrs:  # a retry keeps its trial's
+            trial.set_user_attr("drawn_by", drawn_by(trial))
         config = {**suggest(trial, space), **fixed}
         trial.set_user_attr("config", config)
         trial.set_user_attr("config_hash", config_hash(config))
@@ -188,12 +207,8 @@ def objective_name(unit: Unit, data) -> str:
 def objective_display(unit: Unit, data) -> tuple[str, float]:
     """(label, sign) to print a unit's objective value in its metric's own orientation: ``val mse (y1)`` with
     sign -1 (the objective is -MSE), ``val mean auc`` with +1; ``val objective`` when the tasks' metrics differ."""
-    tasks, negated = _objective_parts(unit, data)
-    sign = -1.0 if negated else 1.0
-    if len(tasks) == 1:
-        return f"val {PRIMARY[tasks[0].kind]} ({tasks[0].name})", sign
-    metrics = {PRIMARY[t.kind] for t in tasks}
-    return (f"val mean {metrics.pop()}" if len(metrics) == 1 else "val objective (higher is better)"), sign
+    tasks, _ = _objective_parts(unit, data)
+    return objective_label({t.name: t.kind for t in tasks})
 
 
 def progress_state(optuna_study) -> tuple[int, float]:
@@ -224,7 +239,7 @@ def search_unit(ctx: RunContext, unit: Unit, opt, *, position: str, wait: bool) 
     """Run the unit's missing trials with the study's other workers; with ``wait``, return only once none of
     its trials runs anywhere (retrying those whose worker died). ``position`` ("3/14") is for the log line."""
     budget = ctx.study.budget
-    udata = unit_data(unit, ctx.data[unit.dataset])
+    udata = unit_data(unit, ctx.data[unit.data_key])
     done, spent = progress_state(opt)
     remaining = budget.trials - done
     time_left = None if budget.timeout is None else budget.timeout - spent
@@ -241,7 +256,9 @@ def search_unit(ctx: RunContext, unit: Unit, opt, *, position: str, wait: bool) 
         shown = [None if v is None else sign * v for v in (value, best)]  # in the metric's own orientation
         done = sum(progress_state(o)[0] for o in ctx.opts.values())
         counts = ctx.progress.search(done, str(unit), label, shown[1])
-        ctx.out(f"[{unit}] trial {n}/{budget.trials} {trial_state(trial):<8} {label} {_fmt(shown[0])}  "
+        # numbered as the page and the store's rows number it (the configuration's ordinal), from 1
+        number = trials.ordinals(s.get_trials(deepcopy=False)).get(trial.number, n - 1) + 1
+        ctx.out(f"[{unit}] trial {number}/{budget.trials} {trial_state(trial):<8} {label} {_fmt(shown[0])}  "
                 f"best {_fmt(shown[1])}  {trial.user_attrs.get('seconds', 0.0):.1f} s  {counts}"
                 + (f"  ({err})" if err else ""))
 
@@ -255,7 +272,7 @@ def search_unit(ctx: RunContext, unit: Unit, opt, *, position: str, wait: bool) 
 
 def search_rows(ctx: RunContext, unit: Unit, optuna_study) -> list[dict[str, Any]]:
     """Tidy rows of every counted trial of a unit (see ``bench.results.store``)."""
-    kinds = {t.name: t.kind for t in ctx.data[unit.dataset].tasks}
+    kinds = {t.name: t.kind for t in ctx.data[unit.data_key].tasks}
     rows = []
     all_trials = optuna_study.get_trials(deepcopy=False)
     number = trials.ordinals(all_trials)  # the configuration's ordinal: the same after an interruption
@@ -269,6 +286,7 @@ def search_rows(ctx: RunContext, unit: Unit, optuna_study) -> list[dict[str, Any
         base = {
             "study": ctx.study.name, "dataset": unit.dataset, "architecture": unit.label, "target": unit.target,
             "stage": "search", "trial": number[trial.number], "seed": attrs.get("config", {}).get("seed", 0),
+            "replicate": unit.replicate, "drawn_by": attrs.get("drawn_by"),
             "status": state, "split": "val", "n_params": attrs.get("n_params"), "seconds": attrs.get("seconds"),
             "epochs": len(attrs.get("curve", [])), "config_hash": attrs.get("config_hash"),
             "config": json.dumps(attrs.get("config", {}), sort_keys=True),

@@ -13,9 +13,10 @@ Modes (``--wandb``, the study spec's ``[wandb]`` table, ``WANDB_MODE``; see ``re
 - ``disabled``: nothing is created.
 
 Each run: project (default ``mtl-bench``), group ``<study>/<dataset>``, job_type ``search`` or ``final``, name
-``<architecture>-t<trial>`` or ``<architecture>-seed<seed>`` (``single_task@<task>`` for the per-task
-baselines), tags with dataset and architecture; config = the fully resolved configuration (training defaults
-and architecture defaults filled in) and its ``config_hash`` (the same hash as in the results store);
+``<architecture>-t<trial>`` (the trial numbered from 1, as logs and pages number it) or
+``<architecture>-seed<seed>`` (``single_task[<task>]`` for the per-task baselines), tags with dataset and
+architecture; config = the fully resolved configuration (training defaults and architecture defaults filled in)
+and its ``config_hash`` (the same hash as in the results store);
 history = per-epoch ``train_loss``, ``val/<task>/<metric>`` and ``val_objective`` (step = epoch); summary =
 final per-task metrics, parameter count and wall time, and for a gated architecture the diagnostics stored with
 the run, ``diagnostics/level<l>[/<task>][/expert<n>]/<metric>`` (``bench.training.diagnostics``).
@@ -70,7 +71,13 @@ def _finite(v: Any) -> Any:
 
 
 def unit_label(unit) -> str:
-    return f"{unit.arch}@{unit.target}" if unit.arch == "single_task" else unit.label
+    """The unit as logs and pages spell it: ``mmoe``, ``single_task[y1]``."""
+    return f"{unit.label}[{unit.target}]" if unit.arch == "single_task" else unit.label
+
+
+def trial_label(trial) -> int:
+    """The trial's number as logs and pages show it: its configuration's ordinal, from 1."""
+    return int(trial.user_attrs.get("ordinal", trial.number)) + 1
 
 
 # --- what one W&B run receives -----------------------------------------------------------------------------
@@ -232,7 +239,7 @@ class Tracker:
             "state": record.get("state"), "val_objective": max(curve) if curve else None,
             "best_epoch": record.get("best_epoch"), "n_params": record.get("n_params"),
             "seconds": record.get("seconds"), "wall_seconds": wall, "epochs": len(record.get("curve", [])),
-            "trial": trial.number,
+            "trial": trial_label(trial),
         }
         for task, metrics in (record.get("val_metrics") or {}).items():
             for metric, v in metrics.items():
@@ -240,7 +247,7 @@ class Tracker:
         if record.get("error") or record.get("user_error"):
             summary["error"] = record.get("error") or record.get("user_error")
         base = self._base(unit, config, "search")
-        self._submit(RunJob(id=run_id, name=f"{unit_label(unit)}-t{trial.number}", job_type="search",
+        self._submit(RunJob(id=run_id, name=f"{unit_label(unit)}-t{trial_label(trial)}", job_type="search",
                             history=history, summary=summary, **base))
 
     def final_start(self, unit, seed: int, config: dict[str, Any]) -> None:

@@ -1,9 +1,10 @@
 """What the gates and experts of a trained mixture do: a diagnostic pass over a split (the test split, after
 training; never in a training step), as tidy rows for the results store.
 
-For every extraction level with gates (OMoE, MMoE, CGC, PLE; not Shared-Bottom or single-task, whose levels have
-no gate), measured with forward hooks on the level's task gates and expert layers, in evaluation mode, without
-gradients (the model and the random state are left as they were):
+For every extraction level with gates (OMoE, MMoE, CGC, PLE, and STEM, whose task gates weigh every expert; not
+Shared-Bottom, single-task or ESMM, whose levels have no gate, nor AITM, whose transfer attention is no gate),
+measured with forward hooks on the level's task gates and expert layers, in evaluation mode, without gradients (the
+model and the random state are left as they were):
 
 - ``gate_weight`` (level, task, expert): mean over rows of task k's gate weight on expert n (utilisation); only
   the experts task k's gate weighs (CGC / PLE: its own and the shared ones). Experts are numbered in the level's

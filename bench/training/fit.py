@@ -14,6 +14,7 @@ from bench.datasets import MTLData
 
 from . import allocator
 from .diagnostics import diagnose as diagnostics_of
+from .metrics import entire_space_metrics
 from .system import MTLDataModule, MTLSystem, make_system
 
 
@@ -38,6 +39,8 @@ class FitResult:
     diagnostics: list[dict[str, Any]] | None = None
     # observed labels per split and task: the rows each task's metrics were computed on
     observed: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the primary test metric per task on each test-set resample (bench.training.bootstrap), final runs only
+    test_draws: dict[str, list[float]] | None = None
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -91,7 +94,8 @@ def fit(
     allocator.tune()
     config = dict(config or {})
     system: MTLSystem = make_system(
-        arch, data.tasks, data.d_in, config, loss_weights, fields=data.field_sizes, partial=data.partial
+        arch, data.tasks, data.d_in, config, loss_weights, fields=data.field_sizes, partial=data.partial,
+        funnel=data.funnel_steps,
     )
     cfg = system.train_config
     L.seed_everything(cfg.seed, verbose=False)  # dropout draws
@@ -100,12 +104,13 @@ def fit(
     start = time.perf_counter()
     trainer.fit(system, datamodule=dm)
     seconds = time.perf_counter() - start
-    test = state = diagnostics = None
+    test = state = diagnostics = draws = None
     if evaluate_test:
         if system.best_epoch is None:  # never evaluate test on weights with no finite validation epoch
             raise FloatingPointError("no finite validation epoch (diverged); the test split was not read")
         trainer.test(system, datamodule=dm, verbose=False)
-        test = system.test_metrics
+        test = with_truth(system.test_metrics, data, system, cfg.eval_batch_size)
+        draws = system.test_draws
         state = {k: v.detach().cpu().clone() for k, v in system.model.state_dict().items()}
         if diagnose:
             diagnostics = diagnostics_of(system.model, data.test.x.to(system.device), [t.name for t in data.tasks],
@@ -123,5 +128,33 @@ def fit(
         test_metrics=test,
         state=state,
         diagnostics=diagnostics,
-        observed={s: data.observed_counts(s) for s in ("val", *(("test",) if evaluate_test else ()))},
+        observed=observed_counts(data, evaluate_test),
+        test_draws=draws,
     )
+
+
+def observed_counts(data: MTLData, evaluate_test: bool) -> dict[str, dict[str, int]]:
+    """The rows each task's metrics were computed on, per split; ``entire``: the test impressions of the
+    entire-space metrics (data whose truth is known)."""
+    counts = {s: data.observed_counts(s) for s in ("val", *(("test",) if evaluate_test else ()))}
+    if evaluate_test and data.truth is not None:
+        counts["entire"] = {task: len(data.truth.x) for task in data.truth.prob}
+    return counts
+
+
+@torch.no_grad()
+def with_truth(test: dict[str, dict[str, float]], data: MTLData, system: MTLSystem,
+               chunk: int) -> dict[str, dict[str, float]]:
+    """The test metrics plus, on data whose truth is known, each such task's entire-space metrics
+    (``entire_space_metrics``) from the model's predictions on every test impression."""
+    truth = data.truth
+    if truth is None:
+        return test
+    system.eval()
+    x, cat = truth.x.to(system.device), truth.cat.to(system.device)
+    chunks = [system(x[i : i + chunk], cat[i : i + chunk]) for i in range(0, len(x), chunk)]
+    out = {k: dict(v) for k, v in test.items()}
+    for task in truth.prob:
+        logits = torch.cat([c[task] for c in chunks]).cpu()
+        out[task] = {**out.get(task, {}), **entire_space_metrics(logits, truth.prob[task], truth.outcome[task])}
+    return out

@@ -6,6 +6,12 @@ multiclass: cross-entropy; accuracy and log loss.
 
 Missing labels (NaN in ``y``, see ``bench.datasets.observed``): a task's loss averages over its observed rows
 only, and its metrics are computed on its observed rows only.
+
+Funnel architectures (``bench.architectures.has_funnel_loss``) are trained in their joint view against joint labels
+(``funnel_targets``). On data whose truth is known (``MTLData.truth``), final runs also score each task over the
+entire test impression space (``entire_space_metrics``): ``auc_entire``, the AUC against the outcome drawn for every
+impression (the counterfactual conversions of unclicked ones included), and ``calib_entire``, the mean absolute
+difference between the predicted and the true probability, mean_i |p^_i - p_i| (lower is better).
 """
 
 from __future__ import annotations
@@ -44,6 +50,30 @@ def task_loss(kind: str, logits: torch.Tensor, y: torch.Tensor, masked: bool = F
     if kind == "regression":
         return F.mse_loss(logits.squeeze(-1), y)
     return F.cross_entropy(logits, y.long())
+
+
+def funnel_targets(y: torch.Tensor, steps: list[tuple[int, bool]]) -> torch.Tensor:
+    """The labels ``y (..., T)`` a funnel architecture's joint view is scored against: each conditional funnel step
+    (``steps``: (label column, conditional) in funnel order) made joint, y'_t = 0 where y'_{t-1} = 0 (no click: no
+    conversion) and y_t elsewhere (missing where y'_{t-1} is), so that it covers the entire space."""
+    cols, prev = list(y.unbind(-1)), None
+    for k, conditional in steps:
+        if conditional and prev is not None:
+            cols[k] = torch.where(prev == 0, torch.zeros_like(cols[k]), cols[k])
+        prev = cols[k]
+    return torch.stack(cols, dim=-1)
+
+
+def entire_space_metrics(logits: torch.Tensor, prob: torch.Tensor, outcome: torch.Tensor) -> dict[str, float]:
+    """A binary task scored over every impression of a generator's test split: ``auc_entire`` against the drawn
+    outcomes ``outcome (N,)``, ``calib_entire`` = mean |sigmoid(logit) - prob| against the true probabilities
+    ``prob (N,)``. Empty when a prediction is not finite; a value that is not finite (one class only) is left out."""
+    z = logits.detach().double().reshape(-1)
+    if not bool(torch.isfinite(z).all()):
+        return {}
+    values = {"auc_entire": auc(z, outcome.detach().reshape(-1)),
+              "calib_entire": (torch.sigmoid(z) - prob.detach().double().reshape(-1)).abs().mean().item()}
+    return {k: v for k, v in values.items() if math.isfinite(v)}
 
 
 def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:

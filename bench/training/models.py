@@ -30,14 +30,16 @@ FORMAT = 1  # version of the ``bench`` entry
 
 
 def save_model(path: Path, arch: str, tasks: list[Task], d_in: int, config: dict[str, Any],
-               state: dict[str, torch.Tensor], meta: dict[str, Any], fields: list[int] | tuple[int, ...] = ()) -> int:
+               state: dict[str, torch.Tensor], meta: dict[str, Any], fields: list[int] | tuple[int, ...] = (),
+               funnel: list[tuple[str, bool]] | None = None) -> int:
     """Write ``state`` (the model's ``state_dict``, with its feature encoder when the data has embedded
     ``fields``) as a model file at ``path`` (atomically: a reader never sees half a file); ``meta`` goes into the
-    ``bench`` entry (it must hold the ``encoding``). Returns the file's size in bytes. A full disk (or any other
-    error of the file system) is an ``OSError`` naming ``path``, with no temporary file left behind: the
-    checkpoint is serialised in memory, then written with plain file writes (``torch.save`` to a file reports a
-    full disk as a ``RuntimeError`` of its own)."""
-    system = make_system(arch, tasks, d_in, config, fields=fields)
+    ``bench`` entry (it must hold the ``encoding``); ``funnel``: the data's funnel steps (a funnel architecture is
+    built with them). Returns the file's size in bytes. A full disk (or any other error of the file system) is an
+    ``OSError`` naming ``path``, with no temporary file left behind: the checkpoint is serialised in memory, then
+    written with plain file writes (``torch.save`` to a file reports a full disk as a ``RuntimeError`` of its
+    own)."""
+    system = make_system(arch, tasks, d_in, config, fields=fields, funnel=funnel)
     system.model.load_state_dict(state)  # same keys and shapes as the trained model, or this raises
     ckpt = {"state_dict": system.state_dict(), "hyper_parameters": dict(system.hparams),
             "bench": {"format": FORMAT, **meta}}
@@ -74,7 +76,7 @@ def read_meta(path: Path) -> dict[str, Any]:
 def best_seed(files: list[Path]) -> Path:
     """Of a unit's model files, the one with the best validation objective; ties go to the lowest seed (the test
     split plays no part)."""
-    ordered = sorted(files, key=lambda f: int(f.stem.split("-")[1]))
+    ordered = sorted(files, key=lambda f: int(f.stem.split("-")[-1]))
     return max(ordered, key=lambda f: read_meta(f)["val_objective"])  # max keeps the first of ties
 
 

@@ -53,11 +53,12 @@ from bench.errors import UserError
 from bench.spec.config import TrainConfig, split_config
 
 from . import allocator
+from .bootstrap import resampled_metrics
 from .devices import resolve_device
 from .diagnostics import diagnose as diagnostics_of
-from .fit import FitResult, count_params
-from .metrics import check_finite_loss, objective, task_loss, task_metrics
-from .system import BETAS, EPS, embedding_tables, make_system, param_groups
+from .fit import FitResult, count_params, observed_counts
+from .metrics import check_finite_loss, entire_space_metrics, funnel_targets, objective, task_loss, task_metrics
+from .system import BETAS, EPS, embedding_tables, funnel_view, make_system, param_groups
 
 CPU_GROUP = 8
 
@@ -393,7 +394,8 @@ def train_population(
         raise UserError(f"members_per_call must be >= 1, got {members_per_call}")
     fields, partial = data.field_sizes, data.partial
     systems = [
-        make_system(arch, data.tasks, data.d_in, dict(cfg), loss_weights, fields=fields, partial=partial)
+        make_system(arch, data.tasks, data.d_in, dict(cfg), loss_weights, fields=fields, partial=partial,
+                    funnel=data.funnel_steps)
         for cfg in configs
     ]
     template = systems[0].model.to(dev)  # runs every member via functional_call; its own weights are unused
@@ -402,10 +404,12 @@ def train_population(
     if encoder is not None:
         encoder.table.sparse = False  # dense gradients under vmap; StackedAdam updates the looked-up rows only
     lazy = next((name for name, p in template.named_parameters() if tables and p is tables[0]), None)
-    offsets = encoder.offsets if encoder is not None else None
-    n_rows = sum(fields)
+    n_rows = encoder.table.num_embeddings if encoder is not None else 0  # every set of embeddings (STEM: T + 1)
     feed = _feed_dropout(template)  # dropout masks and gate noise from each member's own seed (as fit's)
     tasks = systems[0].tasks
+    # a funnel architecture: its joint view scored against joint labels, as MTLSystem.training_step
+    steps, partial = funnel_view(template, tasks, data.funnel_steps, partial)
+    joint = {"joint": True} if steps is not None else {}
     # one loss-weighting module of S members (bench.weighting): each member's state (fixed or learned weights,
     # loss history, PCGrad's generator) in its row, seeded and initialised as its own fit's
     method = type(systems[0].weighting).stack([s.weighting for s in systems]).to(dev)
@@ -462,6 +466,11 @@ def train_population(
         # FeatureEncoder (MTLSystem.forward)
         return functional_call(template, p, (x, cat) if fields else (x,), {"with_aux": True} if aux else {})
 
+    def run_joint(p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, aux: bool = False):
+        # the view the losses are computed in: a funnel architecture's joint one
+        kw = ({"with_aux": True} if aux else {}) | joint
+        return functional_call(template, p, (x, cat) if fields else (x,), kw)
+
     def member_losses(
         p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, y: torch.Tensor, masks: list[torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -470,9 +479,11 @@ def train_population(
         if feed is not None:
             feed.masks = list(masks)  # this member's masks, in the order its dropout layers are called
         if with_aux:
-            out, aux = run(p, x, cat, aux=True)
+            out, aux = run_joint(p, x, cat, aux=True)
         else:
-            out, aux = run(p, x, cat), x.new_zeros(())
+            out, aux = run_joint(p, x, cat), x.new_zeros(())
+        if steps is not None:
+            y = funnel_targets(y, steps)
         losses = torch.stack([task_loss(t.kind, out[t.name], y[:, k], partial[k]) for k, t in enumerate(tasks)])
         return loss_weights * losses, aux
 
@@ -579,7 +590,7 @@ def train_population(
                 touched = None
                 if lazy is not None:  # (S, R): the table rows each member's batch looked up
                     touched = torch.zeros(len(active), n_rows, dtype=torch.bool, device=dev)
-                    touched.scatter_(1, (cb + offsets).reshape(len(active), -1), True)
+                    touched.scatter_(1, encoder.rows(cb).reshape(len(active), -1), True)
                 opt.step(grads[0] if len(grads) == 1 else torch.cat(grads), touched)
                 method.after_step()
                 n_steps += 1
@@ -622,12 +633,22 @@ def train_population(
     for mem in members:
         if mem.error is None and mem.best_state is None:
             mem.error = "no finite validation epoch (diverged)"
-    test_logits, test_row, states, diagnostics = None, {}, {}, {}
+    test_logits, test_row, states, diagnostics, truth_logits = None, {}, {}, {}, None
+
+    def with_truth(metrics: dict[str, dict[str, float]], logits, row: int) -> dict[str, dict[str, float]]:
+        """A member's test metrics plus its entire-space ones (``fit.with_truth``)."""
+        if logits is None:
+            return metrics
+        return {**metrics, **{task: {**metrics.get(task, {}), **entire_space_metrics(
+            logits[task][row].cpu(), data.truth.prob[task], data.truth.outcome[task])} for task in data.truth.prob}}
     ok = [i for i, m in enumerate(members) if m.error is None]
     if evaluate_test and ok:  # the test split, read once per member with its best weights; never a failed one's
         best = model_part(opt.unflatten(torch.stack([members[i].best_state for i in ok])))
         test = data.test.to(dev)
         test_logits, test_row = predict(best, test), {i: row for row, i in enumerate(ok)}
+        if data.truth is not None:  # every test impression, for the entire-space metrics
+            every = Split(data.truth.x, torch.zeros(len(data.truth.x), 0), data.truth.cat).to(dev)
+            truth_logits = predict(best, every)
         # each member's weights as its own model's state_dict (what ``fit`` keeps): trained rows of the stack,
         # the template's values for what is not trained (buffers, frozen parameters)
         fixed = {k: v.detach().cpu() for k, v in template.state_dict().items() if k not in best}
@@ -652,11 +673,14 @@ def train_population(
                 n_params=n_params,
                 seconds=mem.seconds,
                 history=mem.history,
-                test_metrics=metrics_of(test_logits, test, test_row[i]) if i in test_row else None,
+                test_metrics=(with_truth(metrics_of(test_logits, test, test_row[i]), truth_logits, test_row[i])
+                              if i in test_row else None),
+                test_draws=resampled_metrics(tasks, {t.name: test_logits[t.name][test_row[i]] for t in tasks},
+                                             test.y) if i in test_row else None,
                 error=mem.error,
                 state=states.get(i),
                 diagnostics=diagnostics.get(i),
-                observed={s: data.observed_counts(s) for s in ("val", *(("test",) if evaluate_test else ()))},
+                observed=observed_counts(data, evaluate_test),
             )
         )
     return results

@@ -24,7 +24,8 @@ from bench.datasets import BatchLoader, MTLData, Task
 from bench.errors import UnknownChoice, UserError
 from bench.spec.config import TrainConfig, split_config
 
-from .metrics import check_finite_loss, objective, task_loss, task_metrics
+from .bootstrap import resampled_metrics
+from .metrics import check_finite_loss, funnel_targets, objective, task_loss, task_metrics
 
 BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW / SparseAdam defaults
 EPS = 1e-8
@@ -198,6 +199,7 @@ class MTLSystem(L.LightningModule):
         train: TrainConfig | None = None,
         loss_weights: dict[str, float] | None = None,
         partial: list[bool] | None = None,
+        funnel: list[tuple[str, bool]] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -209,6 +211,8 @@ class MTLSystem(L.LightningModule):
         self.partial = list(partial) if partial is not None else [False] * len(self.tasks)
         if len(self.partial) != len(self.tasks):
             raise UserError(f"partial has {len(self.partial)} entries for {len(self.tasks)} tasks")
+        # a funnel architecture's losses: its joint view against joint labels (funnel_view)
+        self.funnel_steps, self.partial = funnel_view(model, self.tasks, funnel, self.partial)
         self.train_config = train or TrainConfig()
         if self.train_config.objective != "mean" and self.train_config.objective not in [t.name for t in tasks]:
             raise UnknownChoice("objective", self.train_config.objective, ["mean", *[t.name for t in tasks]])
@@ -225,6 +229,7 @@ class MTLSystem(L.LightningModule):
         self.history: list[dict[str, Any]] = []
         self.val_metrics: dict[str, dict[str, float]] = {}
         self.test_metrics: dict[str, dict[str, float]] = {}
+        self.test_draws: dict[str, list[float]] = {}  # bench.training.bootstrap
         self.best_epoch: int | None = None
         self.best_objective = -math.inf
         self.last_objective: float | None = None
@@ -244,7 +249,8 @@ class MTLSystem(L.LightningModule):
             ckpt = torch.load(checkpoint_path, map_location=map_location or "cpu", weights_only=True)
             hp = ckpt["hyper_parameters"]
             system = make_system(hp["arch"], [Task(**t) for t in hp["tasks"]], int(hp["d_in"]), hp["config"],
-                                 hp.get("loss_weights"), fields=[int(v) for v in hp.get("fields", [])])
+                                 hp.get("loss_weights"), fields=[int(v) for v in hp.get("fields", [])],
+                                 funnel=[(str(t), bool(c)) for t, c in hp.get("funnel") or []])
             # a learned weighting's parameters were (T,) before weightings gained a member axis: now (1, T)
             state = {k: v[None] if k.startswith("weighting.") and v.ndim == 1 else v
                      for k, v in ckpt["state_dict"].items()}
@@ -255,12 +261,13 @@ class MTLSystem(L.LightningModule):
             raise unreadable(checkpoint_path, "checkpoint", err) from None
         return system
 
-    def forward(self, x: torch.Tensor, cat: torch.Tensor | None = None, with_aux: bool = False):
+    def forward(self, x: torch.Tensor, cat: torch.Tensor | None = None, with_aux: bool = False, joint: bool = False):
         """Logits from numeric features ``x`` and, where the data has categorical fields, their codes ``cat``
         (the model then begins with its ``FeatureEncoder``); with ``with_aux`` (an architecture with an auxiliary
-        loss), ``(logits, aux_loss)``."""
+        loss), ``(logits, aux_loss)``; ``joint``: a funnel architecture's joint view (its training losses')."""
         inputs = (x,) if cat is None or cat.shape[-1] == 0 else (x, cat)
-        return self.model(*inputs, with_aux=True) if with_aux else self.model(*inputs)
+        kw = {"joint": True} if joint else {}
+        return self.model(*inputs, with_aux=True, **kw) if with_aux else self.model(*inputs, **kw)
 
     def task_losses(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         """``(T,)``: w_k L_k(logits_k, y[:, k]) per task, with the fixed ``loss_weights`` w_k (1 by default); L_k
@@ -290,11 +297,13 @@ class MTLSystem(L.LightningModule):
     # --- training: no per-step logging or host sync; the epoch's mean loss is logged at its end
     def training_step(self, batch, batch_idx) -> torch.Tensor:
         x, cat, y = batch
-        aux = None
-        if architectures.has_aux_loss(self.model):  # sparse gates: their weighted load-balancing loss, a scalar
-            out, aux = self(x, cat, with_aux=True)
+        aux, joint = None, self.funnel_steps is not None
+        if architectures.has_aux_loss(self.model):  # sparse gates' load balancing, AITM's calibrator: a scalar
+            out, aux = self(x, cat, with_aux=True, joint=joint)
         else:
-            out = self(x, cat)
+            out = self(x, cat, joint=joint)
+        if joint:  # a funnel architecture: every step's joint probability against the joint labels
+            y = funnel_targets(y, self.funnel_steps)
         losses = self.task_losses(out, y)  # (T,)
         opts = self.optimizers()
         opts = opts if isinstance(opts, list) else [opts]  # [Adam/AdamW, LazyAdam of the embedding tables]
@@ -393,6 +402,9 @@ class MTLSystem(L.LightningModule):
         self._collect(batch)
 
     def on_test_epoch_end(self) -> None:
+        outs, ys = zip(*self._outputs)  # the test logits, also scored on the test resamples
+        logits = {t.name: torch.cat([o[t.name] for o in outs]) for t in self.tasks}
+        self.test_draws = resampled_metrics(self.tasks, logits, torch.cat(ys))
         self.test_metrics = self._split_metrics()
         self.log_dict({f"test/{task}/{m}": v for task, ms in self.test_metrics.items() for m, v in ms.items()})
 
@@ -435,26 +447,42 @@ def make_system(
     *,
     fields: list[int] | tuple[int, ...] = (),
     partial: list[bool] | None = None,
+    funnel: list[tuple[str, bool]] | None = None,
 ) -> MTLSystem:
     """A ready LightningModule for architecture ``arch`` and a flat ``config`` of training settings
     (``TrainConfig`` fields) and architecture options, on ``d_in`` numeric features and categorical ``fields``
     (embedding rows of each, ``MTLData.field_sizes``); ``partial`` marks tasks with missing labels
-    (``MTLData.partial``). Weights are initialised from ``config["seed"]``."""
+    (``MTLData.partial``); ``funnel`` the data's funnel steps (``MTLData.funnel.steps()``), which funnel
+    architectures are built with. Weights are initialised from ``config["seed"]``."""
     train, opts = split_config(arch, dict(config or {}))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train.seed)
         try:
-            model = architectures.create(arch, d_in, {t.name: t.out_dim for t in tasks}, fields=list(fields), **opts)
+            model = architectures.create(arch, d_in, {t.name: t.out_dim for t in tasks}, fields=list(fields),
+                                         funnel=list(funnel or []), **opts)
         except (TypeError, ValueError) as err:
             if isinstance(err, UserError):
                 raise
             raise UserError(f"invalid options for {arch}: {err}") from None
-    system = MTLSystem(model, tasks, train, loss_weights, partial)
+    system = MTLSystem(model, tasks, train, loss_weights, partial, funnel)
     # what rebuilds it: saved in every Lightning checkpoint, read by MTLSystem.load_from_checkpoint
     system.save_hyperparameters({"arch": arch, "tasks": [dataclasses.asdict(t) for t in tasks], "d_in": d_in,
                                  "config": dict(config or {}), "loss_weights": loss_weights,
-                                 "fields": list(fields)})
+                                 "fields": list(fields), "funnel": [list(step) for step in funnel or []]})
     return system
+
+
+def funnel_view(model: nn.Module, tasks: list[Task], funnel: list[tuple[str, bool]] | None,
+                partial: list[bool]) -> tuple[list[tuple[int, bool]] | None, list[bool]]:
+    """How a model's losses are computed: for a funnel architecture (``has_funnel_loss``) the funnel steps as
+    (label column, conditional), whose joint labels (``funnel_targets``) its joint view is scored against, and
+    ``partial`` with every step's loss averaged over observed rows (a joint label is missing where the previous
+    step's is); ``(None, partial)`` for any other model. Shared by ``MTLSystem`` and populations."""
+    if not architectures.has_funnel_loss(model) or not funnel:
+        return None, list(partial)
+    names = [t.name for t in tasks]
+    steps = [(names.index(t), bool(c)) for t, c in funnel]
+    return steps, [p or k in {i for i, _ in steps} for k, p in enumerate(partial)]
 
 
 class MTLDataModule(L.LightningDataModule):
