@@ -43,7 +43,7 @@ def test_tiny_funnel_study_end_to_end(tmp_path, monkeypatch):
     assert set(cvr["observed"].unique()) == {300} and cvr["value"].is_finite().all()
     clicked = rows.filter((pl.col("task") == "cvr") & (pl.col("metric") == "auc") & (pl.col("split") == "test"))
     assert (clicked["observed"] < 300).all()  # the usual CVR: the clicked test rows only
-    markdown = (tmp_path / "leaderboard" / "tiny-funnel.md").read_text()
+    markdown = (tmp_path / "results" / "tiny-funnel.md").read_text()
     assert markdown.count("Entire impression space, task cvr") == 2
     assert "| architecture   | AUC, observed rows" in markdown and "nan" not in markdown
     # the section's cells are the runs' own scores (2 seeds), not the test-set resamples stored beside them

@@ -157,7 +157,7 @@ def hostile(request, tmp_path_factory):
 @pytest.mark.parametrize("label", [pytest.param(v, id=k) for k, v in LABELS.items()])
 def test_a_task_name_stays_inside_the_study_folder(hostile, label):
     assert hostile["code"] == 0
-    inside = ("a/b/c/d/e/f/g/h/work/runs/h/", "a/b/c/d/e/f/g/h/work/leaderboard/", "optuna.db", ".optuna.db.locks/")
+    inside = ("a/b/c/d/e/f/g/h/work/runs/h/", "a/b/c/d/e/f/g/h/work/results/", "optuna.db", ".optuna.db.locks/")
     outside = {p for p in hostile["created"] if not str(p).startswith(inside)}
     assert outside == set(), sorted(map(str, outside))
     root = hostile["root"]
@@ -193,9 +193,10 @@ def test_a_hostile_study_reruns_as_a_no_op_and_its_leaderboard_builds(hostile, c
     assert cli(cwd, "run", "--study", "h.toml", *COMMON, *hostile["url"]) == 0
     out = capsys.readouterr().out
     assert "] final seed" not in out and "damaged" not in out, out  # nothing retrained, nothing set aside
-    assert "\x1b" not in out and "red\\x1b\\[31mx" in out  # the page printed: the escape shown, not sent
     assert {p: p.read_bytes() for p in (root / "results").rglob("*.parquet")} == before
-    assert cli(cwd, "leaderboard", "--study", "h", "--no-plots", "--quiet") == 0
+    assert cli(cwd, "leaderboard", "--study", "h", "--no-plots") == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "red\\x1b\\[31mx" in out  # the page printed: the escape shown, not sent
 
 
 # --- 4: the page: entity escaping inside HTML, markdown escaping in markdown, no live element ---------------------
@@ -243,15 +244,15 @@ EVIL = HOSTILE["html"]
 
 @pytest.mark.parametrize("context", ["summary", "table-header", "list-item", "the-whole-page"])
 def test_the_page_shows_hostile_names_as_text(hostile, context):
-    text = (hostile["cwd"] / "leaderboard" / "h.md").read_text()
+    text = (hostile["cwd"] / "results" / "h.md").read_text()
     elements = rendered(text)
     assert_inert(elements)
     if context == "summary":  # inside <details><summary>: entities, and no backslash shows
         summaries = [t for tag, _, t in elements if tag == "summary"]
-        assert f"single_task [{EVIL}]: trial 0" in " ".join(summaries)
-        assert "single_task [y1]: trial 0" in " ".join(summaries)
+        assert f"single_task[{EVIL}]: trial 1" in " ".join(summaries)
+        assert "single_task[y1]: trial 1" in " ".join(summaries)
         assert not [s for s in summaries if "\\[" in s or "\\]" in s], summaries  # no markdown escapes in HTML
-        assert re.search(r"<summary>single_task \[&lt;img src=x onerror=alert\(1\) x=\]: trial", text)
+        assert re.search(r"<summary>single_task\[&lt;img src=x onerror=alert\(1\) x=\]: trial", text)
     elif context == "table-header":
         assert f"{EVIL} mse" in [t for tag, _, t in elements if tag == "th"]
     elif context == "list-item":
@@ -261,7 +262,7 @@ def test_the_page_shows_hostile_names_as_text(hostile, context):
 
 
 def hand_made():
-    from tests.test_leaderboard import META, hand_made_rows
+    from test_leaderboard import META, hand_made_rows
 
     return hand_made_rows(), META
 
@@ -349,7 +350,7 @@ def test_a_hostile_study_name_on_the_command_line_never_leaves_runs(tmp_path, ca
     code = cli(tmp_path, "leaderboard", "--study", name, "--no-plots", "--quiet")
     err = one_line(capsys.readouterr().err)
     assert code == 2 and ("no stored results" in err or "does not exist" in err), err
-    assert not (tmp_path / "leaderboard").exists()
+    assert not (tmp_path / "leaderboard").exists() and not (tmp_path / "results").exists()
 
 
 def test_a_name_component_is_reversible_and_safe():
@@ -568,7 +569,7 @@ def test_a_short_run_s_wall_time_is_in_seconds(tmp_path, capsys):
         "1 s", "5 s", "89 s", "2 min", "2 min", "1 h 00 min", "1 h 30 min"]
     (tmp_path / "m.toml").write_text(BASE)
     assert cli(tmp_path, "run", "--study", "m.toml", *COMMON, "--quiet") == 0
-    assert re.search(r"; wall time \d+ s \(first run started", (tmp_path / "leaderboard" / "m.md").read_text())
+    assert re.search(r"; wall time \d+ s \(first run started", (tmp_path / "results" / "m.md").read_text())
 
 
 @pytest.mark.parametrize("command", ["run", "leaderboard", "predict"])

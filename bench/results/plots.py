@@ -183,7 +183,7 @@ def convergence_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
             ax.legend(fontsize=7, ncol=2)
         fig.suptitle(f"{label}: best validation objective so far", fontsize=9)
         fig.tight_layout()
-        fname = f"{label}-search.png"
+        fname = component(f"{label}-search", "dataset label") + ".png"
         fig.savefig(plot_dir / fname, dpi=100, metadata=META_PNG)
         plt.close(fig)
         links[f"search:{label}"] = [(f"{label}: best validation objective so far against search trial, per unit",

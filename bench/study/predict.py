@@ -78,12 +78,12 @@ def predict_file(root: Path, dataset: str, arch: str, input_path: Path, output_p
     encoded: dict[str, object] = {}  # the same encoding (one per dataset) is applied once
     for path in model_files(root, dataset, arch, seed):
         system, meta = models.load_model(path)
-        if out is not None:
-            out(describe_model(meta, chosen=seed is None))
         key = repr(meta["encoding"])
-        if key not in encoded:
+        if key not in encoded:  # the input checked before anything is said: a bad file is one line alone
             encoded[key] = encode_file(input_path, meta["encoding"])
         x, cat = encoded[key]
+        if out is not None:
+            out(describe_model(meta, chosen=seed is None))
         for task, values in models.predict(system, x, cat).items():
             if values.dim() == 2:  # class probabilities
                 for k in range(values.shape[1]):
