@@ -139,7 +139,7 @@ def replicates_text(meta: dict[str, Any]) -> str:
 def search_section(rows: pl.DataFrame, label: str, plots: list[tuple[str, str]] | None) -> list[str]:
     """A dataset's search: its convergence plot, and the units whose best trial came late."""
     late = [u for u in late_best(rows) if u[0] == label]
-    lines = [f"- may not have levelled off: {escape(unit_text(*u[:4]))}'s best trial was trial {u[4]} of {u[5]} "
+    lines = [f"- may not have levelled off: {unit_text(*u[:4])}'s best trial was trial {u[4]} of {u[5]} "
              "(in the last fifth of its search)" for u in late]
     lines += [image(caption, path) for caption, path in plots or []]
     return [*lines, ""] if lines else []
