@@ -72,7 +72,7 @@ def test_page_explains_itself_and_speaks_as_the_logs_do(published):
         objective = rows.filter((pl.col("stage") == "search") & (pl.col("target") == task)
                                 & (pl.col("trial") == trial) & (pl.col("metric") == "objective"))["value"].item()
         assert objective < 0  # stored as Optuna maximised it: -MSE
-        assert f"single_task\\[{task}\\]: trial {trial + 1}, val mse ({task}) {-objective:.4f}, config" in page
+        assert f"single_task[{task}]: trial {trial + 1}, val mse ({task}) {-objective:.4f}, config" in page
         assert f"[syn | single_task[{task}]] trial {trial + 1}/1 complete val mse ({task}) " in log
     # one spelling of a unit in every user-facing line: single_task[y1], never single_task@y1 or .../single_task/y1
     assert "single_task@" not in log + page and "single_task/" not in log + page
