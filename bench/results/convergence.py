@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 
 from bench.spec.metrics import HIGHER_IS_BETTER, PRIMARY
+from bench.spec.study import unit_text
 
 from .markdown import escape, image
 
@@ -95,9 +96,9 @@ def late_best(rows: pl.DataFrame) -> list[tuple[str, str, str, int, int, int]]:
     return out
 
 
-def unit_text(dataset: str, architecture: str, target: str, replicate: int) -> str:
-    text = f"{dataset} | {architecture}" + (f"[{target}]" if architecture == "single_task" else "")
-    return escape(text if replicate == 1 else f"{text} r{replicate}")
+def dataset_unit_text(dataset: str, architecture: str, target: str, replicate: int) -> str:
+    """``<dataset> | <unit>`` as markdown (``markdown.unit_text``, escaped)."""
+    return escape(f"{dataset} | {unit_text(architecture, target, replicate)}")
 
 
 def sampler_text(rows: pl.DataFrame, meta: dict[str, Any]) -> str:
@@ -117,7 +118,7 @@ def sampler_text(rows: pl.DataFrame, meta: dict[str, Any]) -> str:
     if not trials.height:
         return f"tpe after {startup} random start-up trials ({seeding})"
     guided = trials.group_by(UNIT).agg(tpe=(pl.col("drawn_by") == "tpe").any()).sort(UNIT)
-    random = [unit_text(*r[:4]) for r in guided.filter(~pl.col("tpe")).iter_rows()]
+    random = [dataset_unit_text(*r[:4]) for r in guided.filter(~pl.col("tpe")).iter_rows()]
     if len(random) == guided.height:
         return (f"random search: every trial of every unit was drawn in TPE's random start-up of {startup} trials, "
                 f"so TPE never guided the search ({seeding})")
@@ -139,7 +140,7 @@ def replicates_text(meta: dict[str, Any]) -> str:
 def search_section(rows: pl.DataFrame, label: str, plots: list[tuple[str, str]] | None) -> list[str]:
     """A dataset's search: its convergence plot, and the units whose best trial came late."""
     late = [u for u in late_best(rows) if u[0] == label]
-    lines = [f"- may not have levelled off: {unit_text(*u[:4])}'s best trial was trial {u[4]} of {u[5]} "
+    lines = [f"- may not have levelled off: {dataset_unit_text(*u[:4])}'s best trial was trial {u[4]} of {u[5]} "
              "(in the last fifth of its search)" for u in late]
     lines += [image(caption, path) for caption, path in plots or []]
     return [*lines, ""] if lines else []

@@ -17,6 +17,7 @@ from tabulate import tabulate
 from bench.paths import component
 from bench.spec.decision import decision_from_meta
 from bench.spec.metrics import DEAD_ROWS, DIAGNOSTIC, UNUSED_WEIGHT, objective_label
+from bench.spec.study import unit_text
 
 from . import repeats, store, verdicts
 from .convergence import replicates_text, sampler_text, search_section
@@ -208,16 +209,10 @@ def missing_final_runs(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
                     lost = sorted(seeds - have)
                     if not lost:
                         continue
-                    unit = f"{label} | {unit_text(arch, target)}"
-                    unit += f" r{replicate}" if replicate > 1 else ""
+                    unit = f"{label} | {unit_text(arch, target, replicate)}"
                     out.append(f"{unit}: " + ("no final run" if not have else
                                               "seed" + ("s " if len(lost) > 1 else " ") + ", ".join(map(str, lost))))
     return out
-
-
-def unit_text(arch: str, target: str | None) -> str:
-    """A unit as every user-facing text spells it (logs, progress, pages): ``mmoe``, ``single_task[y1]``."""
-    return f"{arch}[{target}]" if arch == BASELINE and target else arch
 
 
 def _seed_range(seeds: list[int]) -> str:
@@ -467,7 +462,7 @@ def configurations(rows: pl.DataFrame, label: str) -> list[str]:
         shown, sign = objective_label(tasks) if tasks else ("validation objective (higher is better)", 1.0)
         value = None if r["value"] is None else sign * r["value"]
         # trials numbered from 1, as `bench run` logs them (the store's ``trial`` counts from 0)
-        unit = unit_text(r["architecture"], r["target"]) + (f" r{r['replicate']}" if r["replicate"] != 1 else "")
+        unit = unit_text(r["architecture"], r["target"], r["replicate"])
         lines += [f"<details><summary>{html(unit)}: trial {r['trial'] + 1}, "
                   f"{html(shown)} {number(value)}, config {r['config_hash']}</summary>", "",
                   escape(", ".join(f"{k}={v}" for k, v in sorted(config.items()))), "", "</details>"]

@@ -12,6 +12,7 @@ import polars as pl
 
 from bench.paths import component
 from bench.spec.metrics import HIGHER_IS_BETTER
+from bench.spec.study import unit_text
 
 from .convergence import best_so_far
 from .repeats import repeat_runs
@@ -174,9 +175,8 @@ def convergence_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
             panel = d.filter(pl.col("ylabel") == ylabel)
             for (arch, target, replicate), part in panel.group_by("architecture", "target", "replicate",
                                                                   maintain_order=True):
-                name = f"{arch}[{target}]" if arch == BASELINE else arch
                 ax.plot(part["position"].to_list(), part["best"].to_list(), marker=".",
-                        label=name if replicate == 1 else f"{name} r{replicate}")
+                        label=unit_text(arch, target, replicate))
             ax.set_ylabel(ylabel, fontsize=8)
             ax.set_xlabel("search trial")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -233,6 +233,13 @@ class Study:
         }
 
 
+def unit_text(arch: str, target: str | None, replicate: int | None = 1) -> str:
+    """A unit as every user-facing text spells it (logs, progress, pages): ``mmoe``, ``single_task[y1]``, with
+    `` r<k>`` after it for replicate k >= 2 (a null replicate is replicate 1). Raw text: escape it for its context."""
+    text = f"{arch}[{target}]" if arch == "single_task" and target else arch
+    return f"{text} r{replicate}" if replicate and replicate != 1 else text
+
+
 def unit_label(arch: str, weighting: str = "equal") -> str:
     """``mmoe`` with equal weighting, ``mmoe+gradnorm`` with another: the name results are stored under."""
     return arch if weighting == "equal" else f"{arch}+{weighting}"

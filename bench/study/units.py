@@ -23,7 +23,7 @@ from bench.results.markdown import visible
 from bench.spec.hooks import Hooks
 from bench.spec.replicates import replicate_options
 from bench.spec.space import ENCODER_SPACE, Param, with_encoder_space
-from bench.spec.study import Study, grid_size, optuna_class, sampler_kwargs, unit_label
+from bench.spec.study import Study, grid_size, optuna_class, sampler_kwargs, unit_label, unit_text
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ class Unit:
         return "mean" if self.arch == "single_task" else self.target
 
     def __str__(self) -> str:  # log lines: a task name's control characters (ANSI escapes) shown, not sent raw
-        text = f"{self.dataset} | {self.label}" + (f"[{visible(self.target)}]" if self.arch == "single_task" else "")
-        return text if self.replicate == 1 else f"{text} r{self.replicate}"
+        target = visible(self.target) if self.arch == "single_task" else None
+        return f"{self.dataset} | {unit_text(self.label, target, self.replicate)}"
 
 
 def data_key(label: str, replicate: int) -> str:

@@ -48,6 +48,7 @@ from bench.errors import UnknownChoice
 from bench.hashing import config_hash
 from bench.spec.config import config_schema
 from bench.spec.hooks import Hooks
+from bench.spec.study import unit_text
 from bench.spec.tracking import MODES
 
 from .settings import base_url, logged_in
@@ -72,7 +73,7 @@ def _finite(v: Any) -> Any:
 
 def unit_label(unit) -> str:
     """The unit as logs and pages spell it: ``mmoe``, ``single_task[y1]``."""
-    return f"{unit.label}[{unit.target}]" if unit.arch == "single_task" else unit.label
+    return unit_text(unit.label, unit.target if unit.arch == "single_task" else None)
 
 
 def trial_label(trial) -> int:
