@@ -205,3 +205,7 @@ def test_stored_work_changes_only_with_new_trials_or_runs(tmp_path):
     before = stored_work(root)
     os.utime(seed, ns=(0, 0))  # a final run retrained (its file rewritten)
     assert stored_work(root) != before
+    before = stored_work(root)
+    store.write_atomic(store.frame([{**trial, "stage": "final", "seed": 1, "replicate": 2}]),
+                       store.stage_path(root, "final", "syn", "mmoe", "mean", 1, replicate=2))  # replicate 2's run
+    assert stored_work(root) != before

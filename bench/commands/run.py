@@ -171,13 +171,13 @@ def stored_work(root: Path) -> dict[str, int]:
     """What a study's store holds of its work: the rows of each unit's search file (they grow with every counted
     trial) and the modification time of each final and repeated run's file. The same before and after a run (of
     any number of workers) that found nothing missing."""
-    from bench.results.store import read_file
+    from bench.results.store import read_file, run_files
 
     work = {}
     for path in sorted(Path(root).glob("results/search/*/*.parquet")):
         rows = read_file(path)
         work[str(path)] = -1 if rows is None else rows.height
-    for path in sorted(Path(root).glob("results/*/*/*/seed-*.parquet")):
+    for path in run_files(root, "final", "repeat"):  # every replicate's (r<k>-seed-<j>.parquet too)
         work[str(path)] = path.stat().st_mtime_ns
     return work
 

@@ -234,9 +234,14 @@ def read(root: Path) -> pl.DataFrame:
                     "metric", "level", "expert", "draw"], nulls_last=True)
 
 
+def run_files(root: Path, *stages: str) -> list[Path]:
+    """The stored files of every run of ``stages`` (``stage_path``'s layout: any dataset, unit and replicate)."""
+    return sorted(p for stage in stages for p in (Path(root) / "results" / stage).glob("*/*/*seed-*.parquet"))
+
+
 def stored_seeds(root: Path, stage: str = "final") -> set[int]:
     """The seeds of every stored run of ``stage`` (any dataset, unit and replicate)."""
-    return {int(p.stem.split("-")[-1]) for p in (Path(root) / "results" / stage).glob("*/*/*seed-*.parquet")}
+    return {int(p.stem.split("-")[-1]) for p in run_files(root, stage)}
 
 
 def stored_replicates(root: Path) -> set[int]:

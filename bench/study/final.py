@@ -176,7 +176,7 @@ def runs_done(ctx: RunContext, unit: Unit) -> str:
 
 def stored_runs(root: Path) -> int:
     """The final runs and repeats stored study-wide (every replicate's)."""
-    return sum(1 for stage in ("final", "repeat") for _ in (Path(root) / "results" / stage).glob("*/*/*seed-*.parquet"))
+    return len(store.run_files(root, "final", "repeat"))
 
 
 def save_model(ctx: RunContext, unit: Unit, data, config: dict[str, Any], seed: int, record: dict[str, Any],
