@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
+from test_bad_input import BASE  # the same tiny MMoE study on synthetic data
 
 from bench.cli import main
 from bench.paths import component, name_of
@@ -47,30 +48,6 @@ HOSTILE = {
 PLAIN = {"axb": "axb", "y1": "y1", "percent": "growth%", "unicode": "größe", "space": "a b"}
 LABELS = {**HOSTILE, **PLAIN}
 
-
-BASE = """
-name = "m"
-architectures = ["mmoe"]
-seeds = 1
-
-[budget]
-trials = 1
-max_epochs = 1
-patience = 1
-
-[pruner]
-kind = "none"
-
-[[datasets]]
-name = "synthetic"
-options = { n_samples = 200, d = 4 }
-
-[search.all]
-batch_size = [64]
-expert_units = [4]
-tower_units = [4]
-n_experts = 2
-"""
 
 
 def toml_string(text: str) -> str:
