@@ -21,7 +21,7 @@ from . import bootstrap as bs
 from . import decisions as dc
 from . import statistics
 
-BASELINE = "single_task"
+BASELINE = "single_task"  # the tuned single-task baseline every gain and decision is against
 BEST = "best"  # the decision column of the best architecture itself
 
 

@@ -11,10 +11,10 @@ from tabulate import tabulate
 
 from bench.spec.metrics import ENTIRE
 
+from .comparisons import BASELINE
 from .markdown import DASH, escape, interval
 from .statistics import mean_ci
 
-BASELINE = "single_task"
 COLUMNS = {"auc": "AUC, observed rows", "auc_entire": "AUC, every impression", "calib_entire": "mean abs(p^ - p)"}
 
 

@@ -49,8 +49,8 @@ from bench.spec.decision import DecisionSpec
 from bench.spec.metrics import DIAGNOSTIC, HIGHER_IS_BETTER, PRIMARY
 
 from . import bootstrap, comparisons, statistics
+from .comparisons import BASELINE
 
-BASELINE = "single_task"
 # per-run diagnostics summarised on the leaderboard, in its column order: metric -> what the column says
 DIAGNOSTIC_MEASURES = {"expert_dead_units": "dead units", "gate_entropy_norm": "normalised gate entropy",
                        "gate_unused": "unused experts"}
