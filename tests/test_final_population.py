@@ -80,7 +80,13 @@ def test_population_rows_equal_per_seed_rows(dropout):
     assert {(r["split"], r["metric"]) for r in pop_draws} == {("test", "mse")}
     by_draw = {(r["seed"], r["task"], r["draw"]): r["value"] for r in seq_draws}
     assert all(close(r["value"], by_draw[(r["seed"], r["task"], r["draw"])]) for r in pop_draws)
-    pop, seq = ([r for r in rows if r.get("draw") is None] for rows in (pop, seq))
+    # the learning curves (store kind "curve", after the hooks too): per seed and epoch the training loss, the
+    # validation objective and metrics, equal on both paths
+    pop_curves, seq_curves = ({(r["seed"], r["split"], r["task"], r["metric"], r["epoch"]): r["value"]
+                               for r in rows if r.get("kind") == store.CURVE} for rows in (pop, seq))
+    assert pop_curves.keys() == seq_curves.keys() and len(pop_curves) >= 3 * 2
+    assert all(close(v, seq_curves[k]) for k, v in pop_curves.items())
+    pop, seq = ([r for r in rows if r.get("draw") is None and r.get("kind") != store.CURVE] for rows in (pop, seq))
     # every seed started before training, every seed ended after it with its own rows (the hooks never see draws)
     n = len(pop) // 3
     assert calls == [("start", s, s) for s in (1, 2, 3)] + [("end", s, n) for s in (1, 2, 3)]

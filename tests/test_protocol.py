@@ -215,15 +215,16 @@ def test_published_mistakes_are_one_line(change, message):
 
 
 def test_tiny_reproduction_spec_end_to_end(tmp_path, monkeypatch):
-    """studies/mmoe-synthetic.toml made tiny (fewer rows, epochs, seeds and repeats; nothing else changed):
-    fixed sizes, a learning-rate grid, no single-task baseline, three correlations, repeated runs; the leaderboard
-    has the correlation plot and the trainability sections."""
+    """studies/mmoe-synthetic.toml made tiny (fewer rows, epochs, seeds, repeats and replicates; nothing else
+    changed): fixed sizes, a learning-rate grid, no single-task baseline, three correlations, repeated runs, data
+    draws; the leaderboard has the correlation plot, the trainability sections and the learning curves."""
     from pathlib import Path
 
     monkeypatch.chdir(tmp_path)
     text = (Path(__file__).resolve().parents[1] / "studies" / "mmoe-synthetic.toml").read_text()
     for old, new in (('name = "mmoe-synthetic"', 'name = "tiny-repro"'), ("seeds = 5", "seeds = 2"),
-                     ("repeats = 100", "repeats = 3"), ("max_epochs = 60", "max_epochs = 2"),
+                     ("repeats = 10", "repeats = 3"), ("replicates = 10", "replicates = 2"),
+                     ("max_epochs = 60", "max_epochs = 2"),
                      ("n_samples = 10000, d = 100", "n_samples = 300, d = 8")):
         assert old in text
         text = text.replace(old, new)
@@ -236,7 +237,11 @@ def test_tiny_reproduction_spec_end_to_end(tmp_path, monkeypatch):
     assert "no final results" not in markdown  # single-task is not an architecture of this study
     rows = store.read(tmp_path / "runs" / "tiny-repro")
     assert rows.filter(pl.col("stage") == "repeat")["seed"].unique().sort().to_list() == [1001, 1002, 1003]
-    assert set(rows.filter(pl.col("stage") == "search")["trial"].unique()) == {0, 1, 2}  # the grid, once
+    search = rows.filter(pl.col("stage") == "search").with_columns(pl.col("replicate").fill_null(1))
+    assert search.group_by("replicate").agg(pl.col("trial").unique().sort())["trial"].to_list() == [[0, 1, 2]] * 2
+    # the grid, once per replicate; every run's learning curves stored
+    assert store.read_curves(tmp_path / "runs" / "tiny-repro")["replicate"].unique().sort().to_list() == [1, 2]
+    assert "## Learning curves" in markdown
 
 
 def test_objective_names():

@@ -64,12 +64,24 @@ def test_repeat_summary_hand_computed():
         assert r["q25"] == pytest.approx(q25) and r["q75"] == pytest.approx(q75)
         assert r["iqr"] == pytest.approx(q75 - q25)
         assert (r["min"], r["max"]) == (min(vals), max(vals))
-    # best AUC on click: 0.80 -> within 1%: >= 0.792; best MSE on price: 1.0 -> within 1%: <= 1.01
+    # the median best on the error scale: click 1 - 0.79 (ple's median) = 0.21 -> within 10%: e <= 0.231, i.e.
+    # AUC >= 0.769; price: mmoe's median MSE 1.005 -> within 10%: MSE <= 1.1055
     assert got[("mmoe", "click")]["within"] == pytest.approx(1 / 4)
-    assert got[("ple", "click")]["within"] == pytest.approx(1 / 3)
+    assert got[("ple", "click")]["within"] == pytest.approx(2 / 3)
     assert got[("mmoe", "price")]["within"] == pytest.approx(2 / 3)
-    assert got[("ple", "price")]["within"] == 0.0
-    assert got[("single_task", "price")]["within"] == 0.0
+    assert got[("ple", "price")]["within"] == pytest.approx(1 / 2)
+    assert got[("single_task", "price")]["within"] == pytest.approx(1 / 2)
+    assert got[("ple", "click")]["best_median"] == pytest.approx(0.79)
+    assert got[("mmoe", "price")]["best_median"] == pytest.approx(1.005)
+    # failures: beyond twice the median best's error: AUC < 1 - 0.42 = 0.58, MSE > 2.01: none here
+    assert {r["failures"] for r in got.values()} == {0}
+    assert got[("mmoe", "click")]["threshold"] == pytest.approx(0.58)
+    assert got[("mmoe", "price")]["threshold"] == pytest.approx(2.01)
+    # a stricter ratio: MSE > 1.4 * 1.005 = 1.407 fails ple's 1.5; AUC < 1 - 1.4 * 0.21 = 0.706 fails 0.60 and 0.70
+    strict = {(r["architecture"], r["task"]): r["failures"]
+              for r in repeats.repeat_summary(rows, failure=1.4).iter_rows(named=True)}
+    assert strict == {("mmoe", "click"): 1, ("ple", "click"): 1, ("mmoe", "price"): 0, ("ple", "price"): 1,
+                      ("single_task", "price"): 0}
     # within a task, best median first (AUC: higher, MSE: lower)
     order = repeats.repeat_summary(rows).select("task", "architecture").rows()
     # medians: click ple 0.79 > mmoe 0.75; price mmoe 1.005 < single_task 1.2 < ple 1.26
@@ -95,7 +107,8 @@ def test_leaderboard_section_only_with_repeats():
     assert repeats.section(with_rows, "d2") == []
     table = [ln for ln in section.splitlines() if ln.startswith("| mmoe ") and "click" in ln]
     assert [c.strip() for c in table[0].strip("|").split("|")] == [
-        "mmoe", "click", "auc", "4", "0.7500", f"{0.77 - 0.73:.4f}", "0.7000", "0.8000", "25%"]
+        "mmoe", "click", "auc", "4", "0.7500", "0.7300–0.7700", f"{0.77 - 0.73:.4f}", "0 (0%)", "25%", "0.7000",
+        "0.8000"]
 
 
 def test_histogram_written(tmp_path):
@@ -189,15 +202,15 @@ def test_cli_repeats_end_to_end(tmp_path, monkeypatch, capsys):
     assert "### syn: repeated runs" in markdown and "(rep/syn-repeats.png)" in markdown
     assert (tmp_path / "results" / "rep" / "syn-repeats.png").stat().st_size > 0
     # the section's rows recomputed from the stored values with numpy
-    section = markdown.split("### syn: repeated runs\n", 1)[1]
+    section = markdown.split("### syn: repeated runs\n", 1)[1].split("\n#", 1)[0]
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in section.splitlines() if ln.startswith("| mmoe")]
     assert [c[1] for c in cells] == ["y1", "y2"]
     for c in cells:
         vals = rep.filter((pl.col("split") == "test") & (pl.col("task") == c[1]) &
                           (pl.col("metric") == "mse"))["value"].to_list()
         q25, q75 = np.percentile(vals, [25, 75])
-        assert c[2:8] == ["mse", "3", f"{np.median(vals):.4f}", f"{q75 - q25:.4f}", f"{min(vals):.4f}",
-                          f"{max(vals):.4f}"]
+        assert c[2:7] == ["mse", "3", f"{np.median(vals):.4f}", f"{q25:.4f}–{q75:.4f}", f"{q75 - q25:.4f}"]
+        assert c[9:] == [f"{min(vals):.4f}", f"{max(vals):.4f}"]
 
     # resume: stored repeats are not trained again; one more repeat trains only seed 1004
     mtimes = {p: p.stat().st_mtime_ns for stage in ("final", "repeat")

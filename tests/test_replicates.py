@@ -135,13 +135,17 @@ def test_an_old_store_without_replicates_reads_and_resumes(tmp_path, monkeypatch
 
 def test_official_splits_stay_fixed_and_random_draws_vary():
     paper = {"split": "paper", "group": 1}
-    assert replicate_options("census-income", "c", paper, 2) == paper
-    assert replicate_options("adult", "a", {}, 3) == {}  # its default split is the official one
-    drawn = replicate_options("census-income", "c", {"split": "random"}, 2)
+    assert replicate_options("census-income", paper, 2) == paper
+    assert replicate_options("adult", {}, 3) == {}  # its default split is the official one
+    drawn = replicate_options("census-income", {"split": "random"}, 2)
     assert drawn["split"] == "random" and drawn["seed"] != 0
-    assert drawn == replicate_options("census-income", "c", {"split": "random"}, 2)  # stable
-    assert drawn != replicate_options("census-income", "c2", {"split": "random"}, 2)  # per dataset label
-    assert replicate_options("synthetic", "s", {"seed": 5}, 1) == {"seed": 5}  # replicate 1: the spec's own
+    assert drawn == replicate_options("census-income", {"split": "random"}, 2)  # stable
+    assert drawn != replicate_options("census-income", {"split": "random"}, 3)  # per replicate
+    assert replicate_options("synthetic", {"seed": 5}, 1) == {"seed": 5}  # replicate 1: the spec's own
+    # entries of one draw (the correlations p of one generator seed) share each replicate's draw: still paired;
+    # another generator seed is another data set, with draws of its own
+    at = lambda p, seed=0: replicate_options("synthetic", {"p": p, "seed": seed}, 2)  # noqa: E731
+    assert at(0.5)["seed"] == at(1.0)["seed"] != at(0.5, seed=1)["seed"]
     draws = describe_draws({"c": {"name": "census-income", "options": paper}, "s": {"name": "synthetic"}})
     assert draws == {"c": "data fixed across replicates (official split 'paper')",
                      "s": "data drawn anew per replicate (seed of the generator or split)"}

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from bench.errors import UserError
     from bench.results import leaderboard
-    from bench.results.publish import read_published
+    from bench.results.publish import read_extras, read_published
     from bench.results.store import ensure_writable
 
     ensure_writable(args.output, "--output")
@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         if args.stated_command:
             raise UserError("--command cannot be used with --from: a published page states the command that ran")
         rows, meta = read_published(args.published)
-        path, text = leaderboard.write_page(rows, meta, args.output, with_plots=not args.no_plots)
+        path, text = leaderboard.write_page(rows, meta, args.output, with_plots=not args.no_plots,
+                                            **read_extras(args.published))
     else:
         root = stored_root(args.study, args.runs_dir)
         path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots, command=args.stated_command)

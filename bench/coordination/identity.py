@@ -44,7 +44,7 @@ def unit_identity(study, unit, data=None) -> dict[str, Any]:
         **({"weighting": unit.weighting} if unit.weighting != "equal" else {}),
         # replicates >= 2 only (replicate 1 keeps the identity of a study without replicates): its data draw
         **({"replicate": unit.replicate,
-            "data_options": replicate_options(ds.name, ds.label, ds.options, unit.replicate)}
+            "data_options": replicate_options(ds.name, ds.options, unit.replicate)}
            if unit.replicate != 1 else {}),
     }
     return json.loads(json.dumps(ident, sort_keys=True, default=str))  # the form it has after a storage round trip

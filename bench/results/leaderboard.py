@@ -19,7 +19,7 @@ from bench.spec.decision import decision_from_meta
 from bench.spec.metrics import DEAD_ROWS, DIAGNOSTIC, UNUSED_WEIGHT, objective_label
 from bench.spec.study import unit_text
 
-from . import repeats, store, verdicts
+from . import curves, repeats, store, verdicts
 from .convergence import replicates_text, sampler_text, search_section
 from .funnel import entire_space_section
 from .markdown import DASH, escape, html, image, interval, number, options_text, pvalue
@@ -492,9 +492,12 @@ def legend(decision) -> list[str]:
     ]
 
 
-def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple[str, str]]] | None = None) -> str:
+def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple[str, str]]] | None = None,
+           curve_rows: pl.DataFrame | None = None, findings: str | None = None) -> str:
     """The markdown leaderboard. ``plots`` maps a dataset label (or "" for study-wide plots, "overall" for the
-    critical-difference diagram, "repeats:<label>") to (caption, relative path) pairs to link."""
+    critical-difference diagram, "repeats:<label>", "curves") to (caption, relative path) pairs to link.
+    ``curve_rows``: the runs' learning curves (``store.read_curves``), when stored; ``findings``: the maintainers'
+    analysis published beside the rows (``bench.results.publish``), shown last as inert text."""
     plots = plots or {}
     decision = decision_from_meta(meta)
     archs = arch_summary(rows, decision)
@@ -508,10 +511,27 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
     for label in labels:
         lines += dataset_section(rows, meta, label, archs, cells, plots)
         lines += entire_space_section(rows, label)  # data whose truth is known (synthetic-funnel)
+        lines += curves.section(rows, curve_rows, label)  # replicates' selections, epochs trained and kept
     lines += scarcity_section(cells, meta, plots.get("scarcity", []))
     for caption, path in plots.get("", []):
         lines += [image(caption, path), ""]
+    lines += curves.figure_lines(plots.get("curves"))
+    lines += findings_section(findings)
     return "\n".join(lines)
+
+
+def findings_section(findings: str | None) -> list[str]:
+    """The maintainers' findings (``leaderboard/<study>/findings.md``), written from the rows after the study ran:
+    each line as inert text (``escape``: no link, HTML or table can be injected by a published folder), blank lines
+    kept as paragraph breaks and a leading ``- `` as a list item."""
+    if not findings or not findings.strip():
+        return []
+    lines = ["## Findings", "", "Written by the maintainers from the rows and tables above (findings.md beside the raw "
+             "rows); every number in it appears above.", ""]
+    for line in findings.strip().splitlines():
+        item = line.startswith("- ")
+        lines.append(("- " + escape(line[2:])) if item else escape(line))
+    return [*lines, ""]
 
 
 def tables(rows: pl.DataFrame) -> dict[str, pl.DataFrame]:
@@ -527,23 +547,27 @@ def build(root: Path, out_dir: Path, *, with_plots: bool = True, command: str | 
     """Rebuild ``out_dir/<study>.md`` (and plots in ``out_dir/<study>/``) from the store at ``root``. ``command``:
     the exact command that produced the results, for the header (kept in the study's metadata for later
     rebuilds; default ``bench run --study NAME``)."""
-    rows = store.read(root)
+    rows, curve_rows = store.read(root), store.read_curves(root)
     meta = store.read_meta(root)
     if command:
         meta["command"] = command
         store.write_meta(root, meta)
-    return write_page(rows, meta, out_dir, with_plots=with_plots)
+    return write_page(rows, meta, out_dir, with_plots=with_plots, curve_rows=curve_rows)
 
 
-def write_page(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, *, with_plots: bool = True) -> tuple[Path, str]:
+def write_page(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, *, with_plots: bool = True,
+               curve_rows: pl.DataFrame | None = None, findings: str | None = None) -> tuple[Path, str]:
     """``out_dir/<study>.md`` and its plots in ``out_dir/<study>/`` from ``rows`` and ``meta`` alone (a store's, or
-    a published folder's raw rows: ``bench.results.publish``). Returns the page's path and text."""
+    a published folder's raw rows: ``bench.results.publish``), with the learning curves and findings when there
+    are. Returns the page's path and text."""
     out_dir.mkdir(parents=True, exist_ok=True)
     name = component(meta["study"], "study name")  # study.json is data too: its name never leaves out_dir
     for stale in (out_dir / name).glob("*.png"):  # plots of an earlier build that may not be made again
         stale.unlink()
     links = leaderboard_plots(rows, meta, out_dir, name) if with_plots and rows.height else {}
-    text = render(rows, meta, links)
+    if with_plots and curve_rows is not None and curve_rows.height:
+        links.update(curves.curve_plots(curve_rows, out_dir / name, name))
+    text = render(rows, meta, links, curve_rows, findings)
     path = out_dir / f"{name}.md"
     path.write_text(text)
     return path, text

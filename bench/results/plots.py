@@ -15,7 +15,7 @@ from bench.spec.metrics import HIGHER_IS_BETTER
 from bench.spec.study import unit_text
 
 from .convergence import best_so_far
-from .repeats import repeat_runs
+from .repeats import repeat_runs, repeat_summary
 from .tables import (
     BASELINE,
     arch_summary,
@@ -374,13 +374,15 @@ def _cd_diagram(plt, overall: pl.DataFrame, cd: float, path: Path) -> None:
 
 
 def repeat_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
-    """One PNG per dataset with repeats: per task, a histogram of the runs' test metric per architecture.
+    """One PNG per dataset with repeats: per task, a histogram of the runs' test metric per architecture (on a
+    log axis when the runs span more than a decade), with the failure threshold (``bench.results.repeats``).
     Returns ``{"repeats:<label>": [(caption, path relative to the leaderboard directory)]}``."""
     import numpy as np
 
     plt = _pyplot()
 
     runs = repeat_runs(rows)
+    limits = {(r["dataset"], r["task"]): r["threshold"] for r in repeat_summary(rows).iter_rows(named=True)}
     links: dict[str, list[tuple[str, str]]] = {}
     for label in sorted(runs["dataset"].unique().to_list()):
         d = runs.filter(pl.col("dataset") == label)
@@ -390,12 +392,19 @@ def repeat_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
         for ax, task in zip(axes[0], tasks):
             t = d.filter(pl.col("task") == task)
             lo, hi = t["value"].min(), t["value"].max()
-            bins = np.linspace(lo, hi, 21) if hi > lo else np.linspace(lo - 0.5e-3, hi + 0.5e-3, 21)
+            log = lo > 0 and hi > 10 * lo  # a few runs decades away would squash the rest into one bin
+            bins = (np.geomspace(lo, hi, 31) if log else np.linspace(lo, hi, 21) if hi > lo
+                    else np.linspace(lo - 0.5e-3, hi + 0.5e-3, 21))
             for arch in archs:
                 values = t.filter(pl.col("architecture") == arch)["value"].to_list()
                 if values:
                     ax.hist(values, bins=bins, histtype="step", linewidth=1.5, label=f"{arch} ({len(values)})")
-            ax.set_xlabel(f"test {t['metric'][0]}")
+            if log:
+                ax.set_xscale("log")
+            limit = limits.get((label, task))
+            if limit is not None and lo <= limit <= hi:
+                ax.axvline(limit, color="grey", linestyle="--", linewidth=0.8, label="failure threshold")
+            ax.set_xlabel(f"test {t['metric'][0]}" + (" (log scale)" if log else ""))
             ax.set_ylabel("runs")
             ax.set_title(f"{label}: {task}")
             ax.legend(fontsize=7)

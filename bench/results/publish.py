@@ -10,6 +10,10 @@ tracked by git); ``bench publish`` is the separate step that puts a study into t
                                       hardware and git commit), in the store's order
     leaderboard/<study>/study.json    the study's metadata (``store.read_meta``), what the page states besides
     leaderboard/<study>/spec.toml     the spec file that was run (when the store kept it)
+    leaderboard/<study>/curves.parquet  the final and repeated runs' learning curves (``store.read_curves``),
+                                      when the store holds any
+    leaderboard/<study>/findings.md   the maintainers' findings, written by hand from the page (optional; kept
+                                      when the study is published again, shown last on the page as inert text)
 
 The page is built from the published files themselves (``read_published``), so ``bench leaderboard --from
 leaderboard/<study>/`` rebuilds it byte-identical with no ``runs/``: nothing on it comes from the clock or the
@@ -34,6 +38,8 @@ from .leaderboard import write_page
 ROWS = "rows.parquet"
 META = "study.json"
 SPEC = "spec.toml"
+CURVES = "curves.parquet"
+FINDINGS = "findings.md"
 
 
 def publish(root: Path, out_dir: Path, *, with_plots: bool = True) -> tuple[Path, pl.DataFrame]:
@@ -53,9 +59,36 @@ def publish(root: Path, out_dir: Path, *, with_plots: bool = True) -> tuple[Path
         shutil.copyfile(spec, folder / SPEC)
     else:
         (folder / SPEC).unlink(missing_ok=True)  # a spec of an earlier publication is not this one's
+    curve_rows = store.read_curves(root)
+    if curve_rows.height:
+        store.write_atomic(curve_rows, folder / CURVES)
+        (folder / CURVES).chmod(0o644)
+    else:
+        (folder / CURVES).unlink(missing_ok=True)  # curves of an earlier publication are not this one's
     rows, meta = read_published(folder)
-    path, _ = write_page(rows, meta, Path(out_dir), with_plots=with_plots)
+    path, _ = write_page(rows, meta, Path(out_dir), with_plots=with_plots, **read_extras(folder))
     return path, rows
+
+
+def read_extras(folder: Path) -> dict[str, Any]:
+    """What a published folder may hold beside its rows: ``curve_rows`` (curves.parquet) and ``findings``
+    (findings.md), each None when absent; a damaged one is a one-line error."""
+    folder = Path(folder)
+    curve_rows = findings = None
+    if (folder / CURVES).is_file():
+        curve_rows = store.read_file(folder / CURVES)
+        if curve_rows is None:
+            raise UserError(f"{folder / CURVES} is damaged (cannot be read as parquet)")
+        missing = [c for c in store.CURVE_COLUMNS if c not in curve_rows.columns]
+        if missing:
+            raise UserError(f"{folder / CURVES} lacks the columns {', '.join(missing)}")
+        curve_rows = curve_rows.select([pl.col(c).cast(store.SCHEMA[c]) for c in store.CURVE_COLUMNS])
+    if (folder / FINDINGS).is_file():
+        try:
+            findings = (folder / FINDINGS).read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise UserError(f"{folder / FINDINGS} is not UTF-8 text ({err})") from None
+    return {"curve_rows": curve_rows, "findings": findings}
 
 
 def read_published(folder: Path) -> tuple[pl.DataFrame, dict[str, Any]]:

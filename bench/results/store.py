@@ -70,6 +70,13 @@ One row per (study, dataset, architecture, target, stage, trial, seed, split, ta
   have no resamples: the leaderboard then says that its intervals leave out test-set error. Readers of a run's
   metrics filter ``draw`` null.
 
+- ``epoch``: learning curves. Each final and repeated run also stores its per-epoch history (the MMoE paper's figure
+  4 shows how the loss evolves): ``kind`` "curve", ``epoch`` e (0-based), ``split`` "train" with ``task`` "*" and
+  ``metric`` "loss" (the epoch's mean training loss, the weighted sum the optimiser saw), and ``split`` "val" with one
+  row per task and metric plus ``task`` "*", ``metric`` "objective". Only finite values are stored (a diverged
+  epoch has no row). ``epoch`` is null on every other row. ``read`` leaves these rows out (every reader of a run's
+  metrics sees exactly what it saw before they existed); ``read_curves`` returns them.
+
 ``wandb_run`` / ``wandb_url``: the W&B run of the trial or final run (``bench.tracking``); null when not
 tracked, the URL only when tracked online.
 """
@@ -124,7 +131,12 @@ SCHEMA: dict[str, pl.DataType] = {
     "replicate": pl.Int64,  # which replicate of the whole pipeline (search and final seeds) the row belongs to
     "drawn_by": pl.String,  # search rows: what drew the trial's configuration (random, tpe, grid); null otherwise
     "draw": pl.Int64,  # test-set resample (1..B) of a final/repeat run's primary test metric; null otherwise
+    "epoch": pl.Int64,  # learning-curve rows (kind "curve"): the epoch; null otherwise
 }
+
+CURVE = "curve"  # the store's ``kind`` of learning-curve rows (``epoch`` set)
+CURVE_COLUMNS = ["study", "dataset", "architecture", "target", "stage", "replicate", "seed", "config_hash", "split",
+                 "task", "metric", "epoch", "value"]
 
 
 def empty() -> pl.DataFrame:
@@ -215,7 +227,27 @@ def model_path(root: Path, dataset: str, arch: str, target: str, seed: int, repl
 
 
 def read(root: Path) -> pl.DataFrame:
-    """All rows stored under ``root`` (a ``runs/<study>/`` directory), in a stable order."""
+    """All rows stored under ``root`` (a ``runs/<study>/`` directory) but the learning curves, in a stable order."""
+    rows = read_all(root)
+    return rows.filter(pl.col("epoch").is_null())
+
+
+def read_curves(root: Path) -> pl.DataFrame:
+    """The learning-curve rows stored under ``root`` (``CURVE_COLUMNS``), one per run, epoch, split, task and
+    metric, in a stable order."""
+    return curves_of(read_all(root))
+
+
+def curves_of(rows: pl.DataFrame) -> pl.DataFrame:
+    """The learning-curve rows of ``rows`` (any frame with the store's columns), ``CURVE_COLUMNS`` only."""
+    return (rows.filter(pl.col("epoch").is_not_null()).select(CURVE_COLUMNS)
+            .with_columns(pl.col("replicate").fill_null(1))
+            .sort(["dataset", "architecture", "target", "stage", "replicate", "seed", "split", "task", "metric",
+                   "epoch"]))
+
+
+def read_all(root: Path) -> pl.DataFrame:
+    """Every row stored under ``root``, learning curves included, in a stable order."""
     files = sorted((root / "results").glob("**/*.parquet"))
     if not files:
         return empty()
@@ -231,7 +263,7 @@ def read(root: Path) -> pl.DataFrame:
     df = df.with_columns([pl.lit(None, dtype=t).alias(k) for k, t in SCHEMA.items() if k not in df.columns])
     df = df.select([pl.col(k).cast(t) for k, t in SCHEMA.items()])
     return df.sort(["dataset", "architecture", "target", "stage", "replicate", "trial", "seed", "split", "task",
-                    "metric", "level", "expert", "draw"], nulls_last=True)
+                    "metric", "level", "expert", "draw", "epoch"], nulls_last=True)
 
 
 def run_files(root: Path, *stages: str) -> list[Path]:

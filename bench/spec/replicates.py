@@ -8,7 +8,9 @@ What varies in replicate r:
   sampler seed, the dataset, the unit and r);
 - the data draw of a dataset with a ``seed`` option, unless it uses an official split
   (``replicate_options``): the synthetic generator's seed, a random split's seed, a validation carve-out's
-  seed, and the seed that masks a scarce task's training labels (``data_seed``). An official split (census
+  seed, and the seed that masks a scarce task's training labels (``data_seed``). Entries of one loader with
+  the same spec seed share each replicate's draw (the correlations of the MMoE experiment stay paired: replicate
+  r's p = 0.5 and p = 1.0 have the same x and y1). An official split (census
   income's "paper", adult's "official") stays fixed: every replicate trains and tests on the same rows.
 
 Replicate 1 is the study without replicates: the spec's own options, its sampler streams, its paths and Optuna
@@ -22,12 +24,14 @@ from typing import Any
 from bench.hashing import stream_seed
 
 
-def data_seed(label: str, options: dict[str, Any], replicate: int) -> int | None:
-    """The seed of replicate ``replicate``'s data draw of dataset ``label`` (spec ``options``): None for
-    replicate 1 (the spec's own draw), else a stable hash of the spec's seed, the label and the replicate."""
+def data_seed(name: str, options: dict[str, Any], replicate: int) -> int | None:
+    """The seed of replicate ``replicate``'s data draw of a dataset of loader ``name`` (spec ``options``): None for
+    replicate 1 (the spec's own draw), else a stable hash of the loader, the spec's seed and the replicate. Not of
+    the entry's label: entries that share one draw in the spec (the correlations p of one synthetic seed, the label
+    fractions of one split: ``bench.results.tables.blocks``) share each replicate's draw too, so they stay paired."""
     if replicate == 1:
         return None
-    return stream_seed("data", int(options.get("seed", 0)), label, replicate)
+    return stream_seed("data", int(options.get("seed", 0)), name, replicate)
 
 
 def draw_varies(name: str, options: dict[str, Any]) -> str | None:
@@ -44,11 +48,11 @@ def draw_varies(name: str, options: dict[str, Any]) -> str | None:
     return None
 
 
-def replicate_options(name: str, label: str, options: dict[str, Any], replicate: int) -> dict[str, Any]:
-    """The loader options of replicate ``replicate`` of dataset ``label`` (loader ``name``, spec ``options``):
-    the spec's for replicate 1 and wherever the draw is fixed (``draw_varies``), else the spec's with the seed
-    of that replicate's draw (``data_seed``)."""
-    seed = data_seed(label, options, replicate)
+def replicate_options(name: str, options: dict[str, Any], replicate: int) -> dict[str, Any]:
+    """The loader options of replicate ``replicate`` of a dataset of loader ``name`` (spec ``options``): the spec's
+    for replicate 1 and wherever the draw is fixed (``draw_varies``), else the spec's with the seed of that
+    replicate's draw (``data_seed``)."""
+    seed = data_seed(name, options, replicate)
     if seed is None or draw_varies(name, options) is not None:
         return dict(options)
     return {**options, "seed": seed}

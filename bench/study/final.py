@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -325,7 +326,22 @@ def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg:
     # then its primary test metric on each test-set resample (store column ``draw``): not given to the hooks, but
     # with the run's W&B columns as a tracker set them on its rows
     tracked = {k: rows[0][k] for k in ("wandb_run", "wandb_url") if rows and rows[0].get(k) is not None}
-    return rows + [{**base, **tracked, "split": "test", "task": task, "kind": kinds[task],
-                    "metric": PRIMARY[kinds[task]], "value": value, "draw": b,
-                    "observed": result.observed.get("test", {}).get(task)}
-                   for task, values in (result.test_draws or {}).items() for b, value in enumerate(values, 1)]
+    draws = [{**base, **tracked, "split": "test", "task": task, "kind": kinds[task], "metric": PRIMARY[kinds[task]],
+              "value": value, "draw": b, "observed": result.observed.get("test", {}).get(task)}
+             for task, values in (result.test_draws or {}).items() for b, value in enumerate(values, 1)]
+    return rows + draws + curve_rows(base, result.history)
+
+
+def curve_rows(base: dict[str, Any], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A run's learning curves as store rows (``bench.results.store``, kind "curve"): per epoch of ``history``
+    (``{"epoch", "train_loss", "val_objective", "val/<task>/<metric>"}``) the training loss, the validation
+    objective and every validation metric; non-finite values (a diverged epoch) left out."""
+    rows = []
+    for h in history:
+        points = [("train", "*", "loss", h.get("train_loss")), ("val", "*", "objective", h.get("val_objective"))]
+        # "val/<task>/<metric>": a task's name may hold "/", a metric's never does
+        points += [("val", *key[len("val/"):].rsplit("/", 1), v) for key, v in h.items() if key.startswith("val/")]
+        rows += [{**base, "kind": store.CURVE, "epoch": int(h["epoch"]), "split": split, "task": task,
+                  "metric": metric, "value": float(v)}
+                 for split, task, metric, v in points if v is not None and math.isfinite(v)]
+    return rows

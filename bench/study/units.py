@@ -76,7 +76,7 @@ def load_data(study: Study) -> dict[str, Any]:
     for spec in study.datasets:
         first = out[spec.label] = load_one(study, spec, 1)
         for r in study.replicate_ids[1:]:
-            fixed = replicate_options(spec.name, spec.label, spec.options, r) == spec.options
+            fixed = replicate_options(spec.name, spec.options, r) == spec.options
             out[data_key(spec.label, r)] = first if fixed else load_one(study, spec, r)
     return out
 
@@ -85,7 +85,7 @@ def load_one(study: Study, spec, replicate: int):
     """Replicate ``replicate``'s draw of one dataset (``spec``), its tasks and label fractions applied."""
     from bench import datasets
 
-    options = replicate_options(spec.name, spec.label, spec.options, replicate)
+    options = replicate_options(spec.name, spec.options, replicate)
     mask_seed = options["seed"] if options != spec.options else 0  # a replicate's own draw masks its own labels
     try:
         data = datasets.load(spec.name, **options)
