@@ -20,6 +20,7 @@ from bench.spec.decision import decision_from_meta
 
 from . import store, verdicts
 from .funnel import entire_space_section
+from .gates import diagnostic_summary, gate_utilisation
 from .header import explained, header, legend, missing_final_runs, provenance, wall_time  # noqa: F401
 from .markdown import image
 from .plots import leaderboard_plots
@@ -35,8 +36,6 @@ from .sections import (  # noqa: F401  (re-exported: the page's sections)
 )
 from .tables import (
     arch_summary,
-    diagnostic_summary,
-    gate_utilisation,
     overall_ranking,
     pareto_front,
     task_summary,

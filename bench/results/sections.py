@@ -19,13 +19,12 @@ from bench.spec.study import unit_text
 
 from . import repeats, verdicts
 from .convergence import search_section
+from .gates import DIAGNOSTIC_MEASURES, diagnostic_summary
 from .markdown import DASH, escape, html, image, interval, number, pvalue
 from .tables import (
     ALPHA,
     BASELINE,
-    DIAGNOSTIC_MEASURES,
     MIN_INDEPENDENT,
-    diagnostic_summary,
     overall_ranking,
     pareto_front,
     scarcity_summary,
