@@ -540,7 +540,7 @@ def test_a_resumed_run_counts_the_work_done_before(tmp_path, capsys):
 
 
 def test_a_short_run_s_wall_time_is_in_seconds(tmp_path, capsys):
-    from bench.results.leaderboard import _duration
+    from bench.results.header import _duration
 
     assert [_duration(s) for s in (0.2, 5, 89, 90, 150, 3600, 5400)] == [
         "1 s", "5 s", "89 s", "2 min", "2 min", "1 h 00 min", "1 h 30 min"]

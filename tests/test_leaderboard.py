@@ -12,8 +12,8 @@ import pytest
 from polars.testing import assert_frame_equal
 from scipy import stats
 
+from bench.results import gates, plots, store, tables
 from bench.results import leaderboard as lb
-from bench.results import plots, store, tables
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
 
@@ -294,7 +294,7 @@ def test_pareto_front_of_a_hand_made_frame():
 
 
 def test_gate_utilisation_and_diagnostic_summary_expected_frames():
-    util = tables.gate_utilisation(hand_made_rows())
+    util = gates.gate_utilisation(hand_made_rows())
     expected = pl.DataFrame({
         "dataset": ["d1"] * 6,
         "architecture": ["mmoe"] * 4 + ["ple"] * 2,
@@ -305,7 +305,7 @@ def test_gate_utilisation_and_diagnostic_summary_expected_frames():
         "n": [2, 2, 2, 2, 1, 1],
     })
     assert_frame_equal(util, expected, check_exact=False)
-    summary = tables.diagnostic_summary(hand_made_rows())
+    summary = gates.diagnostic_summary(hand_made_rows())
     # per seed, the mean over levels and tasks (experts); then mean and t interval over seeds
     per_seed = {("mmoe", "expert_dead_units"): [0.25, 0.2], ("mmoe", "gate_entropy_norm"): [0.75, 0.85],
                 ("mmoe", "gate_unused"): [0.0, 0.25], ("ple", "expert_dead_units"): [0.5],

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from matplotlib.colors import to_rgb
 
-from bench.results import plots
+from bench.results import figures, plots
 
 
 @pytest.fixture
@@ -28,13 +28,13 @@ BY = {"single_task": cell(0.940, 0.939, 0.941, [0.9395, 0.9405]),
 
 def test_metrics_are_dots_around_the_baseline_and_gains_are_bars_from_zero(plt):
     fig, (metric_ax, gain_ax) = plt.subplots(1, 2)
-    plots._bars(metric_ax, ["mmoe", "ple", "single_task"], BY, "metrics")
+    figures.bars(metric_ax, ["mmoe", "ple", "single_task"], BY, "metrics")
     assert not metric_ax.patches  # no bars on an axis that does not start at 0
     bottom, top = metric_ax.get_ylim()
     assert 0.9 < bottom < 0.94 < 0.946 < top  # zoomed to the values, each mean and interval inside
     dashed = [line for line in metric_ax.get_lines() if line.get_linestyle() == "--"]
     assert len(dashed) == 1 and dashed[0].get_ydata()[0] == pytest.approx(0.940)  # the single-task reference
-    plots._bars(gain_ax, ["mmoe", "ple"], BY, "gain")
+    figures.bars(gain_ax, ["mmoe", "ple"], BY, "gain")
     bars = gain_ax.patches
     assert len(bars) == 2 and all(b.get_y() == 0.0 for b in bars)  # from 0, the no-gain reference
     assert [b.get_height() for b in bars] == pytest.approx([0.005, 0.003])
@@ -45,7 +45,7 @@ def test_metrics_are_dots_around_the_baseline_and_gains_are_bars_from_zero(plt):
 def test_gate_heatmap_has_a_labelled_colour_bar_and_readable_numbers(plt):
     util = pl.DataFrame({"dataset": "d", "architecture": "mmoe", "level": 0, "task": ["a", "a", "b", "b"],
                          "expert": [0, 1, 0, 1], "weight": [0.8, 0.2, 0.3, 0.7]})
-    fig = plots.gate_figure(plt, util, ["mmoe"], "d")
+    fig = figures.gate_figure(plt, util, ["mmoe"], "d")
     colour_bar = fig.axes[-1]
     assert colour_bar.get_ylabel() == "mean gate weight (0 to 1)"
     numbers = [t for t in fig.axes[0].texts]
@@ -55,10 +55,10 @@ def test_gate_heatmap_has_a_labelled_colour_bar_and_readable_numbers(plt):
 
 def test_every_architecture_has_its_own_colour_and_marker():
     archs = ["single_task", "shared_bottom", "cross_stitch", "omoe", "mmoe", "cgc", "ple"]
-    styles = [plots.arch_style(a, i) for i, a in enumerate(archs)]
+    styles = [figures.arch_style(a, i) for i, a in enumerate(archs)]
     assert len({c for c, _ in styles}) == len({m for _, m in styles}) == len(archs)
     # issue 28: single-task and OMoE were nearly the same colour; every pair is now far apart in RGB
     rgb = [to_rgb(c) for c, _ in styles]
     nearest = min(sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5 for i, a in enumerate(rgb) for b in rgb[i + 1:])
     assert nearest > 0.25
-    assert plots.arch_style("omoe", 0)[0] == plots.arch_style("omoe", 5)[0]  # the same colour on every plot
+    assert figures.arch_style("omoe", 0)[0] == figures.arch_style("omoe", 5)[0]  # the same colour on every plot

@@ -69,10 +69,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.errors import UserError
-    from bench.paths import component
-    from bench.spec.study import MAX_REPEATS, MAX_REPLICATES, load_study
-
     if args.worker:
         _await_go()
     _check_jobs(args)  # before any worker is spawned
@@ -81,38 +77,16 @@ def run(args: argparse.Namespace) -> int:
     procs = _start_workers(args) if args.jobs > 1 and not args.worker else []
     tracker = None
     try:
-        study = load_study(args.study)  # every check of the spec happens here, before anything is written
-        if args.repeats is not None:
-            if not 0 <= args.repeats <= MAX_REPEATS:
-                raise UserError(f"--repeats must be between 0 and {MAX_REPEATS}, got {args.repeats}")
-            study.repeats = args.repeats
-        if args.replicates is not None:
-            if not 1 <= args.replicates <= MAX_REPLICATES:
-                raise UserError(f"--replicates must be between 1 and {MAX_REPLICATES}, got {args.replicates}")
-            study.replicates = args.replicates
-        if args.no_population:
-            study.population = False
-        if args.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {args.threads}")
-        _check_options(args)
+        study = _load_study(args)  # every check of the spec and the options happens here, before anything is written
         import torch
 
-        from bench.coordination.urls import mask_url
         from bench.study.run import run_study
-        from bench.tracking.settings import resolve_mode
-        from bench.tracking.tracker import Tracker
 
         torch.set_num_threads(args.threads)
         start = time.perf_counter()
-        spec = study.wandb
-        mode, _ = resolve_mode(args.wandb, spec.mode if spec else None)
-        folder = component(study.name, "study name")  # runs/<study>/, leaderboard/<study>/
-        tracker = Tracker(study.name, mode=mode, project=args.wandb_project or (spec.project if spec else None),
-                          entity=spec.entity if spec else None, directory=Path(args.runs_dir) / folder)
+        tracker = _tracker(args, study)
         prefix = f"[w{args.worker}] " if args.worker else (f"[w1/{args.jobs}] " if procs else "")
-        out = (lambda line: None) if args.quiet else (lambda line: print(prefix + mask_url(line), flush=True))
-        options = dict(storage=args.storage, accelerator=args.accelerator, out=out,
-                       max_failure_rate=args.max_failure_rate, heartbeat=args.heartbeat)
+        options = _study_options(args, prefix)
         # a progress bar only for one process writing to a terminal; else the counts end every log line
         bar = not args.quiet and not procs and not args.worker and sys.stderr.isatty()
         if procs:
@@ -123,35 +97,17 @@ def run(args: argparse.Namespace) -> int:
             tracker.close(timeout=15)
         raise
     _release_workers(procs, go=True)
-    from bench.coordination.signals import Terminated
-    from bench.results import leaderboard, store
-
     finished = False
     before = stored_work(Path(args.runs_dir) / study.name)  # every worker's work shows in the store
     try:
-        try:
-            root = run_study(study, args.runs_dir, hooks=tracker.hooks(), fresh=args.fresh and not procs,
-                             keep_models=args.keep_models, progress_bar=bar, **options)
-        except Terminated as stop:
-            print(f"bench run: {prefix}terminated by {signal.Signals(stop.signum).name}; an interrupted trial is "
-                  "failed and will be retried by the next run", file=sys.stderr, flush=True)
-            _wait_workers(args, procs, terminate=True)
-            return int(stop.code)
-        except BaseException:
-            _wait_workers(args, procs, terminate=True)
-            raise
-        code = _wait_workers(args, procs)
-        if code:
+        code, root = _train(args, study, procs, tracker, prefix, bar, options)
+        if code is not None:
             return code
         if args.worker:
             finished = True
             return 0  # the process that started the workers writes the leaderboard
         idle = stored_work(root) == before  # nothing was missing: no new W&B run, the stored command kept
-        path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots,
-                                       command=None if idle else stated_command(args))
-        rows = store.read(root)
-        if rows.height and not idle:  # the leaderboard's tables and plots as a W&B run
-            tracker.log_leaderboard(store.read_meta(root), leaderboard.tables(rows), args.output / folder)
+        path, text = _write_leaderboard(args, study, root, tracker, idle)
         finished = True
     finally:
         tracker.close(timeout=120 if finished else 15)  # pending W&B runs are written before exiting
@@ -165,6 +121,90 @@ def run(args: argparse.Namespace) -> int:
     print(f"leaderboard written to {path} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
     print(tracker.describe(), file=sys.stderr)
     return 0
+
+
+def _load_study(args: argparse.Namespace):
+    """The study spec, with the command line's overrides (repeats, replicates, population) checked and applied,
+    and the run's own options checked."""
+    from bench.errors import UserError
+    from bench.spec.study import MAX_REPEATS, MAX_REPLICATES, load_study
+
+    study = load_study(args.study)  # every check of the spec happens here, before anything is written
+    if args.repeats is not None:
+        if not 0 <= args.repeats <= MAX_REPEATS:
+            raise UserError(f"--repeats must be between 0 and {MAX_REPEATS}, got {args.repeats}")
+        study.repeats = args.repeats
+    if args.replicates is not None:
+        if not 1 <= args.replicates <= MAX_REPLICATES:
+            raise UserError(f"--replicates must be between 1 and {MAX_REPLICATES}, got {args.replicates}")
+        study.replicates = args.replicates
+    if args.no_population:
+        study.population = False
+    if args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    _check_options(args)
+    return study
+
+
+def _tracker(args: argparse.Namespace, study):
+    """The W&B tracker of this run: its mode from ``--wandb``, ``WANDB_MODE`` or the spec; runs beside the
+    study's store (runs/<study>/wandb)."""
+    from bench.paths import component
+    from bench.tracking.settings import resolve_mode
+    from bench.tracking.tracker import Tracker
+
+    spec = study.wandb
+    mode, _ = resolve_mode(args.wandb, spec.mode if spec else None)
+    folder = component(study.name, "study name")  # runs/<study>/, leaderboard/<study>/
+    return Tracker(study.name, mode=mode, project=args.wandb_project or (spec.project if spec else None),
+                   entity=spec.entity if spec else None, directory=Path(args.runs_dir) / folder)
+
+
+def _study_options(args: argparse.Namespace, prefix: str) -> dict:
+    """The keyword arguments of ``run_study`` every worker shares: storage, accelerator, where log lines go
+    (nowhere with ``--quiet``; a storage URL's password masked), failure rate and heartbeat."""
+    from bench.coordination.urls import mask_url
+
+    out = (lambda line: None) if args.quiet else (lambda line: print(prefix + mask_url(line), flush=True))
+    return dict(storage=args.storage, accelerator=args.accelerator, out=out,
+                max_failure_rate=args.max_failure_rate, heartbeat=args.heartbeat)
+
+
+def _train(args: argparse.Namespace, study, procs: list[subprocess.Popen], tracker, prefix: str, bar: bool,
+           options: dict) -> tuple[int | None, Path | None]:
+    """Runs what is missing of the study in this process, then waits for workers 2..N. Returns (an exit status,
+    None) when terminated or a worker failed, else (None, the study's store)."""
+    from bench.coordination.signals import Terminated
+    from bench.study.run import run_study
+
+    try:
+        root = run_study(study, args.runs_dir, hooks=tracker.hooks(), fresh=args.fresh and not procs,
+                         keep_models=args.keep_models, progress_bar=bar, **options)
+    except Terminated as stop:
+        print(f"bench run: {prefix}terminated by {signal.Signals(stop.signum).name}; an interrupted trial is "
+              "failed and will be retried by the next run", file=sys.stderr, flush=True)
+        _wait_workers(args, procs, terminate=True)
+        return int(stop.code), None
+    except BaseException:
+        _wait_workers(args, procs, terminate=True)
+        raise
+    code = _wait_workers(args, procs)
+    return (code or None), root
+
+
+def _write_leaderboard(args: argparse.Namespace, study, root: Path, tracker, idle: bool) -> tuple[Path, str]:
+    """The study's page (its header's command restated unless nothing was run) and, after a run that did work,
+    the leaderboard's tables and plots as a W&B run. Returns the page's path and text."""
+    from bench.paths import component
+    from bench.results import leaderboard, store
+
+    path, text = leaderboard.build(root, args.output, with_plots=not args.no_plots,
+                                   command=None if idle else stated_command(args))
+    rows = store.read(root)
+    if rows.height and not idle:  # the leaderboard's tables and plots as a W&B run
+        folder = component(study.name, "study name")
+        tracker.log_leaderboard(store.read_meta(root), leaderboard.tables(rows), args.output / folder)
+    return path, text
 
 
 def stored_work(root: Path) -> dict[str, int]:

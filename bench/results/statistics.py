@@ -239,6 +239,29 @@ def delta_m(
     se = 0, lo = hi = value, df NaN.
     """
     _check_confidence(confidence)
+    sign, arch, base, aligned = _delta_m_values(a_per_task, base_per_task, higher_is_better)
+    if any(v.size == 0 for v in arch) or any(v.size == 0 for v in base):
+        return _DELTA_M_NAN
+    mb = np.array([float(np.mean(v)) for v in base])
+    if np.any(mb == 0):
+        return _DELTA_M_NAN
+    ma = np.array([float(np.mean(v)) for v in arch])
+    scale = 100.0 / len(arch)
+
+    # Δm = 100/T Σ_k s_k (M̄_a,k − M̄_b,k) / M̄_b,k
+    value = float(scale * np.sum(sign * (ma - mb) / mb))
+    components, per_seed = _delta_m_components(sign, arch, base, ma, mb, aligned)
+    return _delta_m_interval(value, components, per_seed, confidence)
+
+
+def _delta_m_values(
+    a_per_task: Sequence[Sequence[float] | np.ndarray],
+    base_per_task: Sequence[Sequence[float] | np.ndarray],
+    higher_is_better: Sequence[bool],
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], bool]:
+    """The inputs of ``delta_m`` checked and cleaned: (the sign s_k of each task, the architecture's values per
+    task, the baseline's finite values per task, whether the architecture's are seed-aligned). Aligned: a seed
+    with a non-finite value in any task is dropped from every task; otherwise non-finite values per task."""
     T = len(a_per_task)
     if T == 0 or len(base_per_task) != T or len(higher_is_better) != T:
         raise ValueError(
@@ -254,20 +277,20 @@ def delta_m(
         arch = [r[keep] for r in raw]
     else:
         arch = [r[np.isfinite(r)] for r in raw]
-    if any(v.size == 0 for v in arch) or any(v.size == 0 for v in base):
-        return _DELTA_M_NAN
-    mb = np.array([float(np.mean(v)) for v in base])
-    if np.any(mb == 0):
-        return _DELTA_M_NAN
-    ma = np.array([float(np.mean(v)) for v in arch])
-    scale = 100.0 / T
+    return sign, arch, base, aligned
 
-    # Δm = 100/T Σ_k s_k (M̄_a,k − M̄_b,k) / M̄_b,k
-    value = float(scale * np.sum(sign * (ma - mb) / mb))
 
-    def var(x: np.ndarray) -> float:
-        return NAN if x.size < 2 else 0.0 if _constant(x) else float(np.var(x, ddof=1))
+def _var(x: np.ndarray) -> float:
+    """Sample variance (ddof 1): NaN for fewer than two values, exactly 0 for constant ones."""
+    return NAN if x.size < 2 else 0.0 if _constant(x) else float(np.var(x, ddof=1))
 
+
+def _delta_m_components(
+    sign: np.ndarray, arch: list[np.ndarray], base: list[np.ndarray], ma: np.ndarray, mb: np.ndarray, aligned: bool
+) -> tuple[list[tuple[float, float]], tuple[float, ...]]:
+    """The delta-method variance components of Δm, each with its df, and the per-seed Δm_s (aligned case only,
+    else ()): the architecture's (per seed when aligned, else per task) and each task's baseline."""
+    scale = 100.0 / len(arch)
     components: list[tuple[float, float]] = []  # (variance component, its df)
     per_seed: tuple[float, ...] = ()
     if aligned:
@@ -275,15 +298,21 @@ def delta_m(
         dm_s = scale * np.sum(sign[:, None] * (np.stack(arch) - mb[:, None]) / mb[:, None], axis=0)
         per_seed = tuple(float(d) for d in dm_s)
         n_a = dm_s.size
-        components.append((var(dm_s) / n_a, n_a - 1))
+        components.append((_var(dm_s) / n_a, n_a - 1))
     else:
         for x, b in zip(arch, mb):
             # ∂Δm/∂M̄_a,k = s_k · 100/T / M̄_b,k  →  (100/T)² s_a,k² / (n_a,k M̄_b,k²)
-            components.append((scale**2 * var(x) / (x.size * b**2), x.size - 1))
+            components.append((scale**2 * _var(x) / (x.size * b**2), x.size - 1))
     for y, a, b in zip(base, ma, mb):
         # ∂Δm/∂M̄_b,k = −s_k · 100/T · M̄_a,k / M̄_b,k²  →  (100/T)² M̄_a,k² s_b,k² / (n_b,k M̄_b,k⁴)
-        components.append((scale**2 * a**2 * var(y) / (y.size * b**4), y.size - 1))
+        components.append((scale**2 * a**2 * _var(y) / (y.size * b**4), y.size - 1))
+    return components, per_seed
 
+
+def _delta_m_interval(value: float, components: list[tuple[float, float]], per_seed: tuple[float, ...],
+                      confidence: float) -> DeltaM:
+    """Δm with its t interval from the variance components (Welch–Satterthwaite df): NaN where a component
+    cannot be estimated, the point itself when every component is 0."""
     if any(math.isnan(v) for v, _ in components):
         return DeltaM(value, NAN, NAN, NAN, NAN, per_seed)
     se = math.sqrt(sum(v for v, _ in components))

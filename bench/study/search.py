@@ -113,13 +113,7 @@ def make_objective(
     hooks = hooks or Hooks()
 
     def objective(trial) -> float:
-        if "drawn_by" not in trial.user_attrs:  # a retry keeps its trial's
-            trial.set_user_attr("drawn_by", drawn_by(trial))
-        config = {**suggest(trial, space), **fixed}
-        trial.set_user_attr("config", config)
-        trial.set_user_attr("config_hash", config_hash(config))
-        for hook in hooks.trial_start:
-            hook(unit, trial, config)
+        config = _start_trial(unit, trial, space, fixed, hooks)
         pruning = OptunaPruning(trial)
         start = time.perf_counter()
         record: dict[str, Any] = {"state": "failed"}
@@ -146,16 +140,35 @@ def make_objective(
         finally:
             record.update(seconds=time.perf_counter() - start, n_params=pruning.n_params, curve=pruning.curve,
                           history=pruning.history)
-            # a trial's attributes stay small: the curve is one float per epoch (about 20 bytes each, bounded by
-            # max_epochs; non-finite ones included, which Optuna's intermediate values omit), the per-epoch
-            # history goes to the hooks only
-            for key in ("seconds", "n_params", "curve", "val_metrics", "best_epoch", "error", "user_error"):
-                if key in record:
-                    trial.set_user_attr(key, record[key])
-            for hook in hooks.trial_end:
-                hook(unit, trial, config, record)
+            _end_trial(unit, trial, config, record, hooks)
 
     return objective
+
+
+def _start_trial(unit, trial, space: dict[str, Param], fixed: dict[str, Any], hooks: Hooks) -> dict[str, Any]:
+    """A trial's configuration: drawn from ``space`` (with who drew it) plus ``fixed``, kept with its hash in the
+    trial's user attributes and handed to the ``trial_start`` hooks."""
+    if "drawn_by" not in trial.user_attrs:  # a retry keeps its trial's
+        trial.set_user_attr("drawn_by", drawn_by(trial))
+    config = {**suggest(trial, space), **fixed}
+    trial.set_user_attr("config", config)
+    trial.set_user_attr("config_hash", config_hash(config))
+    for hook in hooks.trial_start:
+        hook(unit, trial, config)
+    return config
+
+
+def _end_trial(unit, trial, config: dict[str, Any], record: dict[str, Any], hooks: Hooks) -> None:
+    """What a trial's fit left (``record``: state, seconds, size, curve, metrics, error) into its user attributes,
+    then to the ``trial_end`` hooks (the per-epoch history too)."""
+    # a trial's attributes stay small: the curve is one float per epoch (about 20 bytes each, bounded by
+    # max_epochs; non-finite ones included, which Optuna's intermediate values omit), the per-epoch
+    # history goes to the hooks only
+    for key in ("seconds", "n_params", "curve", "val_metrics", "best_epoch", "error", "user_error"):
+        if key in record:
+            trial.set_user_attr(key, record[key])
+    for hook in hooks.trial_end:
+        hook(unit, trial, config, record)
 
 
 # --- one unit's Optuna study -----------------------------------------------------------------------------

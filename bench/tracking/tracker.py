@@ -1,7 +1,8 @@
 """Weights & Biases tracking of studies: one W&B run per search trial and per final run, and a leaderboard run.
 
 Plugs into ``bench.spec.hooks.Hooks`` (``Tracker.hooks()``); nothing else in the harness knows about W&B, and
-``wandb`` is imported only inside this module's functions.
+``wandb`` is imported only inside this module's functions. What each run receives (ids, names, configuration,
+summaries) is built by ``bench.tracking.runs``.
 
 Modes (``--wandb``, the study spec's ``[wandb]`` table, ``WANDB_MODE``; see ``resolve_mode``):
 
@@ -29,85 +30,36 @@ hides. W&B runs are created when a trial or final run ends (its whole history is
 
 from __future__ import annotations
 
-import math
 import os
 import queue
-import secrets
-import string
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.errors import UnknownChoice
 from bench.hashing import config_hash
-from bench.spec.config import config_schema
 from bench.spec.hooks import Hooks
-from bench.spec.study import unit_text
 from bench.spec.tracking import MODES
 
+from .runs import (
+    RunJob,
+    TrackedRun,
+    final_summary,
+    finite,
+    new_run_id,
+    resolved_config,
+    trial_label,
+    trial_summary,
+    unit_label,
+)
 from .settings import base_url, logged_in
 
 DEFAULT_PROJECT = "mtl-bench"
-_ID_CHARS = string.ascii_lowercase + string.digits
-
-
-def new_run_id() -> str:
-    """A W&B run id (8 characters from [a-z0-9], as ``wandb.util.generate_id`` draws them)."""
-    return "".join(secrets.choice(_ID_CHARS) for _ in range(8))
-
-
-def resolved_config(arch: str, config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` with every training and architecture default filled in: what the model was really built with."""
-    return {**config_schema(arch), **config}
-
-
-def _finite(v: Any) -> Any:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
-def unit_label(unit) -> str:
-    """The unit as logs and pages spell it: ``mmoe``, ``single_task[y1]``."""
-    return unit_text(unit.label, unit.target if unit.arch == "single_task" else None)
-
-
-def trial_label(trial) -> int:
-    """The trial's number as logs and pages show it: its configuration's ordinal, from 1."""
-    return int(trial.user_attrs.get("ordinal", trial.number)) + 1
-
-
-# --- what one W&B run receives -----------------------------------------------------------------------------
-@dataclass
-class RunJob:
-    """Everything one W&B run gets; built on the training thread, sent by the background thread."""
-
-    id: str
-    name: str
-    group: str
-    job_type: str
-    tags: list[str]
-    config: dict[str, Any]
-    history: list[dict[str, Any]] = field(default_factory=list)  # one dict per epoch, with "epoch"
-    summary: dict[str, Any] = field(default_factory=dict)
-    tables: dict[str, tuple[list[str], list[list[Any]]]] = field(default_factory=dict)  # name -> (columns, rows)
-    images: dict[str, Path] = field(default_factory=dict)  # name -> PNG file
-
-
-@dataclass
-class TrackedRun:
-    """What the harness recorded about a run it handed to W&B (for reports and tests)."""
-
-    id: str
-    name: str
-    job_type: str
-    url: str | None
-    mode: str | None = None  # the mode it was written in; None until the background thread is done with it
-    error: str | None = None
 
 
 class Tracker:
@@ -235,21 +187,9 @@ class Tracker:
         run_id, wall = self._end(("search", str(unit), trial.number))
         history = record.get("history") or [{"epoch": i, "val_objective": v}
                                             for i, v in enumerate(record.get("curve", []))]
-        curve = [v for v in record.get("curve", []) if isinstance(v, float) and math.isfinite(v)]
-        summary: dict[str, Any] = {
-            "state": record.get("state"), "val_objective": max(curve) if curve else None,
-            "best_epoch": record.get("best_epoch"), "n_params": record.get("n_params"),
-            "seconds": record.get("seconds"), "wall_seconds": wall, "epochs": len(record.get("curve", [])),
-            "trial": trial_label(trial),
-        }
-        for task, metrics in (record.get("val_metrics") or {}).items():
-            for metric, v in metrics.items():
-                summary[f"val/{task}/{metric}"] = v
-        if record.get("error") or record.get("user_error"):
-            summary["error"] = record.get("error") or record.get("user_error")
         base = self._base(unit, config, "search")
         self._submit(RunJob(id=run_id, name=f"{unit_label(unit)}-t{trial_label(trial)}", job_type="search",
-                            history=history, summary=summary, **base))
+                            history=history, summary=trial_summary(trial, record, wall), **base))
 
     def final_start(self, unit, seed: int, config: dict[str, Any]) -> None:
         self._start(("final", str(unit), seed))
@@ -265,17 +205,7 @@ class Tracker:
             r["wandb_url"] = url
         record = record or {}
         first = rows[0] if rows else {}
-        summary: dict[str, Any] = {
-            "n_params": first.get("n_params"), "seconds": first.get("seconds"), "epochs": first.get("epochs"),
-            "wall_seconds": wall, "best_epoch": record.get("best_epoch"), "seed": seed,
-        }
-        for r in rows:
-            if r.get("kind") == "diagnostic":  # gate and expert diagnostics: one key per level (and expert)
-                where = "/".join([f"level{r['level']}", *([] if r["task"] == "*" else [r["task"]]),
-                                  *([] if r.get("expert") is None else [f"expert{r['expert']}"])])
-                summary[f"diagnostics/{where}/{r['metric']}"] = r["value"]
-            else:
-                summary[f"{r['split']}/{r['task']}/{r['metric']}"] = r["value"]
+        summary = final_summary(seed, rows, record, wall)
         base = self._base(unit, config, "final")
         # the results store hashes the configuration that was searched (seed 0); keep the same hash here
         if first.get("config_hash"):
@@ -291,14 +221,14 @@ class Tracker:
         ``meta``. Returns the run's id."""
         if self.mode == "disabled" or not tables:
             return None
-        payload = {name: (list(df.columns), [list(map(_finite, r)) for r in df.rows()]) for name, df in tables.items()}
+        payload = {name: (list(df.columns), [list(map(finite, r)) for r in df.rows()]) for name, df in tables.items()}
         images = {f"plots/{p.stem}": p for p in sorted(Path(plot_dir).glob("*.png"))} \
             if plot_dir is not None and Path(plot_dir).is_dir() else {}
         run_id = new_run_id()
         summary = {"datasets": len(meta.get("datasets", {})), "architectures": len(meta.get("architectures", []))}
         if "overall" in tables:
             for r in tables["overall"].iter_rows(named=True):
-                summary[f"mean_rank/{r['architecture']}"] = _finite(r["mean_rank"])
+                summary[f"mean_rank/{r['architecture']}"] = finite(r["mean_rank"])
         self._submit(RunJob(id=run_id, name="leaderboard", group=self.study, job_type="leaderboard",
                             tags=["leaderboard", *sorted(meta.get("datasets", {}))],
                             config={"study": self.study, "spec_hash": meta.get("spec_hash"),
@@ -367,7 +297,7 @@ class Tracker:
             try:
                 for h in job.history:
                     step = int(h.get("epoch", 0))
-                    run.log({k: _finite(v) for k, v in h.items()}, step=step)
+                    run.log({k: finite(v) for k, v in h.items()}, step=step)
                 payload: dict[str, Any] = {}
                 for name, (columns, data) in job.tables.items():
                     payload[name] = wandb.Table(columns=list(columns), data=data)
@@ -375,7 +305,7 @@ class Tracker:
                     payload[name] = wandb.Image(str(path))
                 if payload:
                     run.log(payload)
-                run.summary.update({k: _finite(v) for k, v in job.summary.items() if v is not None})
+                run.summary.update({k: finite(v) for k, v in job.summary.items() if v is not None})
             finally:
                 run.finish()
             if tracked is not None:

@@ -62,31 +62,8 @@ def diagnose(
     if cat is not None and cat.shape[-1] == 0:
         cat = None
     forward = forward or (lambda xb, cb: model(xb) if cb is None else model(xb, cb))
-    # accumulators per level: gate weight sums (G, C), entropy sums (G,), per-layer zero counts (N, h)
-    gate_sum: list[torch.Tensor | None] = [None] * len(levels)
-    entropy_sum: list[torch.Tensor | None] = [None] * len(levels)
-    zeros: list[list[torch.Tensor | None]] = [[None] * len(lv.experts.layers) for lv in levels]
-
-    def on_gate(i: int):
-        def hook(module, args, output) -> None:
-            g = output[0].double()  # (G, B, C), G = 1 (tied gates) or T
-            gs, ent = g.sum(1), -torch.special.xlogy(g, g).sum(-1).sum(1)  # (G, C), (G,)
-            gate_sum[i] = gs if gate_sum[i] is None else gate_sum[i] + gs
-            entropy_sum[i] = ent if entropy_sum[i] is None else entropy_sum[i] + ent
-
-        return hook
-
-    def on_layer(i: int, j: int):
-        def hook(module, args, output) -> None:
-            dead = (output <= 0).sum(1)  # (N, B, h) pre-activations -> (N, h) rows where relu(.) == 0
-            zeros[i][j] = dead if zeros[i][j] is None else zeros[i][j] + dead
-
-        return hook
-
-    handles = []
-    for i, level in enumerate(levels):
-        handles.append(level.task_gates.register_forward_hook(on_gate(i)))
-        handles += [layer.register_forward_hook(on_layer(i, j)) for j, layer in enumerate(level.experts.layers)]
+    sums = _Sums(levels)
+    handles = sums.hook(levels)
     was_training = model.training
     model.eval()  # no dropout, no gate noise
     try:
@@ -96,42 +73,85 @@ def diagnose(
         for h in handles:
             h.remove()
         model.train(was_training)
-    n_rows = len(x)
     rows: list[dict[str, Any]] = []
-    base = {"split": split, "kind": DIAGNOSTIC}
     for i, level in enumerate(levels):
-        mean_gate = (gate_sum[i] / n_rows).tolist()  # (G, C)
-        mean_entropy = (entropy_sum[i] / n_rows).tolist()  # (G,)
-        n_choices = level.task_gates.n_choices
-        for k, task in enumerate(task_names):
-            gate = 0 if len(mean_gate) == 1 else k  # tied gates (OMoE): one gate for every task
-            experts = level.choices[k].tolist()  # (C,) expert of each choice of task k's gate
-            weights = mean_gate[gate]
-            rows += [
-                {**base, "task": task, "metric": "gate_weight", "value": w, "level": i, "expert": e}
-                for e, w in sorted(zip(experts, weights))
-            ]
-            rows += [
-                {**base, "task": task, "metric": "gate_entropy", "value": mean_entropy[gate], "level": i},
-                {
-                    **base,
-                    "task": task,
-                    "metric": "gate_entropy_norm",
-                    "value": mean_entropy[gate] / math.log(n_choices),
-                    "level": i,
-                },
-                {
-                    **base,
-                    "task": task,
-                    "metric": "gate_unused",
-                    "level": i,
-                    "value": sum(w < UNUSED_WEIGHT for w in weights) / n_choices,
-                },
-            ]
-        # a unit is dead when zero on >= DEAD_ROWS of the rows; the share of dead units over the expert's layers
-        dead = torch.cat([z.double() / n_rows >= DEAD_ROWS for z in zeros[i]], dim=1).double().mean(1)  # (N,)
-        rows += [
-            {**base, "task": "*", "metric": "expert_dead_units", "value": v, "level": i, "expert": e}
-            for e, v in enumerate(dead.tolist())
-        ]
+        rows += _level_rows(i, level, task_names, sums, len(x), split)
     return [r for r in rows if math.isfinite(r["value"])]  # no NaN or inf reaches the store
+
+
+class _Sums:
+    """What the forward hooks add up over the chunks, per level: gate weight sums (G, C), entropy sums (G,) and,
+    per expert layer, the rows on which each unit is zero (N, h)."""
+
+    def __init__(self, levels: list[ExtractionLevel]) -> None:
+        self.gate: list[torch.Tensor | None] = [None] * len(levels)
+        self.entropy: list[torch.Tensor | None] = [None] * len(levels)
+        self.zeros: list[list[torch.Tensor | None]] = [[None] * len(lv.experts.layers) for lv in levels]
+
+    def hook(self, levels: list[ExtractionLevel]) -> list:
+        """Registers the hooks on every level's task gates and expert layers; returns their handles."""
+        handles = []
+        for i, level in enumerate(levels):
+            handles.append(level.task_gates.register_forward_hook(self._on_gate(i)))
+            handles += [layer.register_forward_hook(self._on_layer(i, j))
+                        for j, layer in enumerate(level.experts.layers)]
+        return handles
+
+    def _on_gate(self, i: int):
+        def hook(module, args, output) -> None:
+            g = output[0].double()  # (G, B, C), G = 1 (tied gates) or T
+            gs, ent = g.sum(1), -torch.special.xlogy(g, g).sum(-1).sum(1)  # (G, C), (G,)
+            self.gate[i] = gs if self.gate[i] is None else self.gate[i] + gs
+            self.entropy[i] = ent if self.entropy[i] is None else self.entropy[i] + ent
+
+        return hook
+
+    def _on_layer(self, i: int, j: int):
+        def hook(module, args, output) -> None:
+            dead = (output <= 0).sum(1)  # (N, B, h) pre-activations -> (N, h) rows where relu(.) == 0
+            self.zeros[i][j] = dead if self.zeros[i][j] is None else self.zeros[i][j] + dead
+
+        return hook
+
+
+def _level_rows(i: int, level: ExtractionLevel, task_names: list[str], sums: _Sums, n_rows: int,
+                split: str) -> list[dict[str, Any]]:
+    """The rows of level ``i`` from the sums over ``n_rows`` rows: per task its gate weights, entropy,
+    normalised entropy and unused share, then each expert's dead units."""
+    base = {"split": split, "kind": DIAGNOSTIC}
+    rows: list[dict[str, Any]] = []
+    mean_gate = (sums.gate[i] / n_rows).tolist()  # (G, C)
+    mean_entropy = (sums.entropy[i] / n_rows).tolist()  # (G,)
+    n_choices = level.task_gates.n_choices
+    for k, task in enumerate(task_names):
+        gate = 0 if len(mean_gate) == 1 else k  # tied gates (OMoE): one gate for every task
+        experts = level.choices[k].tolist()  # (C,) expert of each choice of task k's gate
+        weights = mean_gate[gate]
+        rows += [
+            {**base, "task": task, "metric": "gate_weight", "value": w, "level": i, "expert": e}
+            for e, w in sorted(zip(experts, weights))
+        ]
+        rows += [
+            {**base, "task": task, "metric": "gate_entropy", "value": mean_entropy[gate], "level": i},
+            {
+                **base,
+                "task": task,
+                "metric": "gate_entropy_norm",
+                "value": mean_entropy[gate] / math.log(n_choices),
+                "level": i,
+            },
+            {
+                **base,
+                "task": task,
+                "metric": "gate_unused",
+                "level": i,
+                "value": sum(w < UNUSED_WEIGHT for w in weights) / n_choices,
+            },
+        ]
+    # a unit is dead when zero on >= DEAD_ROWS of the rows; the share of dead units over the expert's layers
+    dead = torch.cat([z.double() / n_rows >= DEAD_ROWS for z in sums.zeros[i]], dim=1).double().mean(1)  # (N,)
+    rows += [
+        {**base, "task": "*", "metric": "expert_dead_units", "value": v, "level": i, "expert": e}
+        for e, v in enumerate(dead.tolist())
+    ]
+    return rows
