@@ -58,7 +58,8 @@ from .devices import resolve_device
 from .diagnostics import diagnose as diagnostics_of
 from .fit import FitResult, count_params, observed_counts
 from .metrics import check_finite_loss, entire_space_metrics, funnel_targets, objective, task_loss, task_metrics
-from .system import BETAS, EPS, embedding_tables, funnel_view, make_system, param_groups
+from .optim import StackedAdam, param_groups
+from .system import embedding_tables, funnel_view, make_system
 
 CPU_GROUP = 8
 
@@ -73,142 +74,6 @@ def default_members_per_call(device: torch.device, n_members: int) -> int:
     ``CPU_GROUP`` on a CPU, where stacked temporaries S times larger than one model's fall out of cache and
     per-call overhead is already small next to the arithmetic."""
     return n_members if device.type == "cuda" else min(n_members, CPU_GROUP)
-
-
-class StackedAdam:
-    """Adam / AdamW as ``torch.optim`` computes them, for S members at once, each with its own learning rate,
-    weight decay and kind of decay.
-
-        g  <- g + lambda_s theta                   (adam, decayed parameters only: L2 in the gradient)
-        theta <- (1 - lr_s lambda_s) theta          (adamw, decayed parameters only: decoupled decay)
-        m  <- beta1 m + (1 - beta1) g,   v <- beta2 v + (1 - beta2) g^2
-        theta <- theta - (lr_s / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-
-    All parameters live in one ``(S, P)`` buffer, member s in row s; ``params`` are ``(S, ...)`` views of it
-    (leaves that require grad), so one step is a handful of ops on that buffer whatever the number of
-    parameter tensors. ``decayed`` names the parameters of ``param_groups``' decayed group; the others are
-    never decayed. All members step together, so the step count t is shared.
-
-    ``lazy`` names the embedding table, which ``MTLSystem`` trains with ``LazyAdam`` (SparseAdam's rule): only the rows
-    member s's batch looked up (``touched``) move, with their moments,
-
-        m <- m + (1 - beta1)(g - m),  v <- v + (1 - beta2)(g^2 - v),
-        theta <- theta - (lr_s sqrt(1 - beta2^t) / (1 - beta1^t)) m / (sqrt(v) + eps)     (touched rows only)
-
-    (computed densely over the table here, since vmap has no sparse gradients). A parameter that gets no
-    gradient counts as a zero gradient (``torch.optim`` would skip it; every registered architecture uses all
-    of its parameters in every step).
-    """
-
-    def __init__(
-        self,
-        params: dict[str, torch.Tensor],
-        decayed: set[str],
-        lr: list[float],
-        weight_decay: list[float],
-        decoupled: list[bool],
-        lazy: str | None = None,
-    ) -> None:
-        first = next(iter(params.values()))
-        n, device = first.shape[0], first.device
-        self.shapes = {k: v.shape[1:] for k, v in params.items()}
-        self.flat = torch.cat([v.detach().reshape(n, -1) for v in params.values()], dim=1).contiguous()  # (S, P)
-        decay = torch.cat(
-            [torch.full((v[0].numel(),), float(k in decayed), device=device) for k, v in params.items()]
-        )  # (P,) 1 where decayed
-        # per-member coefficients; those torch.optim computes from Python floats are computed in double here
-        self.lr = torch.tensor(lr, dtype=torch.float64, device=device)  # (S,)
-        l2 = torch.tensor([0.0 if d else w for w, d in zip(weight_decay, decoupled)], device=device)
-        shrink = torch.tensor(
-            [1.0 - r * w if d else 1.0 for r, w, d in zip(lr, weight_decay, decoupled)], device=device
-        )
-        self.l2 = l2[:, None] * decay  # (S, P): lambda_s on decayed entries, else 0
-        self.shrink = torch.where(decay > 0, shrink[:, None], torch.ones_like(shrink)[:, None])  # (S, P)
-        self.any_l2 = any(w > 0 and not d for w, d in zip(weight_decay, decoupled))
-        self.any_shrink = any(w > 0 and d for w, d in zip(weight_decay, decoupled))
-        self.exp_avg = torch.zeros_like(self.flat)
-        self.exp_avg_sq = torch.zeros_like(self.flat)
-        self.t = 0
-        self.params = self.unflatten(self.flat, requires_grad=True)
-        self.lazy: tuple[int, int, int] | None = None  # (start, stop, row width) of the table in the buffer
-        start = 0
-        for name, shape in self.shapes.items():
-            size = math.prod(shape)
-            if name == lazy:
-                self.lazy = (start, start + size, shape[-1])
-            start += size
-
-    def unflatten(self, flat: torch.Tensor, requires_grad: bool = False) -> dict[str, torch.Tensor]:
-        """``{name: (S, ...) view}`` of an ``(S, P)`` buffer laid out as this optimiser's."""
-        out, start = {}, 0
-        for name, shape in self.shapes.items():
-            size = math.prod(shape)
-            view = flat[:, start : start + size].view(flat.shape[0], *shape)
-            out[name] = view.requires_grad_() if requires_grad else view
-            start += size
-        return out
-
-    def flatten(self, grads: list[torch.Tensor | None], n: int) -> torch.Tensor:
-        """The ``(n, P)`` gradient buffer of ``n`` members from gradients of ``unflatten``'s views (in order)."""
-        return torch.cat(
-            [
-                gr.reshape(n, -1) if gr is not None else self.flat.new_zeros(n, math.prod(shape))
-                for gr, shape in zip(grads, self.shapes.values())
-            ],
-            dim=1,
-        )
-
-    @torch.no_grad()
-    def step(self, g: torch.Tensor, touched: torch.Tensor | None = None) -> None:
-        """One step from the ``(S, P)`` gradient of every member (``flatten``); ``touched (S, R)``: the table rows
-        each member's batch looked up (with ``lazy``)."""
-        self.t += 1
-        if self.lazy is None:
-            self._dense(slice(None), g)
-            return
-        start, stop, width = self.lazy
-        for part in (slice(0, start), slice(stop, None)):
-            self._dense(part, g[:, part])
-        self._lazy(g[:, start:stop], touched, width)
-
-    def _dense(self, part: slice, g: torch.Tensor) -> None:
-        """Adam / AdamW on the columns ``part`` of the buffer (views: updated in place)."""
-        theta, m, v = self.flat[:, part], self.exp_avg[:, part], self.exp_avg_sq[:, part]
-        if theta.shape[1] == 0:
-            return
-        beta1, beta2 = BETAS
-        bc1 = 1 - beta1**self.t
-        bc2_sqrt = math.sqrt(1 - beta2**self.t)
-        neg_step = (-(self.lr / bc1)).float()[:, None]  # (S, 1): -lr_s / (1 - beta1^t)
-        if self.any_l2:
-            g = g.addcmul_(self.l2[:, part], theta)
-        if self.any_shrink:
-            theta.mul_(self.shrink[:, part])
-        m.lerp_(g, 1 - beta1)  # g may be modified above: it is the caller's temporary
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (v.sqrt() / bc2_sqrt).add_(EPS)
-        theta.add_(m.mul(neg_step).div_(denom))
-
-    def _lazy(self, g: torch.Tensor, touched: torch.Tensor, width: int) -> None:
-        """``torch.optim.SparseAdam`` on the table's touched rows, as its code computes it."""
-        start, stop, _ = self.lazy
-        theta, m, v = self.flat[:, start:stop], self.exp_avg[:, start:stop], self.exp_avg_sq[:, start:stop]
-        beta1, beta2 = BETAS
-        bc1, bc2 = 1 - beta1**self.t, 1 - beta2**self.t
-        mask = touched.repeat_interleave(width, dim=1)  # (S, R e): the (R, e) table is stored row-major
-        m_new = m + (g - m).mul_(1 - beta1)
-        v_new = v + (g * g).sub_(v).mul_(1 - beta2)
-        step_size = (self.lr * (math.sqrt(bc2) / bc1)).float()[:, None]  # (S, 1)
-        delta = (m_new / (v_new.sqrt() + EPS)) * -step_size
-        m.copy_(torch.where(mask, m_new, m))
-        v.copy_(torch.where(mask, v_new, v))
-        theta.add_(torch.where(mask, delta, torch.zeros_like(delta)))
-
-    def keep(self, rows: torch.Tensor) -> None:
-        """Keep only the members ``rows`` (indices into the current stack); ``params`` are new views."""
-        self.flat, self.exp_avg, self.exp_avg_sq = self.flat[rows], self.exp_avg[rows], self.exp_avg_sq[rows]
-        self.lr, self.l2, self.shrink = self.lr[rows], self.l2[rows], self.shrink[rows]
-        self.params = self.unflatten(self.flat, requires_grad=True)
 
 
 @dataclass

@@ -26,128 +26,14 @@ from bench.spec.config import TrainConfig, split_config
 
 from .bootstrap import resampled_metrics
 from .metrics import check_finite_loss, funnel_targets, objective, task_loss, task_metrics
+from .optim import BETAS, EPS, LazyAdam, distinct_rows, param_groups
 
-BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW / SparseAdam defaults
-EPS = 1e-8
-
+# what moved out of this module, still importable from it
+__all__ = ["BETAS", "EPS", "LazyAdam", "distinct_rows", "param_groups"]
 
 def embedding_tables(model: nn.Module) -> list[nn.Parameter]:
     """The embedding tables of the model's ``FeatureEncoder`` (at most one), trained with sparse gradients."""
     return [m.table.weight for m in model.modules() if isinstance(m, FeatureEncoder) and m.sizes]
-
-
-def distinct_rows(grad: torch.Tensor, scratch: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A sparse COO gradient of an ``(R, ...)`` table as ``(rows (U,), values (U, ...))``: the U distinct rows it
-    touches, duplicates summed, in no particular order (what ``coalesce()`` gives, unsorted).
-
-    ``coalesce`` sorts the n lookups of a batch (n = B F: 20,480 at batch 2048 and 10 fields, 2.4-2.9 ms on one
-    CPU thread, the largest single cost of a lazy step). This is O(n) and about 1 ms: every lookup i writes its
-    position i into a scratch ``(R,)`` index at its row and reads back the position that stayed there (which of
-    a row's duplicates stays does not matter: they all read the same one). The lookups that read their own
-    position are the first of their row; a running count numbers those rows 0..U-1, and each lookup's values are
-    summed into its row's slot. ``scratch``: an ``(R,)`` int32 (or int64) tensor on the gradient's device to write
-    into, whatever it holds (only entries written here are read back); kept by the caller, as ``LazyAdam`` does, a
-    table of millions of rows does not page-fault a fresh one in at every step.
-    """
-    if grad.is_coalesced():
-        return grad.indices()[0], grad.values()
-    index, values = grad._indices()[0], grad._values()  # (n,), (n, ...): one entry per lookup, rows repeat
-    if scratch is None:
-        scratch = torch.empty(grad.shape[0], dtype=torch.int64, device=index.device)
-    position = torch.arange(index.numel(), dtype=scratch.dtype, device=index.device)
-    scratch.index_copy_(0, index, position)
-    owner = scratch.index_select(0, index)  # (n,): the position that stands for lookup i's row
-    first = owner == position  # (n,): the one lookup per distinct row that stands for it
-    slot = first.cumsum(0).sub_(1).index_select(0, owner)  # (n,): lookup i's row numbered among the U
-    rows = index[first]  # (U,)
-    # accumulate=True: a sum over duplicates (index_add_ gives the same, about 1.5x slower on a CPU)
-    summed = values.new_zeros(rows.numel(), *values.shape[1:]).index_put_((slot,), values, accumulate=True)
-    return rows, summed
-
-
-class LazyAdam(torch.optim.Optimizer):
-    """``torch.optim.SparseAdam``'s update for tables with sparse gradients: only the looked-up rows R and their
-    moments move (``m`` and ``v`` of the other rows keep their values, as TensorFlow's LazyAdam),
-
-        m_R <- m_R + (1 - beta1)(g_R - m_R),   v_R <- v_R + (1 - beta2)(g_R^2 - v_R),
-        theta_R <- theta_R - (lr sqrt(1 - beta2^t) / (1 - beta1^t)) m_R / (sqrt(v_R) + eps)
-
-    the same formula and order of operations as SparseAdam, computed on the rows with ``index_select`` and
-    ``index_copy_`` rather than SparseAdam's sparse-into-dense additions, which cost several times more on a CPU,
-    and with the gradient's rows made distinct in O(lookups) (``distinct_rows``) rather than sorted by
-    ``coalesce``. A row's two moments sit side by side in one ``(R, 2e)`` state (``moments``: ``[m | v]``), so
-    the U looked-up rows' moments are one gather and one scatter. The step alone on the
-    ``benchmarks/embeddings.py`` table (batch 2048, 10 fields, about 12,000 distinct rows of width 8 out of
-    820,000; one CPU thread, ``--part lazy``, ``benchmarks/README.md``): 3.3-5.7 ms (best of 6 rounds) against
-    3.9-5.9 ms with separate ``m`` and ``v`` tensors, run alternately on a machine whose speed drifted by half.
-    """
-
-    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
-        # per table: distinct_rows' (R,) scratch index, 4 bytes a row (int32: a batch has fewer than 2^31 lookups);
-        # not optimiser state (nothing to save or restore: its content is never read before it is written)
-        self._scratch: dict[torch.Tensor, torch.Tensor] = {}
-        self._coeff: dict[tuple, torch.Tensor] = {}  # (beta1, beta2, e, dtype, device) -> [1 - beta1 | 1 - beta2]
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if not p.grad.is_sparse:
-                    raise ValueError("LazyAdam updates tables with sparse gradients (nn.Embedding(sparse=True))")
-                if p not in self._scratch:
-                    self._scratch[p] = torch.empty(p.shape[0], dtype=torch.int32, device=p.device)
-                big = p.grad._nnz() >= 2**31  # positions past int32: a fresh int64 index
-                rows, g = distinct_rows(p.grad, None if big else self._scratch[p])  # (U,), (U, e)
-                state = self.state[p]
-                width = p[0].numel()  # e: a row's entries
-                if not state:  # m and v of a row side by side: one gather and one scatter for both
-                    state.update(step=0, moments=p.new_zeros(p.shape[0], 2 * width))  # (R, 2e): [m | v]
-                state["step"] += 1
-                moments = state["moments"].index_select(0, rows)  # (U, 2e), contiguous
-                g = g.reshape(-1, width)  # (U, e)
-                # [m | v] + ([g | g^2] - [m | v]) * [1 - beta1 | 1 - beta2]: both moments in one pass each; the
-                # coefficients a (2e,) row, since a broadcast over runs of only e entries would not be vectorised
-                key = (beta1, beta2, width, p.dtype, p.device)
-                if key not in self._coeff:  # made once, not copied to the device at every step
-                    self._coeff[key] = torch.tensor([1 - beta1, 1 - beta2], dtype=p.dtype,
-                                                    device=p.device).repeat_interleave(width)  # (2e,)
-                coeff = self._coeff[key]
-                moments.add_(torch.cat([g, g * g], 1).sub_(moments).mul_(coeff))
-                state["moments"].index_copy_(0, rows, moments)
-                m, v = moments.split(width, 1)  # (U, e) views with a row stride of 2e
-                t = state["step"]
-                step_size = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
-                # v made contiguous first: sqrt over rows of e entries strided 2e apart runs elementwise, not
-                # vectorised (about 0.5 ms a step at e = 8)
-                delta = m.div(v.contiguous().sqrt_().add_(group["eps"])).mul_(-step_size)  # (U, e)
-                # rows are distinct: a gather, add and scatter (index_add_ takes several times longer)
-                p.index_copy_(0, rows, p.index_select(0, rows).add_(delta.view(-1, *p.shape[1:])))
-        return None
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two optimiser groups: decayed weights, and biases plus what a module lists in ``no_weight_decay()``
-    (named by prefix), which are never decayed."""
-    exempt: set[str] = set()
-    for prefix, module in model.named_modules():
-        if hasattr(module, "no_weight_decay"):
-            exempt |= {f"{prefix}.{n}" if prefix else n for n in module.no_weight_decay()}
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if name.endswith("bias") or any(name == e or name.startswith(e + ".") for e in exempt):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
 
 
 class KeepBest(Callback):
