@@ -10,7 +10,7 @@ member's forward pass (its dropout masks, the noise of noisy top-k gates: ``laye
 generator seeded with its own seed, drawn in the order ``fit`` draws them after seeding torch with that seed: a
 member's result never depends on which members share its population, and on a CPU it is ``fit``'s with dropout
 and gate noise too (on a GPU ``fit``'s fused kernels draw other numbers of the same distribution). A forward pass
-that draws from torch's generator in any other way is refused (``_check_no_other_draws``). Used for the
+that draws from torch's generator in any other way is refused (``bench.training.draws``). Used for the
 multi-seed final stage of studies and for repeated-run experiments:
 ``train_population(arch, data, seed_configs(config, range(8)))``.
 
@@ -36,7 +36,6 @@ metrics.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -47,7 +46,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from bench import architectures, weighting
-from bench.architectures.layers import FeatureEncoder, GateNoise
+from bench.architectures.layers import FeatureEncoder
 from bench.datasets import BatchLoader, MTLData, Split
 from bench.errors import UserError
 from bench.spec.config import TrainConfig, split_config
@@ -56,6 +55,7 @@ from . import allocator
 from .bootstrap import resampled_metrics
 from .devices import resolve_device
 from .diagnostics import diagnose as diagnostics_of
+from .draws import draw, feed_draws, no_other_draws
 from .fit import FitResult, count_params, observed_counts
 from .metrics import check_finite_loss, entire_space_metrics, funnel_targets, objective, task_loss, task_metrics
 from .optim import StackedAdam, param_groups
@@ -104,101 +104,6 @@ class _Member:
             return False
         self.wait += 1
         return self.wait >= self.train.patience
-
-
-class _MaskFeed:
-    """Where the random layers of a population's template (dropout, gate noise) find their draws: ``probe``
-    records the shapes of one forward pass's calls (in call order) without drawing anything; otherwise each call
-    takes the next of ``masks`` (inside ``vmap``: one member's draw). A call is ``(shape, stride, p)``: a dropout
-    mask of probability ``p``, or standard normal noise where ``p`` is None."""
-
-    def __init__(self) -> None:
-        self.probe: list[tuple[torch.Size, tuple[int, ...], float]] | None = None
-        self.masks: list[torch.Tensor] = []
-
-
-class _FedDropout(torch.nn.Module):
-    """``nn.Dropout`` with its mask given (``_MaskFeed``), so that each member's masks come from its own
-    generator (``_draw_masks``) instead of one stream shared by the population."""
-
-    def __init__(self, p: float, feed: _MaskFeed) -> None:
-        super().__init__()
-        self.p, self.feed = p, feed
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return x
-        if self.feed.probe is not None:
-            self.feed.probe.append((x.shape, torch.empty_like(x).stride(), self.p))  # dropout's noise layout
-            return x
-        return x * self.feed.masks.pop(0)
-
-
-class _FedNoise(torch.nn.Module):
-    """``layers.GateNoise`` with its draws given (``_MaskFeed``): each member's gate noise from its own generator."""
-
-    def __init__(self, feed: _MaskFeed) -> None:
-        super().__init__()
-        self.feed = feed
-
-    def forward(self, like: torch.Tensor) -> torch.Tensor:
-        if self.feed.probe is not None:
-            self.feed.probe.append((like.shape, torch.empty_like(like).stride(), None))  # randn_like's layout
-            return torch.zeros_like(like)
-        return self.feed.masks.pop(0)
-
-
-def _feed_dropout(model: torch.nn.Module) -> _MaskFeed | None:
-    """Replace ``model``'s random layers, active ``nn.Dropout`` and ``GateNoise``, by ``_FedDropout`` and
-    ``_FedNoise`` sharing one feed (None: it has none)."""
-    feed = _MaskFeed()
-    found = False
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.Dropout) and child.p > 0:
-                setattr(parent, name, _FedDropout(child.p, feed))
-                found = True
-            elif isinstance(child, GateNoise):
-                setattr(parent, name, _FedNoise(feed))
-                found = True
-    return feed if found else None
-
-
-def _draw_masks(
-    calls: list[tuple[torch.Size, tuple[int, ...], float | None]], generators: list[torch.Generator],
-    device: torch.device,
-) -> list[torch.Tensor]:
-    """One ``(S, *shape)`` draw per call, member s's row drawn from its own generator exactly as ``fit`` draws
-    from the global one: a dropout mask as ``torch.nn.functional.dropout`` (``bernoulli_(1 - p)`` into a tensor
-    laid out as its input, divided by ``1 - p``), gate noise as ``torch.randn_like`` (``normal_`` into a tensor
-    laid out as the logits). Members draw in the order of the calls, as ``fit`` does: on the CPU, member s's
-    draws are those ``fit`` draws after seeding with s's seed."""
-    masks = []
-    for shape, stride, p in calls:
-        n = math.prod(shape)
-        mask = torch.empty_strided((len(generators), *shape), (n, *stride), device=device)  # row s: fit's layout
-        for row, g in zip(mask, generators):
-            if p is None:
-                row.normal_(generator=g)
-            else:
-                row.bernoulli_(1 - p, generator=g)
-        masks.append(mask if p is None else mask.div_(1 - p))
-    return masks
-
-
-@contextlib.contextmanager
-def _check_no_other_draws(arch: str, device: torch.device):
-    """Around a training-mode forward pass of the template with its random layers fed: torch's generator must not
-    move, or some layer draws what the population would take from one shared stream (a member's result would then
-    depend on its neighbours). Only dropout and ``layers.GateNoise`` can be fed."""
-    def states() -> list[torch.Tensor]:
-        return [torch.get_rng_state(), *([torch.cuda.get_rng_state(device)] if device.type == "cuda" else [])]
-
-    before = states()
-    yield
-    if not all(torch.equal(a, b) for a, b in zip(before, states())):
-        raise RuntimeError(f"{arch} draws random numbers in its forward pass outside dropout and layers.GateNoise: a "
-                           "population cannot give each member its own draws; train it with --no-population")
 
 
 def _check_configs(arch: str, configs: list[dict[str, Any]]) -> list[TrainConfig]:
@@ -270,7 +175,7 @@ def train_population(
         encoder.table.sparse = False  # dense gradients under vmap; StackedAdam updates the looked-up rows only
     lazy = next((name for name, p in template.named_parameters() if tables and p is tables[0]), None)
     n_rows = encoder.table.num_embeddings if encoder is not None else 0  # every set of embeddings (STEM: T + 1)
-    feed = _feed_dropout(template)  # dropout masks and gate noise from each member's own seed (as fit's)
+    feed = feed_draws(template)  # dropout masks and gate noise from each member's own seed (as fit's)
     tasks = systems[0].tasks
     # a funnel architecture: its joint view scored against joint labels, as MTLSystem.training_step
     steps, partial = funnel_view(template, tasks, data.funnel_steps, partial)
@@ -390,11 +295,11 @@ def train_population(
 
     def dropout_calls(rows: int) -> list[tuple[torch.Size, tuple[int, ...], float | None]]:
         """The (shape, stride, p) of every random draw (dropout, gate noise) of one member's forward pass on
-        ``rows`` rows; none may draw from torch's generator unfed (``_check_no_other_draws``)."""
+        ``rows`` rows; none may draw from torch's generator unfed (``bench.training.draws``)."""
         if rows not in calls_of:
             if feed is not None:
                 feed.probe = []
-            with torch.no_grad(), _check_no_other_draws(arch, dev):
+            with torch.no_grad(), no_other_draws(arch, dev):
                 template(*((train.x[:rows], train.cat[:rows]) if fields else (train.x[:rows],)))
             calls_of[rows] = feed.probe if feed is not None else []
             if feed is not None:
@@ -439,7 +344,7 @@ def train_population(
                 xb, yb = train.x[rows], train.y[rows]  # (S, B, d), (S, B, T)
                 cb = train.cat[rows]  # (S, B, F)
                 calls = dropout_calls(rows.shape[1])
-                masks = _draw_masks(calls, [members[m].generator for m in active], dev) if calls else []
+                masks = draw(calls, [members[m].generator for m in active], dev) if calls else []
                 grads = []
                 for a in range(0, len(active), group):  # groups of members per vmap call (see members_per_call)
                     p = opt.params if group >= len(active) else opt.unflatten(opt.flat[a : a + group], True)
