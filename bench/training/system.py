@@ -9,7 +9,6 @@ validation objective and leaves at its best epoch.
 from __future__ import annotations
 
 import dataclasses
-import math
 import pickle
 from typing import Any
 
@@ -25,11 +24,14 @@ from bench.errors import UnknownChoice, UserError
 from bench.spec.config import TrainConfig, split_config
 
 from .bootstrap import resampled_metrics
-from .metrics import check_finite_loss, funnel_targets, objective, task_loss, task_metrics
+from .losses import fixed_weights, funnel_view, reported_loss, task_losses, total_loss
+from .metrics import check_finite_loss, task_metrics
 from .optim import BETAS, EPS, LazyAdam, distinct_rows, param_groups
+from .rules import BestEpoch, EarlyStop, flat_metrics, objective_value
 
 # what moved out of this module, still importable from it
-__all__ = ["BETAS", "EPS", "LazyAdam", "distinct_rows", "param_groups"]
+__all__ = ["BETAS", "EPS", "LazyAdam", "distinct_rows", "funnel_view", "param_groups"]
+
 
 def embedding_tables(model: nn.Module) -> list[nn.Parameter]:
     """The embedding tables of the model's ``FeatureEncoder`` (at most one), trained with sparse gradients."""
@@ -37,19 +39,25 @@ def embedding_tables(model: nn.Module) -> list[nn.Parameter]:
 
 
 class KeepBest(Callback):
-    """Keeps a copy of the weights of the best validation epoch (as judged by the system) and restores them
-    when fitting ends, so the module is left at its best epoch without checkpoint files."""
-
-    def __init__(self) -> None:
-        self.state: dict[str, torch.Tensor] | None = None
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking and pl_module.best_epoch == trainer.current_epoch:
-            self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+    """Restores the weights of the best validation epoch when fitting ends (the system's ``BestEpoch`` keeps a
+    copy of them, ``bench.training.rules``), so the module is left at its best epoch without checkpoint files."""
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        if self.state is not None:
-            pl_module.load_state_dict(self.state)
+        if pl_module.record.state is not None:
+            pl_module.load_state_dict(pl_module.record.state)
+
+
+class StopEarly(EarlyStopping):
+    """Lightning's ``EarlyStopping`` on ``val_objective`` (its hooks: when it judges, how it stops the trainer)
+    judging by the rule ``bench.training.rules.EarlyStop`` that populations follow too."""
+
+    def __init__(self, patience: int) -> None:
+        # mode "max": val_objective is oriented so that higher is better; check_finite stops a diverged run
+        super().__init__("val_objective", mode="max", patience=patience, check_finite=True)
+        self.rule = EarlyStop(patience)
+
+    def _evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
+        return self.rule(current), None
 
 
 # what torch.load and rebuilding raise for a file that is not what it should be (damaged, foreign, truncated)
@@ -102,22 +110,15 @@ class MTLSystem(L.LightningModule):
         self.train_config = train or TrainConfig()
         if self.train_config.objective != "mean" and self.train_config.objective not in [t.name for t in tasks]:
             raise UnknownChoice("objective", self.train_config.objective, ["mean", *[t.name for t in tasks]])
-        weights = loss_weights or {}
-        for name in weights:
-            if name not in [t.name for t in tasks]:
-                raise UnknownChoice("task in loss_weights", name, [t.name for t in tasks])
-        self.loss_weights = [float(weights.get(t.name, 1.0)) for t in self.tasks]
+        self.loss_weights = fixed_weights(self.tasks, loss_weights)
         cfg = self.train_config
         self.weighting = weighting.create(cfg.weighting, [t.kind for t in self.tasks], cfg.weighting_options)
         self.weighting.seed([cfg.seed])  # a fit is a population of one member (bench.weighting)
         self._shared: weighting.Shared | None = None  # parameter elements more than one task depends on
         self._task_loss_sum: torch.Tensor | None = None
-        self.history: list[dict[str, Any]] = []
-        self.val_metrics: dict[str, dict[str, float]] = {}
+        self.record = BestEpoch()  # history, best epoch and its weights (bench.training.rules)
         self.test_metrics: dict[str, dict[str, float]] = {}
         self.test_draws: dict[str, list[float]] = {}  # bench.training.bootstrap
-        self.best_epoch: int | None = None
-        self.best_objective = -math.inf
         self.last_objective: float | None = None
         self._outputs: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
         self._loss_sum: torch.Tensor | None = None
@@ -147,6 +148,22 @@ class MTLSystem(L.LightningModule):
             raise unreadable(checkpoint_path, "checkpoint", err) from None
         return system
 
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.record.history
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.record.best_epoch
+
+    @property
+    def best_objective(self) -> float:
+        return self.record.best_objective
+
+    @property
+    def val_metrics(self) -> dict[str, dict[str, float]]:
+        return self.record.val_metrics
+
     def forward(self, x: torch.Tensor, cat: torch.Tensor | None = None, with_aux: bool = False, joint: bool = False):
         """Logits from numeric features ``x`` and, where the data has categorical fields, their codes ``cat``
         (the model then begins with its ``FeatureEncoder``); with ``with_aux`` (an architecture with an auxiliary
@@ -157,9 +174,8 @@ class MTLSystem(L.LightningModule):
 
     def task_losses(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         """``(T,)``: w_k L_k(logits_k, y[:, k]) per task, with the fixed ``loss_weights`` w_k (1 by default); L_k
-        over task k's observed rows where it has missing labels."""
-        return torch.stack([self.loss_weights[k] * task_loss(task.kind, out[task.name], y[:, k], self.partial[k])
-                            for k, task in enumerate(self.tasks)])
+        over task k's observed rows where it has missing labels (``losses.task_losses``)."""
+        return task_losses(self.tasks, out, y, self.loss_weights, self.partial, None)
 
     def loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         """The scalar the weighting method backpropagates (``sum_k w_k L_k`` for equal weighting)."""
@@ -188,9 +204,8 @@ class MTLSystem(L.LightningModule):
             out, aux = self(x, cat, with_aux=True, joint=joint)
         else:
             out = self(x, cat, joint=joint)
-        if joint:  # a funnel architecture: every step's joint probability against the joint labels
-            y = funnel_targets(y, self.funnel_steps)
-        losses = self.task_losses(out, y)  # (T,)
+        # a funnel architecture: every step's joint probability against the joint labels
+        losses = task_losses(self.tasks, out, y, self.loss_weights, self.partial, self.funnel_steps)  # (T,)
         opts = self.optimizers()
         opts = opts if isinstance(opts, list) else [opts]  # [Adam/AdamW, LazyAdam of the embedding tables]
         for opt in opts:
@@ -198,14 +213,10 @@ class MTLSystem(L.LightningModule):
         if self.weighting.grad_based:
             self.set_gradients(losses, aux)
         else:
-            total = self.weighting.combine(losses[None])[0]
-            self.manual_backward(total if aux is None else total + aux)
+            self.manual_backward(total_loss(self.weighting, losses[None], aux)[0])
         detached = losses.detach()
-        # train_loss: sum_k w_k L_k with the weights of this step (for uncertainty: without its log terms), plus the
-        # auxiliary loss, as populations count it
-        weighted = (self.weighting.weights()[0].to(detached) * detached).sum()
-        if aux is not None:
-            weighted = weighted + aux.detach()
+        # train_loss: sum_k lambda_k w_k L_k with the weights of this step, plus the auxiliary loss
+        weighted = reported_loss(self.weighting.weights()[0], losses, aux)
         for opt in opts:
             opt.step()
         self.weighting.after_step()
@@ -274,15 +285,12 @@ class MTLSystem(L.LightningModule):
         metrics = self._split_metrics()
         if self.trainer.sanity_checking:
             return
-        value = objective(self.tasks, metrics, self.train_config.objective)
-        if not math.isfinite(value):
-            value = -math.inf  # a diverged epoch never counts as the best
+        value = objective_value(self.tasks, metrics, self.train_config.objective)  # -inf: diverged
         self.last_objective = value
-        flat = {f"val/{task}/{m}": v for task, ms in metrics.items() for m, v in ms.items()}
-        self.log_dict({**flat, "val_objective": value})
-        self.history.append({"epoch": self.current_epoch, "val_objective": value, **flat})
-        if value > self.best_objective:
-            self.best_objective, self.best_epoch, self.val_metrics = value, self.current_epoch, metrics
+        self.log_dict({**flat_metrics(metrics), "val_objective": value})
+        # the best epoch's weights: what KeepBest restores
+        self.record.add(self.current_epoch, metrics, value,
+                        lambda: {k: v.detach().clone() for k, v in self.state_dict().items()})
 
     def test_step(self, batch, batch_idx) -> None:
         self._collect(batch)
@@ -317,11 +325,7 @@ class MTLSystem(L.LightningModule):
         return [dense, LazyAdam(tables, lr=cfg.lr, betas=BETAS, eps=EPS)]
 
     def configure_callbacks(self):
-        # mode "max": val_objective is oriented so that higher is better; check_finite stops a diverged run
-        return [
-            EarlyStopping("val_objective", mode="max", patience=self.train_config.patience, check_finite=True),
-            KeepBest(),
-        ]
+        return [StopEarly(self.train_config.patience), KeepBest()]
 
 
 def make_system(
@@ -356,19 +360,6 @@ def make_system(
                                  "config": dict(config or {}), "loss_weights": loss_weights,
                                  "fields": list(fields), "funnel": [list(step) for step in funnel or []]})
     return system
-
-
-def funnel_view(model: nn.Module, tasks: list[Task], funnel: list[tuple[str, bool]] | None,
-                partial: list[bool]) -> tuple[list[tuple[int, bool]] | None, list[bool]]:
-    """How a model's losses are computed: for a funnel architecture (``has_funnel_loss``) the funnel steps as
-    (label column, conditional), whose joint labels (``funnel_targets``) its joint view is scored against, and
-    ``partial`` with every step's loss averaged over observed rows (a joint label is missing where the previous
-    step's is); ``(None, partial)`` for any other model. Shared by ``MTLSystem`` and populations."""
-    if not architectures.has_funnel_loss(model) or not funnel:
-        return None, list(partial)
-    names = [t.name for t in tasks]
-    steps = [(names.index(t), bool(c)) for t, c in funnel]
-    return steps, [p or k in {i for i, _ in steps} for k, p in enumerate(partial)]
 
 
 class MTLDataModule(L.LightningDataModule):
