@@ -101,6 +101,7 @@ class Population:
         self.batch_size = trains[0].batch_size
         self.group = members_per_call or default_members_per_call(device, len(configs))
         self.shared: torch.Tensor | None = None  # (S, P_model) bool: gradient-based methods' shared elements
+        self._loss_sum = self._task_loss_sum = None  # (S,), (S, T): the epoch's summed losses (train_epoch)
         self._calls: dict[int, list] = {}  # batch rows -> the random draws of one member's forward pass
         # (S, B, d), (S, B, F), (S, B, T), [(S, ...)] -> (S, T), (S,)
         self._batched_losses = vmap(self._member_losses, randomness="different")
