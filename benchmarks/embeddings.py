@@ -22,7 +22,7 @@ training together) is reported. ``--repeats N`` runs the three modes in turn N t
 best throughput (each measure on its own), so that a burst of load on the machine does not decide the ratio.
 Targets (issue 14): embedded throughput within 2x of numeric-only, peak memory under 4 GB.
 
-Part ``lazy``: ``LazyAdam``'s step alone (``bench.training.system``), on the gradients of 60 batches of the
+Part ``lazy``: ``LazyAdam``'s step alone (``bench.training.optim``), on the gradients of 60 batches of the
 generated table (the batches' lookups, random values), after 10 steps of warm-up: milliseconds per step over the
 other 50, in ``--repeats`` rounds of a fresh table and optimiser each; the best and the median round.
 
@@ -224,7 +224,7 @@ def table_part(args) -> None:
 
 def lazy_part(args) -> None:
     from bench.training import allocator
-    from bench.training.system import LazyAdam, distinct_rows
+    from bench.training.optim import LazyAdam, distinct_rows
 
     allocator.tune()  # glibc's malloc settings, as training sets them (``fit``)
     if args.threads:

@@ -10,7 +10,7 @@ member's forward pass (its dropout masks, the noise of noisy top-k gates: ``laye
 generator seeded with its own seed, drawn in the order ``fit`` draws them after seeding torch with that seed: a
 member's result never depends on which members share its population, and on a CPU it is ``fit``'s with dropout
 and gate noise too (on a GPU ``fit``'s fused kernels draw other numbers of the same distribution). A forward pass
-that draws from torch's generator in any other way is refused (``_check_no_other_draws``). Used for the
+that draws from torch's generator in any other way is refused (``bench.training.draws``). Used for the
 multi-seed final stage of studies and for repeated-run experiments:
 ``train_population(arch, data, seed_configs(config, range(8)))``.
 
@@ -26,9 +26,11 @@ Why not Lightning: a LightningModule owns one model, one optimiser with scalar l
 early-stopping state, and stops the whole loop at once. A population needs per-member optimiser coefficients
 (``StackedAdam``), per-member early stopping and best-weight keeping, and drops members from the stack as they
 stop so that stragglers do not pay for finished members. That loop is short, so it is written in plain torch
-here; its semantics (Adam/AdamW of ``torch.optim``, the decay/no-decay split of ``param_groups``,
-``EarlyStopping(mode="max", check_finite=True)`` on the float32 logged objective, ``KeepBest``) follow
-``bench.training.system`` and are checked against ``bench.training.fit.fit`` in ``tests/test_population.py``.
+here (``Population``: a training step, an epoch's evaluation, retiring the members that stopped, their
+results; ``train_population`` is the loop); the rules it follows are the system's own, from the same modules:
+the loss assembly (``losses``), the optimisers' rules (``optim``: Adam/AdamW of ``torch.optim``, the
+decay/no-decay split of ``param_groups``, the lazy sparse Adam rule), early stopping and best-epoch keeping
+(``rules``). Checked against ``bench.training.fit.fit`` in ``tests/test_population.py``.
 
 There is no host sync per step: losses are summed on the device and read once per epoch with the validation
 metrics.
@@ -36,330 +38,318 @@ metrics.
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from bench import architectures, weighting
-from bench.architectures.layers import FeatureEncoder, GateNoise
+from bench.architectures.layers import FeatureEncoder
 from bench.datasets import BatchLoader, MTLData, Split
 from bench.errors import UserError
-from bench.spec.config import TrainConfig, split_config
+from bench.spec.config import TrainConfig
 
 from . import allocator
 from .bootstrap import resampled_metrics
 from .devices import resolve_device
 from .diagnostics import diagnose as diagnostics_of
+from .draws import draw, feed_draws, probe
 from .fit import FitResult, count_params, observed_counts
-from .metrics import check_finite_loss, entire_space_metrics, funnel_targets, objective, task_loss, task_metrics
-from .system import BETAS, EPS, embedding_tables, funnel_view, make_system, param_groups
+from .losses import funnel_view, reported_loss, task_losses, total_loss
+from .members import CPU_GROUP, Member, check_configs, default_members_per_call, seed_configs
+from .metrics import check_finite_loss, entire_space_metrics, task_metrics
+from .optim import StackedAdam, param_groups
+from .rules import objective_value
+from .system import embedding_tables, make_system
 
-CPU_GROUP = 8
+__all__ = ["CPU_GROUP", "Population", "StackedAdam", "check_configs", "default_members_per_call", "seed_configs",
+           "train_population"]
 
+class Population:
+    """S members of one architecture as one stacked model on ``device``: the template model that runs them all
+    (``functional_call`` of each member's parameters), the ``StackedAdam`` that owns their parameters (member s in
+    row s), the stacked loss-weighting method, and each member's ``Member``. ``active``: the member index of each
+    row of the stack (members leave it as they stop)."""
 
-def seed_configs(config: dict[str, Any], seeds) -> list[dict[str, Any]]:
-    """One config per seed: ``config`` with ``seed`` replaced (the repeated-run population)."""
-    return [{**config, "seed": int(s)} for s in seeds]
+    def __init__(self, arch: str, data: MTLData, configs: list[dict[str, Any]], trains: list[TrainConfig],
+                 device: torch.device, loss_weights: dict[str, float] | None, members_per_call: int | None) -> None:
+        self.arch, self.data, self.device, self.fields = arch, data, device, data.field_sizes
+        systems = [make_system(arch, data.tasks, data.d_in, dict(cfg), loss_weights, fields=self.fields,
+                               partial=data.partial, funnel=data.funnel_steps) for cfg in configs]
+        self.template = systems[0].model.to(device)  # runs every member via functional_call; its weights are unused
+        self._prepare_template()
+        self.tasks = systems[0].tasks
+        # a funnel architecture: its joint view scored against joint labels, as MTLSystem.training_step
+        self.steps, self.partial = funnel_view(self.template, self.tasks, data.funnel_steps, data.partial)
+        self.with_aux = architectures.has_aux_loss(self.template)
+        # one loss-weighting module of S members (bench.weighting): each member's state (fixed or learned weights,
+        # loss history, PCGrad's generator) in its row, seeded and initialised as its own fit's
+        self.method = type(systems[0].weighting).stack([s.weighting for s in systems]).to(device)
+        self.loss_weights = systems[0].loss_weights  # the fixed w_k
+        self.opt = self._stack([s.model for s in systems], trains)
+        self.n_params = count_params(self.template)
+        del systems
+        self.train, self.val = data.train.to(device), data.val.to(device)
+        self.members = [Member(dict(cfg), t, BatchLoader(self.train, t.batch_size, shuffle=True, seed=t.seed),
+                               torch.Generator(device=device).manual_seed(t.seed)) for cfg, t in zip(configs, trains)]
+        self.active = list(range(len(self.members)))
+        self._bind()
+        # one member's rows per vmap lane; the eval chunk is shared by S lanes, so it is divided by S
+        self.eval_rows = max(1, min(t.eval_batch_size for t in trains) // len(configs))
+        self.batch_size = trains[0].batch_size
+        self.group = members_per_call or default_members_per_call(device, len(configs))
+        self.shared: torch.Tensor | None = None  # (S, P_model) bool: gradient-based methods' shared elements
+        self._loss_sum = self._task_loss_sum = None  # (S,), (S, T): the epoch's summed losses (train_epoch)
+        self._calls: dict[int, list] = {}  # batch rows -> the random draws of one member's forward pass
+        # (S, B, d), (S, B, F), (S, B, T), [(S, ...)] -> (S, T), (S,)
+        self._batched_losses = vmap(self._member_losses, randomness="different")
+        self._forward_shared = vmap(self._forward, in_dims=(0, None, None))  # one input, every member's weights
+        self.template.train()
 
+    def _prepare_template(self) -> None:
+        """Dense embedding gradients under vmap (``StackedAdam`` moves the looked-up rows only: ``lazy`` names the
+        table); dropout masks and gate noise fed from each member's own generator (``bench.training.draws``)."""
+        tables = embedding_tables(self.template)
+        self.encoder = next((m for m in self.template.modules() if isinstance(m, FeatureEncoder)), None)
+        if self.encoder is not None:
+            self.encoder.table.sparse = False
+        self.lazy = next((name for name, p in self.template.named_parameters() if tables and p is tables[0]), None)
+        # every set of embeddings (STEM: T + 1)
+        self.n_rows = self.encoder.table.num_embeddings if self.encoder is not None else 0
+        self.feed = feed_draws(self.template)
 
-def default_members_per_call(device: torch.device, n_members: int) -> int:
-    """How many members one vmap call runs: all of them on a GPU (one kernel launch serves S members); at most
-    ``CPU_GROUP`` on a CPU, where stacked temporaries S times larger than one model's fall out of cache and
-    per-call overhead is already small next to the arithmetic."""
-    return n_members if device.type == "cuda" else min(n_members, CPU_GROUP)
+    def _stack(self, models: list[torch.nn.Module], trains: list[TrainConfig]) -> StackedAdam:
+        """The members' trained parameters, ``(S, ...)`` each, in one ``StackedAdam`` with each member's lr, weight
+        decay and optimiser: the models' (decayed as ``param_groups`` splits them), then the method's learned
+        parameters ``(S, T)``, never decayed, last in the buffer."""
+        decayed_ids = {id(p) for p in param_groups(self.template, 1.0)[0]["params"]}
+        decayed = {name for name, p in self.template.named_parameters() if id(p) in decayed_ids}
+        trainable = {name for name, p in self.template.named_parameters() if p.requires_grad}
+        stacked, _ = stack_module_state(models)  # (S, ...) per parameter, detached copies
+        stacked = {k: v.to(self.device) for k, v in stacked.items() if k in trainable}
+        self.model_names = list(stacked)
+        self.learned = [name for name, p in self.method.named_parameters() if p.requires_grad]
+        stacked |= {f"weighting.{name}": self.method.get_parameter(name).detach() for name in self.learned}
+        return StackedAdam(stacked, decayed & set(stacked), [t.lr for t in trains],
+                           [t.weight_decay for t in trains], [t.optimizer == "adamw" for t in trains], lazy=self.lazy)
 
+    def _bind(self) -> None:
+        """The method's learned parameters as views of the optimiser's buffer (its steps and the method's own
+        in-place updates, e.g. GradNorm's renormalisation, then act on the same numbers)."""
+        for name in self.learned:
+            self.method.get_parameter(name).data = self.opt.params[f"weighting.{name}"].detach()
 
-class StackedAdam:
-    """Adam / AdamW as ``torch.optim`` computes them, for S members at once, each with its own learning rate,
-    weight decay and kind of decay.
+    def _model_part(self, p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: p[k] for k in self.model_names}
 
-        g  <- g + lambda_s theta                   (adam, decayed parameters only: L2 in the gradient)
-        theta <- (1 - lr_s lambda_s) theta          (adamw, decayed parameters only: decoupled decay)
-        m  <- beta1 m + (1 - beta1) g,   v <- beta2 v + (1 - beta2) g^2
-        theta <- theta - (lr_s / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    def _forward(self, p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, **kw):
+        # p: the model's parameters only (_model_part); the model takes the categorical codes only when it has a
+        # FeatureEncoder (MTLSystem.forward)
+        return functional_call(self.template, p, (x, cat) if self.fields else (x,), kw)
 
-    All parameters live in one ``(S, P)`` buffer, member s in row s; ``params`` are ``(S, ...)`` views of it
-    (leaves that require grad), so one step is a handful of ops on that buffer whatever the number of
-    parameter tensors. ``decayed`` names the parameters of ``param_groups``' decayed group; the others are
-    never decayed. All members step together, so the step count t is shared.
+    # --- training
+    def _member_losses(self, p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, y: torch.Tensor,
+                       masks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One member's task losses ``(T,)`` (w_k L_k, ``losses.task_losses``) and auxiliary loss ``()`` (sparse
+        gates' weighted load balancing; 0 without), under vmap: ``x (B, d)``, ``cat (B, F)``, ``y (B, T)``."""
+        if self.feed is not None:
+            self.feed.masks = list(masks)  # this member's masks, in the order its dropout layers are called
+        kw = {"joint": True} if self.steps is not None else {}  # a funnel architecture's joint view
+        if self.with_aux:
+            out, aux = self._forward(p, x, cat, with_aux=True, **kw)
+        else:
+            out, aux = self._forward(p, x, cat, **kw), x.new_zeros(())
+        return task_losses(self.tasks, out, y, self.loss_weights, self.partial, self.steps), aux
 
-    ``lazy`` names the embedding table, which ``MTLSystem`` trains with ``LazyAdam`` (SparseAdam's rule): only the rows
-    member s's batch looked up (``touched``) move, with their moments,
+    def _draws(self, rows: int) -> list:
+        """The random draws (shape, stride, p) of one member's forward pass on ``rows`` rows (probed once)."""
+        if rows not in self._calls:
+            inputs = (self.train.x[:rows], self.train.cat[:rows]) if self.fields else (self.train.x[:rows],)
+            self._calls[rows] = probe(self.template, inputs, self.feed, self.arch, self.device)
+        return self._calls[rows]
 
-        m <- m + (1 - beta1)(g - m),  v <- v + (1 - beta2)(g^2 - v),
-        theta <- theta - (lr_s sqrt(1 - beta2^t) / (1 - beta1^t)) m / (sqrt(v) + eps)     (touched rows only)
+    def train_epoch(self, epoch: int, stop: Callable[[], None] | None) -> list[float]:
+        """One epoch of every active member on its own data order; its mean training loss per member (one host
+        sync). The method sees the epoch's mean task losses (``epoch_end``)."""
+        perms = torch.stack([self.members[m].loader.permutation(epoch) for m in self.active])  # (S, N) on device
+        self._loss_sum = torch.zeros(len(self.active), device=self.device)
+        self._task_loss_sum = torch.zeros(len(self.active), len(self.tasks), device=self.device)  # (S, T)
+        n_steps = 0
+        for lo in range(0, len(self.train), self.batch_size):
+            if stop is not None:
+                stop()
+            self.step(perms[:, lo : lo + self.batch_size])  # (S, B): member s's batch, as its BatchLoader slices it
+            n_steps += 1
+        self.method.epoch_end(self._task_loss_sum / n_steps)
+        return (self._loss_sum / n_steps).tolist()
 
-    (computed densely over the table here, since vmap has no sparse gradients). A parameter that gets no
-    gradient counts as a zero gradient (``torch.optim`` would skip it; every registered architecture uses all
-    of its parameters in every step).
-    """
+    def step(self, rows: torch.Tensor) -> None:
+        """One training step of every active member on its batch ``rows (S, B)``, in groups of ``group`` members
+        per vmap call; the losses are summed on the device for the epoch's ``train_loss``."""
+        xb, yb, cb = self.train.x[rows], self.train.y[rows], self.train.cat[rows]  # (S, B, d), (S, B, T), (S, B, F)
+        calls = self._draws(rows.shape[1])
+        masks = draw(calls, [self.members[m].generator for m in self.active], self.device) if calls else []
+        grads, n, g = [], len(self.active), self.group
+        for a in range(0, n, g):
+            p = self.opt.params if g >= n else self.opt.unflatten(self.opt.flat[a : a + g], True)
+            losses, aux = self._batched_losses(self._model_part(p), xb[a : a + g], cb[a : a + g], yb[a : a + g],
+                                               [mk[a : a + g] for mk in masks])  # (G, T), (G,)
+            rows_of = slice(a, a + len(losses))
+            # train_loss as MTLSystem counts it: sum_k lambda_k w_k L_k with the step's weights, plus aux
+            self._loss_sum[rows_of] += reported_loss(self.method.weights(rows_of), losses, aux)
+            self._task_loss_sum[rows_of] += losses.detach()
+            grads.append(self._gradient(a, p, losses, aux))
+        touched = None
+        if self.lazy is not None:  # (S, R): the table rows each member's batch looked up
+            touched = torch.zeros(n, self.n_rows, dtype=torch.bool, device=self.device)
+            touched.scatter_(1, self.encoder.rows(cb).reshape(n, -1), True)
+        self.opt.step(grads[0] if len(grads) == 1 else torch.cat(grads), touched)
+        self.method.after_step()
 
-    def __init__(
-        self,
-        params: dict[str, torch.Tensor],
-        decayed: set[str],
-        lr: list[float],
-        weight_decay: list[float],
-        decoupled: list[bool],
-        lazy: str | None = None,
-    ) -> None:
-        first = next(iter(params.values()))
-        n, device = first.shape[0], first.device
-        self.shapes = {k: v.shape[1:] for k, v in params.items()}
-        self.flat = torch.cat([v.detach().reshape(n, -1) for v in params.values()], dim=1).contiguous()  # (S, P)
-        decay = torch.cat(
-            [torch.full((v[0].numel(),), float(k in decayed), device=device) for k, v in params.items()]
-        )  # (P,) 1 where decayed
-        # per-member coefficients; those torch.optim computes from Python floats are computed in double here
-        self.lr = torch.tensor(lr, dtype=torch.float64, device=device)  # (S,)
-        l2 = torch.tensor([0.0 if d else w for w, d in zip(weight_decay, decoupled)], device=device)
-        shrink = torch.tensor(
-            [1.0 - r * w if d else 1.0 for r, w, d in zip(lr, weight_decay, decoupled)], device=device
-        )
-        self.l2 = l2[:, None] * decay  # (S, P): lambda_s on decayed entries, else 0
-        self.shrink = torch.where(decay > 0, shrink[:, None], torch.ones_like(shrink)[:, None])  # (S, P)
-        self.any_l2 = any(w > 0 and not d for w, d in zip(weight_decay, decoupled))
-        self.any_shrink = any(w > 0 and d for w, d in zip(weight_decay, decoupled))
-        self.exp_avg = torch.zeros_like(self.flat)
-        self.exp_avg_sq = torch.zeros_like(self.flat)
-        self.t = 0
-        self.params = self.unflatten(self.flat, requires_grad=True)
-        self.lazy: tuple[int, int, int] | None = None  # (start, stop, row width) of the table in the buffer
-        start = 0
-        for name, shape in self.shapes.items():
-            size = math.prod(shape)
-            if name == lazy:
-                self.lazy = (start, start + size, shape[-1])
-            start += size
+    def _gradient(self, a: int, p: dict[str, torch.Tensor], losses: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        """``(G, P)``: the gradient of members ``a..a+G`` (their parameters ``p``, task losses ``(G, T)``, auxiliary
+        losses ``(G,)``), as ``MTLSystem.training_step`` sets it for each: each member's rows of ``p`` get its own
+        gradient only (members are independent), the method's learned parameters their gradient from the method."""
+        rows = slice(a, a + len(losses))
+        leaves = [p[k] for k in self.model_names]
+        own_params = [self.method.get_parameter(name) for name in self.learned]
+        if not self.method.grad_based:  # loss-based: backpropagate each member's combined loss (plus its aux)
+            g = torch.autograd.grad(total_loss(self.method, losses, aux, rows).sum(), leaves + own_params,
+                                    allow_unused=True)
+            model, own = self.opt.flatten(g[: len(leaves)], len(losses)), g[len(leaves) :]
+        else:
+            model, own = self._method_gradient(rows, leaves, own_params, losses, aux)
+        own_flat = [(g[rows] if g is not None else torch.zeros_like(q[rows])).reshape(len(losses), -1)
+                    for g, q in zip(own, own_params)]
+        return torch.cat([model, *own_flat], dim=1)
 
-    def unflatten(self, flat: torch.Tensor, requires_grad: bool = False) -> dict[str, torch.Tensor]:
-        """``{name: (S, ...) view}`` of an ``(S, P)`` buffer laid out as this optimiser's."""
-        out, start = {}, 0
-        for name, shape in self.shapes.items():
-            size = math.prod(shape)
-            view = flat[:, start : start + size].view(flat.shape[0], *shape)
-            out[name] = view.requires_grad_() if requires_grad else view
-            start += size
-        return out
+    def _method_gradient(self, rows: slice, leaves: list[torch.Tensor], own_params: list[torch.Tensor],
+                         losses: torch.Tensor, aux: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """A gradient-based method's ``(G, P_model)`` update from each task's gradient (one backward pass per
+        task), plus the auxiliary loss's gradient, and the gradients of its learned parameters."""
+        n = len(losses)
+        per_task = torch.stack([
+            self.opt.flatten(torch.autograd.grad(losses[:, k].sum(), leaves, retain_graph=True, allow_unused=True), n)
+            for k in range(len(self.tasks))], dim=1)  # (G, T, P_model)
+        if self.shared is None or self.shared.shape[0] < rows.stop:  # each member's first step fixes its mask, as fit
+            mask = weighting.shared_mask(per_task)  # (G, P_model)
+            if self.opt.lazy is not None:
+                mask[:, slice(*self.opt.lazy[:2])] = False  # embedding tables: the weighted sum, as fit (no projection)
+            self.shared = mask if self.shared is None else torch.cat([self.shared, mask])
+        model, own_loss = self.method.gradient(losses, per_task, self.shared[rows], rows)
+        if self.with_aux:  # the auxiliary loss is no task's: its gradient is added to the method's update
+            model = model + self.opt.flatten(torch.autograd.grad(aux.sum(), leaves, allow_unused=True), n)
+        own = torch.autograd.grad(own_loss.sum(), own_params) if own_loss is not None else [None] * len(self.learned)
+        return model, own
 
-    def flatten(self, grads: list[torch.Tensor | None], n: int) -> torch.Tensor:
-        """The ``(n, P)`` gradient buffer of ``n`` members from gradients of ``unflatten``'s views (in order)."""
-        return torch.cat(
-            [
-                gr.reshape(n, -1) if gr is not None else self.flat.new_zeros(n, math.prod(shape))
-                for gr, shape in zip(grads, self.shapes.values())
-            ],
-            dim=1,
-        )
-
+    # --- evaluation
     @torch.no_grad()
-    def step(self, g: torch.Tensor, touched: torch.Tensor | None = None) -> None:
-        """One step from the ``(S, P)`` gradient of every member (``flatten``); ``touched (S, R)``: the table rows
-        each member's batch looked up (with ``lazy``)."""
-        self.t += 1
-        if self.lazy is None:
-            self._dense(slice(None), g)
-            return
-        start, stop, width = self.lazy
-        for part in (slice(0, start), slice(stop, None)):
-            self._dense(part, g[:, part])
-        self._lazy(g[:, start:stop], touched, width)
+    def predict(self, p: dict[str, torch.Tensor], split: Split) -> dict[str, torch.Tensor]:
+        """{task: (S, N, out_dim)} logits of every member on a whole split, in chunks of ``eval_rows``."""
+        self.template.eval()
+        rows = self.eval_rows
+        chunks = [self._forward_shared(p, split.x[i : i + rows], split.cat[i : i + rows])
+                  for i in range(0, len(split), rows)]
+        self.template.train()
+        return {t.name: torch.cat([c[t.name] for c in chunks], dim=1) for t in self.tasks}
 
-    def _dense(self, part: slice, g: torch.Tensor) -> None:
-        """Adam / AdamW on the columns ``part`` of the buffer (views: updated in place)."""
-        theta, m, v = self.flat[:, part], self.exp_avg[:, part], self.exp_avg_sq[:, part]
-        if theta.shape[1] == 0:
-            return
-        beta1, beta2 = BETAS
-        bc1 = 1 - beta1**self.t
-        bc2_sqrt = math.sqrt(1 - beta2**self.t)
-        neg_step = (-(self.lr / bc1)).float()[:, None]  # (S, 1): -lr_s / (1 - beta1^t)
-        if self.any_l2:
-            g = g.addcmul_(self.l2[:, part], theta)
-        if self.any_shrink:
-            theta.mul_(self.shrink[:, part])
-        m.lerp_(g, 1 - beta1)  # g may be modified above: it is the caller's temporary
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (v.sqrt() / bc2_sqrt).add_(EPS)
-        theta.add_(m.mul(neg_step).div_(denom))
+    def _metrics(self, logits: dict[str, torch.Tensor], split: Split, row: int) -> dict[str, dict[str, float]]:
+        return {t.name: task_metrics(t.kind, logits[t.name][row], split.y[:, k]) for k, t in enumerate(self.tasks)}
 
-    def _lazy(self, g: torch.Tensor, touched: torch.Tensor, width: int) -> None:
-        """``torch.optim.SparseAdam`` on the table's touched rows, as its code computes it."""
-        start, stop, _ = self.lazy
-        theta, m, v = self.flat[:, start:stop], self.exp_avg[:, start:stop], self.exp_avg_sq[:, start:stop]
-        beta1, beta2 = BETAS
-        bc1, bc2 = 1 - beta1**self.t, 1 - beta2**self.t
-        mask = touched.repeat_interleave(width, dim=1)  # (S, R e): the (R, e) table is stored row-major
-        m_new = m + (g - m).mul_(1 - beta1)
-        v_new = v + (g * g).sub_(v).mul_(1 - beta2)
-        step_size = (self.lr * (math.sqrt(bc2) / bc1)).float()[:, None]  # (S, 1)
-        delta = (m_new / (v_new.sqrt() + EPS)) * -step_size
-        m.copy_(torch.where(mask, m_new, m))
-        v.copy_(torch.where(mask, v_new, v))
-        theta.add_(torch.where(mask, delta, torch.zeros_like(delta)))
+    def evaluate(self, epoch: int, train_loss: list[float], start: float) -> list[int]:
+        """The epoch's validation: each active member's epoch recorded and judged; the rows of the stack whose
+        members stopped (``seconds``: their wall time since ``start``)."""
+        logits = self.predict(self._model_part(self.opt.params), self.val)
+        stopped = []
+        for row, m in enumerate(self.active):
+            if self._end_epoch(self.members[m], row, epoch, train_loss[row], logits):
+                self.members[m].seconds = time.perf_counter() - start
+                stopped.append(row)
+        return stopped
 
-    def keep(self, rows: torch.Tensor) -> None:
-        """Keep only the members ``rows`` (indices into the current stack); ``params`` are new views."""
-        self.flat, self.exp_avg, self.exp_avg_sq = self.flat[rows], self.exp_avg[rows], self.exp_avg_sq[rows]
-        self.lr, self.l2, self.shrink = self.lr[rows], self.l2[rows], self.shrink[rows]
-        self.params = self.unflatten(self.flat, requires_grad=True)
-
-
-@dataclass
-class _Member:
-    """Bookkeeping of one member, as ``MTLSystem`` + ``EarlyStopping`` + ``KeepBest`` keep it for one fit."""
-
-    config: dict[str, Any]
-    train: TrainConfig
-    loader: BatchLoader  # only its ``permutation(epoch)`` is used: the data order ``fit`` would see
-    history: list[dict[str, Any]] = field(default_factory=list)
-    val_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    best_objective: float = -math.inf
-    best_epoch: int | None = None
-    best_state: torch.Tensor | None = None  # (P,) row of the flat parameter buffer at the best epoch
-    es_best: torch.Tensor = field(default_factory=lambda: torch.tensor(-math.inf))  # float32, as logged
-    wait: int = 0
-    seconds: float = 0.0
-    error: str | None = None  # why the member failed (a non-finite training loss, no finite validation epoch)
-    generator: torch.Generator | None = None  # its dropout masks, seeded with its own seed (as fit seeds torch)
-
-    def early_stop(self, value: float) -> bool:
-        """``EarlyStopping(mode="max", check_finite=True)`` on the float32 value ``self.log`` would store."""
-        current = torch.tensor(value, dtype=torch.float32)
-        if not torch.isfinite(current):
+    def _end_epoch(self, mem: Member, row: int, epoch: int, train_loss: float,
+                   logits: dict[str, torch.Tensor]) -> bool:
+        """Member ``mem`` (row ``row``) after an epoch, as ``MTLSystem`` ends one: whether it stops."""
+        try:  # as MTLSystem: a non-finite training loss ends this member's fit as a failure
+            check_finite_loss(train_loss, epoch)
+        except FloatingPointError as err:
+            mem.error = str(err)
             return True
-        if current > self.es_best:
-            self.es_best, self.wait = current, 0
-            return False
-        self.wait += 1
-        return self.wait >= self.train.patience
+        metrics = self._metrics(logits, self.val, row)
+        value = objective_value(self.tasks, metrics, mem.train.objective)
+        mem.record.add(epoch, metrics, value, lambda: self.opt.flat[row].clone(), train_loss=train_loss)
+        return mem.stop(value) or epoch + 1 >= mem.train.max_epochs
 
+    def retire(self, stopped: list[int]) -> None:
+        """Stopped members (rows of the stack) leave it: no compute is spent on them any more."""
+        if not stopped:
+            return
+        keep = [row for row in range(len(self.active)) if row not in stopped]
+        self.active = [self.active[row] for row in keep]
+        if self.active:
+            rows = torch.tensor(keep, device=self.device)
+            self.opt.keep(rows)
+            self.method.keep(rows)
+            self._bind()
+            if self.shared is not None:
+                self.shared = self.shared[rows]
 
-class _MaskFeed:
-    """Where the random layers of a population's template (dropout, gate noise) find their draws: ``probe``
-    records the shapes of one forward pass's calls (in call order) without drawing anything; otherwise each call
-    takes the next of ``masks`` (inside ``vmap``: one member's draw). A call is ``(shape, stride, p)``: a dropout
-    mask of probability ``p``, or standard normal noise where ``p`` is None."""
+    # --- results
+    def results(self, evaluate_test: bool, diagnose: bool) -> list[FitResult]:
+        """One ``FitResult`` per member, in order, as ``fit`` gives it; the test split is read (once, with each
+        member's best weights) only with ``evaluate_test``, never for a failed member."""
+        for mem in self.members:
+            if mem.error is None and mem.record.state is None:
+                mem.error = "no finite validation epoch (diverged)"
+        ok = [i for i, m in enumerate(self.members) if m.error is None]
+        tested = self._test(ok, diagnose) if evaluate_test and ok else {}
+        results = []
+        for i, mem in enumerate(self.members):
+            rec = mem.record
+            results.append(FitResult(
+                arch=self.arch, config=mem.config, val_metrics=rec.val_metrics, val_objective=rec.best_objective,
+                best_epoch=rec.best_epoch, epochs=len(rec.history), n_params=self.n_params, seconds=mem.seconds,
+                history=rec.history, error=mem.error, observed=observed_counts(self.data, evaluate_test),
+                **tested.get(i, {})))
+        return results
 
-    def __init__(self) -> None:
-        self.probe: list[tuple[torch.Size, tuple[int, ...], float]] | None = None
-        self.masks: list[torch.Tensor] = []
+    def _test(self, ok: list[int], diagnose: bool) -> dict[int, dict[str, Any]]:
+        """For each member of ``ok``: what its ``FitResult`` gets from the test split (test metrics and draws, its
+        weights as its own model's ``state_dict``, diagnostics)."""
+        best = self._model_part(self.opt.unflatten(torch.stack([self.members[i].record.state for i in ok])))
+        test = self.data.test.to(self.device)
+        logits, truth = self.predict(best, test), None
+        if self.data.truth is not None:  # every test impression, for the entire-space metrics
+            truth = self.predict(best, Split(self.data.truth.x, torch.zeros(len(self.data.truth.x), 0),
+                                             self.data.truth.cat).to(self.device))
+        # each member's weights as its own model's state_dict (what ``fit`` keeps): trained rows of the stack,
+        # the template's values for what is not trained (buffers, frozen parameters)
+        fixed = {k: v.detach().cpu() for k, v in self.template.state_dict().items() if k not in best}
+        states = {i: {**fixed, **{k: v[row].detach().cpu().clone() for k, v in best.items()}}
+                  for row, i in enumerate(ok)}
+        diagnostics = {}
+        if diagnose:  # one member at a time through the template, whose hooks see that member's weights
+            for row, i in enumerate(ok):
+                member = {name: v[row] for name, v in best.items()}
+                diagnostics[i] = diagnostics_of(
+                    self.template, test.x, [t.name for t in self.tasks], chunk=self.eval_rows * len(self.members),
+                    cat=test.cat, forward=lambda xb, cb, w=member: self._forward(w, xb, cb))
+        return {i: {"test_metrics": self._test_metrics(logits, truth, test, row),
+                    "test_draws": resampled_metrics(self.tasks, {t.name: logits[t.name][row] for t in self.tasks},
+                                                    test.y),
+                    "state": states[i], "diagnostics": diagnostics.get(i)} for row, i in enumerate(ok)}
 
-
-class _FedDropout(torch.nn.Module):
-    """``nn.Dropout`` with its mask given (``_MaskFeed``), so that each member's masks come from its own
-    generator (``_draw_masks``) instead of one stream shared by the population."""
-
-    def __init__(self, p: float, feed: _MaskFeed) -> None:
-        super().__init__()
-        self.p, self.feed = p, feed
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return x
-        if self.feed.probe is not None:
-            self.feed.probe.append((x.shape, torch.empty_like(x).stride(), self.p))  # dropout's noise layout
-            return x
-        return x * self.feed.masks.pop(0)
-
-
-class _FedNoise(torch.nn.Module):
-    """``layers.GateNoise`` with its draws given (``_MaskFeed``): each member's gate noise from its own generator."""
-
-    def __init__(self, feed: _MaskFeed) -> None:
-        super().__init__()
-        self.feed = feed
-
-    def forward(self, like: torch.Tensor) -> torch.Tensor:
-        if self.feed.probe is not None:
-            self.feed.probe.append((like.shape, torch.empty_like(like).stride(), None))  # randn_like's layout
-            return torch.zeros_like(like)
-        return self.feed.masks.pop(0)
-
-
-def _feed_dropout(model: torch.nn.Module) -> _MaskFeed | None:
-    """Replace ``model``'s random layers, active ``nn.Dropout`` and ``GateNoise``, by ``_FedDropout`` and
-    ``_FedNoise`` sharing one feed (None: it has none)."""
-    feed = _MaskFeed()
-    found = False
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.Dropout) and child.p > 0:
-                setattr(parent, name, _FedDropout(child.p, feed))
-                found = True
-            elif isinstance(child, GateNoise):
-                setattr(parent, name, _FedNoise(feed))
-                found = True
-    return feed if found else None
-
-
-def _draw_masks(
-    calls: list[tuple[torch.Size, tuple[int, ...], float | None]], generators: list[torch.Generator],
-    device: torch.device,
-) -> list[torch.Tensor]:
-    """One ``(S, *shape)`` draw per call, member s's row drawn from its own generator exactly as ``fit`` draws
-    from the global one: a dropout mask as ``torch.nn.functional.dropout`` (``bernoulli_(1 - p)`` into a tensor
-    laid out as its input, divided by ``1 - p``), gate noise as ``torch.randn_like`` (``normal_`` into a tensor
-    laid out as the logits). Members draw in the order of the calls, as ``fit`` does: on the CPU, member s's
-    draws are those ``fit`` draws after seeding with s's seed."""
-    masks = []
-    for shape, stride, p in calls:
-        n = math.prod(shape)
-        mask = torch.empty_strided((len(generators), *shape), (n, *stride), device=device)  # row s: fit's layout
-        for row, g in zip(mask, generators):
-            if p is None:
-                row.normal_(generator=g)
-            else:
-                row.bernoulli_(1 - p, generator=g)
-        masks.append(mask if p is None else mask.div_(1 - p))
-    return masks
-
-
-@contextlib.contextmanager
-def _check_no_other_draws(arch: str, device: torch.device):
-    """Around a training-mode forward pass of the template with its random layers fed: torch's generator must not
-    move, or some layer draws what the population would take from one shared stream (a member's result would then
-    depend on its neighbours). Only dropout and ``layers.GateNoise`` can be fed."""
-    def states() -> list[torch.Tensor]:
-        return [torch.get_rng_state(), *([torch.cuda.get_rng_state(device)] if device.type == "cuda" else [])]
-
-    before = states()
-    yield
-    if not all(torch.equal(a, b) for a, b in zip(before, states())):
-        raise RuntimeError(f"{arch} draws random numbers in its forward pass outside dropout and layers.GateNoise: a "
-                           "population cannot give each member its own draws; train it with --no-population")
-
-
-def _check_configs(arch: str, configs: list[dict[str, Any]]) -> list[TrainConfig]:
-    """Split every config; members must share everything that fixes shapes or batch boundaries."""
-    if not configs:
-        raise UserError("a population needs at least one config")
-    defaults = architectures.options(arch)
-    trains, shapes = [], []
-    for cfg in configs:
-        train, opts = split_config(arch, dict(cfg))
-        trains.append(train)
-        shapes.append({**defaults, **opts})
-    for i, (train, opts) in enumerate(zip(trains[1:], shapes[1:]), start=1):
-        for key, value in opts.items():
-            if value != shapes[0][key]:
-                raise UserError(
-                    f"population members must share the architecture options; {key} is {shapes[0][key]!r} "
-                    f"in config 0 but {value!r} in config {i} (members may differ in: seed, lr, weight_decay, "
-                    "optimizer, patience, max_epochs, objective, eval_batch_size)"
-                )
-        if train.batch_size != trains[0].batch_size:
-            raise UserError(
-                f"population members must share batch_size; it is {trains[0].batch_size} in config 0 but "
-                f"{train.batch_size} in config {i}"
-            )
-    return trains
+    def _test_metrics(self, logits: dict[str, torch.Tensor], truth: dict[str, torch.Tensor] | None, test: Split,
+                      row: int) -> dict[str, dict[str, float]]:
+        """A member's test metrics plus its entire-space ones (``fit.with_truth``)."""
+        metrics = self._metrics(logits, test, row)
+        if truth is None:
+            return metrics
+        known = self.data.truth
+        return {**metrics, **{task: {**metrics.get(task, {}), **entire_space_metrics(
+            truth[task][row].cpu(), known.prob[task], known.outcome[task])} for task in known.prob}}
 
 
 def train_population(
@@ -387,300 +377,19 @@ def train_population(
     member's gate and expert diagnostics on the test split with its best weights, after training, as ``fit``
     gives them. ``stop``: called before every step (e.g. a SIGTERM flag's check); whatever it raises ends the
     training at once, with no result."""
-    trains = _check_configs(arch, configs)
+    trains = check_configs(arch, configs)
     allocator.tune()
     dev = resolve_device(device)
     if members_per_call is not None and members_per_call < 1:
         raise UserError(f"members_per_call must be >= 1, got {members_per_call}")
-    fields, partial = data.field_sizes, data.partial
-    systems = [
-        make_system(arch, data.tasks, data.d_in, dict(cfg), loss_weights, fields=fields, partial=partial,
-                    funnel=data.funnel_steps)
-        for cfg in configs
-    ]
-    template = systems[0].model.to(dev)  # runs every member via functional_call; its own weights are unused
-    tables = embedding_tables(template)
-    encoder = next((m for m in template.modules() if isinstance(m, FeatureEncoder)), None)
-    if encoder is not None:
-        encoder.table.sparse = False  # dense gradients under vmap; StackedAdam updates the looked-up rows only
-    lazy = next((name for name, p in template.named_parameters() if tables and p is tables[0]), None)
-    n_rows = encoder.table.num_embeddings if encoder is not None else 0  # every set of embeddings (STEM: T + 1)
-    feed = _feed_dropout(template)  # dropout masks and gate noise from each member's own seed (as fit's)
-    tasks = systems[0].tasks
-    # a funnel architecture: its joint view scored against joint labels, as MTLSystem.training_step
-    steps, partial = funnel_view(template, tasks, data.funnel_steps, partial)
-    joint = {"joint": True} if steps is not None else {}
-    # one loss-weighting module of S members (bench.weighting): each member's state (fixed or learned weights,
-    # loss history, PCGrad's generator) in its row, seeded and initialised as its own fit's
-    method = type(systems[0].weighting).stack([s.weighting for s in systems]).to(dev)
-    loss_weights = torch.tensor(systems[0].loss_weights, device=dev)  # (T,): the fixed loss_weights w_k
-    decayed_ids = {id(p) for p in param_groups(template, 1.0)[0]["params"]}
-    decayed = {name for name, p in template.named_parameters() if id(p) in decayed_ids}
-    trainable = {name for name, p in template.named_parameters() if p.requires_grad}
-    stacked, _ = stack_module_state([s.model for s in systems])  # (S, ...) per parameter, detached copies
-    stacked = {k: v.to(dev) for k, v in stacked.items() if k in trainable}
-    model_names = list(stacked)
-    # the method's learned parameters (S, T) train with the model's, never decayed; they come last in the buffer
-    learned = [name for name, p in method.named_parameters() if p.requires_grad]
-    stacked |= {f"weighting.{name}": method.get_parameter(name).detach() for name in learned}
-    n_params = count_params(template)
-    del systems
-
-    train = data.train.to(dev)
-    val = data.val.to(dev)
-    members = [
-        _Member(
-            dict(cfg),
-            t,
-            BatchLoader(train, t.batch_size, shuffle=True, seed=t.seed),
-            generator=torch.Generator(device=dev).manual_seed(t.seed),
-        )
-        for cfg, t in zip(configs, trains)
-    ]
-    opt = StackedAdam(
-        stacked,
-        decayed & set(stacked),
-        [t.lr for t in trains],
-        [t.weight_decay for t in trains],
-        [t.optimizer == "adamw" for t in trains],
-        lazy=lazy,
-    )
-    del stacked
-
-    def bind() -> None:
-        """The method's learned parameters as views of the optimiser's buffer (its steps and the method's own
-        in-place updates, e.g. GradNorm's renormalisation, then act on the same numbers)."""
-        for name in learned:
-            method.get_parameter(name).data = opt.params[f"weighting.{name}"].detach()
-
-    bind()
-    # one member's rows per vmap lane; the eval chunk is shared by S lanes, so it is divided by S
-    eval_rows = max(1, min(t.eval_batch_size for t in trains) // len(configs))
-    batch_size, n_train = trains[0].batch_size, len(train)
-    group = members_per_call or default_members_per_call(dev, len(configs))
-
-    with_aux = architectures.has_aux_loss(template)
-
-    def run(p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, aux: bool = False):
-        # p: the model's parameters only (model_part); the model takes the categorical codes only when it has a
-        # FeatureEncoder (MTLSystem.forward)
-        return functional_call(template, p, (x, cat) if fields else (x,), {"with_aux": True} if aux else {})
-
-    def run_joint(p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, aux: bool = False):
-        # the view the losses are computed in: a funnel architecture's joint one
-        kw = ({"with_aux": True} if aux else {}) | joint
-        return functional_call(template, p, (x, cat) if fields else (x,), kw)
-
-    def member_losses(
-        p: dict[str, torch.Tensor], x: torch.Tensor, cat: torch.Tensor, y: torch.Tensor, masks: list[torch.Tensor],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One member's task losses ``(T,)`` (w_k L_k, as MTLSystem.task_losses: masked where labels are missing)
-        and auxiliary loss ``()`` (sparse gates' weighted load balancing; 0 without)."""
-        if feed is not None:
-            feed.masks = list(masks)  # this member's masks, in the order its dropout layers are called
-        if with_aux:
-            out, aux = run_joint(p, x, cat, aux=True)
-        else:
-            out, aux = run_joint(p, x, cat), x.new_zeros(())
-        if steps is not None:
-            y = funnel_targets(y, steps)
-        losses = torch.stack([task_loss(t.kind, out[t.name], y[:, k], partial[k]) for k, t in enumerate(tasks)])
-        return loss_weights * losses, aux
-
-    # (S, B, d), (S, B, F), (S, B, T), [(S, ...)] -> (S, T), (S,)
-    batched_losses = vmap(member_losses, randomness="different")
-    lazy_columns = slice(*opt.lazy[:2]) if opt.lazy is not None else None
-    shared: torch.Tensor | None = None  # (S, P_model) bool: gradient-based methods' shared elements, per member
-
-    def group_gradient(a: int, p: dict[str, torch.Tensor], losses: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
-        """``(G, P)``: the gradient of members ``a..a+G`` (their parameters ``p``, task losses ``(G, T)``, auxiliary
-        losses ``(G,)``), as ``MTLSystem.training_step`` sets it for each: each member's rows of ``p`` get its own
-        gradient only (members are independent), the method's learned parameters their gradient from the method."""
-        nonlocal shared
-        rows = slice(a, a + len(losses))
-        leaves = [p[k] for k in model_names]
-        own_params = [method.get_parameter(name) for name in learned]
-        if not method.grad_based:  # loss-based: backpropagate each member's combined loss (plus its aux)
-            total = method.combine(losses, rows) + aux
-            g = torch.autograd.grad(total.sum(), leaves + own_params, allow_unused=True)
-            model, own = opt.flatten(g[: len(leaves)], len(losses)), g[len(leaves) :]
-        else:  # gradient-based: each task's gradient (one backward pass per task), then the method's update
-            per_task = torch.stack([
-                opt.flatten(torch.autograd.grad(losses[:, k].sum(), leaves, retain_graph=True, allow_unused=True),
-                            len(losses))
-                for k in range(len(tasks))], dim=1)  # (G, T, P_model)
-            if shared is None or shared.shape[0] < rows.stop:  # each member's first step fixes its mask, as fit
-                mask = weighting.shared_mask(per_task)  # (G, P_model)
-                if lazy_columns is not None:
-                    mask[:, lazy_columns] = False  # embedding tables: the weighted sum, as fit (no projection)
-                shared = mask if shared is None else torch.cat([shared, mask])
-            model, own_loss = method.gradient(losses, per_task, shared[rows], rows)
-            if with_aux:  # the auxiliary loss is no task's: its gradient is added to the method's update
-                model = model + opt.flatten(torch.autograd.grad(aux.sum(), leaves, allow_unused=True), len(losses))
-            own = torch.autograd.grad(own_loss.sum(), own_params) if own_loss is not None else [None] * len(learned)
-        own_flat = [(g[rows] if g is not None else torch.zeros_like(q[rows])).reshape(len(losses), -1)
-                    for g, q in zip(own, own_params)]
-        return torch.cat([model, *own_flat], dim=1)
-    calls_of: dict[int, list[tuple[torch.Size, tuple[int, ...], float | None]]] = {}
-
-    def dropout_calls(rows: int) -> list[tuple[torch.Size, tuple[int, ...], float | None]]:
-        """The (shape, stride, p) of every random draw (dropout, gate noise) of one member's forward pass on
-        ``rows`` rows; none may draw from torch's generator unfed (``_check_no_other_draws``)."""
-        if rows not in calls_of:
-            if feed is not None:
-                feed.probe = []
-            with torch.no_grad(), _check_no_other_draws(arch, dev):
-                template(*((train.x[:rows], train.cat[:rows]) if fields else (train.x[:rows],)))
-            calls_of[rows] = feed.probe if feed is not None else []
-            if feed is not None:
-                feed.probe = None
-        return calls_of[rows]
-
-    forward_shared = vmap(run, in_dims=(0, None, None))
-
-    @torch.no_grad()
-    def predict(p: dict[str, torch.Tensor], split: Split) -> dict[str, torch.Tensor]:
-        """{task: (S, N, out_dim)} logits of every member on a whole split, in chunks of ``eval_rows``."""
-        template.eval()
-        chunks = [
-            forward_shared(p, split.x[i : i + eval_rows], split.cat[i : i + eval_rows])
-            for i in range(0, len(split), eval_rows)
-        ]
-        template.train()
-        return {t.name: torch.cat([c[t.name] for c in chunks], dim=1) for t in tasks}
-
-    def model_part(p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: p[k] for k in model_names}
-
-    def metrics_of(logits: dict[str, torch.Tensor], split: Split, row: int) -> dict[str, dict[str, float]]:
-        return {t.name: task_metrics(t.kind, logits[t.name][row], split.y[:, k]) for k, t in enumerate(tasks)}
-
-    active = list(range(len(members)))  # member index of each row of the stack
-    template.train()
+    population = Population(arch, data, configs, trains, dev, loss_weights, members_per_call)
     start = time.perf_counter()
     # dropout masks come from each member's own generator; the forked RNG leaves the caller's untouched anyway
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(trains[0].seed)
         epoch = 0
-        while active:
-            perms = torch.stack([members[m].loader.permutation(epoch) for m in active])  # (S, N) on dev
-            loss_sum = torch.zeros(len(active), device=dev)
-            task_loss_sum = torch.zeros(len(active), len(tasks), device=dev)  # (S, T): for the method's epoch_end
-            n_steps = 0
-            for lo in range(0, n_train, batch_size):
-                if stop is not None:
-                    stop()
-                rows = perms[:, lo : lo + batch_size]  # (S, B): member s's batch, as its BatchLoader slices it
-                xb, yb = train.x[rows], train.y[rows]  # (S, B, d), (S, B, T)
-                cb = train.cat[rows]  # (S, B, F)
-                calls = dropout_calls(rows.shape[1])
-                masks = _draw_masks(calls, [members[m].generator for m in active], dev) if calls else []
-                grads = []
-                for a in range(0, len(active), group):  # groups of members per vmap call (see members_per_call)
-                    p = opt.params if group >= len(active) else opt.unflatten(opt.flat[a : a + group], True)
-                    losses, aux = batched_losses(
-                        model_part(p), xb[a : a + group], cb[a : a + group], yb[a : a + group],
-                        [mk[a : a + group] for mk in masks],
-                    )  # (G, T), (G,)
-                    # train_loss as MTLSystem counts it: sum_k w_k L_k with the step's weights, plus aux
-                    rows_of = slice(a, a + len(losses))
-                    loss_sum[rows_of] += (method.weights(rows_of) * losses.detach()).sum(-1) + aux.detach()
-                    task_loss_sum[rows_of] += losses.detach()
-                    grads.append(group_gradient(a, p, losses, aux))
-                touched = None
-                if lazy is not None:  # (S, R): the table rows each member's batch looked up
-                    touched = torch.zeros(len(active), n_rows, dtype=torch.bool, device=dev)
-                    touched.scatter_(1, encoder.rows(cb).reshape(len(active), -1), True)
-                opt.step(grads[0] if len(grads) == 1 else torch.cat(grads), touched)
-                method.after_step()
-                n_steps += 1
-            method.epoch_end(task_loss_sum / n_steps)
-            train_loss = (loss_sum / n_steps).tolist()
-            logits = predict(model_part(opt.params), val)
-            stopped = []
-            for row, m in enumerate(active):
-                mem = members[m]
-                try:  # as MTLSystem: a non-finite training loss ends this member's fit as a failure
-                    check_finite_loss(train_loss[row], epoch)
-                except FloatingPointError as err:
-                    mem.error, mem.seconds = str(err), time.perf_counter() - start
-                    stopped.append(row)
-                    continue
-                metrics = metrics_of(logits, val, row)
-                value = objective(tasks, metrics, mem.train.objective)
-                if not math.isfinite(value):
-                    value = -math.inf  # a diverged epoch never counts as the best
-                flat = {f"val/{task}/{name}": v for task, ms in metrics.items() for name, v in ms.items()}
-                mem.history.append({"epoch": epoch, "val_objective": value, **flat, "train_loss": train_loss[row]})
-                if value > mem.best_objective:
-                    mem.best_objective, mem.best_epoch, mem.val_metrics = value, epoch, metrics
-                    mem.best_state = opt.flat[row].clone()
-                if mem.early_stop(value) or epoch + 1 >= mem.train.max_epochs:
-                    mem.seconds = time.perf_counter() - start
-                    stopped.append(row)
-            if stopped:
-                keep = [row for row in range(len(active)) if row not in stopped]
-                active = [active[row] for row in keep]
-                if active:  # stopped members leave the stack: no compute is spent on them any more
-                    rows = torch.tensor(keep, device=dev)
-                    opt.keep(rows)
-                    method.keep(rows)
-                    bind()
-                    if shared is not None:
-                        shared = shared[rows]
+        while population.active:
+            train_loss = population.train_epoch(epoch, stop)
+            population.retire(population.evaluate(epoch, train_loss, start))
             epoch += 1
-
-    for mem in members:
-        if mem.error is None and mem.best_state is None:
-            mem.error = "no finite validation epoch (diverged)"
-    test_logits, test_row, states, diagnostics, truth_logits = None, {}, {}, {}, None
-
-    def with_truth(metrics: dict[str, dict[str, float]], logits, row: int) -> dict[str, dict[str, float]]:
-        """A member's test metrics plus its entire-space ones (``fit.with_truth``)."""
-        if logits is None:
-            return metrics
-        return {**metrics, **{task: {**metrics.get(task, {}), **entire_space_metrics(
-            logits[task][row].cpu(), data.truth.prob[task], data.truth.outcome[task])} for task in data.truth.prob}}
-    ok = [i for i, m in enumerate(members) if m.error is None]
-    if evaluate_test and ok:  # the test split, read once per member with its best weights; never a failed one's
-        best = model_part(opt.unflatten(torch.stack([members[i].best_state for i in ok])))
-        test = data.test.to(dev)
-        test_logits, test_row = predict(best, test), {i: row for row, i in enumerate(ok)}
-        if data.truth is not None:  # every test impression, for the entire-space metrics
-            every = Split(data.truth.x, torch.zeros(len(data.truth.x), 0), data.truth.cat).to(dev)
-            truth_logits = predict(best, every)
-        # each member's weights as its own model's state_dict (what ``fit`` keeps): trained rows of the stack,
-        # the template's values for what is not trained (buffers, frozen parameters)
-        fixed = {k: v.detach().cpu() for k, v in template.state_dict().items() if k not in best}
-        states = {i: {**fixed, **{k: v[row].detach().cpu().clone() for k, v in best.items()}}
-                  for i, row in test_row.items()}
-        if diagnose:  # one member at a time through the template, whose hooks see that member's weights
-            for i, row in test_row.items():
-                member = {name: v[row] for name, v in best.items()}
-                diagnostics[i] = diagnostics_of(
-                    template, test.x, [t.name for t in tasks], chunk=eval_rows * len(configs), cat=test.cat,
-                    forward=lambda xb, cb, w=member: run(w, xb, cb))
-    results = []
-    for i, (arch_config, mem) in enumerate(zip(configs, members)):
-        results.append(
-            FitResult(
-                arch=arch,
-                config=dict(arch_config),
-                val_metrics=mem.val_metrics,
-                val_objective=mem.best_objective,
-                best_epoch=mem.best_epoch,
-                epochs=len(mem.history),
-                n_params=n_params,
-                seconds=mem.seconds,
-                history=mem.history,
-                test_metrics=(with_truth(metrics_of(test_logits, test, test_row[i]), truth_logits, test_row[i])
-                              if i in test_row else None),
-                test_draws=resampled_metrics(tasks, {t.name: test_logits[t.name][test_row[i]] for t in tasks},
-                                             test.y) if i in test_row else None,
-                error=mem.error,
-                state=states.get(i),
-                diagnostics=diagnostics.get(i),
-                observed=observed_counts(data, evaluate_test),
-            )
-        )
-    return results
+    return population.results(evaluate_test, diagnose)

@@ -9,7 +9,6 @@ validation objective and leaves at its best epoch.
 from __future__ import annotations
 
 import dataclasses
-import math
 import pickle
 from typing import Any
 
@@ -25,10 +24,13 @@ from bench.errors import UnknownChoice, UserError
 from bench.spec.config import TrainConfig, split_config
 
 from .bootstrap import resampled_metrics
-from .metrics import check_finite_loss, funnel_targets, objective, task_loss, task_metrics
+from .losses import fixed_weights, funnel_view, reported_loss, task_losses, total_loss
+from .metrics import check_finite_loss, funnel_targets, task_metrics
+from .optim import BETAS, EPS, LazyAdam, distinct_rows, param_groups
+from .rules import BestEpoch, EarlyStop, flat_metrics, objective_value
 
-BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW / SparseAdam defaults
-EPS = 1e-8
+# what moved out of this module, still importable from it
+__all__ = ["BETAS", "EPS", "LazyAdam", "distinct_rows", "funnel_view", "param_groups"]
 
 
 def embedding_tables(model: nn.Module) -> list[nn.Parameter]:
@@ -36,134 +38,26 @@ def embedding_tables(model: nn.Module) -> list[nn.Parameter]:
     return [m.table.weight for m in model.modules() if isinstance(m, FeatureEncoder) and m.sizes]
 
 
-def distinct_rows(grad: torch.Tensor, scratch: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A sparse COO gradient of an ``(R, ...)`` table as ``(rows (U,), values (U, ...))``: the U distinct rows it
-    touches, duplicates summed, in no particular order (what ``coalesce()`` gives, unsorted).
-
-    ``coalesce`` sorts the n lookups of a batch (n = B F: 20,480 at batch 2048 and 10 fields, 2.4-2.9 ms on one
-    CPU thread, the largest single cost of a lazy step). This is O(n) and about 1 ms: every lookup i writes its
-    position i into a scratch ``(R,)`` index at its row and reads back the position that stayed there (which of
-    a row's duplicates stays does not matter: they all read the same one). The lookups that read their own
-    position are the first of their row; a running count numbers those rows 0..U-1, and each lookup's values are
-    summed into its row's slot. ``scratch``: an ``(R,)`` int32 (or int64) tensor on the gradient's device to write
-    into, whatever it holds (only entries written here are read back); kept by the caller, as ``LazyAdam`` does, a
-    table of millions of rows does not page-fault a fresh one in at every step.
-    """
-    if grad.is_coalesced():
-        return grad.indices()[0], grad.values()
-    index, values = grad._indices()[0], grad._values()  # (n,), (n, ...): one entry per lookup, rows repeat
-    if scratch is None:
-        scratch = torch.empty(grad.shape[0], dtype=torch.int64, device=index.device)
-    position = torch.arange(index.numel(), dtype=scratch.dtype, device=index.device)
-    scratch.index_copy_(0, index, position)
-    owner = scratch.index_select(0, index)  # (n,): the position that stands for lookup i's row
-    first = owner == position  # (n,): the one lookup per distinct row that stands for it
-    slot = first.cumsum(0).sub_(1).index_select(0, owner)  # (n,): lookup i's row numbered among the U
-    rows = index[first]  # (U,)
-    # accumulate=True: a sum over duplicates (index_add_ gives the same, about 1.5x slower on a CPU)
-    summed = values.new_zeros(rows.numel(), *values.shape[1:]).index_put_((slot,), values, accumulate=True)
-    return rows, summed
-
-
-class LazyAdam(torch.optim.Optimizer):
-    """``torch.optim.SparseAdam``'s update for tables with sparse gradients: only the looked-up rows R and their
-    moments move (``m`` and ``v`` of the other rows keep their values, as TensorFlow's LazyAdam),
-
-        m_R <- m_R + (1 - beta1)(g_R - m_R),   v_R <- v_R + (1 - beta2)(g_R^2 - v_R),
-        theta_R <- theta_R - (lr sqrt(1 - beta2^t) / (1 - beta1^t)) m_R / (sqrt(v_R) + eps)
-
-    the same formula and order of operations as SparseAdam, computed on the rows with ``index_select`` and
-    ``index_copy_`` rather than SparseAdam's sparse-into-dense additions, which cost several times more on a CPU,
-    and with the gradient's rows made distinct in O(lookups) (``distinct_rows``) rather than sorted by
-    ``coalesce``. A row's two moments sit side by side in one ``(R, 2e)`` state (``moments``: ``[m | v]``), so
-    the U looked-up rows' moments are one gather and one scatter. The step alone on the
-    ``benchmarks/embeddings.py`` table (batch 2048, 10 fields, about 12,000 distinct rows of width 8 out of
-    820,000; one CPU thread, ``--part lazy``, ``benchmarks/README.md``): 3.3-5.7 ms (best of 6 rounds) against
-    3.9-5.9 ms with separate ``m`` and ``v`` tensors, run alternately on a machine whose speed drifted by half.
-    """
-
-    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
-        # per table: distinct_rows' (R,) scratch index, 4 bytes a row (int32: a batch has fewer than 2^31 lookups);
-        # not optimiser state (nothing to save or restore: its content is never read before it is written)
-        self._scratch: dict[torch.Tensor, torch.Tensor] = {}
-        self._coeff: dict[tuple, torch.Tensor] = {}  # (beta1, beta2, e, dtype, device) -> [1 - beta1 | 1 - beta2]
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if not p.grad.is_sparse:
-                    raise ValueError("LazyAdam updates tables with sparse gradients (nn.Embedding(sparse=True))")
-                if p not in self._scratch:
-                    self._scratch[p] = torch.empty(p.shape[0], dtype=torch.int32, device=p.device)
-                big = p.grad._nnz() >= 2**31  # positions past int32: a fresh int64 index
-                rows, g = distinct_rows(p.grad, None if big else self._scratch[p])  # (U,), (U, e)
-                state = self.state[p]
-                width = p[0].numel()  # e: a row's entries
-                if not state:  # m and v of a row side by side: one gather and one scatter for both
-                    state.update(step=0, moments=p.new_zeros(p.shape[0], 2 * width))  # (R, 2e): [m | v]
-                state["step"] += 1
-                moments = state["moments"].index_select(0, rows)  # (U, 2e), contiguous
-                g = g.reshape(-1, width)  # (U, e)
-                # [m | v] + ([g | g^2] - [m | v]) * [1 - beta1 | 1 - beta2]: both moments in one pass each; the
-                # coefficients a (2e,) row, since a broadcast over runs of only e entries would not be vectorised
-                key = (beta1, beta2, width, p.dtype, p.device)
-                if key not in self._coeff:  # made once, not copied to the device at every step
-                    self._coeff[key] = torch.tensor([1 - beta1, 1 - beta2], dtype=p.dtype,
-                                                    device=p.device).repeat_interleave(width)  # (2e,)
-                coeff = self._coeff[key]
-                moments.add_(torch.cat([g, g * g], 1).sub_(moments).mul_(coeff))
-                state["moments"].index_copy_(0, rows, moments)
-                m, v = moments.split(width, 1)  # (U, e) views with a row stride of 2e
-                t = state["step"]
-                step_size = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
-                # v made contiguous first: sqrt over rows of e entries strided 2e apart runs elementwise, not
-                # vectorised (about 0.5 ms a step at e = 8)
-                delta = m.div(v.contiguous().sqrt_().add_(group["eps"])).mul_(-step_size)  # (U, e)
-                # rows are distinct: a gather, add and scatter (index_add_ takes several times longer)
-                p.index_copy_(0, rows, p.index_select(0, rows).add_(delta.view(-1, *p.shape[1:])))
-        return None
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two optimiser groups: decayed weights, and biases plus what a module lists in ``no_weight_decay()``
-    (named by prefix), which are never decayed."""
-    exempt: set[str] = set()
-    for prefix, module in model.named_modules():
-        if hasattr(module, "no_weight_decay"):
-            exempt |= {f"{prefix}.{n}" if prefix else n for n in module.no_weight_decay()}
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if name.endswith("bias") or any(name == e or name.startswith(e + ".") for e in exempt):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
 class KeepBest(Callback):
-    """Keeps a copy of the weights of the best validation epoch (as judged by the system) and restores them
-    when fitting ends, so the module is left at its best epoch without checkpoint files."""
-
-    def __init__(self) -> None:
-        self.state: dict[str, torch.Tensor] | None = None
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking and pl_module.best_epoch == trainer.current_epoch:
-            self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+    """Restores the weights of the best validation epoch when fitting ends (the system's ``BestEpoch`` keeps a
+    copy of them, ``bench.training.rules``), so the module is left at its best epoch without checkpoint files."""
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        if self.state is not None:
-            pl_module.load_state_dict(self.state)
+        if pl_module.record.state is not None:
+            pl_module.load_state_dict(pl_module.record.state)
+
+
+class StopEarly(EarlyStopping):
+    """Lightning's ``EarlyStopping`` on ``val_objective`` (its hooks: when it judges, how it stops the trainer)
+    judging by the rule ``bench.training.rules.EarlyStop`` that populations follow too."""
+
+    def __init__(self, patience: int) -> None:
+        # mode "max": val_objective is oriented so that higher is better; check_finite stops a diverged run
+        super().__init__("val_objective", mode="max", patience=patience, check_finite=True)
+        self.rule = EarlyStop(patience)
+
+    def _evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
+        return self.rule(current), None
 
 
 # what torch.load and rebuilding raise for a file that is not what it should be (damaged, foreign, truncated)
@@ -216,22 +110,15 @@ class MTLSystem(L.LightningModule):
         self.train_config = train or TrainConfig()
         if self.train_config.objective != "mean" and self.train_config.objective not in [t.name for t in tasks]:
             raise UnknownChoice("objective", self.train_config.objective, ["mean", *[t.name for t in tasks]])
-        weights = loss_weights or {}
-        for name in weights:
-            if name not in [t.name for t in tasks]:
-                raise UnknownChoice("task in loss_weights", name, [t.name for t in tasks])
-        self.loss_weights = [float(weights.get(t.name, 1.0)) for t in self.tasks]
+        self.loss_weights = fixed_weights(self.tasks, loss_weights)
         cfg = self.train_config
         self.weighting = weighting.create(cfg.weighting, [t.kind for t in self.tasks], cfg.weighting_options)
         self.weighting.seed([cfg.seed])  # a fit is a population of one member (bench.weighting)
         self._shared: weighting.Shared | None = None  # parameter elements more than one task depends on
         self._task_loss_sum: torch.Tensor | None = None
-        self.history: list[dict[str, Any]] = []
-        self.val_metrics: dict[str, dict[str, float]] = {}
+        self.record = BestEpoch()  # history, best epoch and its weights (bench.training.rules)
         self.test_metrics: dict[str, dict[str, float]] = {}
         self.test_draws: dict[str, list[float]] = {}  # bench.training.bootstrap
-        self.best_epoch: int | None = None
-        self.best_objective = -math.inf
         self.last_objective: float | None = None
         self._outputs: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
         self._loss_sum: torch.Tensor | None = None
@@ -261,6 +148,22 @@ class MTLSystem(L.LightningModule):
             raise unreadable(checkpoint_path, "checkpoint", err) from None
         return system
 
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.record.history
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.record.best_epoch
+
+    @property
+    def best_objective(self) -> float:
+        return self.record.best_objective
+
+    @property
+    def val_metrics(self) -> dict[str, dict[str, float]]:
+        return self.record.val_metrics
+
     def forward(self, x: torch.Tensor, cat: torch.Tensor | None = None, with_aux: bool = False, joint: bool = False):
         """Logits from numeric features ``x`` and, where the data has categorical fields, their codes ``cat``
         (the model then begins with its ``FeatureEncoder``); with ``with_aux`` (an architecture with an auxiliary
@@ -271,9 +174,8 @@ class MTLSystem(L.LightningModule):
 
     def task_losses(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         """``(T,)``: w_k L_k(logits_k, y[:, k]) per task, with the fixed ``loss_weights`` w_k (1 by default); L_k
-        over task k's observed rows where it has missing labels."""
-        return torch.stack([self.loss_weights[k] * task_loss(task.kind, out[task.name], y[:, k], self.partial[k])
-                            for k, task in enumerate(self.tasks)])
+        over task k's observed rows where it has missing labels (``losses.task_losses``)."""
+        return task_losses(self.tasks, out, y, self.loss_weights, self.partial, None)
 
     def loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         """The scalar the weighting method backpropagates (``sum_k w_k L_k`` for equal weighting)."""
@@ -304,7 +206,7 @@ class MTLSystem(L.LightningModule):
             out = self(x, cat, joint=joint)
         if joint:  # a funnel architecture: every step's joint probability against the joint labels
             y = funnel_targets(y, self.funnel_steps)
-        losses = self.task_losses(out, y)  # (T,)
+        losses = self.task_losses(out, y)  # (T,): the one seam of a step's task losses (tests patch it)
         opts = self.optimizers()
         opts = opts if isinstance(opts, list) else [opts]  # [Adam/AdamW, LazyAdam of the embedding tables]
         for opt in opts:
@@ -312,14 +214,10 @@ class MTLSystem(L.LightningModule):
         if self.weighting.grad_based:
             self.set_gradients(losses, aux)
         else:
-            total = self.weighting.combine(losses[None])[0]
-            self.manual_backward(total if aux is None else total + aux)
+            self.manual_backward(total_loss(self.weighting, losses[None], aux)[0])
         detached = losses.detach()
-        # train_loss: sum_k w_k L_k with the weights of this step (for uncertainty: without its log terms), plus the
-        # auxiliary loss, as populations count it
-        weighted = (self.weighting.weights()[0].to(detached) * detached).sum()
-        if aux is not None:
-            weighted = weighted + aux.detach()
+        # train_loss: sum_k lambda_k w_k L_k with the weights of this step, plus the auxiliary loss
+        weighted = reported_loss(self.weighting.weights()[0], losses, aux)
         for opt in opts:
             opt.step()
         self.weighting.after_step()
@@ -388,15 +286,12 @@ class MTLSystem(L.LightningModule):
         metrics = self._split_metrics()
         if self.trainer.sanity_checking:
             return
-        value = objective(self.tasks, metrics, self.train_config.objective)
-        if not math.isfinite(value):
-            value = -math.inf  # a diverged epoch never counts as the best
+        value = objective_value(self.tasks, metrics, self.train_config.objective)  # -inf: diverged
         self.last_objective = value
-        flat = {f"val/{task}/{m}": v for task, ms in metrics.items() for m, v in ms.items()}
-        self.log_dict({**flat, "val_objective": value})
-        self.history.append({"epoch": self.current_epoch, "val_objective": value, **flat})
-        if value > self.best_objective:
-            self.best_objective, self.best_epoch, self.val_metrics = value, self.current_epoch, metrics
+        self.log_dict({**flat_metrics(metrics), "val_objective": value})
+        # the best epoch's weights: what KeepBest restores
+        self.record.add(self.current_epoch, metrics, value,
+                        lambda: {k: v.detach().clone() for k, v in self.state_dict().items()})
 
     def test_step(self, batch, batch_idx) -> None:
         self._collect(batch)
@@ -431,11 +326,7 @@ class MTLSystem(L.LightningModule):
         return [dense, LazyAdam(tables, lr=cfg.lr, betas=BETAS, eps=EPS)]
 
     def configure_callbacks(self):
-        # mode "max": val_objective is oriented so that higher is better; check_finite stops a diverged run
-        return [
-            EarlyStopping("val_objective", mode="max", patience=self.train_config.patience, check_finite=True),
-            KeepBest(),
-        ]
+        return [StopEarly(self.train_config.patience), KeepBest()]
 
 
 def make_system(
@@ -470,19 +361,6 @@ def make_system(
                                  "config": dict(config or {}), "loss_weights": loss_weights,
                                  "fields": list(fields), "funnel": [list(step) for step in funnel or []]})
     return system
-
-
-def funnel_view(model: nn.Module, tasks: list[Task], funnel: list[tuple[str, bool]] | None,
-                partial: list[bool]) -> tuple[list[tuple[int, bool]] | None, list[bool]]:
-    """How a model's losses are computed: for a funnel architecture (``has_funnel_loss``) the funnel steps as
-    (label column, conditional), whose joint labels (``funnel_targets``) its joint view is scored against, and
-    ``partial`` with every step's loss averaged over observed rows (a joint label is missing where the previous
-    step's is); ``(None, partial)`` for any other model. Shared by ``MTLSystem`` and populations."""
-    if not architectures.has_funnel_loss(model) or not funnel:
-        return None, list(partial)
-    names = [t.name for t in tasks]
-    steps = [(names.index(t), bool(c)) for t, c in funnel]
-    return steps, [p or k in {i for i, _ in steps} for k, p in enumerate(partial)]
 
 
 class MTLDataModule(L.LightningDataModule):
