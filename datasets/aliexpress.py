@@ -40,7 +40,7 @@ from .base import Funnel, MTLData, Task
 from .feature_encoding import CategoricalEncoding
 from .preprocess import first_line, parse_names
 from .registry import register_dataset
-from .table import check_row_widths
+from .table_files import check_row_widths
 
 COUNTRIES = ("NL", "ES", "FR", "US", "RU")
 N_CATEGORICAL, N_NUMERIC = 16, 63
