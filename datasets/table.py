@@ -269,8 +269,9 @@ def feature_columns(frame: pl.DataFrame, opts: TableOptions) -> list[str]:
     return chosen
 
 
-def type_features(frame: pl.DataFrame, chosen: list[str], opts: TableOptions) -> tuple[pl.DataFrame, list[str],
-                                                                                          list[str]]:
+def type_features(
+    frame: pl.DataFrame, chosen: list[str], opts: TableOptions
+) -> tuple[pl.DataFrame, list[str], list[str]]:
     """Each feature numeric or categorical (listed as one, else by its type: strings, booleans and categoricals
     are categorical, other numbers numeric); the frame with categorical features as strings and numeric ones as
     floats, checked (``NUMERIC_RULE``), and the numeric and categorical feature names."""

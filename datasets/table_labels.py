@@ -124,8 +124,9 @@ def encode_label(frame: pl.DataFrame, name: str, kind: str, paths: list[Path]) -
     return multiclass_label(name, col, levels)
 
 
-def regression_label(frame: pl.DataFrame, name: str, col: pl.Series, paths: list[Path]) -> tuple[pl.Series, Task,
-                                                                                                   dict]:
+def regression_label(
+    frame: pl.DataFrame, name: str, col: pl.Series, paths: list[Path]
+) -> tuple[pl.Series, Task, dict]:
     """A regression label: finite numbers within the float32 range; the first other cell is a one-line error
     naming its file and line."""
     if not col.dtype.is_numeric():
