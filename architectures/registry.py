@@ -30,7 +30,7 @@ from torch import nn
 
 from bench.errors import UnknownChoice, UserError
 
-from .layers import Encoded, FeatureEncoder
+from .encoder import Encoded, FeatureEncoder
 
 
 @dataclass

@@ -35,11 +35,12 @@ import torch
 
 from bench.errors import UnknownChoice, UserError
 
-from . import preprocess, sources
+from . import feature_encoding, preprocess, sources
 from .base import Funnel, MTLData, Task
-from .preprocess import CategoricalEncoding, first_line, parse_names
+from .feature_encoding import CategoricalEncoding
+from .preprocess import first_line, parse_names
 from .registry import register_dataset
-from .table import check_row_widths
+from .table_files import check_row_widths
 
 COUNTRIES = ("NL", "ES", "FR", "US", "RU")
 N_CATEGORICAL, N_NUMERIC = 16, 63
@@ -189,7 +190,7 @@ def aliexpress(
         tasks_ = [Task(t, "binary") for t in TASKS]
         return preprocess.to_data("aliexpress", tasks_, frames, num, cat, [f"y_{t}" for t in TASKS], info, encoding)
 
-    code = sources.code_digest(preprocess, sources, sys.modules[__name__])
+    code = sources.code_digest(preprocess, feature_encoding, sources, sys.modules[__name__])
     data = sources.cached(f"aliexpress-{country}", options, files, build, code=code, use_cache=cache)
     data = data.select_tasks(names)
     data.info["tasks"] = names

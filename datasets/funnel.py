@@ -35,13 +35,14 @@ for a CPU (about 4,000 clicked training rows).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from bench.errors import UserError
 
 from .base import Field, Funnel, MTLData, Split, Task, Truth
-from .preprocess import FeatureEncoding
+from .feature_encoding import FeatureEncoding
 from .registry import register_dataset
 
 SHARES = (0.4, 0.2, 0.2, 0.2)  # variance of z_k from the numeric features, the user, the item, their interaction
@@ -103,6 +104,72 @@ def check_options(n_samples: int, d: int, n_users: int, n_items: int, rank: int,
                         f"got {val_fraction} and {test_fraction}")
 
 
+@dataclass(frozen=True)
+class Impressions:
+    """The drawn impressions: features ``x (N, d)``, user and item indices ``(N,)``, the true pCTR and pCVR, the
+    click and every impression's conversion* (the counterfactual ones of unclicked impressions too), all ``(N,)``,
+    and the intercepts solved for the rates."""
+
+    x: torch.Tensor
+    user: torch.Tensor
+    item: torch.Tensor
+    p_ctr: torch.Tensor
+    p_cvr: torch.Tensor
+    click: torch.Tensor
+    conversion: torch.Tensor
+    a_ctr: float
+    a_cvr: float
+
+    def labels(self) -> torch.Tensor:
+        """``y (N, 2)`` float32: ctr the click; cvr the conversion where there was a click, NaN (unobserved)
+        elsewhere: the log sees a conversion only after a click."""
+        logged = torch.where(self.click == 1, self.conversion, torch.full_like(self.conversion, math.nan))
+        return torch.stack([self.click, logged], dim=1).float()
+
+    def codes(self) -> torch.Tensor:
+        """``cat (N, 2)``: the user's and the item's codes 1..V; 0 is the (unused) out-of-vocabulary row."""
+        return torch.stack([self.user, self.item], dim=1) + 1
+
+
+def draw_impressions(g: torch.Generator, n_samples: int, d: int, n_users: int, n_items: int, rank: int, rho: float,
+                     click_rate: float, conversion_rate: float, scale: float) -> Impressions:
+    """Impressions drawn from ``g`` by the recipe of the module docstring: features, user and item, the two
+    signals, pCTR and pCVR (intercepts solved for the rates), the click and the conversion*."""
+    f64 = torch.float64
+    x = torch.randn(n_samples, d, generator=g, dtype=f64)
+    user = torch.randint(n_users, (n_samples,), generator=g)
+    item = torch.randint(n_items, (n_samples,), generator=g)
+    z1, z2 = signals(g, x, user, item, n_users, n_items, rank)
+    s_ctr, s_cvr = z1, rho * z1 + math.sqrt(1 - rho**2) * z2  # corr(s_ctr, s_cvr) = rho
+    a_ctr, a_cvr = intercept(scale * s_ctr, click_rate), intercept(scale * s_cvr, conversion_rate)
+    p_ctr, p_cvr = torch.sigmoid(a_ctr + scale * s_ctr), torch.sigmoid(a_cvr + scale * s_cvr)  # (N,)
+    click = torch.bernoulli(p_ctr, generator=g)
+    conversion = torch.bernoulli(p_cvr, generator=g)  # every impression's, the counterfactual ones included
+    return Impressions(x, user, item, p_ctr, p_cvr, click, conversion, a_ctr, a_cvr)
+
+
+def split_impressions(g: torch.Generator, n_samples: int, val_fraction: float,
+                      test_fraction: float) -> dict[str, torch.Tensor]:
+    """Row indices of a random train/val/test split drawn from ``g``; an empty split is a one-line error."""
+    n_val, n_test = round(n_samples * val_fraction), round(n_samples * test_fraction)
+    if min(n_val, n_test, n_samples - n_val - n_test) < 1:
+        raise UserError(f"synthetic-funnel: n_samples={n_samples} with these fractions leaves an empty split")
+    perm = torch.randperm(n_samples, generator=g)
+    cut_val, cut_test = n_samples - n_val - n_test, n_samples - n_test
+    return {"train": perm[:cut_val], "val": perm[cut_val:cut_test], "test": perm[cut_test:]}
+
+
+def embedded_fields(d: int, n_users: int, n_items: int) -> tuple[list[str], dict[str, list[str]], FeatureEncoding]:
+    """The numeric feature names, the levels of the user and item fields, and the encoding a saved model
+    records (numeric columns as they are, the two fields embedded)."""
+    names = [f"x{i}" for i in range(d)]
+    levels = {"user": [f"u{i:06d}" for i in range(n_users)], "item": [f"i{i:06d}" for i in range(n_items)]}
+    encoding = FeatureEncoding(FeatureEncoding.identity(names).numeric,
+                               [{"name": n, "kind": "embedding", "levels": lv, "size": len(lv) + 1,
+                                 "n_levels": len(lv), "hashed": False} for n, lv in levels.items()])
+    return names, levels, encoding
+
+
 @register_dataset("synthetic-funnel")
 def synthetic_funnel(
     *,
@@ -123,37 +190,18 @@ def synthetic_funnel(
     check_options(n_samples, d, n_users, n_items, rank, rho, click_rate, conversion_rate, scale, val_fraction,
                   test_fraction)
     g = torch.Generator().manual_seed(seed)
-    f64 = torch.float64
-    x = torch.randn(n_samples, d, generator=g, dtype=f64)
-    user = torch.randint(n_users, (n_samples,), generator=g)
-    item = torch.randint(n_items, (n_samples,), generator=g)
-    z1, z2 = signals(g, x, user, item, n_users, n_items, rank)
-    s_ctr, s_cvr = z1, rho * z1 + math.sqrt(1 - rho**2) * z2  # corr(s_ctr, s_cvr) = rho
-    a_ctr, a_cvr = intercept(scale * s_ctr, click_rate), intercept(scale * s_cvr, conversion_rate)
-    p_ctr, p_cvr = torch.sigmoid(a_ctr + scale * s_ctr), torch.sigmoid(a_cvr + scale * s_cvr)  # (N,)
-    click = torch.bernoulli(p_ctr, generator=g)
-    conversion = torch.bernoulli(p_cvr, generator=g)  # every impression's, the counterfactual ones included
-    logged = torch.where(click == 1, conversion, torch.full_like(conversion, math.nan))  # seen only after a click
-    y = torch.stack([click, logged], dim=1).float()  # (N, 2): ctr, cvr
-    cat = torch.stack([user, item], dim=1) + 1  # codes 1..V; 0 is the (unused) out-of-vocabulary row
-    n_val, n_test = round(n_samples * val_fraction), round(n_samples * test_fraction)
-    if min(n_val, n_test, n_samples - n_val - n_test) < 1:
-        raise UserError(f"synthetic-funnel: n_samples={n_samples} with these fractions leaves an empty split")
-    perm = torch.randperm(n_samples, generator=g)
-    cut_val, cut_test = n_samples - n_val - n_test, n_samples - n_test
-    rows = {"train": perm[:cut_val], "val": perm[cut_val:cut_test], "test": perm[cut_test:]}
-    xf = x.float()
+    imp = draw_impressions(g, n_samples, d, n_users, n_items, rank, rho, click_rate, conversion_rate, scale)
+    y, cat = imp.labels(), imp.codes()
+    rows = split_impressions(g, n_samples, val_fraction, test_fraction)
+    xf = imp.x.float()
     splits = {s: Split(xf[i], y[i], cat[i]) for s, i in rows.items()}
     te = rows["test"]
-    truth = Truth(xf[te], cat[te], prob={"ctr": p_ctr[te], "cvr": p_cvr[te]},
-                  outcome={"ctr": click[te], "cvr": conversion[te]})
-    names = [f"x{i}" for i in range(d)]
-    levels = {"user": [f"u{i:06d}" for i in range(n_users)], "item": [f"i{i:06d}" for i in range(n_items)]}
-    encoding = FeatureEncoding(FeatureEncoding.identity(names).numeric,
-                               [{"name": n, "kind": "embedding", "levels": lv, "size": len(lv) + 1,
-                                 "n_levels": len(lv), "hashed": False} for n, lv in levels.items()])
+    truth = Truth(xf[te], cat[te], prob={"ctr": imp.p_ctr[te], "cvr": imp.p_cvr[te]},
+                  outcome={"ctr": imp.click[te], "cvr": imp.conversion[te]})
+    names, levels, encoding = embedded_fields(d, n_users, n_items)
     options = {"n_samples": n_samples, "d": d, "n_users": n_users, "n_items": n_items, "rank": rank, "rho": rho,
                "click_rate": click_rate, "conversion_rate": conversion_rate, "scale": scale, "seed": seed}
+    click, conversion = imp.click, imp.conversion
     realised = {"click_rate": click.mean().item(), "conversion_rate": conversion.mean().item(),
                 "cvr_among_clicks": conversion[click == 1].mean().item() if bool((click == 1).any()) else None}
     return MTLData(
@@ -161,7 +209,7 @@ def synthetic_funnel(
         tasks=[Task("ctr", "binary"), Task("cvr", "binary")],
         **splits,
         feature_names=names,
-        info={**options, "realised": realised, "intercepts": {"ctr": a_ctr, "cvr": a_cvr},
+        info={**options, "realised": realised, "intercepts": {"ctr": imp.a_ctr, "cvr": imp.a_cvr},
               "encoding": encoding.to_dict()},
         fields=[Field(n, len(lv) + 1, len(lv)) for n, lv in levels.items()],
         funnel=Funnel(("ctr", "cvr"), (False, True)),

@@ -22,7 +22,7 @@ import torch
 from bench.errors import UserError
 
 from .base import MTLData, Split, Task
-from .preprocess import FeatureEncoding
+from .feature_encoding import FeatureEncoding
 from .registry import register_dataset
 
 

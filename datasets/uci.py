@@ -12,8 +12,8 @@ a label. ``paper`` keeps those columns, as the MMoE paper and the public reprodu
 a study says so.
 
 Categorical encoding (options ``encoding``, ``min_count``): ``onehot`` (the default, the papers' protocol) or
-``embedding`` / ``auto`` (``preprocess.CategoricalEncoding``): the nominal columns as embedded fields, vocabularies
-from the training split, levels rarer than ``min_count`` out of vocabulary.
+``embedding`` / ``auto`` (``feature_encoding.CategoricalEncoding``): the nominal columns as embedded fields,
+vocabularies from the training split, levels rarer than ``min_count`` out of vocabulary.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import polars as pl
 
 from bench.errors import UnknownChoice, UserError
 
-from . import preprocess, sources
+from . import feature_encoding, preprocess, sources
 from .base import MTLData, Task
 from .preprocess import parse_names
 from .sources import OfficialFile
@@ -86,7 +86,7 @@ def load(
     """All of ``ds``'s tasks on the requested split (the caller selects tasks)."""
     if split not in ds.split_modes:
         raise UnknownChoice(f"{ds.name} split", split, ds.split_modes)
-    categorical = preprocess.CategoricalEncoding(encoding, min_count=min_count)
+    categorical = feature_encoding.CategoricalEncoding(encoding, min_count=min_count)
     nominal, excluded = ds.feature_columns(features)
     if split == ds.official_split:
         files = {k: sources.fetch(spec, data_dir, download=download) for k, spec in ds.files.items()}
@@ -124,5 +124,5 @@ def load(
             [f"y_{t}" for t in ds.tasks], info, categorical,
         )
 
-    code = sources.code_digest(preprocess, sources, ds.module, __import__(__name__, fromlist=["_"]))
+    code = sources.code_digest(preprocess, feature_encoding, sources, ds.module, __import__(__name__, fromlist=["_"]))
     return sources.cached(ds.name, options, files, build, code=code, use_cache=cache)

@@ -67,82 +67,61 @@
 
 Every name is checked (keys, architectures, datasets and their options, search-space keys) and reported on
 one line listing the valid choices, before anything is written.
+
+The code: this module holds ``Study`` and ``parse_study``, which checks the sections in the spec's order with
+``sections`` (architectures, weightings, budget, run counts, datasets, search spaces, published numbers) and
+``tuner`` (sampler, pruner, grid size); ``lookup`` finds a spec by name and reads its TOML. Their names are
+re-exported here, where the harness imports them from.
 """
 
 from __future__ import annotations
 
-import inspect
-import math
-import re
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UnknownChoice, UserError
+from bench.errors import UserError
 from bench.hashing import config_hash
 
-from .config import check_keys, coerce
+from .config import check_keys
 from .decision import DecisionSpec, parse_decision
+from .lookup import available_studies, find_study, read_spec, study_dirs  # noqa: F401  (re-exported)
 from .replicates import describe_draws
-from .space import (
-    Param,
-    check_option_values,
-    check_param_values,
-    default_space,
-    describe,
-    parse_param,
-    search_keys,
-    with_encoder_space,
+from .sections import (  # noqa: F401  (re-exported: the spec's types and bounds are imported from here)
+    LABEL_RE,
+    MAX_REPEATS,
+    MAX_REPLICATES,
+    MAX_SEEDS,
+    Budget,
+    DatasetSpec,
+    Published,
+    bounded,
+    default_architectures,
+    parse_architectures,
+    parse_budget,
+    parse_datasets,
+    parse_published,
+    parse_search,
+    parse_weightings,
+    typed,
 )
+from .space import Param, describe
 from .tracking import WandbSpec, parse_wandb
+from .tuner import (  # noqa: F401  (re-exported)
+    PRUNERS,
+    SAMPLERS,
+    check_grids,
+    grid_size,
+    optuna_class,
+    optuna_options,
+    sampler_kwargs,
+    startup_trials,
+)
 
 STUDY_KEYS = ("name", "description", "architectures", "weightings", "objective", "seeds", "budget", "sampler",
               "pruner", "datasets", "search", "wandb", "repeats", "final", "published", "decision", "replicates")
-PUBLISHED_KEYS = ("source", "dataset", "metric", "notes", "values")
 FINAL_KEYS = ("population",)
-BUDGET_KEYS = ("trials", "max_epochs", "patience", "timeout")
-DATASET_KEYS = ("name", "label", "tasks", "options", "objective", "label_fraction")
-SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
-LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-MAX_SEEDS = 1000  # final seeds of a study (trained as one population per unit): a bound on mistyped values
-MAX_REPEATS = 100_000
-MAX_REPLICATES = 100  # runs of the whole pipeline: a bound on mistyped values
 REPEAT_SEED0 = 1000  # repeat r uses seed REPEAT_SEED0 + r, never one of the final seeds 1..seeds
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    label: str
-    options: dict[str, Any] = field(default_factory=dict)
-    tasks: tuple[str, ...] | None = None
-    objective: str | None = None  # this dataset's tuning objective; None: the study's
-    # label scarcity: task -> fraction of its training labels kept (the rest masked, seeded; validation and test
-    # keep theirs); the single-task baseline trains on the same reduced labels
-    label_fraction: dict[str, float] | None = None
-
-
-@dataclass(frozen=True)
-class Budget:
-    trials: int = 20
-    max_epochs: int = 30
-    patience: int = 5
-    timeout: float | None = None
-
-
-@dataclass(frozen=True)
-class Published:
-    """Published numbers for comparison (a ``[[published]]`` table of the spec): never produced by the harness,
-    shown apart from its results on the dataset's leaderboard section, with their source and the protocol
-    differences that remain."""
-
-    source: str  # citation: paper, table, how the numbers were obtained
-    dataset: str  # a dataset label of the study
-    metric: str  # e.g. "test AUC, mean over 400 runs"
-    values: dict[str, dict[str, float]]  # architecture (any name the paper uses) -> task -> number
-    notes: str = ""
 
 
 @dataclass
@@ -245,309 +224,43 @@ def unit_label(arch: str, weighting: str = "equal") -> str:
     return arch if weighting == "equal" else f"{arch}+{weighting}"
 
 
-# --- finding a spec ----------------------------------------------------------------------------------------
-def study_dirs() -> list[Path]:
-    """Where study names are looked up: ``studies/`` in the current directory, then the shipped specs (package
-    data of ``bench.studies``, read with importlib.resources)."""
-    from importlib.resources import files
-
-    here = Path.cwd() / "studies"
-    shipped = Path(str(files("bench.studies")))
-    return [here] if shipped.resolve() == here.resolve() else [here, shipped]
-
-
-def available_studies() -> list[str]:
-    names = set()
-    for d in study_dirs():
-        if d.is_dir():
-            names |= {p.stem for p in d.glob("*.toml")}
-    return sorted(names)
-
-
-def find_study(name_or_path: str) -> Path:
-    """A study name found in ``studies/`` or a path to a ``.toml`` file."""
-    path = Path(name_or_path)
-    if name_or_path.endswith(".toml") or path.parent != Path(".") or "/" in name_or_path:
-        if path.is_dir():
-            _directory(name_or_path)
-        if not path.is_file():
-            raise UserError(f"study file {name_or_path!r} does not exist")
-        return path
-    for d in study_dirs():
-        candidate = d / f"{name_or_path}.toml"
-        if candidate.is_file():
-            return candidate
-    if path.is_dir():
-        _directory(name_or_path)
-    raise UnknownChoice("study", name_or_path, available_studies())
-
-
-def _directory(name: str) -> None:
-    """``--study`` names a directory (``runs/<study>/``, ``studies/``): say so, not "does not exist"."""
-    specs = sorted(p.name for p in Path(name).glob("*.toml"))
-    hint = f" holding {', '.join(specs[:5])}{', ...' if len(specs) > 5 else ''}" if specs else ""
-    raise UserError(f"study {name!r} is a directory{hint}, not a study spec: give a .toml file or a study name")
-
-
 def load_study(name_or_path: str) -> Study:
+    """The study a name (``studies/``, then the shipped specs) or a ``.toml`` path names, read and validated."""
     path = find_study(name_or_path)
-    try:
-        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not a study spec (not UTF-8 text: byte {err.start} is {err.object[err.start]:#04x})"
-                        ) from None
-    except tomllib.TOMLDecodeError as err:
-        raise UserError(f"{path}: invalid TOML: {err}") from None
-    except OSError as err:
-        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
-    return parse_study(raw, default_name=path.stem, path=path)
-
-
-# --- validation ------------------------------------------------------------------------------------------
-def _typed(what: str, value: Any, kind: type) -> Any:
-    return coerce(what, value, kind())  # a TOML value of the wrong type is a one-line error
-
-
-def _optuna_kwargs(what: str, table: dict, kinds: tuple[str, ...], default_kind: str) -> dict[str, Any]:
-    """A sampler or pruner table: ``kind`` plus keyword arguments of that Optuna class, checked by name."""
-    if not isinstance(table, dict):
-        raise UserError(f"{what} must be a table, got {table!r}")
-    table = dict(table)
-    kind = table.pop("kind", default_kind)
-    if kind not in kinds:
-        raise UnknownChoice(what, kind, kinds)
-    cls = optuna_class(what, kind)
-    params = inspect.signature(cls).parameters
-    valid = {n: p.default for n, p in params.items()
-             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and n != "search_space"}  # grid: from the space
-    if what == "sampler":
-        valid["common_draws"] = False  # ours, not Optuna's: every unit draws from the same stream (RunContext)
-    for key, value in table.items():
-        if key not in valid:
-            raise UnknownChoice(f"option of {what} {kind}", key, valid)
-        default = valid[key]
-        if isinstance(default, bool | int | float | str) and default is not None:
-            table[key] = coerce(f"{what}.{key}", value, default)
-    return {"kind": kind, **table}
-
-
-def startup_trials(trials: int) -> int:
-    """TPE's random start-up when the spec sets no ``n_startup_trials``: about a third of a unit's
-    ``budget.trials``, at least 4 and at most 10.
-
-    Optuna's TPESampler "uses random sampling ... until the given number of trials finish in the same study"
-    (n_startup_trials, default 10: https://optuna.readthedocs.io/en/stable/reference/samplers/generated/
-    optuna.samplers.TPESampler.html); with this harness's budgets of 10-20 trials per unit that default left
-    TPE never guiding. A third keeps enough random points for its two Parzen estimators (the "good" one is fit
-    to the best min(ceil(0.1 n), 25) of the n finished trials: Optuna's default gamma) and leaves two thirds to
-    TPE; 10 (Optuna's default) is enough start-up for larger budgets."""
-    return min(10, max(4, round(trials / 3)))
-
-
-def sampler_kwargs(sampler: dict[str, Any], trials: int) -> dict[str, Any]:
-    """The keyword arguments of the spec's Optuna sampler (the ``[sampler]`` table without ``kind`` and
-    ``common_draws``), TPE's ``n_startup_trials`` defaulting to ``startup_trials(trials)``."""
-    kwargs = {k: v for k, v in sampler.items() if k not in ("kind", "common_draws")}
-    if sampler.get("kind", "tpe") == "tpe":
-        kwargs.setdefault("n_startup_trials", startup_trials(trials))
-    return kwargs
-
-
-def optuna_class(what: str, kind: str):
-    import optuna
-
-    if what == "sampler":
-        return {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
-                "grid": optuna.samplers.GridSampler}[kind]
-    return {
-        "median": optuna.pruners.MedianPruner,
-        "percentile": optuna.pruners.PercentilePruner,
-        "hyperband": optuna.pruners.HyperbandPruner,
-        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-        "none": optuna.pruners.NopPruner,
-    }[kind]
-
-
-def grid_size(where: str, space: dict[str, Param]) -> int:
-    """The number of points of a grid search over ``space``: every searched entry must be a list of choices."""
-    size = 1
-    for key, param in space.items():
-        if param.kind in ("int", "float"):
-            raise UserError(f"{where}.{key}: sampler grid needs a list of choices, not a range "
-                            f"({param.low}..{param.high}); give the values as a list or fix the value")
-        if param.kind == "categorical":
-            size *= len(param.choices)
-    return size
+    return parse_study(read_spec(path), default_name=path.stem, path=path)
 
 
 def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | None = None) -> Study:
-    """Validate a parsed TOML table into a ``Study``; every mistake is a one-line ``UserError``."""
-    from bench import architectures, datasets
-
+    """Validate a parsed TOML table into a ``Study``; every mistake is a one-line ``UserError``. The sections are
+    checked in this order (``sections``, ``tuner``), so a spec with several mistakes reports the first."""
     check_keys("study spec", raw, STUDY_KEYS)
-    name = _typed("name", raw.get("name", default_name), str)
+    name = typed("name", raw.get("name", default_name), str)
     if not LABEL_RE.match(name):
         raise UserError(f"study name {name!r} must be letters, digits, '_', '.', '+' or '-'")
-
-    # default: every registered architecture that runs on any data (not those needing a funnel or embedded fields)
-    archs = raw.get("architectures", [a for a in architectures.available() if not architectures.requirements(a)])
-    if not isinstance(archs, list) or not archs:
-        raise UserError("architectures must be a non-empty list of names")
-    for arch in archs:
-        if arch not in architectures.available():
-            raise UnknownChoice("architecture", arch, architectures.available())
-    if len(set(archs)) != len(archs):
-        raise UserError("architectures lists a name twice")
-    from bench import weighting
-
-    weightings = raw.get("weightings", ["equal"])
-    if not isinstance(weightings, list) or not weightings or not all(isinstance(w, str) for w in weightings):
-        raise UserError("weightings must be a non-empty list of names")
-    for w in weightings:
-        if w not in weighting.available():
-            raise UnknownChoice("weighting", w, weighting.available())
-    if len(set(weightings)) != len(weightings):
-        raise UserError("weightings lists a name twice")
-
-    budget_raw = check_keys("budget", raw.get("budget", {}), BUDGET_KEYS)
-    b = Budget()
-    budget = Budget(
-        trials=_typed("budget.trials", budget_raw.get("trials", b.trials), int),
-        max_epochs=_typed("budget.max_epochs", budget_raw.get("max_epochs", b.max_epochs), int),
-        patience=_typed("budget.patience", budget_raw.get("patience", b.patience), int),
-        timeout=_typed("budget.timeout", budget_raw["timeout"], float) if "timeout" in budget_raw else None,
-    )
-    if budget.trials < 1 or budget.max_epochs < 1 or budget.patience < 0:
-        raise UserError("budget: trials and max_epochs must be >= 1, patience >= 0")
-    if budget.timeout is not None and budget.timeout <= 0:
-        raise UserError("budget.timeout must be > 0 seconds")
-
-    seeds = _typed("seeds", raw.get("seeds", 5), int)
-    if not 1 <= seeds <= MAX_SEEDS:
-        raise UserError(f"seeds must be between 1 and {MAX_SEEDS}, got {seeds}")
-    objective = _typed("objective", raw.get("objective", "mean"), str)
-    repeats = _typed("repeats", raw.get("repeats", 0), int)
-    if not 0 <= repeats <= MAX_REPEATS:
-        raise UserError(f"repeats must be between 0 and {MAX_REPEATS}, got {repeats}")
-    replicates = _typed("replicates", raw.get("replicates", 1), int)
-    if not 1 <= replicates <= MAX_REPLICATES:
-        raise UserError(f"replicates must be between 1 and {MAX_REPLICATES}, got {replicates}")
+    archs = parse_architectures(raw.get("architectures", default_architectures()))
+    weightings = parse_weightings(raw.get("weightings", ["equal"]))
+    budget = parse_budget(raw.get("budget", {}))
+    seeds = bounded("seeds", raw.get("seeds", 5), 1, MAX_SEEDS)
+    objective = typed("objective", raw.get("objective", "mean"), str)
+    repeats = bounded("repeats", raw.get("repeats", 0), 0, MAX_REPEATS)
+    replicates = bounded("replicates", raw.get("replicates", 1), 1, MAX_REPLICATES)
     final_raw = check_keys("final", raw.get("final", {}), FINAL_KEYS)
-    population = _typed("final.population", final_raw.get("population", True), bool)
-
-    ds_raw = raw.get("datasets")
-    if not isinstance(ds_raw, list) or not ds_raw:
-        raise UserError("a study needs at least one [[datasets]] entry")
-    specs: list[DatasetSpec] = []
-    for i, entry in enumerate(ds_raw):
-        check_keys(f"datasets[{i}]", entry, DATASET_KEYS)
-        if "name" not in entry:
-            raise UserError(f"datasets[{i}] needs a name; valid choices: {', '.join(datasets.available())}")
-        ds_name = entry["name"]
-        datasets.get(ds_name)  # UnknownChoice lists the registered datasets
-        valid_opts = datasets.options(ds_name)
-        opts = {}
-        for key, value in check_keys(f"options of dataset {ds_name}", entry.get("options", {}), valid_opts).items():
-            opts[key] = coerce(f"{ds_name}.{key}", value, valid_opts[key])
-        label = _typed(f"datasets[{i}].label", entry.get("label", ds_name), str)
-        if not LABEL_RE.match(label):
-            raise UserError(f"dataset label {label!r} must be letters, digits, '_', '.', '+' or '-'")
-        tasks = entry.get("tasks")
-        if tasks is not None and not (isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks)):
-            raise UserError(f"datasets[{i}].tasks must be a non-empty list of task names")
-        ds_objective = _typed(f"datasets[{i}].objective", entry["objective"], str) if "objective" in entry else None
-        fractions = None
-        if "label_fraction" in entry:
-            fractions = entry["label_fraction"]
-            if not isinstance(fractions, dict):
-                raise UserError(f"datasets[{i}].label_fraction must be a table of task = fraction, got {fractions!r}")
-            fractions = dict(fractions)
-            for task, f in fractions.items():
-                f = _typed(f"datasets[{i}].label_fraction.{task}", f, float)
-                if not 0.0 < f <= 1.0:
-                    raise UserError(f"datasets[{i}].label_fraction.{task} must be in (0, 1], got {f}")
-                fractions[task] = f
-            if not fractions:
-                raise UserError(f"datasets[{i}].label_fraction needs at least one task = fraction")
-        specs.append(DatasetSpec(ds_name, label, opts, tuple(tasks) if tasks else None, ds_objective,
-                                 dict(fractions) if fractions else None))
-    labels = [s.label for s in specs]
-    if len(set(labels)) != len(labels):
-        raise UserError(f"dataset labels must be distinct, got {labels}; give each entry a 'label'")
-
-    search_raw = check_keys("search", raw.get("search", {}), ["all", *architectures.available()])
-    space: dict[str, dict[str, Param]] = {}
-    for arch in archs:
-        valid = search_keys(arch)
-        merged = dict(default_space(arch))
-        for section in ("all", arch):
-            table = search_raw.get(section, {})
-            if not isinstance(table, dict):
-                raise UserError(f"search.{section} must be a table")
-            for key, value in table.items():
-                if key not in valid:
-                    if section == "all" and any(key in search_keys(a) for a in archs):
-                        continue  # an option some architectures have (e.g. n_experts) applies to those
-                    raise UnknownChoice(f"search key for {arch}", key, valid)
-                merged[key] = parse_param(f"search.{section}.{key}", value)
-        for key, param in merged.items():
-            check_param_values(f"search.{arch}.{key}", param, valid[key], key)
-        if "weighting" in merged and weightings != ["equal"] and arch != "single_task":
-            raise UserError(f"search.{arch}.weighting: the study's weightings set it (one unit per weighting); "
-                            "search it only without a weightings list")
-        check_option_values(arch, merged)
-        space[arch] = merged
-
-    sampler = _optuna_kwargs("sampler", raw.get("sampler", {}), SAMPLERS, "tpe")
+    population = typed("final.population", final_raw.get("population", True), bool)
+    specs = parse_datasets(raw.get("datasets"))
+    space = parse_search(raw.get("search", {}), archs, weightings)
+    sampler = optuna_options("sampler", raw.get("sampler", {}), SAMPLERS, "tpe")
     sampler.setdefault("seed", 0)
     if sampler["kind"] == "grid":
-        for arch in archs:
-            size = grid_size(f"search.{arch}", space[arch])
-            # on data with embedded categorical fields the encoder's entries the spec leaves unset are searched
-            # too; the data are not loaded yet: bench.study.units.units checks each dataset's grid exactly
-            embedded = grid_size(f"search.{arch}", with_encoder_space(space[arch], True))
-            if budget.trials not in (size, embedded):
-                note = f" ({embedded} on data with embedded categorical fields)" if embedded != size else ""
-                raise UserError(f"sampler grid: the grid of {arch} has {size} points but budget.trials = "
-                                f"{budget.trials}; set trials to the grid's size{note}")
-    pruner = _optuna_kwargs("pruner", raw.get("pruner", {}), PRUNERS, "median")
+        check_grids(archs, space, budget.trials)
+    pruner = optuna_options("pruner", raw.get("pruner", {}), PRUNERS, "median")
     tracking = parse_wandb(raw.get("wandb"))
-    published = parse_published(raw.get("published", []), labels)
+    published = parse_published(raw.get("published", []), [s.label for s in specs])
     decision = parse_decision(raw.get("decision", {}))
 
     return Study(
-        name=name, datasets=specs, architectures=list(archs), budget=budget, search=space, objective=objective,
+        name=name, datasets=specs, architectures=archs, budget=budget, search=space, objective=objective,
         seeds=seeds, sampler=sampler, pruner=pruner, description=str(raw.get("description", "")), path=path, raw=raw,
-        wandb=tracking, repeats=repeats, population=population, published=published, weightings=list(weightings),
+        wandb=tracking, repeats=repeats, population=population, published=published, weightings=weightings,
         decision=decision,
         replicates=replicates,
     )
-
-
-def parse_published(entries: Any, labels: list[str]) -> list[Published]:
-    """``[[published]]`` tables: source, dataset (a label of the study), metric, values = {arch = {task = x}}."""
-    if not isinstance(entries, list):
-        raise UserError("published must be a list of [[published]] tables")
-    out = []
-    for i, entry in enumerate(entries):
-        where = f"published[{i}]"
-        check_keys(where, entry, PUBLISHED_KEYS)
-        for key in ("source", "dataset", "metric", "values"):
-            if key not in entry:
-                raise UserError(f"{where} needs {key!r}")
-        dataset = _typed(f"{where}.dataset", entry["dataset"], str)
-        if dataset not in labels:
-            raise UnknownChoice(f"dataset label in {where}", dataset, labels)
-        values = entry["values"]
-        if not isinstance(values, dict) or not values:
-            raise UserError(f"{where}.values must be a table: architecture = {{ task = number, ... }}")
-        for arch, per_task in values.items():
-            if not isinstance(per_task, dict) or not all(
-                    isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-                    for v in per_task.values()):
-                raise UserError(f"{where}.values.{arch} must be a table of task = finite number")
-        out.append(Published(_typed(f"{where}.source", entry["source"], str), dataset,
-                             _typed(f"{where}.metric", entry["metric"], str),
-                             {a: {t: float(v) for t, v in pt.items()} for a, pt in values.items()},
-                             _typed(f"{where}.notes", entry.get("notes", ""), str)))
-    return out
