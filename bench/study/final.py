@@ -54,118 +54,142 @@ def final_unit(ctx: RunContext, unit: Unit, opt, *, stage: str = "final", seeds:
 
     The seeds this worker claims are trained together as one population unless the study says
     ``population = false``. ``stage="repeat"`` with ``seeds``: the repeated runs (``Study.repeat_seeds``)."""
-    study, out, stop = ctx.study, ctx.out, ctx.stop
-    udata = unit_data(unit, ctx.data[unit.data_key])
-    kept: dict[int, dict[str, Any]] = {}  # seed -> its run's record (best-epoch weights) until stored
-    hooks = replace(ctx.hooks, final_end=[*ctx.hooks.final_end, lambda _u, seed, _c, _r, rec: kept.update({seed: rec})])
     complete = [t for t in opt.get_trials(deepcopy=False) if trial_state(t) == "complete"]
     if not complete:
-        out(f"[{unit}] no complete trial: skipping the final stage")
+        ctx.out(f"[{unit}] no complete trial: skipping the final stage")
         return [], []
-    best = opt.best_trial
-    best_ordinal = trials.ordinals(opt.get_trials(deepcopy=False))[best.number]  # as the search rows number it
-    config = best.user_attrs["config"]
-    chash = config_hash(config)
-    seeds = seeds or study.final_seeds
-    claim_prefix = f"{study.name}:{unit.optuna_name}:{stage}"
+    runs = FinalRuns(ctx, unit, opt, stage, seeds or ctx.study.final_seeds)
+    failures, busy = [], []
+    with contextlib.ExitStack() as claims:  # first pass: claim the seeds no other worker is training
+        mine = []
+        for seed in runs.seeds:
+            if runs.stored(seed):
+                continue
+            if not claims.enter_context(ctx.coordinator.claim(runs.claim(seed))):
+                busy.append(seed)
+            elif not runs.stored(seed):
+                mine.append(seed)
+        if mine:  # held until they are stored: trained together, as one population
+            failures += runs.train(mine)
+    if not wait:
+        return failures, busy
+    for seed in busy:  # wait for the others' seeds (and train one whose worker died)
+        with ctx.coordinator.wait_claim(runs.claim(seed)):
+            if not runs.stored(seed):
+                failures += runs.train([seed])
+    return failures, []
 
-    def path(seed: int) -> Path:
-        return store.stage_path(ctx.root, stage, unit.dataset, unit.label, unit.target, seed, unit.replicate)
 
-    def of_best(rows) -> bool:  # rows of a run trained with the best configuration (None: no rows)
-        return rows is not None and rows["config_hash"].unique().to_list() == [chash]
+class FinalRuns:
+    """The final (or repeated) runs of one unit's best configuration: where each seed's file is, whether it is
+    stored (here, shared by another machine, or kept by an older version), training a batch of seeds and storing
+    each one's rows. ``final_unit`` decides which seeds to train; this knows how."""
 
-    def stored(seed: int) -> bool:
-        old = store.read_file(path(seed)) if path(seed).is_file() else None
-        if old is None and path(seed).is_file():  # truncated or damaged: set aside, then restored or retrained
-            out(f"[{unit}] {path(seed)} is damaged (cannot be read); set aside as "
-                f"{store.set_aside(path(seed)).name}")
-        if of_best(old):
+    def __init__(self, ctx: RunContext, unit: Unit, opt, stage: str, seeds: list[int]):
+        self.ctx, self.unit, self.opt, self.stage, self.seeds = ctx, unit, opt, stage, seeds
+        self.data = unit_data(unit, ctx.data[unit.data_key])
+        best = opt.best_trial
+        self.trial = trials.ordinals(opt.get_trials(deepcopy=False))[best.number]  # as the search rows number it
+        self.config = best.user_attrs["config"]
+        self.chash = config_hash(self.config)
+        self.kept: dict[int, dict[str, Any]] = {}  # seed -> its run's record (best-epoch weights) until stored
+        self.hooks = replace(ctx.hooks, final_end=[*ctx.hooks.final_end,
+                                                   lambda _u, seed, _c, _r, rec: self.kept.update({seed: rec})])
+
+    def claim(self, seed: int) -> str:
+        return f"{self.ctx.study.name}:{self.unit.optuna_name}:{self.stage}:{seed}"
+
+    def path(self, seed: int) -> Path:
+        u = self.unit
+        return store.stage_path(self.ctx.root, self.stage, u.dataset, u.label, u.target, seed, u.replicate)
+
+    def of_best(self, rows: pl.DataFrame | None) -> bool:
+        """Rows of a run trained with the best configuration (None: no rows)."""
+        return rows is not None and rows["config_hash"].unique().to_list() == [self.chash]
+
+    def stored(self, seed: int) -> bool:
+        """Whether seed's run with the best configuration is in the store, after restoring it from where it may
+        be kept (another machine's file in the database storage, an older version's Optuna attribute); a damaged
+        file is set aside (then restored or retrained)."""
+        path, ctx, unit = self.path(seed), self.ctx, self.unit
+        old = store.read_file(path) if path.is_file() else None
+        if old is None and path.is_file():
+            ctx.out(f"[{unit}] {path} is damaged (cannot be read); set aside as {store.set_aside(path).name}")
+        if self.of_best(old):
             return True
-        # trained by a worker on another machine: its file, shared through the database storage
-        content = ctx.coordinator.published(study.name, unit.optuna_name, stage, seed, config_hash=chash)
+        content = ctx.coordinator.published(ctx.study.name, unit.optuna_name, self.stage, seed, config_hash=self.chash)
         shared = None if content is None else store.decode(content)
-        if of_best(shared):
-            store.write_atomic(shared, path(seed))
+        if self.of_best(shared):
+            store.write_atomic(shared, path)
             return True
-        legacy = opt.user_attrs.get(f"{stage}:seed-{seed}")  # older versions kept the rows in the Optuna study
-        if legacy and legacy.get("config_hash") == chash and legacy.get("rows"):
-            store.write_atomic(store.frame(legacy["rows"]), path(seed))
+        legacy = self.opt.user_attrs.get(f"{self.stage}:seed-{seed}")  # older versions kept rows in the study
+        if legacy and legacy.get("config_hash") == self.chash and legacy.get("rows"):
+            store.write_atomic(store.frame(legacy["rows"]), path)
             return True
         return False
 
-    def failed(seed: int, error: str) -> str:
-        out(f"[{unit}] {stage} seed {seed} failed: {error}")
-        return f"{unit} {'' if stage == 'final' else stage + ' '}seed {seed}: {error}"
+    def failed(self, seed: int, error: str) -> str:
+        self.ctx.out(f"[{self.unit}] {self.stage} seed {seed} failed: {error}")
+        return f"{self.unit} {'' if self.stage == 'final' else self.stage + ' '}seed {seed}: {error}"
 
-    def train(batch: list[int]) -> list[str]:
-        stop.check()
+    def train(self, batch: list[int]) -> list[str]:
+        """Train ``batch`` (as one population unless the study says otherwise) and store each seed's rows; the
+        failures. A whole batch that fails is retrained one seed at a time, so one bad seed costs only itself."""
+        ctx, unit = self.ctx, self.unit
+        ctx.stop.check()
         try:
-            rows, errors = train_seeds(udata, unit.arch, config, batch, population=study.population,
-                                       accelerator=ctx.accelerator, hooks=hooks, unit=unit, stop=stop.check)
+            rows, errors = train_seeds(self.data, unit.arch, self.config, batch, population=ctx.study.population,
+                                       accelerator=ctx.accelerator, hooks=self.hooks, unit=unit, stop=ctx.stop.check)
         except (SystemExit, KeyboardInterrupt):
-            raise Terminated(stop.signum or 2) from None
+            raise Terminated(ctx.stop.signum or 2) from None
         except UserError:
             raise
         except Exception as err:  # the whole batch failed (e.g. out of memory): never stored
             if is_environment_error(err):  # the machine's (a full disk...): reported, not a failed seed
                 raise
-            if len(batch) > 1:  # one bad seed must not cost the others: train them one by one
-                out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} as a population failed "
-                    f"({type(err).__name__}: {err}); training them one at a time")
-                return [e for seed in batch for e in train([seed])]
-            return [failed(batch[0], f"{type(err).__name__}: {err}")]
+            if len(batch) > 1:
+                ctx.out(f"[{unit}] {self.stage} seeds {batch[0]}..{batch[-1]} as a population failed "
+                        f"({type(err).__name__}: {err}); training them one at a time")
+                return [e for seed in batch for e in self.train([seed])]
+            return [self.failed(batch[0], f"{type(err).__name__}: {err}")]
         # a seed that diverged (non-finite training loss, no finite validation epoch) is reported, never stored
-        failures = [failed(seed, errors[seed]) for seed in batch if seed in errors]
+        failures = [self.failed(seed, errors[seed]) for seed in batch if seed in errors]
         batch = [seed for seed in batch if seed not in errors]
-        common = {"study": study.name, "dataset": unit.dataset, "architecture": unit.label,
-                  "target": unit.target, "stage": stage, "trial": best_ordinal, "replicate": unit.replicate,
-                  "git_commit": store.git_commit(), "versions": store.versions(), "hardware": ctx.hardware}
         for seed in batch:
-            seed_rows = [r for r in rows if r["seed"] == seed]
-            df = store.frame([{**r, **common} for r in seed_rows])
-            # shared first (database storage), then the model, then the file: the file marks the seed done here
-            ctx.coordinator.publish(study.name, unit.optuna_name, stage, seed, config_hash=chash,
-                                    content=store.encode(df))
-            if stage == "final" and ctx.keep_models != "none":  # the model first: the rows mark the seed done
-                save_model(ctx, unit, udata, config, seed, kept.pop(seed, {}), df)
-            store.write_atomic(df, path(seed))
+            self.store_seed(seed, [r for r in rows if r["seed"] == seed])
+        if self.stage != "final" and batch:  # many runs: one line
+            self.report_batch(batch, rows)
+        return failures
+
+    def store_seed(self, seed: int, seed_rows: list[dict[str, Any]]) -> None:
+        """One run's rows with the study's columns: shared first (database storage), then its model, then its
+        file, which marks the seed done here."""
+        ctx, unit = self.ctx, self.unit
+        common = {"study": ctx.study.name, "dataset": unit.dataset, "architecture": unit.label,
+                  "target": unit.target, "stage": self.stage, "trial": self.trial, "replicate": unit.replicate,
+                  "git_commit": store.git_commit(), "versions": store.versions(), "hardware": ctx.hardware}
+        df = store.frame([{**r, **common} for r in seed_rows])
+        ctx.coordinator.publish(ctx.study.name, unit.optuna_name, self.stage, seed, config_hash=self.chash,
+                                content=store.encode(df))
+        if self.stage == "final" and ctx.keep_models != "none":  # the model first: the rows mark the seed done
+            save_model(ctx, unit, self.data, self.config, seed, self.kept.pop(seed, {}), df)
+        store.write_atomic(df, self.path(seed))
+        if self.stage == "final":
             test = df.filter((pl.col("split") == "test") & pl.col("draw").is_null())
             summary = ", ".join(f"{r['task']} {r['metric']}={r['value']:.4f}" for r in test.iter_rows(named=True)
                                 if r["metric"] == PRIMARY.get(r["kind"]))
-            counts = runs_done(ctx, unit)
-            if stage == "final":
-                out(f"[{unit}] final seed {seed} ({seeds.index(seed) + 1}/{len(seeds)}): "
-                    f"test {summary}  {seed_rows[0]['seconds']:.1f} s  {counts}")
-        if stage != "final" and batch:  # many runs: one line
-            test = pl.DataFrame([r for r in rows if r["split"] == "test" and r["metric"] == PRIMARY.get(r["kind"])
-                                 and r.get("draw") is None])
-            medians = test.group_by("task", "metric", maintain_order=True).agg(pl.col("value").median())
-            summary = ", ".join(f"{t} {m}={v:.4f}" for t, m, v in medians.iter_rows())
-            out(f"[{unit}] {stage} seeds {batch[0]}..{batch[-1]} ({len(batch)} runs, up to "
-                f"{seeds.index(batch[-1]) + 1}/{len(seeds)}): test median {summary}  "
-                f"{max(r['seconds'] for r in rows):.1f} s  {runs_done(ctx, unit)}")
-        return failures
+            ctx.out(f"[{unit}] final seed {seed} ({self.seeds.index(seed) + 1}/{len(self.seeds)}): "
+                    f"test {summary}  {seed_rows[0]['seconds']:.1f} s  {runs_done(ctx, unit)}")
 
-    failures, busy = [], []
-    with contextlib.ExitStack() as claims:  # first pass: claim the seeds no other worker is training
-        mine = []
-        for seed in seeds:
-            if stored(seed):
-                continue
-            if not claims.enter_context(ctx.coordinator.claim(f"{claim_prefix}:{seed}")):
-                busy.append(seed)
-            elif not stored(seed):
-                mine.append(seed)
-        if mine:  # held until they are stored: trained together, as one population
-            failures += train(mine)
-    if not wait:
-        return failures, busy
-    for seed in busy:  # wait for the others' seeds (and train one whose worker died)
-        with ctx.coordinator.wait_claim(f"{claim_prefix}:{seed}"):
-            if not stored(seed):
-                failures += train([seed])
-    return failures, []
+    def report_batch(self, batch: list[int], rows: list[dict[str, Any]]) -> None:
+        """One line for a batch of repeated runs: the median test primary metric per task."""
+        test = pl.DataFrame([r for r in rows if r["split"] == "test" and r["metric"] == PRIMARY.get(r["kind"])
+                             and r.get("draw") is None])
+        medians = test.group_by("task", "metric", maintain_order=True).agg(pl.col("value").median())
+        summary = ", ".join(f"{t} {m}={v:.4f}" for t, m, v in medians.iter_rows())
+        self.ctx.out(f"[{self.unit}] {self.stage} seeds {batch[0]}..{batch[-1]} ({len(batch)} runs, up to "
+                     f"{self.seeds.index(batch[-1]) + 1}/{len(self.seeds)}): test median {summary}  "
+                     f"{max(r['seconds'] for r in rows):.1f} s  {runs_done(self.ctx, self.unit)}")
 
 
 def runs_done(ctx: RunContext, unit: Unit) -> str:
