@@ -10,33 +10,16 @@ import math
 import polars as pl
 import pytest
 from test_leaderboard import META, PROV, hand_made_rows
+from test_repeats import SPEC as REPEAT_SPEC
 
 from bench.cli import main
 from bench.errors import UserError
 from bench.results import curves, publish, store
 from bench.results import leaderboard as lb
 
-SPEC = """
-name = "cur"
-architectures = ["mmoe", "single_task"]
-seeds = 2
-
-[budget]
-trials = 1
-max_epochs = 4
-patience = 4
-
-[[datasets]]
-name = "synthetic"
-label = "syn"
-options = { n_samples = 240, d = 6, p = 0.5 }
-
-[search.all]
-batch_size = [48]
-expert_units = [8]
-tower_units = [8]
-n_experts = 2
-"""
+# test_repeats' tiny study, with a single-task baseline and two final seeds
+SPEC = REPEAT_SPEC.replace('name = "rep"', 'name = "cur"').replace(
+    'architectures = ["mmoe"]', 'architectures = ["mmoe", "single_task"]').replace("seeds = 1", "seeds = 2")
 
 
 @pytest.fixture(scope="module")
