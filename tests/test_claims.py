@@ -71,7 +71,7 @@ def test_docs_reproduction_republished_claims_are_on_their_pages():
 @pytest.mark.parametrize("findings", sorted(LEADERBOARD.glob("*/findings.md")), ids=lambda p: p.parent.name)
 def test_findings_quote_only_their_page(findings):
     page = f"leaderboard/{findings.parent.name}.md"
-    assert f"## Findings\n" in (ROOT / page).read_text()  # the page shows them
+    assert "## Findings\n" in (ROOT / page).read_text()  # the page shows them
     check([line for line in findings.read_text().splitlines() if line.strip()], default_page=page)
 
 
