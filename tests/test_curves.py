@@ -125,11 +125,17 @@ def test_selections_table_names_the_keys_replicates_disagree_on():
     keys, table = curves.selections(pl.concat([base, other]), "d1")
     assert keys == ["lr"]
     assert {r["replicate"]: r["values"] for r in table.iter_rows(named=True)} == {1: {"lr": 0.001}, 2: {"lr": 0.01}}
-    lines = curves.selection_lines(pl.concat([base, other]), "d1")
-    assert "| mmoe   | lr=0.001 | lr=0.01 |" in "\n".join(lines)
-    # the same selection in every replicate: one sentence; one replicate: nothing
-    same = pl.concat([base, base.with_columns(replicate=pl.lit(2, pl.Int64))])
-    assert curves.selection_lines(same, "d1")[0].startswith("Every replicate's search on d1 selected the same")
+    lines = "\n".join(curves.selection_lines(pl.concat([base, other]), "d1"))
+    # each cell: the selection, then the replicate's mean test metric over its final seeds (hand-made: click AUC
+    # of seeds 1 and 2, the same rows in both replicates)
+    click = rows.filter((pl.col("architecture") == "mmoe") & (pl.col("split") == "test") & (pl.col("task") == "click")
+                        & (pl.col("metric") == "auc"))["value"].mean()
+    assert f"| mmoe   | lr=0.001; click {click:.4f}" in lines and f"| lr=0.01; click {click:.4f}" in lines
+    assert lines.startswith("### d1: replicate by replicate")
+    # the same selection in every replicate: said once, the means still shown; one replicate: nothing
+    same = "\n".join(curves.selection_lines(pl.concat([base, base.with_columns(replicate=pl.lit(2, pl.Int64))]),
+                                            "d1"))
+    assert "every replicate's search selected the same configuration" in same and f"| click {click:.4f}" in same
     assert curves.selection_lines(base, "d1") == []
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 from tabulate import tabulate
 
+from bench.spec.metrics import PRIMARY
 from bench.spec.study import unit_text
 
 from .markdown import escape, image, number
@@ -93,23 +94,47 @@ def figure_lines(plots: list[tuple[str, str]] | None) -> list[str]:
     return ["## Learning curves", "", *[image(caption, path) for caption, path in plots], ""]
 
 
+def replicate_means(rows: pl.DataFrame, label: str) -> pl.DataFrame:
+    """Per (architecture, target, replicate, task) on dataset ``label``: the mean over that replicate's final
+    seeds of the task's primary test metric (finite scores only), the replicate-level values the page's cells
+    average. Entries of one draw share replicate r's data (``bench.spec.replicates``), so they pair by r."""
+    return (rows.filter((pl.col("stage") == "final") & (pl.col("dataset") == label) & (pl.col("split") == "test")
+                        & pl.col("draw").is_null() & pl.col("epoch").is_null() & pl.col("value").is_finite())
+            .filter(pl.col("metric") == pl.col("kind").replace_strict(PRIMARY, default=None))
+            .with_columns(pl.col("replicate").fill_null(1))
+            .group_by("architecture", "target", "replicate", "task", "metric")
+            .agg(pl.col("value").mean())
+            .sort("architecture", "target", "replicate", "task"))
+
+
 def selection_lines(rows: pl.DataFrame, label: str) -> list[str]:
+    """With two or more replicates: per unit and replicate, what its search selected (the keys on which
+    replicates disagree) and its final seeds' mean test metric per task."""
     keys, table = selections(rows, label)
     replicates = sorted(table["replicate"].unique().to_list()) if table.height else []
     if len(replicates) < 2:
         return []
-    if not keys:
-        return [f"Every replicate's search on {escape(label)} selected the same configuration for each "
-                "architecture.", ""]
+    means = replicate_means(rows, label)
     body = []
     for (arch, target), part in table.group_by("architecture", "target", maintain_order=True):
         by = {r["replicate"]: r["values"] for r in part.iter_rows(named=True)}
-        body.append([escape(unit_text(arch, target)), *[selected_cell(by.get(k)) for k in replicates]])
+        unit = means.filter((pl.col("architecture") == arch) & (pl.col("target") == target))
+        cells = []
+        for k in replicates:
+            scores = ", ".join(f"{escape(r['task'])} {r['value']:.4f}"
+                               for r in unit.filter(pl.col("replicate") == k).iter_rows(named=True))
+            cells.append("; ".join(c for c in (selected_cell(by.get(k)) if keys else "", scores) if c) or "—")
+        body.append([escape(unit_text(arch, target)), *cells])
+    metric = ", ".join(sorted(set(means["metric"].to_list()))) or "primary metric"
+    chosen = (f"the selected value of {', '.join(escape(k) for k in keys)} (the keys on which two replicates of a "
+              "unit disagree) and " if keys else "every replicate's search selected the same configuration for each "
+              "unit; per replicate, ")
     return [
-        f"### {escape(label)}: what each replicate's search selected",
+        f"### {escape(label)}: replicate by replicate",
         "",
-        f"The selected value of {', '.join(escape(k) for k in keys)} (the keys on which two replicates of a unit "
-        "disagree), per replicate: the variance of the selection that the intervals above contain.",
+        f"Per unit and replicate, {chosen}the mean over its final seeds of each task's test {metric}: the "
+        "replicate-level values the cells above average, so the variance of the selection and of the data draw "
+        "that their intervals contain. Datasets of one draw share replicate r's data, so their columns pair by r.",
         "",
         tabulate(body, headers=["unit", *[f"r{k}" for k in replicates]], tablefmt="github",
                  disable_numparse=True),
