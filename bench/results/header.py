@@ -109,8 +109,8 @@ def _protocol(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
         f"- date: {prov['date']}; git commit: {prov['commit']}",
         f"- hardware: {prov['hardware']}",
         f"- budget: {b['trials']} search trials per architecture and dataset{_trials_ran(rows, b['trials'])}{timeout}; "
-        "the single-task baseline is "
-        f"tuned per task, {b['trials']} trials for each task" + (f" ({baseline})" if baseline else "") + "; at "
+        + (f"the single-task baseline is tuned per task, {b['trials']} trials for each task ({baseline})" if baseline
+           else "no single-task baseline") + "; at "
         f"most {b['max_epochs']} epochs, early-stopping patience {b['patience']}; sampler "
         f"{sampler_text(rows, meta)}, pruner {pruner.get('kind', 'median')}",
         "- selection on the validation split only; the best configuration of each architecture is retrained with "
