@@ -98,7 +98,7 @@ def build(root: Path, out_dir: Path, *, with_plots: bool = True, command: str | 
     """Rebuild ``out_dir/<study>.md`` (and plots in ``out_dir/<study>/``) from the store at ``root``. ``command``:
     the exact command that produced the results, for the header (kept in the study's metadata for later
     rebuilds; default ``bench run --study NAME``)."""
-    rows, curve_rows = store.read(root), store.read_curves(root)
+    rows, curve_rows = store.read_with_curves(root)
     meta = store.read_meta(root)
     if command:
         meta["command"] = command

@@ -45,7 +45,7 @@ FINDINGS = "findings.md"
 def publish(root: Path, out_dir: Path, *, with_plots: bool = True) -> tuple[Path, pl.DataFrame]:
     """Copy the store at ``root`` (a ``runs/<study>/``) into ``out_dir/<study>/`` as raw rows, metadata and spec,
     then build ``out_dir/<study>.md`` and its plots from those copies. Returns the page's path and the rows."""
-    rows, meta = store.read(root), store.read_meta(root)
+    (rows, curve_rows), meta = store.read_with_curves(root), store.read_meta(root)
     if not rows.height:
         raise UserError(f"study {meta['study']!r} has no stored results in {root}/ yet; run it first "
                         f"(bench run --study {meta['study']})")
@@ -59,7 +59,6 @@ def publish(root: Path, out_dir: Path, *, with_plots: bool = True) -> tuple[Path
         shutil.copyfile(spec, folder / SPEC)
     else:
         (folder / SPEC).unlink(missing_ok=True)  # a spec of an earlier publication is not this one's
-    curve_rows = store.read_curves(root)
     if curve_rows.height:
         store.write_atomic(curve_rows, folder / CURVES)
         (folder / CURVES).chmod(0o644)

@@ -228,14 +228,19 @@ def model_path(root: Path, dataset: str, arch: str, target: str, seed: int, repl
 
 def read(root: Path) -> pl.DataFrame:
     """All rows stored under ``root`` (a ``runs/<study>/`` directory) but the learning curves, in a stable order."""
-    rows = read_all(root)
-    return rows.filter(pl.col("epoch").is_null())
+    return read_with_curves(root)[0]
 
 
 def read_curves(root: Path) -> pl.DataFrame:
     """The learning-curve rows stored under ``root`` (``CURVE_COLUMNS``), one per run, epoch, split, task and
     metric, in a stable order."""
-    return curves_of(read_all(root))
+    return read_with_curves(root)[1]
+
+
+def read_with_curves(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``read`` and ``read_curves`` of ``root`` from one pass over its files."""
+    rows = read_all(root)
+    return rows.filter(pl.col("epoch").is_null()), curves_of(rows)
 
 
 def curves_of(rows: pl.DataFrame) -> pl.DataFrame:
