@@ -1,5 +1,5 @@
-"""Issue 25's statistics against hand-made frames: replicate aggregation, the paired bootstrap over test-set
-resamples, TOST, the decision labels, the Friedman gate, the baseline's Δm and range-respecting intervals."""
+"""Issue 25's statistics against hand-made frames: replicate aggregation, the paired comparisons over test-set
+resamples and over paired replicates, TOST, the decision labels, the Friedman gate, the baseline's Δm and range-respecting intervals."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_two_level_weights_resample_replicates_then_seeds():
     assert (lo, hi) == (pytest.approx(0.0), pytest.approx(1.0))
 
 
-# --- the paired bootstrap ---------------------------------------------------------------------------------------
+# --- the paired comparison and its interval --------------------------------------------------------------------
 def test_a_shift_common_to_both_models_changes_nothing():
     rng = np.random.default_rng(1)
     a = bs.Runs(np.ones(3, int), np.array([0.80, 0.81, 0.79]), 0.80 + 0.01 * rng.standard_normal((3, 50)))
@@ -85,25 +85,91 @@ def test_a_shift_common_to_both_models_changes_nothing():
     shift = 0.05 * rng.standard_normal(50)  # resample b is harder or easier for every model alike
     a2 = bs.Runs(a.replicate, a.value, a.draws + shift)
     b2 = bs.Runs(b.replicate, b.value, b.draws + shift)
-    assert np.allclose(bs.gain_boot(a, b, 1.0, ("d", "x", "y")), bs.gain_boot(a2, b2, 1.0, ("d", "x", "y")))
     c, c2 = dc.compare(a, b, 1.0, 0.001), dc.compare(a2, b2, 1.0, 0.001)
     assert (c.diff, c.se, c.df) == pytest.approx((c2.diff, c2.se, c2.df))
+    assert dc.interval(c) == pytest.approx(dc.interval(c2))
     # unpaired (the shift on one side only) the interval widens
     b3 = bs.Runs(b.replicate, b.value, b.draws + rng.permutation(shift))
-    width = lambda x: np.subtract(*bs.percentile(x)[::-1])  # noqa: E731
-    assert width(bs.gain_boot(a2, b3, 1.0, ("d", "x", "y"))) > 2 * width(bs.gain_boot(a, b, 1.0, ("d", "x", "y")))
+    width = lambda c: np.subtract(*dc.interval(c)[::-1])  # noqa: E731
+    assert width(dc.compare(a2, b3, 1.0, 0.001)) > 2 * width(c)
+
+
+def test_interval_is_the_decisions_own_t_interval():
+    """The interval beside a gain is d ± t_df,0.975 se of the test that decides it: an interval entirely beyond -δ
+    has an unadjusted p_worse < 0.025, so alone in its family it is decided worse."""
+    a = bs.Runs(np.ones(3, int), np.array([0.70, 0.71, 0.69]))
+    b = bs.Runs(np.ones(3, int), np.array([0.75, 0.76, 0.74]))
+    c = dc.compare(a, b, 1.0, 0.001)
+    se = math.sqrt(np.var([0.70, 0.71, 0.69], ddof=1) / 3 * 2)
+    assert c.se == pytest.approx(se) and c.df == pytest.approx(4)
+    lo, hi = dc.interval(c)
+    assert (lo, hi) == pytest.approx((-0.05 - stats.t.ppf(0.975, 4) * se, -0.05 + stats.t.ppf(0.975, 4) * se))
+    assert hi < -0.001 and dc.tests(c).p_worse < 0.025 and dc.decide([dc.tests(c)]) == ["worse"]
+    # no spread on a side (one seed, one replicate): no interval, never a number made up
+    one = bs.Runs(np.ones(1, int), np.array([0.7]))
+    assert all(math.isnan(x) for x in dc.interval(dc.compare(one, b, 1.0, 0.001)))
+
+
+def test_paired_replicates_cancel_the_draws_difficulty():
+    """Replicates that are data draws shared by both sides: a draw that is hard for every model (replicate means
+    0.1, 1.0, 10.0, ...) swamps the unpaired test; differenced replicate by replicate, an error lower by about 0.1
+    on every draw (3% of the mean) is decided better."""
+    level = np.array([0.1, 1.0, 10.0, 0.5, 3.0])
+    rep = np.repeat(np.arange(1, 6), 2)
+    jitter = 1 + 0.001 * np.tile([-1.0, 1.0], 5)
+    base = bs.Runs(rep, np.repeat(level, 2) * jitter)
+    arch = bs.Runs(rep, base.value - 0.1 + np.repeat([0.01, -0.01, 0.0, 0.005, -0.005], 2))
+    delta = 0.01 * bs.estimate(base)
+    unpaired, paired = dc.compare(arch, base, -1.0, delta), dc.compare(arch, base, -1.0, delta, paired=True)
+    assert unpaired.diff == paired.diff and paired.df == 4
+    assert paired.se < unpaired.se / 10
+    assert dc.decide([dc.tests(unpaired)]) == ["inconclusive"] and dc.decide([dc.tests(paired)]) == ["better"]
+    # different replicate sets cannot be paired: the unpaired test
+    other = bs.Runs(rep + 1, arch.value)
+    assert dc.compare(other, base, -1.0, delta, paired=True).se == pytest.approx(
+        dc.compare(other, base, -1.0, delta).se)
+
+
+def test_paired_delta_m_matches_per_replicate_delta_m_when_the_baseline_is_constant():
+    """With a baseline equal on every replicate the delta method's ℓ_r is Δm_r − Δm: the paired se is the standard
+    error of the per-replicate Δm."""
+    arch = [np.array([0.8, 0.9, 0.85]), np.array([0.5, 0.7, 0.6])]
+    base = [np.full(3, 0.8), np.full(3, 0.6)]
+    sign = np.array([1.0, -1.0])
+    se, df = dc.paired_delta_m(arch, base, sign)
+    per_rep = 50.0 * (sign[0] * (arch[0] - 0.8) / 0.8 + sign[1] * (arch[1] - 0.6) / 0.6)
+    assert df == 2 and se == pytest.approx(np.std(per_rep, ddof=1) / math.sqrt(3))
+
+
+def test_leaderboard_pairs_replicates_where_the_data_draw_varies():
+    """A synthetic dataset (its draw varies per replicate) is paired; an official split (fixed draw) is not: the
+    same rows give a 'better' gain with pairing and an inconclusive one without."""
+    level = [0.1, 1.0, 10.0, 0.5, 3.0]
+    reps = [r for r in range(1, 6) for _ in range(2)]
+    base = [lv * (1 + 0.001 * j) for lv in level for j in (-1, 1)]
+    shift = [0.01, -0.01, 0.0, 0.005, -0.005]
+    spec = {("single_task", "y"): base, ("mmoe", "y"): [v - 0.1 + shift[i // 2] for i, v in enumerate(base)]}
+    rows = rows_of(spec, replicates=reps)
+    from bench.spec.decision import decision_from_meta
+    synthetic = {"datasets": {"d": {"name": "synthetic", "options": {"p": 0.5}}}}
+    census = {"datasets": {"d": {"name": "census-income", "options": {"split": "paper"}}}}
+    assert decision_from_meta(synthetic).paired == {"d"} and decision_from_meta(census).paired == frozenset()
+    gain = lambda meta: tables.with_gains(tables.task_summary(rows), decision_from_meta(meta)).filter(  # noqa: E731
+        pl.col("architecture") == "mmoe").row(0, named=True)
+    assert gain(synthetic)["decision"] == "better" and gain(census)["decision"] == "inconclusive"
+    assert gain(synthetic)["gain_hi"] - gain(synthetic)["gain_lo"] < gain(census)["gain_hi"] - gain(census)["gain_lo"]
 
 
 def test_paired_interval_covers_a_known_difference_at_about_the_nominal_rate():
     """Two models of known population AUC, three seeds each, on a fresh test set of 1,000 rows per simulation.
     Score = signal * y + d_i + 0.2 e_i: d_i the row's difficulty, the same for every model (what pairing is for),
     e_i a model's own noise; the signal varies by seed (sd 0.02). Binormal: AUC = Phi(signal / sqrt(2 (1 + 0.04))).
-    The gain interval (seeds and the stored test resamples, paired) covers the true difference in about 95% of
-    the simulations, and is narrower than the same bootstrap with unpaired resamples."""
+    The gain interval (the decision's t interval: seeds and the stored test resamples, paired) covers the true
+    difference in about 95% of the simulations, and is narrower than with unpaired resamples."""
     true = stats.norm.cdf(1.2 / math.sqrt(2 * 1.04)) - stats.norm.cdf(1.0 / math.sqrt(2 * 1.04))
     rng = np.random.default_rng(7)
     covered, sims, narrower = 0, 100, 0
-    for sim in range(sims):
+    for _ in range(sims):
         y = (rng.random(1000) < 0.3).astype(np.float32)
         d = rng.standard_normal(y.size)
         sides = []
@@ -114,12 +180,12 @@ def test_paired_interval_covers_a_known_difference_at_about_the_nominal_rate():
                 values.append(auc(z, torch.tensor(y)))
                 draws.append(tb.metric_draws("binary", z, torch.tensor(y), draws=100))
             sides.append(bs.Runs(np.ones(3, int), np.array(values), np.array(draws)))
-        lo, hi = bs.percentile(bs.gain_boot(sides[0], sides[1], 1.0, ("sim", sim), n_boot=1000))
+        lo, hi = dc.interval(dc.compare(sides[0], sides[1], 1.0, 0.001))
         covered += lo <= true <= hi
         unpaired = bs.Runs(sides[1].replicate, sides[1].value, sides[1].draws[:, ::-1])  # draw b against 101 - b
-        u_lo, u_hi = bs.percentile(bs.gain_boot(sides[0], unpaired, 1.0, ("sim", sim), n_boot=1000))
+        u_lo, u_hi = dc.interval(dc.compare(sides[0], unpaired, 1.0, 0.001))
         narrower += (hi - lo) < (u_hi - u_lo)
-    assert 0.90 <= covered / sims < 1.0, covered / sims
+    assert 0.90 <= covered / sims <= 1.0, covered / sims
     assert narrower == sims
 
 

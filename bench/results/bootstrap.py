@@ -1,5 +1,5 @@
-"""Every source of variance in one interval: a two-level bootstrap over replicates and seeds, crossed with the
-test-set resamples stored beside each final run (``bench.training.bootstrap``, store column ``draw``).
+"""Every source of variance in a cell's interval: a two-level bootstrap over replicates and seeds, crossed with
+the test-set resamples stored beside each final run (``bench.training.bootstrap``, store column ``draw``).
 
 A unit's runs on one task are (replicate r, seed s, value v_rs, draws D_rs[1..B]). Replicate r is the whole
 pipeline run again (search and final seeds); seeds vary within one search's best configuration. The estimate is
@@ -14,17 +14,16 @@ and one bootstrap iteration i
        (``weights``; which configuration the search found is inside the interval once R > 1);
     2. draws one test resample b_i (uniform over 1..B) and uses x_rs = D_rs[b_i] (without stored draws: v_rs).
 
-Pairing: a comparison of two units (an architecture against the baseline, or against the best one) uses the same
-b_i on both sides, so row-level difficulty common to both cancels; their replicates and seeds are resampled
-independently (different models). An architecture's tasks come from one model per seed: its tasks share the
-weights W_i (``delta_m_boot``). Intervals are percentiles of M*: they never leave the metric's range (an MSE
-interval stays in [0, inf), an AUC one in [0, 1]). The generator is seeded from the names compared, so the same
-rows always give the same page.
-
-The decisions (``bench.results.decisions``) test with a t distribution instead; their standard error is
+Comparisons (gains, Δm, against the best) are not bootstrapped: their intervals are the decisions' own t
+intervals (``bench.results.decisions``), with the standard error
     se^2 = var_u(a)/n_a + var_u(b)/n_b + var_b(test)
-with u the top-level units (replicate means when R > 1, else seeds), n their number, and var_b(test) the variance
-over the B test resamples of the estimate computed on each resample (``test_variance``).
+u the top-level units (replicate means when R > 1, else seeds), n their number, and var_b(test) the variance over
+the B test resamples of the difference computed on each resample (``test_variance``; the same resample on both
+sides, so row-level difficulty common to both cancels), or over paired replicates var_r(d_r)/R + var_b(test).
+A percentile bootstrap of a difference with three seeds a side is far narrower than the t test that decides it
+(the bootstrap's variance is (n - 1)/n of the sample's and its quantiles normal, against t with a few df), which
+showed intervals beyond -delta beside "inconclusive" decisions. With one standard error for both, an interval
+beyond +-delta beside "inconclusive" can only come from the Holm adjustment (the interval is unadjusted).
 """
 
 from __future__ import annotations
@@ -115,28 +114,6 @@ def mean_boot(runs: Runs, name: tuple, n_boot: int = N_BOOT) -> np.ndarray:
     rng = rng_for("cell", *name)
     w = weights(runs.replicate, rng, n_boot)
     return resampled(runs, w, draw_index([runs], rng, n_boot))
-
-
-def gain_boot(a: Runs, base: Runs, sign: float, name: tuple, n_boot: int = N_BOOT) -> np.ndarray:
-    """The bootstrap distribution of the oriented gain s (M_a - M_base), paired over test resamples."""
-    rng = rng_for("gain", *name)
-    b = draw_index([a, base], rng, n_boot)
-    return sign * (resampled(a, weights(a.replicate, rng, n_boot), b)
-                   - resampled(base, weights(base.replicate, rng, n_boot), b))
-
-
-def delta_m_boot(arch: list[Runs], base: list[Runs], sign: np.ndarray, name: tuple,
-                 n_boot: int = N_BOOT) -> np.ndarray:
-    """The bootstrap distribution of Delta_m = 100/T sum_k s_k (M_a,k - M_b,k) / M_b,k (percent).
-
-    ``arch``: one Runs per task, aligned run by run (the same (replicate, seed) order: one model gives every task),
-    so the architecture's tasks share one set of weights; ``base``: one Runs per task, independent models."""
-    rng = rng_for("delta_m", *name)
-    b = draw_index([*arch, *base], rng, n_boot)
-    w = weights(arch[0].replicate, rng, n_boot)
-    terms = [s * (resampled(a, w, b) - (mb := resampled(y, weights(y.replicate, rng, n_boot), b))) / mb
-             for a, y, s in zip(arch, base, sign)]
-    return 100.0 / len(arch) * np.sum(terms, axis=0)
 
 
 def test_variance(per_draw: np.ndarray) -> float:

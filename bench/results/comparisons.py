@@ -69,9 +69,11 @@ def margin(decision: DecisionSpec, metric: str, reference: float | None) -> floa
 
 
 def task_decisions(d: pl.DataFrame, decision: DecisionSpec) -> list[dict[str, Any]]:
-    """One dataset's cells: the gain against the baseline (point, percentile bootstrap interval, decision) and the
-    decision against the best architecture on the task, one dict per cell in ``d``'s order."""
+    """One dataset's cells: the gain against the baseline (point, the decision's t interval, decision) and the
+    decision against the best architecture on the task, one dict per cell in ``d``'s order. Replicates are
+    differenced replicate by replicate where the dataset's are paired data draws (``DecisionSpec.paired``)."""
     cells = list(d.iter_rows(named=True))
+    paired = bool(cells) and cells[0]["dataset"] in decision.paired
     runs = [runs_of(c) for c in cells]
     best_of: dict[str, int] = {}
     base_of: dict[str, int] = {}
@@ -95,15 +97,14 @@ def task_decisions(d: pl.DataFrame, decision: DecisionSpec) -> list[dict[str, An
         reference = cells[b]["mean"] if b is not None else cells[best]["mean"]
         delta = margin(decision, c["metric"], reference)
         if b is not None and i != b:
-            boot = bs.gain_boot(runs[i], runs[b], s, (c["dataset"], c["architecture"], c["task"]))
-            spread = min(bs.units(runs[i]).size, bs.units(runs[b]).size) >= 2  # else a side's spread is unknown
-            lo, hi = bs.percentile(boot) if spread else (None, None)
+            comparison = dc.compare(runs[i], runs[b], s, delta, paired)
+            lo, hi = dc.interval(comparison)  # NaN (no interval) when a side's spread is unknown
             out[i].update(gain=s * (c["mean"] - cells[b]["mean"]), gain_lo=_null(lo), gain_hi=_null(hi))
-            vs_base.append((i, dc.tests(dc.compare(runs[i], runs[b], s, delta))))
+            vs_base.append((i, dc.tests(comparison)))
         if i == best:
             out[i]["decision_best"] = BEST
         else:
-            vs_best.append((i, dc.tests(dc.compare(runs[i], runs[best], s, delta))))
+            vs_best.append((i, dc.tests(dc.compare(runs[i], runs[best], s, delta, paired))))
     for family, key in ((vs_base, "decision"), (vs_best, "decision_best")):
         for (i, _), label in zip(family, dc.decide([t for _, t in family], decision.alpha)):
             out[i][key] = label
@@ -146,12 +147,15 @@ def delta_m_parts(arch: list[bs.Runs], base: list[bs.Runs], sign: np.ndarray) ->
 def delta_m_decisions(dataset: str, cells: dict[str, list[dict[str, Any]]], decision: DecisionSpec
                       ) -> dict[str, dict[str, Any]]:
     """Per complete architecture of one dataset (``cells``: architecture -> its cells, one per task, the same task
-    order, the baseline among them): Δm with its percentile bootstrap interval (none for the baseline, whose Δm is
-    0 by definition), its decision against the baseline and against the best Δm, and its rank (1 = best Δm, ties
-    averaged).
+    order, the baseline among them): Δm with its decision's t interval (none for the baseline, whose Δm is 0 by
+    definition), its decision against the baseline and against the best Δm, and its rank (1 = best Δm, ties
+    averaged). Where the dataset's replicates are paired data draws (``DecisionSpec.paired``), Δm's standard error
+    comes from the replicate pairs (``decisions.paired_delta_m``) and the comparison with the best from the
+    replicates' differences.
 
     δ of Δm: the Δm a shift of δ_k on every task would give, 100/T Σ_k δ_k / |M̄_b,k| (percent)."""
     base = cells[BASELINE]
+    paired = dataset in decision.paired
     sign = np.array([1.0 if HIGHER_IS_BETTER[c["metric"]] else -1.0 for c in base])
     base_runs = [runs_of(c) for c in base]
     delta = 100.0 / len(base) * sum(margin(decision, c["metric"], c["mean"]) / abs(c["mean"]) for c in base)
@@ -164,13 +168,14 @@ def delta_m_decisions(dataset: str, cells: dict[str, list[dict[str, Any]]], deci
         dm, per_draw = delta_m_parts(runs, base_runs, sign)
         if not math.isfinite(dm.value):
             continue
-        boot = bs.delta_m_boot(runs, base_runs, sign, (dataset, arch))
-        spread = min(bs.units(r).size for r in (*runs, *base_runs)) >= 2 and np.isfinite(boot).all()
-        lo, hi = bs.percentile(boot) if spread else (math.nan, math.nan)
+        se, df = dm.se, dm.df
+        if paired and all(dc.paired_units(a, y) for a, y in zip(runs, base_runs)):
+            se, df = dc.paired_delta_m([bs.units(a) for a in runs], [bs.units(y) for y in base_runs], sign)
         test_var = bs.test_variance(per_draw) if per_draw.size else 0.0
+        comparison = dc.with_test_variance(dm.value, se, df, test_var, delta)
+        lo, hi = dc.interval(comparison)
         out[arch] = {"delta_m": dm.value, "dm_lo": _null(lo), "dm_hi": _null(hi),
-                     "units": np.asarray(dm.per_seed), "draws": per_draw,
-                     "comparison": dc.with_test_variance(dm.value, dm.se, dm.df, test_var, delta)}
+                     "units": np.asarray(dm.per_seed), "draws": per_draw, "comparison": comparison}
     names = list(out)
     vs_base = [a for a in names if a != BASELINE]
     for a, label in zip(vs_base, dc.decide([dc.tests(out[a]["comparison"]) for a in vs_base], decision.alpha)):
@@ -178,7 +183,7 @@ def delta_m_decisions(dataset: str, cells: dict[str, list[dict[str, Any]]], deci
     out[BASELINE]["dm_decision"] = None
     best = max(names, key=lambda a: (out[a]["delta_m"], a == BASELINE))
     family = [a for a in names if a != best]
-    comps = [_versus_best(out[a], out[best], delta) for a in family]
+    comps = [_versus_best(out[a], out[best], delta, paired) for a in family]
     for a, label in zip(family, dc.decide([dc.tests(c) for c in comps], decision.alpha)):
         out[a]["dm_decision_best"] = label
     out[best]["dm_decision_best"] = BEST
@@ -188,7 +193,7 @@ def delta_m_decisions(dataset: str, cells: dict[str, list[dict[str, Any]]], deci
     return out
 
 
-def _versus_best(a: dict[str, Any], best: dict[str, Any], delta: float) -> dc.Comparison:
+def _versus_best(a: dict[str, Any], best: dict[str, Any], delta: float, paired: bool = False) -> dc.Comparison:
     """Δm_a − Δm_best. Against the baseline (Δm 0 by definition) it is the vs-baseline comparison (negated when
     the baseline is the one compared); otherwise two independent sets of per-unit Δm with the baseline means
     fixed, plus the test-set variance of the paired per-resample difference."""
@@ -199,7 +204,7 @@ def _versus_best(a: dict[str, Any], best: dict[str, Any], delta: float) -> dc.Co
         return dc.Comparison(-c.diff, c.se, c.df, c.delta)
     b = min(a["draws"].size, best["draws"].size)
     test_var = bs.test_variance(a["draws"][:b] - best["draws"][:b]) if b else 0.0
-    return dc.compare_units(a["units"], best["units"], test_var, delta, a["delta_m"] - best["delta_m"])
+    return dc.compare_units(a["units"], best["units"], test_var, delta, a["delta_m"] - best["delta_m"], paired)
 
 
 def _ranks(values: dict[str, float]) -> dict[str, float]:

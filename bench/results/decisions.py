@@ -13,9 +13,14 @@ Each kind of p is Holm-adjusted over the family (one family per dataset and comp
 baseline, Δm against the baseline, the tasks against the best, Δm against the best); the label is the test whose
 adjusted p < α (at α < 0.5 at most one can be: the three rejection regions are disjoint), else inconclusive.
 
-Standard error (``bench.results.bootstrap``): se² = var_u(a)/n_a + var_u(b)/n_b + var_b(test), u the top-level
-units (replicate means when R > 1, else seeds), var_b(test) the variance of the paired difference over the test
-resamples (0 without stored draws); df by Welch–Satterthwaite, the test-set component with infinite df.
+Standard error: se² = var_u(a)/n_a + var_u(b)/n_b + var_b(test), u the top-level units (replicate means when
+R > 1, else seeds), var_b(test) the variance of the paired difference over the test resamples (0 without stored
+draws); df by Welch–Satterthwaite, the test-set component with infinite df. Where the replicates are paired (each
+a data draw shared by both sides: ``DecisionSpec.paired``) the two unit terms become one, over the replicates'
+differences: se² = var_r(d_r)/R + var_b(test), d_r = s (M_a,r − M_b,r), df = R − 1.
+
+The interval shown beside a comparison is this test's own (``interval``): d ± t_df,0.975 se, before the Holm
+adjustment, so that an interval and its decision rest on one standard error and one distribution.
 """
 
 from __future__ import annotations
@@ -87,10 +92,31 @@ def _var_mean(u: np.ndarray) -> tuple[float, float]:
     return (0.0 if np.all(u == u[0]) else float(np.var(u, ddof=1))) / u.size, u.size - 1.0
 
 
-def compare(a: bs.Runs, b: bs.Runs, sign: float, delta: float) -> Comparison:
-    """Oriented d = s (M_a − M_b) with se² = var_u(a)/n_a + var_u(b)/n_b + var_b(test) (paired over draws)."""
+def interval(c: Comparison, confidence: float = 0.95) -> tuple[float, float]:
+    """The comparison's own t interval d ± t_df,(1+c)/2 se (unadjusted); NaN when se is unknown, [d, d] when 0."""
+    if not (math.isfinite(c.diff) and math.isfinite(c.se)):
+        return NAN, NAN
+    if c.se == 0:
+        return c.diff, c.diff
+    half = float(stats.t.ppf((1 + confidence) / 2, c.df)) * c.se
+    return c.diff - half, c.diff + half
+
+
+def paired_units(a: bs.Runs, b: bs.Runs) -> bool:
+    """Whether two units' replicates can be differenced replicate by replicate: the same R >= 2 replicates."""
+    ra, rb = np.unique(a.replicate), np.unique(b.replicate)
+    return ra.size >= 2 and np.array_equal(ra, rb)
+
+
+def compare(a: bs.Runs, b: bs.Runs, sign: float, delta: float, paired: bool = False) -> Comparison:
+    """Oriented d = s (M_a − M_b) with se² = var_u(a)/n_a + var_u(b)/n_b + var_b(test) (paired over draws); with
+    ``paired`` replicates (the same data draw on both sides, replicate by replicate) se² = var_r(d_r)/R +
+    var_b(test) instead."""
     diff = sign * (bs.estimate(a) - bs.estimate(b))
-    components = [_var_mean(bs.units(a)), _var_mean(bs.units(b))]
+    if paired and paired_units(a, b):  # d_r = s (M_a,r − M_b,r): the draw's own difficulty cancels
+        components = [_var_mean(sign * (bs.units(a) - bs.units(b)))]
+    else:
+        components = [_var_mean(bs.units(a)), _var_mean(bs.units(b))]
     if a.draws is not None and b.draws is not None:
         B = min(a.draws.shape[1], b.draws.shape[1])
         per_draw = np.array([sign * (bs.estimate(a, a.draws[:, k]) - bs.estimate(b, b.draws[:, k]))
@@ -106,13 +132,31 @@ def _comparison(diff: float, components: list[tuple[float, float]], delta: float
     return Comparison(diff, se, satterthwaite(components), delta)
 
 
-def compare_units(a: np.ndarray, b: np.ndarray, test_var: float, delta: float, diff: float | None = None
-                  ) -> Comparison:
-    """d = mean(a) − mean(b) (or ``diff``) of two independent sets of top-level unit values (e.g. per-seed Δm),
-    se² = var(a)/n_a + var(b)/n_b + a test-set variance component."""
+def compare_units(a: np.ndarray, b: np.ndarray, test_var: float, delta: float, diff: float | None = None,
+                  paired: bool = False) -> Comparison:
+    """d = mean(a) − mean(b) (or ``diff``) of two sets of top-level unit values (e.g. per-seed Δm),
+    se² = var(a)/n_a + var(b)/n_b + a test-set variance component; ``paired`` (the same replicates, in order, on
+    both sides): se² = var(a − b)/n + the test-set component."""
     if diff is None:
         diff = float(np.mean(a) - np.mean(b)) if a.size and b.size else NAN
-    return _comparison(diff, [_var_mean(a), _var_mean(b), (test_var, math.inf)], delta)
+    units = [_var_mean(a - b)] if paired and a.size == b.size >= 2 else [_var_mean(a), _var_mean(b)]
+    return _comparison(diff, [*units, (test_var, math.inf)], delta)
+
+
+def paired_delta_m(arch: Sequence[np.ndarray], base: Sequence[np.ndarray], sign: np.ndarray) -> tuple[float, float]:
+    """(se, df) of Δm = 100/T Σ_k s_k (M_a,k − M_b,k)/M_b,k over R paired replicates (``arch[k]``, ``base[k]``: the
+    replicate means of task k, in the same replicate order) by the delta method on the replicate pairs:
+    ℓ_r = Σ_k g_a,k (A_r,k − M_a,k) + g_b,k (B_r,k − M_b,k), g_a,k = 100/T s_k / M_b,k,
+    g_b,k = −100/T s_k M_a,k / M_b,k², se² = var_r(ℓ_r)/R, df = R − 1 (NaN below two replicates)."""
+    A, B = np.stack(arch), np.stack(base)  # (T, R)
+    if A.shape != B.shape or A.shape[1] < 2:
+        return NAN, NAN
+    ma, mb = A.mean(axis=1), B.mean(axis=1)
+    scale = 100.0 / A.shape[0]
+    g_a, g_b = scale * sign / mb, -scale * sign * ma / mb**2
+    ell = (g_a[:, None] * (A - ma[:, None]) + g_b[:, None] * (B - mb[:, None])).sum(axis=0)
+    var, df = _var_mean(ell)
+    return math.sqrt(var), df
 
 
 def with_test_variance(diff: float, se: float, df: float, test_var: float, delta: float) -> Comparison:

@@ -184,8 +184,8 @@ def _scarcity_plot(plt, cells: pl.DataFrame, meta: dict[str, Any], plot_dir: Pat
     fig.tight_layout()
     fig.savefig(plot_dir / "scarcity.png", dpi=100, metadata=META_PNG)
     plt.close(fig)
-    return {"scarcity": [("MTL gain of the scarce task against the fraction of its training labels (95% percentile "
-                          "bootstrap intervals)", f"{prefix}/scarcity.png")]}
+    return {"scarcity": [("MTL gain of the scarce task against the fraction of its training labels (the decisions' "
+                          "95% t intervals)", f"{prefix}/scarcity.png")]}
 
 
 def convergence_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:

@@ -111,9 +111,9 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
                "s/trial"]
     table = [_arch_row(r, [by.get((r["architecture"], t)) for t, _ in task_meta], [t for t, _ in task_meta],
                        expected) for r in d_archs.iter_rows(named=True)]
-    if not baseline:  # drop the gain, Δm and seesaw columns, and the rank
+    if not baseline:  # drop the gain, Δm and seesaw columns, and the rank; vs best stays (per task)
         keep = [i for i, h in enumerate(headers)
-                if i > 0 and not h.startswith("gain ") and h not in ("Δm", "vs best", "seesaw")]
+                if i > 0 and not h.startswith("gain ") and h not in ("Δm", "seesaw")]
         headers, table = [headers[i] for i in keep], [[row[i] for i in keep] for row in table]
     if len(task_meta) >= 2:  # the per-task Pareto front; a dash for an architecture without a score on every task
         front = {r["architecture"]: r["on_front"] for r in pareto_front(d_cells).iter_rows(named=True)}
@@ -128,7 +128,7 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
             row.append(links.get(r["architecture"], DASH))
     lines += verdicts.dataset_verdict(label, d_archs, d_cells, decision_from_meta(meta))
     lines += [tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
-    lines += verdicts.variance_note(d_archs)
+    lines += verdicts.variance_note(d_archs, label in decision_from_meta(meta).paired)
     if not baseline:
         lines += ["No single-task baseline in this study: no MTL gain, Δm or rank.", ""]
     incomplete = d_archs.filter(~pl.col("complete"))
@@ -193,7 +193,7 @@ def scarcity_section(cells: pl.DataFrame, meta: dict[str, Any], plots: list[tupl
     lines = ["## Label scarcity: MTL gain of the scarce task against its fraction of training labels", "",
              "Each column is a dataset entry above whose task keeps only that fraction of its training labels (the "
              "rest masked, seeded; validation and test labels complete); the single-task baseline trains on the same "
-             "reduced labels. Cells: the gain of that task with its 95% percentile bootstrap interval and its decision "
+             "reduced labels. Cells: the gain of that task with its decision's 95% t interval and its decision "
              "against the baseline, as in the entry's table. The fractions of one source share their data: they "
              "are one experiment, not independent datasets.", ""]
     for (group, task), part in scarce.group_by("group", "task", maintain_order=True):

@@ -10,10 +10,12 @@ n = the runs whose score is finite, a diverged or missing run is never a number.
   resamples (``bench.results.bootstrap``; without them the interval leaves out test-set error and says so).
 - MTL gain of architecture a on task k (PLE paper, Tang et al. 2020), oriented so that positive is better:
       gain_k = s_k (M_a,k - M_single,k),   s_k = +1 if higher is better, -1 otherwise
-  with the same bootstrap, paired: both sides are scored on the same test resample in every iteration.
+  with the 95% t interval of the test that decides it (``bench.results.decisions``: seeds or replicates, and the
+  test-set variance of the difference over the same resamples on both sides).
 - Delta_m (Maninis et al. 2019; Vandenhende et al. 2021), in percent:
       Delta_m = 100/T sum_k s_k (M_a,k - M_single,k) / M_single,k
-  with the same bootstrap (an architecture's tasks resampled together: one model gives them all). The baseline's
+  with its decision's t interval (delta method; an architecture's tasks per seed together: one model gives them
+  all). The baseline's
   own Delta_m is 0 by definition, shown without an interval.
 - decisions (``bench.results.decisions``): per architecture and task, and on Delta_m, against the baseline and
   against the best: better / worse (by more than δ) / equivalent within ±δ (TOST) / inconclusive, Holm over the
@@ -118,8 +120,8 @@ def task_summary(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def with_gains(tasks: pl.DataFrame, decision: DecisionSpec | None = None) -> pl.DataFrame:
-    """Adds, against the single-task baseline of the same (dataset, task): the oriented gain with its percentile
-    bootstrap interval [gain_lo, gain_hi] (paired over test resamples) and its ``decision`` (better / worse /
+    """Adds, against the single-task baseline of the same (dataset, task): the oriented gain with its decision's
+    t interval [gain_lo, gain_hi] (paired over test resamples) and its ``decision`` (better / worse /
     equivalent / inconclusive, Holm over the dataset's cells); and ``decision_best``, against the best
     architecture on the task ("best" for that one). Baseline rows and cells without a baseline get null gains."""
     decision = decision or DecisionSpec()
@@ -165,7 +167,7 @@ def params_summary(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def arch_summary(rows: pl.DataFrame, decision: DecisionSpec | None = None) -> pl.DataFrame:
-    """One row per (dataset, architecture): completeness, Delta_m with its percentile bootstrap interval (none for
+    """One row per (dataset, architecture): completeness, Delta_m with its decision's t interval (none for
     the baseline), its decisions against the baseline and the best Delta_m, seesaw, rank (by Delta_m, ties
     averaged), replicates, whether test-set error is included, parameters, trials and time; ordered by rank."""
     decision = decision or DecisionSpec()

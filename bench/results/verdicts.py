@@ -78,11 +78,42 @@ def dm_margin(cells: pl.DataFrame, decision: DecisionSpec) -> float:
                                      for r in base.iter_rows(named=True))
 
 
+def best_sentence(task: str, cells: list[dict[str, Any]], delta: str) -> str:
+    """One task without a baseline: the best architecture (lowest error / highest score) and the others against it."""
+    by = {k: [c["architecture"] for c in cells if c["decision_best"] == k]
+          for k in ("best", "worse", "equivalent", "inconclusive")}
+    text = f"on {escape(task)} the best is {_names(by['best'])}"
+    said = [f"{_are(by['worse'])} worse by more than δ = {delta}" if by["worse"] else "",
+            f"{_are(by['equivalent'])} equivalent within ±δ" if by["equivalent"] else "",
+            f"{_names(by['inconclusive'])} not told apart from it (inconclusive)" if by["inconclusive"] else ""]
+    said = [s for s in said if s]
+    return text + (": " + "; ".join(said) if said else "")
+
+
+def baseline_free_verdict(label: str, cells: pl.DataFrame, decision: DecisionSpec) -> list[str]:
+    """The verdict of a dataset without a single-task baseline: each task against its best architecture, δ relative
+    to the best's mean where the margin is relative."""
+    sentences = []
+    for (task,), part in cells.filter(pl.col("decision_best").is_not_null()).sort("task").group_by(
+            "task", maintain_order=True):
+        rows = list(part.iter_rows(named=True))
+        best = next(r for r in rows if r["decision_best"] == "best")
+        m = decision.delta[best["metric"]]
+        delta = f"{m.of(best['mean']):.3g} {best['metric']}" + (f" ({m.value * 100:g}% of the best's)"
+                                                                  if m.relative else "")
+        sentences.append(best_sentence(task, rows, delta))
+    if not sentences:
+        return []
+    return [f"**Verdict.** On {escape(label)} (no single-task baseline; each task against its best architecture): "
+            + "; ".join(sentences) + ".", ""]
+
+
 def dataset_verdict(label: str, archs: pl.DataFrame, cells: pl.DataFrame, decision: DecisionSpec) -> list[str]:
-    """The verdict paragraph of one dataset (nothing without a single-task baseline to decide against)."""
+    """The verdict paragraph of one dataset: against the single-task baseline, or, without one, against the best
+    architecture of each task."""
     base = cells.filter(pl.col("architecture") == BASELINE)
     if not base.height:
-        return []
+        return baseline_free_verdict(label, cells, decision)
     sentences = []
     for r in base.sort("task").iter_rows(named=True):
         if r["mean"] is None:
@@ -136,17 +167,21 @@ def versus_best(r: dict[str, Any], cells: list[dict[str, Any] | None], tasks: li
     return "; ".join(parts) or DASH
 
 
-def variance_note(d_archs: pl.DataFrame) -> list[str]:
-    """What the intervals of this dataset contain: replicates (or not), and test-set error (or not)."""
+def variance_note(d_archs: pl.DataFrame, paired: bool = False) -> list[str]:
+    """What the intervals of this dataset contain: replicates (or not; paired data draws or not), and test-set
+    error (or not)."""
     if not d_archs.height:
         return []
     r = int(d_archs["replicates"].max() or 1)
     searches = (f"{r} replicates of the whole pipeline, so which configuration each search found is inside them"
                 if r > 1 else "one search per unit (R = 1): which configuration the search found is not inside them")
+    if r > 1 and paired:
+        searches += (" (each replicate a new data draw shared by every unit: gains, Δm and the comparisons with the "
+                     "best are differenced replicate by replicate)")
     test = ("and over the same test-set resamples for every unit (paired)" if d_archs["test_error"].all() else
             "test-set error is not included (no test-set resamples stored for these runs)")
-    return [f"Intervals: 95% percentile bootstrap (never outside the metric's range) over the seeds and "
-            f"{searches}; {test}.", ""]
+    return [f"Intervals: cells 95% percentile bootstrap (never outside the metric's range), gains and Δm the 95% t "
+            f"interval of their decision, over the seeds and {searches}; {test}.", ""]
 
 
 def delta_text(decision: DecisionSpec) -> str:

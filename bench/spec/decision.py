@@ -6,17 +6,19 @@ level of the decisions on the leaderboard (``bench.results.decisions``; docs/sta
     alpha = 0.05
 
 Defaults (any metric left out keeps its default): AUC 0.001, accuracy 0.001 (absolute), MSE 1% of the single-task
-baseline's mean MSE on that task. Not part of the spec hash: changing δ re-renders the page, never retrains.
+baseline's mean MSE on that task (of the best architecture's, in a study without a baseline). Not part of the spec hash: changing δ re-renders the page, never retrains.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.errors import UserError
 
 from .metrics import PRIMARY
+from .replicates import draw_varies
 
 DECISION_KEYS = ("delta", "alpha")
 
@@ -42,6 +44,10 @@ DEFAULT_DELTA: dict[str, Margin] = {"auc": Margin(0.001), "accuracy": Margin(0.0
 class DecisionSpec:
     delta: dict[str, Margin] = field(default_factory=lambda: dict(DEFAULT_DELTA))
     alpha: float = 0.05
+    # dataset labels whose replicates are paired: each replicate a new data draw that every unit of the entry shares
+    # (``bench.spec.replicates.draw_varies``), so comparisons difference replicate by replicate. Not from the
+    # [decision] table: derived from the study's datasets (``decision_from_meta``).
+    paired: frozenset[str] = frozenset()
 
     def meta(self) -> dict[str, Any]:
         """As stored in ``study.json`` (what the leaderboard reads back with ``decision_from_meta``)."""
@@ -88,5 +94,20 @@ def parse_decision(table: Any) -> DecisionSpec:
 
 
 def decision_from_meta(meta: dict[str, Any]) -> DecisionSpec:
-    """The study's decision settings from ``study.json`` (the defaults for studies stored before they existed)."""
-    return parse_decision(meta.get("decision", {}))
+    """The study's decision settings from ``study.json`` (the defaults for studies stored before they existed),
+    with the datasets whose replicates are paired data draws (``DecisionSpec.paired``)."""
+    return dataclasses.replace(parse_decision(meta.get("decision", {})), paired=paired_datasets(meta))
+
+
+def paired_datasets(meta: dict[str, Any]) -> frozenset[str]:
+    """The labels of the study's datasets (``study.json``'s ``datasets``: label -> name and options) whose data are
+    drawn anew in every replicate (``bench.spec.replicates.draw_varies``); a loader no longer registered is left
+    out (unpaired: the conservative reading)."""
+    out = set()
+    for label, info in meta.get("datasets", {}).items():
+        try:
+            if draw_varies(info.get("name", label), info.get("options", {})) is None:
+                out.add(label)
+        except ValueError:
+            continue
+    return frozenset(out)
