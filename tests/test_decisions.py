@@ -1,5 +1,6 @@
 """Issue 25's statistics against hand-made frames: replicate aggregation, the paired comparisons over test-set
-resamples and over paired replicates, TOST, the decision labels, the Friedman gate, the baseline's Δm and range-respecting intervals."""
+resamples and over paired replicates, TOST, the decision labels, the Friedman gate, the baseline's Δm and
+range-respecting intervals."""
 
 from __future__ import annotations
 

@@ -136,7 +136,7 @@ def test_mtl_gain_sign_welch_interval_and_holm():
     assert by[("single_task", "click")]["gain"] is None and by[("single_task", "click")]["decision"] is None
     # the decision's Welch t interval: two seeds a side at mean ± h (h = 0.01 AUC, 0.1 MSE), so each side's
     # variance is 2 h² and se² = 2 h²/2 + 2 h²/2; df 2, half-width t_2 se
-    for (arch, task), r in by.items():
+    for (_, task), r in by.items():
         if r["gain"] is not None:
             se = math.sqrt(2) * (0.01 if task == "click" else 0.1)
             half = stats.t.ppf(0.975, 2) * se

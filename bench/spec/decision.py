@@ -6,7 +6,8 @@ level of the decisions on the leaderboard (``bench.results.decisions``; docs/sta
     alpha = 0.05
 
 Defaults (any metric left out keeps its default): AUC 0.001, accuracy 0.001 (absolute), MSE 1% of the single-task
-baseline's mean MSE on that task (of the best architecture's, in a study without a baseline). Not part of the spec hash: changing δ re-renders the page, never retrains.
+baseline's mean MSE on that task (of the best architecture's, in a study without a baseline). Not part of the
+spec hash: changing δ re-renders the page, never retrains.
 """
 
 from __future__ import annotations
