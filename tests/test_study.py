@@ -141,3 +141,35 @@ def test_cli_unknown_study_name(tmp_path, monkeypatch, capsys):
     code = main(["leaderboard", "--study", "quickstrat", "--runs-dir", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert code == 2 and "no stored results for study 'quickstrat'" in err and err.count("\n") == 1
+
+
+def test_an_entry_may_run_a_subset_of_the_architectures():
+    """STEM needs embedded fields: a study runs it only on the entry that has them (``architectures`` of the entry),
+    and its units, metadata and leaderboard say so; a name the study does not list is refused in one line."""
+    from bench.results.tables import overall_ranking
+    from bench.spec.study import architectures_on
+    from bench.study.units import load_data, units
+
+    raw = {"architectures": ["single_task", "mmoe", "stem"], "seeds": 1,
+           "datasets": [{"name": "synthetic", "options": {"n_samples": 300}, "architectures": ["single_task", "mmoe"]},
+                        {"name": "synthetic-funnel", "label": "funnel", "options": {"n_samples": 2000}}]}
+    s = parse_study(raw)
+    assert s.architectures_of("synthetic") == ["single_task", "mmoe"] and s.architectures_of("funnel") == s.architectures
+    got = {(u.dataset, u.arch) for u in units(s, load_data(s))}
+    assert ("synthetic", "stem") not in got and ("funnel", "stem") in got and ("synthetic", "mmoe") in got
+    meta = s.meta()
+    assert architectures_on(meta, "synthetic") == ["single_task", "mmoe"]
+    assert architectures_on(meta, "funnel") == ["single_task", "mmoe", "stem"]
+    assert "architectures" not in meta["datasets"]["funnel"]  # the spec's hash and page unchanged without the key
+    # the overall ranking names why STEM has no rank across datasets
+    import polars as pl
+    archs = pl.DataFrame({"dataset": ["synthetic", "synthetic", "funnel", "funnel", "funnel"],
+                          "architecture": ["single_task", "mmoe", "single_task", "mmoe", "stem"],
+                          "delta_m": [0.0, 1.0, 0.0, 2.0, 3.0], "rank": [2.0, 1.0, 3.0, 2.0, 1.0]})
+    _, info = overall_ranking(archs, meta["architectures"], meta)
+    assert info["excluded"] == {"stem": "not run on synthetic (the spec's dataset entries)"}
+    with pytest.raises(UserError, match=r"^datasets\[0\]\.architectures: 'ple' is not one of the study's "
+                                        r"architectures; valid choices: single_task, mmoe, stem$"):
+        parse_study({**raw, "datasets": [{"name": "synthetic", "architectures": ["ple"]}]})
+    with pytest.raises(UserError, match=r"datasets\[0\]\.architectures must be a non-empty list"):
+        parse_study({**raw, "datasets": [{"name": "synthetic", "architectures": "mmoe"}]})

@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 from tabulate import tabulate
 
-from bench.spec.study import unit_text
+from bench.spec.study import architectures_on, unit_text
 
 from . import verdicts
 from .comparisons import BASELINE
@@ -170,7 +170,7 @@ def missing_final_runs(rows: pl.DataFrame, meta: dict[str, Any]) -> list[str]:
     out = []
     for replicate in range(1, int(meta.get("replicates", 1) or 1) + 1):
         for label, info in meta.get("datasets", {}).items():
-            for arch in meta.get("architectures", []):
+            for arch in architectures_on(meta, label):
                 if arch == BASELINE:  # one unit per task: the tasks any of its rows name
                     targets = sorted(rows.filter((pl.col("dataset") == label) & (pl.col("architecture") == arch))
                                      ["target"].unique().to_list())

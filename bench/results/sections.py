@@ -15,7 +15,7 @@ from tabulate import tabulate
 
 from bench.spec.decision import decision_from_meta
 from bench.spec.metrics import DEAD_ROWS, DIAGNOSTIC, UNUSED_WEIGHT, objective_label
-from bench.spec.study import unit_text
+from bench.spec.study import architectures_on, unit_text
 
 from . import repeats, verdicts
 from .convergence import search_section
@@ -135,7 +135,7 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
     for r in incomplete.iter_rows(named=True):
         lines.append(f"- incomplete, so no Δm and no rank: {r['architecture']} (no finite test score on "
                      f"{escape(r['missing'])})")
-    absent = [a for a in meta.get("architectures", []) if a not in d_archs["architecture"].to_list()]
+    absent = [a for a in architectures_on(meta, label) if a not in d_archs["architecture"].to_list()]
     if absent:
         lines.append(f"- no final results: {', '.join(absent)}")
     if incomplete.height or absent:

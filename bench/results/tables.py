@@ -47,6 +47,7 @@ import polars as pl
 
 from bench.spec.decision import DecisionSpec
 from bench.spec.metrics import HIGHER_IS_BETTER, PRIMARY
+from bench.spec.study import architectures_on
 
 from . import bootstrap, comparisons, statistics
 from .comparisons import BASELINE
@@ -242,9 +243,13 @@ def overall_ranking(archs: pl.DataFrame, expected: list[str] | None = None,
     for a in names:
         g = archs.filter(pl.col("architecture") == a)
         by_ds = {r["dataset"]: (r["delta_m"], r["rank"]) for r in g.iter_rows(named=True)}
-        lacking = [d for d in datasets if by_ds.get(d, (None,))[0] is None]
-        if lacking:
-            info["excluded"][a] = "no Δm on " + ", ".join(lacking)
+        listed = (meta or {}).get("datasets", {})  # entries that list their architectures (a subset)
+        not_run = [d for d in datasets if "architectures" in listed.get(d, {}) and a not in architectures_on(meta, d)]
+        lacking = [d for d in datasets if by_ds.get(d, (None,))[0] is None and d not in not_run]
+        if not_run or lacking:
+            info["excluded"][a] = "; ".join(
+                [*(["not run on " + ", ".join(not_run) + " (the spec's dataset entries)"] if not_run else []),
+                 *(["no Δm on " + ", ".join(lacking)] if lacking else [])])
         else:
             scores[a] = {d: by_ds[d][0] for d in datasets}
             ranks[a] = [by_ds[d][1] for d in datasets]

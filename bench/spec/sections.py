@@ -21,7 +21,7 @@ from .space import Param, check_option_values, check_param_values, default_space
 
 PUBLISHED_KEYS = ("source", "dataset", "metric", "notes", "values")
 BUDGET_KEYS = ("trials", "max_epochs", "patience", "timeout")
-DATASET_KEYS = ("name", "label", "tasks", "options", "objective", "label_fraction")
+DATASET_KEYS = ("name", "label", "tasks", "options", "objective", "label_fraction", "architectures")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 MAX_SEEDS = 1000  # final seeds of a study (trained as one population per unit): a bound on mistyped values
 MAX_REPEATS = 100_000
@@ -38,6 +38,8 @@ class DatasetSpec:
     # label scarcity: task -> fraction of its training labels kept (the rest masked, seeded; validation and test
     # keep theirs); the single-task baseline trains on the same reduced labels
     label_fraction: dict[str, float] | None = None
+    # the study's architectures run on this entry (a subset, e.g. STEM only where fields are embedded); None: all
+    architectures: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,11 @@ def parse_dataset(i: int, entry: Any) -> DatasetSpec:
         raise UserError(f"datasets[{i}].tasks must be a non-empty list of task names")
     ds_objective = typed(f"datasets[{i}].objective", entry["objective"], str) if "objective" in entry else None
     fractions = parse_label_fraction(i, entry["label_fraction"]) if "label_fraction" in entry else None
+    archs = entry.get("architectures")
+    if archs is not None and not (isinstance(archs, list) and archs and all(isinstance(a, str) for a in archs)):
+        raise UserError(f"datasets[{i}].architectures must be a non-empty list of architecture names")
     return DatasetSpec(ds_name, label, opts, tuple(tasks) if tasks else None, ds_objective,
-                       dict(fractions) if fractions else None)
+                       dict(fractions) if fractions else None, tuple(archs) if archs else None)
 
 
 def parse_label_fraction(i: int, fractions: Any) -> dict[str, float]:

@@ -58,6 +58,7 @@
     tasks = ["y1", "y2"]                 # optional subset
     objective = "y1"                     # optional: this dataset's tuning objective (default: the study's)
     options = { p = 0.9, n_samples = 4000 }
+    architectures = ["mmoe"]             # optional: only these of the study's run on this entry (default: all)
 
     [search.all]                         # overrides for every architecture
     batch_size = [128, 256]              # a list: categorical
@@ -157,6 +158,12 @@ class Study:
         other than ``equal``."""
         return [unit_label(a, w) for a in self.architectures for w in self.weightings_of(a)]
 
+    def architectures_of(self, label: str) -> list[str]:
+        """The architectures run on dataset ``label``: its entry's ``architectures`` (in the study's order), else
+        all of the study's."""
+        only = next((d.architectures for d in self.datasets if d.label == label), None)
+        return [a for a in self.architectures if only is None or a in only]
+
     def objective_for(self, label: str) -> str:
         """The tuning objective of dataset ``label``: its own ``objective``, else the study's."""
         spec = next(d for d in self.datasets if d.label == label)
@@ -204,12 +211,20 @@ class Study:
             "replicate_draws": describe_draws({d.label: {"name": d.name, "options": d.options} for d in self.datasets}),
             "datasets": {d.label: {"name": d.name, "options": d.options, "tasks": list(d.tasks or []),
                                    "objective": self.objective_for(d.label),
-                                   **({"label_fraction": d.label_fraction} if d.label_fraction else {})}
+                                   **({"label_fraction": d.label_fraction} if d.label_fraction else {}),
+                                   **({"architectures": [unit_label(a, w) for a in self.architectures_of(d.label)
+                                                         for w in self.weightings_of(a)]} if d.architectures else {})}
                          for d in self.datasets},
             "search": {arch: {k: describe(p) for k, p in sorted(space.items())} for arch, space in self.search.items()},
             "published": [asdict(p) for p in self.published],
             "decision": self.decision.meta(),
         }
+
+
+def architectures_on(meta: dict[str, Any], label: str) -> list[str]:
+    """The architecture labels a study (its ``meta()``, as stored in study.json) runs on dataset ``label``."""
+    entry = meta.get("datasets", {}).get(label, {})
+    return list(entry.get("architectures", meta.get("architectures", [])))
 
 
 def unit_text(arch: str, target: str | None, replicate: int | None = 1) -> str:
@@ -247,6 +262,11 @@ def parse_study(raw: dict[str, Any], default_name: str = "study", path: Path | N
     final_raw = check_keys("final", raw.get("final", {}), FINAL_KEYS)
     population = typed("final.population", final_raw.get("population", True), bool)
     specs = parse_datasets(raw.get("datasets"))
+    for i, s in enumerate(specs):
+        for a in s.architectures or ():
+            if a not in archs:
+                raise UserError(f"datasets[{i}].architectures: {a!r} is not one of the study's architectures; valid "
+                                f"choices: {', '.join(archs)}")
     space = parse_search(raw.get("search", {}), archs, weightings)
     sampler = optuna_options("sampler", raw.get("sampler", {}), SAMPLERS, "tpe")
     sampler.setdefault("seed", 0)

@@ -120,7 +120,7 @@ def units(study: Study, data: dict[str, Any]) -> list[Unit]:
     out = []
     for spec in study.datasets:
         d = data[spec.label]
-        for arch in study.architectures:
+        for arch in study.architectures_of(spec.label):
             try:
                 if architectures.requirements(arch):
                     architectures.check_data(arch, d.task_names, d.field_sizes, d.funnel_steps)
