@@ -154,7 +154,8 @@ def test_an_entry_may_run_a_subset_of_the_architectures():
            "datasets": [{"name": "synthetic", "options": {"n_samples": 300}, "architectures": ["single_task", "mmoe"]},
                         {"name": "synthetic-funnel", "label": "funnel", "options": {"n_samples": 2000}}]}
     s = parse_study(raw)
-    assert s.architectures_of("synthetic") == ["single_task", "mmoe"] and s.architectures_of("funnel") == s.architectures
+    assert s.architectures_of("synthetic") == ["single_task", "mmoe"]
+    assert s.architectures_of("funnel") == s.architectures
     got = {(u.dataset, u.arch) for u in units(s, load_data(s))}
     assert ("synthetic", "stem") not in got and ("funnel", "stem") in got and ("synthetic", "mmoe") in got
     meta = s.meta()
