@@ -185,6 +185,7 @@ def curve_plots(curves: pl.DataFrame | None, plot_dir: Path, prefix: str) -> dic
     metric per task), one line per dataset (so correlations or data sets compare within a panel): medians, and
     IQR bands over the runs that trained that epoch; log scale where the values are positive and span more than a
     decade. Returns ``{"curves": [(caption, path)]}``."""
+    from .figures import log_scale
     from .plots import META_PNG, _pyplot  # the leaderboard's matplotlib setup (Agg, no mathtext)
 
     if curves is None or not curves.height:
@@ -213,7 +214,7 @@ def curve_plots(curves: pl.DataFrame | None, plot_dir: Path, prefix: str) -> dic
                                     color=line.get_color(), alpha=0.2, linewidth=0)
             values = part["q25"].to_list() + part["q75"].to_list()
             if values and min(values) > 0 and max(values) > 10 * min(values):
-                ax.set_yscale("log")
+                log_scale(ax, "y")
             unit = arch if target == "mean" else f"{arch}[{target}]"
             what = "training loss" if split == "train" else f"val {metric} ({task})"
             ax.set_title(f"{unit}: {what}", fontsize=8)

@@ -17,6 +17,18 @@ from .comparisons import BASELINE
 META_PNG = {"Software": None}  # no version string: the files change only when the results do
 
 
+def log_scale(ax, axis: str = "x") -> None:
+    """A log axis whose tick labels are plain text ("0.1", "2", "10"): the default formatter writes mathtext
+    ("$\\mathdefault{10^{-1}}$"), which the leaderboard turns off (``text.parse_math``: names are never math) and
+    which would then print as its raw source."""
+    from matplotlib.ticker import LogFormatter
+
+    getattr(ax, f"set_{axis}scale")("log")
+    which = ax.xaxis if axis == "x" else ax.yaxis
+    which.set_major_formatter(LogFormatter())
+    which.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
 def direction(metric: str) -> str:
     return "higher is better" if HIGHER_IS_BETTER[metric] else "lower is better"
 

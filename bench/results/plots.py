@@ -12,12 +12,13 @@ from typing import Any
 import polars as pl
 
 from bench.paths import component
+from bench.spec.decision import decision_from_meta
 from bench.spec.study import unit_text
 
 from .convergence import best_so_far
-from .figures import META_PNG, bars, cd_diagram, direction, gate_heatmap, metric_of, pareto_plot
+from .figures import META_PNG, bars, cd_diagram, direction, gate_heatmap, log_scale, metric_of, pareto_plot
 from .gates import gate_utilisation
-from .repeats import repeat_runs, repeat_summary
+from .repeats import FAILURE_RATIO, TOLERANCE, judged_runs, repeat_runs, repeat_summary
 from .tables import (
     BASELINE,
     arch_summary,
@@ -54,8 +55,9 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
     several correlations: performance against task correlation; repeated runs: histograms. Returns captions and
     paths relative to ``out_dir``."""
     plt = _pyplot()
-    cells = with_gains(task_summary(rows))
-    archs = arch_summary(rows)
+    decision = decision_from_meta(meta)  # the page's decisions and intervals (pairing of replicates included)
+    cells = with_gains(task_summary(rows), decision)
+    archs = arch_summary(rows, decision)
     plot_dir = out_dir / prefix
     plot_dir.mkdir(parents=True, exist_ok=True)
     front, seeds, util = pareto_front(cells), pareto_seeds(rows), gate_utilisation(rows)
@@ -71,7 +73,7 @@ def leaderboard_plots(rows: pl.DataFrame, meta: dict[str, Any], out_dir: Path, p
         links.update(_cd_plot(plt, archs, meta, plot_dir, prefix))
     links.update(_correlation_plot(plt, rows, meta, plot_dir, prefix))
     links.update(_scarcity_plot(plt, cells, meta, plot_dir, prefix))
-    links.update(repeat_plots(rows, plot_dir, prefix))  # histograms of repeated runs (key "repeats:<label>")
+    links.update(repeat_plots(rows, plot_dir, prefix, decision.paired))  # repeated runs (key "repeats:<label>")
     links.update(convergence_plots(rows, plot_dir, prefix))  # the searches' best so far (key "search:<label>")
     return links
 
@@ -176,7 +178,7 @@ def _scarcity_plot(plt, cells: pl.DataFrame, meta: dict[str, Any], plot_dir: Pat
             err = [[g - lo for g, lo in zip(gains, los)], [hi - g for g, hi in zip(gains, his)]]
             ax.errorbar(sub["fraction"].to_list(), gains, yerr=err, marker="o", capsize=3, label=arch)
         ax.axhline(0.0, color="grey", linewidth=0.8)
-        ax.set_xscale("log")
+        log_scale(ax)
         ax.set_xlabel(f"fraction of {task}'s training labels kept")
         ax.set_ylabel(f"MTL gain on {task} ({metric_of(part, task) if part.height else ''}; > 0 better)")
         ax.set_title(f"{group}"[:60], fontsize=9)
@@ -221,18 +223,24 @@ def convergence_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
     return links
 
 
-def repeat_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
+def repeat_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str, paired: frozenset[str] = frozenset()) -> Links:
     """One PNG per dataset with repeats: per task, a histogram of the runs' test metric per architecture (on a
-    log axis when the runs span more than a decade), with the failure threshold (``bench.results.repeats``).
+    log axis when the runs span more than a decade), with the failure threshold (``bench.results.repeats``); for
+    a dataset whose replicates are data draws (``paired``, more than one draw) the runs' error relative to their
+    own draw's median best instead, with the failure ratio and the tolerance marked.
     Returns ``{"repeats:<label>": [(caption, path relative to the leaderboard directory)]}``."""
     import numpy as np
 
     plt = _pyplot()
-
     runs = repeat_runs(rows)
+    per_draw = frozenset(d for d in paired if runs.filter(pl.col("dataset") == d)["replicate"].n_unique() > 1)
+    judged = judged_runs(rows, per_draw)
     limits = {(r["dataset"], r["task"]): r["threshold"] for r in repeat_summary(rows).iter_rows(named=True)}
     links: dict[str, list[tuple[str, str]]] = {}
     for label in sorted(runs["dataset"].unique().to_list()):
+        if label in per_draw:
+            links.update(_relative_repeat_plot(judged.filter(pl.col("dataset") == label), label, plot_dir, prefix))
+            continue
         d = runs.filter(pl.col("dataset") == label)
         tasks = sorted(d["task"].unique().to_list())
         archs = sorted(d["architecture"].unique().to_list())
@@ -248,7 +256,7 @@ def repeat_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
                 if values:
                     ax.hist(values, bins=bins, histtype="step", linewidth=1.5, label=f"{arch} ({len(values)})")
             if log:
-                ax.set_xscale("log")
+                log_scale(ax)
             limit = limits.get((label, task))
             if limit is not None and lo <= limit <= hi:
                 ax.axvline(limit, color="grey", linestyle="--", linewidth=0.8, label="failure threshold")
@@ -263,3 +271,35 @@ def repeat_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str) -> Links:
         links[f"repeats:{label}"] = [(f"{label}: repeated runs, histogram of the test metric",
                                       f"{prefix}/{fname}")]
     return links
+
+
+def _relative_repeat_plot(d: pl.DataFrame, label: str, plot_dir: Path, prefix: str) -> Links:
+    """Per task, a histogram (log axis) of each run's error over its own draw's median best, per architecture,
+    with the failure ratio and the tolerance of ``bench.results.repeats`` marked."""
+    import numpy as np
+
+    plt = _pyplot()
+    tasks = sorted(d["task"].unique().to_list())
+    archs = sorted(d["architecture"].unique().to_list())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        t = d.filter(pl.col("task") == task)
+        lo, hi = max(float(t["ratio"].min()), 1e-3), max(float(t["ratio"].max()), FAILURE_RATIO * 1.05)
+        bins = np.geomspace(min(lo, 0.9), hi, 31)
+        for arch in archs:
+            values = t.filter(pl.col("architecture") == arch)["ratio"].to_list()
+            if values:
+                ax.hist(values, bins=bins, histtype="step", linewidth=1.5, label=f"{arch} ({len(values)})")
+        log_scale(ax)
+        ax.axvline(FAILURE_RATIO, color="grey", linestyle="--", linewidth=0.8, label=f"failure ({FAILURE_RATIO:g}x)")
+        ax.axvline(1 + TOLERANCE, color="grey", linestyle=":", linewidth=0.8, label=f"within {TOLERANCE:.0%}")
+        ax.set_xlabel(f"test error / its draw's median best ({t['metric'][0]}; log scale)")
+        ax.set_ylabel("runs")
+        ax.set_title(f"{label}: {task}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fname = component(f"{label}-repeats", "dataset label") + ".png"
+    fig.savefig(Path(plot_dir) / fname, dpi=100, metadata=META_PNG)
+    plt.close(fig)
+    return {f"repeats:{label}": [(f"{label}: repeated runs, error relative to the median best of the run's own "
+                                  "data draw", f"{prefix}/{fname}")]}

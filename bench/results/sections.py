@@ -149,7 +149,8 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
     if plots.get(label):
         lines.append("")
     lines += search_section(rows, label, plots.get(f"search:{label}"))  # the search's convergence
-    return lines + repeats.section(rows, label, plots.get(f"repeats:{label}"))  # nothing without repeat runs
+    return lines + repeats.section(rows, label, plots.get(f"repeats:{label}"),
+                                   label in decision_from_meta(meta).paired)  # nothing without repeat runs
 
 
 def observed_labels(rows: pl.DataFrame, meta: dict[str, Any], label: str) -> list[str]:
