@@ -149,7 +149,7 @@ def test_runs_are_judged_against_their_own_draw_where_replicates_are_draws(tmp_p
     # the histogram shows each run's error over its draw's median best, on a log axis with plain tick labels
     links = plots.repeat_plots(rows, tmp_path, "toy", paired=frozenset({"syn"}))
     caption = "syn: repeated runs, error relative to the median best of the run's own data draw"
-    assert links["repeats:syn"][0][0] == caption and (tmp_path / "toy" / "syn-repeats.png").stat().st_size > 0
+    assert links["repeats:syn"][0][0] == caption and (tmp_path / "syn-repeats.png").stat().st_size > 0
 
 
 def test_log_axes_label_ticks_as_plain_text():
