@@ -73,6 +73,27 @@ def test_bad_label_fraction_is_one_line(entry, message):
         parse_study(tomllib.loads(BASE.replace("label_fraction = { y1 = 0.1 }", entry)))
 
 
+def test_a_scarce_single_task_unit_trains_as_many_steps_an_epoch_as_the_others():
+    """At 5% of y1's labels the single-task unit of y1 trains on its observed rows, tiled to the dataset's training
+    size: an epoch is as many batches as a multi-task unit's, every row of it labelled, each observed row drawn
+    equally often; the multi-task unit and the unthinned task's baseline are unchanged."""
+    from bench.study.units import Unit, unit_data
+
+    full = datasets.load("synthetic", n_samples=2000)
+    data = full.with_label_fraction("y1", 0.05, seed=3)
+    scarce = unit_data(Unit("d", "single_task", "y1"), data)
+    n, kept = len(data.train), data.info["label_fraction"]["y1"]["kept"]
+    assert len(scarce.train) == n and not torch.isnan(scarce.train.y).any()
+    observed = data.train.y[~torch.isnan(data.train.y[:, 0]), 0]
+    assert kept == observed.numel() and set(scarce.train.y[:, 0].tolist()) == set(observed.tolist())
+    counts = torch.unique(scarce.train.y[:, 0], return_counts=True)[1]
+    assert int(counts.max()) - int(counts.min()) <= 1  # each observed row n // kept or n // kept + 1 times
+    assert unit_data(Unit("d", "mmoe", "mean"), data) is data
+    assert len(unit_data(Unit("d", "single_task", "y2"), data).train) == n
+    # full labels: nothing to tile
+    assert len(unit_data(Unit("d", "single_task", "y1"), full).train) == n
+
+
 def test_scarcity_summary_of_a_hand_made_frame():
     cells = pl.DataFrame({
         "dataset": ["a", "a", "a", "b", "b", "b"], "architecture": ["mmoe", "mmoe", "single_task"] * 2,
