@@ -201,6 +201,9 @@ def test_published_numbers_are_shown_apart(tmp_path):
     assert table[0] == ["architecture", "income", "never_married"]
     assert table[2:] == [["MMoE", "0.9359", "0.9927"], ["Single-Task", "0.9337", "—"]]
     assert "Protocol differences: their tuner, 400 reruns" in lines
+    # what the comparison can and cannot support, under every published table
+    reading = next(ln for ln in lines if ln.startswith("How to read this:"))
+    assert "not which model is better" in reading and "does not make the two equivalent" in reading
     assert leaderboard.published(meta, "other") == []
 
 

@@ -260,17 +260,26 @@ def repeat_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str, paired: frozen
             limit = limits.get((label, task))
             if limit is not None and lo <= limit <= hi:
                 ax.axvline(limit, color="grey", linestyle="--", linewidth=0.8, label="failure threshold")
-            ax.set_xlabel(f"test {t['metric'][0]}" + (" (log scale)" if log else ""))
-            ax.set_ylabel("runs")
-            ax.set_title(f"{label}: {task}")
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fname = component(f"{label}-repeats", "dataset label") + ".png"
-        fig.savefig(Path(plot_dir) / fname, dpi=100, metadata=META_PNG)
-        plt.close(fig)
-        links[f"repeats:{label}"] = [(f"{label}: repeated runs, histogram of the test metric",
-                                      f"{prefix}/{fname}")]
+            _histogram_axes(ax, f"test {t['metric'][0]}" + (" (log scale)" if log else ""), label, task)
+        links.update(_save_repeats(plt, fig, label, plot_dir, prefix,
+                                   f"{label}: repeated runs, histogram of the test metric"))
     return links
+
+
+def _histogram_axes(ax, xlabel: str, label: str, task: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("runs")
+    ax.set_title(f"{label}: {task}")
+    ax.legend(fontsize=7)
+
+
+def _save_repeats(plt, fig, label: str, plot_dir: Path, prefix: str, caption: str) -> Links:
+    """Write dataset ``label``'s repeated-runs figure and return its link."""
+    fig.tight_layout()
+    fname = component(f"{label}-repeats", "dataset label") + ".png"
+    fig.savefig(Path(plot_dir) / fname, dpi=100, metadata=META_PNG)
+    plt.close(fig)
+    return {f"repeats:{label}": [(caption, f"{prefix}/{fname}")]}
 
 
 def _relative_repeat_plot(d: pl.DataFrame, label: str, plot_dir: Path, prefix: str) -> Links:
@@ -293,13 +302,6 @@ def _relative_repeat_plot(d: pl.DataFrame, label: str, plot_dir: Path, prefix: s
         log_scale(ax)
         ax.axvline(FAILURE_RATIO, color="grey", linestyle="--", linewidth=0.8, label=f"failure ({FAILURE_RATIO:g}x)")
         ax.axvline(1 + TOLERANCE, color="grey", linestyle=":", linewidth=0.8, label=f"within {TOLERANCE:.0%}")
-        ax.set_xlabel(f"test error / its draw's median best ({t['metric'][0]}; log scale)")
-        ax.set_ylabel("runs")
-        ax.set_title(f"{label}: {task}")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fname = component(f"{label}-repeats", "dataset label") + ".png"
-    fig.savefig(Path(plot_dir) / fname, dpi=100, metadata=META_PNG)
-    plt.close(fig)
-    return {f"repeats:{label}": [(f"{label}: repeated runs, error relative to the median best of the run's own "
-                                  "data draw", f"{prefix}/{fname}")]}
+        _histogram_axes(ax, f"test error / its draw's median best ({t['metric'][0]}; log scale)", label, task)
+    return _save_repeats(plt, fig, label, plot_dir, prefix,
+                         f"{label}: repeated runs, error relative to the median best of the run's own data draw")

@@ -265,7 +265,17 @@ def published(meta: dict[str, Any], label: str, cells: pl.DataFrame | None = Non
                            disable_numparse=True), ""]
         if entry.get("notes"):
             lines += [f"Protocol differences: {escape(entry['notes'])}", ""]
+        lines += [PUBLISHED_READING, ""]
     return lines
+
+
+# what a comparison of our cells with a paper's number can and cannot support (under every published table)
+PUBLISHED_READING = (
+    "How to read this: our interval holds our seeds, replicates and the test-set resampling of our test half; a "
+    "published number comes without its own spread, from another protocol, budget and test split. A published value "
+    "outside our interval says that our mean differs from theirs by more than our own variance explains, not which "
+    "model is better or why; a value inside it does not make the two equivalent. Differences between architectures "
+    "are decided only within our table, never against these numbers.")
 
 
 def configurations(rows: pl.DataFrame, label: str) -> list[str]:
