@@ -137,6 +137,15 @@ def test_selections_table_names_the_keys_replicates_disagree_on():
                                             "d1"))
     assert "every replicate's search selected the same configuration" in same and f"| click {click:.4f}" in same
     assert curves.selection_lines(base, "d1") == []
+    # a unit shows only its own keys on which its replicates disagree: ple agrees on lr and has no n_experts
+    ple = rows.filter(pl.col("architecture") == "ple").with_columns(
+        config=pl.lit(json.dumps({"lr": 0.001, "n_levels": 2, "seed": 1})), replicate=pl.lit(1, pl.Int64))
+    ple2 = ple.with_columns(config=pl.lit(json.dumps({"lr": 0.001, "n_levels": 1, "seed": 1})),
+                            replicate=pl.lit(2, pl.Int64))
+    keys, table = curves.selections(pl.concat([base, other, ple, ple2]), "d1")
+    assert keys == ["lr", "n_levels"]
+    got = {(r["architecture"], r["replicate"]): r["values"] for r in table.iter_rows(named=True)}
+    assert got[("ple", 1)] == {"n_levels": 2} and got[("mmoe", 2)] == {"lr": 0.01}
 
 
 def test_page_without_curves_is_unchanged():

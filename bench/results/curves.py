@@ -60,7 +60,8 @@ def best_epochs(curves: pl.DataFrame) -> pl.DataFrame:
 def selections(rows: pl.DataFrame, label: str) -> tuple[list[str], pl.DataFrame]:
     """What each replicate's search selected on dataset ``label``: the configuration keys whose selected value
     differs between two replicates of any unit, and one row per (architecture, target, replicate) with ``values``,
-    a dict of those keys. No keys when the study has one replicate or every replicate selected the same."""
+    a dict of the keys on which that unit's own replicates disagree (a key an architecture does not have is never
+    shown for it). No keys when the study has one replicate or every replicate selected the same."""
     final = (rows.filter((pl.col("stage") == "final") & (pl.col("dataset") == label) & pl.col("epoch").is_null())
              .with_columns(pl.col("replicate").fill_null(1))
              .select("architecture", "target", "replicate", "config")
@@ -72,9 +73,13 @@ def selections(rows: pl.DataFrame, label: str) -> tuple[list[str], pl.DataFrame]
         configs[(r["architecture"], r["target"], r["replicate"])] = config
     keys = sorted({k for (a, t, _), c in configs.items() for k, v in c.items()
                    if any(o.get(k) != v for (a2, t2, _), o in configs.items() if (a2, t2) == (a, t))})
+    def differs(a: str, t: str, k: str) -> bool:
+        seen = [c.get(k) for (a2, t2, _), c in configs.items() if (a2, t2) == (a, t)]
+        return any(v != seen[0] for v in seen)
+
     table = pl.DataFrame(
-        [{"architecture": a, "target": t, "replicate": r, "values": {k: c.get(k) for k in keys}}
-         for (a, t, r), c in configs.items()],
+        [{"architecture": a, "target": t, "replicate": r,
+          "values": {k: c[k] for k in keys if k in c and differs(a, t, k)}} for (a, t, r), c in configs.items()],
         schema={"architecture": pl.String, "target": pl.String, "replicate": pl.Int64, "values": pl.Object},
     )
     return keys, table
