@@ -144,7 +144,7 @@ def test_runs_are_judged_against_their_own_draw_where_replicates_are_draws(tmp_p
     assert own["mmoe"]["within"] == pytest.approx(1.0) and own["omoe"]["within"] == pytest.approx(0.5)
     assert (own["mmoe"]["best_median"], own["mmoe"]["best_high"]) == pytest.approx((0.11, 1.10))
     assert own["mmoe"]["threshold"] is None  # no single threshold: each draw has its own
-    text = "\n".join(repeats.section(rows, "syn", per_draw=True))
+    text = "\n".join(repeats.section(rows, "syn", paired=frozenset({"syn"})))
     assert "judged against its own data draw's median best" in text and "y 0.1100 to 1.1000 across the draws" in text
     # the histogram shows each run's error over its draw's median best, on a log axis with plain tick labels
     links = plots.repeat_plots(rows, tmp_path, "toy", paired=frozenset({"syn"}))

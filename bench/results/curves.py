@@ -71,12 +71,12 @@ def selections(rows: pl.DataFrame, label: str) -> tuple[list[str], pl.DataFrame]
         config = json.loads(r["config"] or "{}")
         config.pop("seed", None)  # the final runs' own seeds
         configs[(r["architecture"], r["target"], r["replicate"])] = config
-    keys = sorted({k for (a, t, _), c in configs.items() for k, v in c.items()
-                   if any(o.get(k) != v for (a2, t2, _), o in configs.items() if (a2, t2) == (a, t))})
-    def differs(a: str, t: str, k: str) -> bool:
+
+    def differs(a: str, t: str, k: str) -> bool:  # the replicates of unit (a, t) disagree on key k
         seen = [c.get(k) for (a2, t2, _), c in configs.items() if (a2, t2) == (a, t)]
         return any(v != seen[0] for v in seen)
 
+    keys = sorted({k for (a, t, _), c in configs.items() for k in c if differs(a, t, k)})
     table = pl.DataFrame(
         [{"architecture": a, "target": t, "replicate": r,
           "values": {k: c[k] for k in keys if k in c and differs(a, t, k)}} for (a, t, r), c in configs.items()],

@@ -18,7 +18,7 @@ from bench.spec.study import unit_text
 from .convergence import best_so_far
 from .figures import META_PNG, bars, cd_diagram, direction, gate_heatmap, log_scale, metric_of, pareto_plot
 from .gates import gate_utilisation
-from .repeats import FAILURE_RATIO, TOLERANCE, judged_runs, repeat_runs, repeat_summary
+from .repeats import FAILURE_RATIO, TOLERANCE, judged_per_draw, judged_runs, repeat_runs, repeat_summary
 from .tables import (
     BASELINE,
     arch_summary,
@@ -233,7 +233,7 @@ def repeat_plots(rows: pl.DataFrame, plot_dir: Path, prefix: str, paired: frozen
 
     plt = _pyplot()
     runs = repeat_runs(rows)
-    per_draw = frozenset(d for d in paired if runs.filter(pl.col("dataset") == d)["replicate"].n_unique() > 1)
+    per_draw = judged_per_draw(runs, paired)
     judged = judged_runs(rows, per_draw)
     limits = {(r["dataset"], r["task"]): r["threshold"] for r in repeat_summary(rows).iter_rows(named=True)}
     links: dict[str, list[tuple[str, str]]] = {}

@@ -62,6 +62,12 @@ def error(value: pl.Expr) -> pl.Expr:
     return pl.when(higher_is_better()).then(1.0 - value).otherwise(value)
 
 
+def judged_per_draw(runs: pl.DataFrame, paired: frozenset[str]) -> frozenset[str]:
+    """The datasets whose repeated runs (``repeat_runs``) are judged per data draw: replicates that are data draws
+    (``paired``), and more than one of them (with one draw its median best is the pooled one)."""
+    return frozenset(d for d in paired if runs.filter(pl.col("dataset") == d)["replicate"].n_unique() > 1)
+
+
 def judged_runs(rows: pl.DataFrame, per_draw: frozenset[str] = frozenset()) -> pl.DataFrame:
     """``repeat_runs`` with the error e, the median best it is judged against (``best_e``: B_k, or B_k,r for the
     datasets in ``per_draw``) and ``ratio`` = e / best_e."""
@@ -118,16 +124,15 @@ def repeat_summary(rows: pl.DataFrame, tolerance: float = TOLERANCE, failure: fl
 
 # --- rendering -------------------------------------------------------------------------------------------
 def section(rows: pl.DataFrame, label: str, plots: list[tuple[str, str]] | None = None,
-            per_draw: bool = False) -> list[str]:
-    """Markdown lines of dataset ``label``'s repeated runs (none when it has none); ``per_draw``: its replicates
-    are data draws, each run judged against its own draw's median best."""
+            paired: frozenset[str] = frozenset()) -> list[str]:
+    """Markdown lines of dataset ``label``'s repeated runs (none when it has none); ``paired``: the datasets whose
+    replicates are data draws (``judged_per_draw``: each run judged against its own draw's median best)."""
     runs = repeat_runs(rows).filter(pl.col("dataset") == label)
     if not runs.height:
         return []
     draws = runs.select("replicate").n_unique()
-    per_draw = per_draw and draws > 1  # one draw: its median best is the pooled one
-    summary = repeat_summary(rows, per_draw=frozenset([label]) if per_draw else frozenset()).filter(
-        pl.col("dataset") == label)
+    per_draw = judged_per_draw(runs, paired)
+    summary = repeat_summary(rows, per_draw=per_draw).filter(pl.col("dataset") == label)
     n = summary["runs"].max()
     table = [
         [r["architecture"], escape(r["task"]), r["metric"], r["runs"], f"{r['median']:.4f}",
@@ -137,7 +142,7 @@ def section(rows: pl.DataFrame, label: str, plots: list[tuple[str, str]] | None 
     ]
     over = f" over {draws} replicates (each its own search and, where the data allow, its own data draw)" \
         if draws > 1 else ""
-    judged = _judged_text(summary, per_draw)
+    judged = _judged_text(summary, label in per_draw)
     lines = [
         f"### {escape(label)}: repeated runs",
         "",

@@ -126,9 +126,10 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
         headers.append("W&B runs")
         for row, r in zip(table, d_archs.iter_rows(named=True)):
             row.append(links.get(r["architecture"], DASH))
-    lines += verdicts.dataset_verdict(label, d_archs, d_cells, decision_from_meta(meta))
+    decision = decision_from_meta(meta)
+    lines += verdicts.dataset_verdict(label, d_archs, d_cells, decision)
     lines += [tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
-    lines += verdicts.variance_note(d_archs, label in decision_from_meta(meta).paired)
+    lines += verdicts.variance_note(d_archs, label in decision.paired)
     if not baseline:
         lines += ["No single-task baseline in this study: no MTL gain, Δm or rank.", ""]
     incomplete = d_archs.filter(~pl.col("complete"))
@@ -149,8 +150,7 @@ def dataset_section(rows: pl.DataFrame, meta: dict[str, Any], label: str, archs:
     if plots.get(label):
         lines.append("")
     lines += search_section(rows, label, plots.get(f"search:{label}"))  # the search's convergence
-    return lines + repeats.section(rows, label, plots.get(f"repeats:{label}"),
-                                   label in decision_from_meta(meta).paired)  # nothing without repeat runs
+    return lines + repeats.section(rows, label, plots.get(f"repeats:{label}"), decision.paired)  # [] if none
 
 
 def observed_labels(rows: pl.DataFrame, meta: dict[str, Any], label: str) -> list[str]:

@@ -240,11 +240,12 @@ def overall_ranking(archs: pl.DataFrame, expected: list[str] | None = None,
     names = list(dict.fromkeys([*(expected or []), *archs["architecture"].unique().sort().to_list()]))
     scores: dict[str, dict[str, float]] = {}
     ranks: dict[str, list[float]] = {}
+    listed = (meta or {}).get("datasets", {})  # entries that list their architectures (a subset)
+    runs_on = {d: architectures_on(meta, d) for d in datasets if "architectures" in listed.get(d, {})}
     for a in names:
         g = archs.filter(pl.col("architecture") == a)
         by_ds = {r["dataset"]: (r["delta_m"], r["rank"]) for r in g.iter_rows(named=True)}
-        listed = (meta or {}).get("datasets", {})  # entries that list their architectures (a subset)
-        not_run = [d for d in datasets if "architectures" in listed.get(d, {}) and a not in architectures_on(meta, d)]
+        not_run = [d for d in datasets if d in runs_on and a not in runs_on[d]]
         lacking = [d for d in datasets if by_ds.get(d, (None,))[0] is None and d not in not_run]
         if not_run or lacking:
             info["excluded"][a] = "; ".join(

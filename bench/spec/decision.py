@@ -19,7 +19,7 @@ from typing import Any
 from bench.errors import UserError
 
 from .metrics import PRIMARY
-from .replicates import draw_varies
+from .replicates import fixed_draws
 
 DECISION_KEYS = ("delta", "alpha")
 
@@ -104,11 +104,4 @@ def paired_datasets(meta: dict[str, Any]) -> frozenset[str]:
     """The labels of the study's datasets (``study.json``'s ``datasets``: label -> name and options) whose data are
     drawn anew in every replicate (``bench.spec.replicates.draw_varies``); a loader no longer registered is left
     out (unpaired: the conservative reading)."""
-    out = set()
-    for label, info in meta.get("datasets", {}).items():
-        try:
-            if draw_varies(info.get("name", label), info.get("options", {})) is None:
-                out.add(label)
-        except ValueError:
-            continue
-    return frozenset(out)
+    return frozenset(label for label, fixed in fixed_draws(meta.get("datasets", {})).items() if fixed is None)

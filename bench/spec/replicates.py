@@ -58,15 +58,21 @@ def replicate_options(name: str, options: dict[str, Any], replicate: int) -> dic
     return {**options, "seed": seed}
 
 
-def describe_draws(datasets: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """``{label: what varies across replicates}`` for a study's datasets (``{label: {"name", "options"}}`` as in
-    its metadata): what the leaderboard says of each."""
+def fixed_draws(datasets: dict[str, dict[str, Any]]) -> dict[str, str | None]:
+    """``{label: draw_varies(...)}`` for a study's datasets (``{label: {"name", "options"}}`` as in its metadata):
+    why each one's draw stays fixed across replicates, None where it is drawn anew. A dataset no longer registered
+    is left out (nothing wrong is said of it, and it is never taken for a new draw)."""
     out = {}
     for label, info in datasets.items():
         try:
-            fixed = draw_varies(info.get("name", label), info.get("options", {}))
-        except ValueError:  # a dataset no longer registered: say nothing wrong about it
+            out[label] = draw_varies(info.get("name", label), info.get("options", {}))
+        except ValueError:
             continue
-        out[label] = (f"data fixed across replicates ({fixed})" if fixed else
-                      "data drawn anew per replicate (seed of the generator or split)")
     return out
+
+
+def describe_draws(datasets: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """``{label: what varies across replicates}`` for a study's datasets: what the leaderboard says of each."""
+    return {label: (f"data fixed across replicates ({fixed})" if fixed else
+                    "data drawn anew per replicate (seed of the generator or split)")
+            for label, fixed in fixed_draws(datasets).items()}
