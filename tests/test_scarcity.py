@@ -94,6 +94,22 @@ def test_a_scarce_single_task_unit_trains_as_many_steps_an_epoch_as_the_others()
     assert len(unit_data(Unit("d", "single_task", "y1"), full).train) == n
 
 
+def test_a_funnel_cvr_baseline_trains_as_many_steps_an_epoch_as_the_others():
+    """CVR is observed on clicked rows only: its single-task unit trains on them, tiled to the training size (at a
+    5% click rate an epoch would otherwise be 1/20 of the others' steps); CTR, observed everywhere, is unchanged."""
+    from bench.study.units import Unit, unit_data
+
+    data = datasets.load("synthetic-funnel", n_samples=4000, click_rate=0.05, seed=2)
+    n = len(data.train)
+    clicked = data.train.y[~torch.isnan(data.train.y[:, 1]), 1]
+    assert 0 < clicked.numel() < n / 10
+    cvr = unit_data(Unit("d", "single_task", "cvr"), data)
+    assert len(cvr.train) == n and not torch.isnan(cvr.train.y).any()
+    assert sorted(cvr.train.y[: clicked.numel(), 0].tolist()) == sorted(clicked.tolist())  # one pass over the clicks
+    assert len(unit_data(Unit("d", "single_task", "ctr"), data).train) == n
+    assert len(cvr.val) < len(data.val)  # validated and tested on the clicked rows, as before
+
+
 def test_scarcity_summary_of_a_hand_made_frame():
     cells = pl.DataFrame({
         "dataset": ["a", "a", "a", "b", "b", "b"], "architecture": ["mmoe", "mmoe", "single_task"] * 2,
