@@ -184,3 +184,7 @@ def test_population_reproduces_separate_fits_with_dropout(name, data):
             assert a["value"] == pytest.approx(b["value"], rel=1e-4, abs=1e-6)
         assert set(ref.test_metrics["cvr"]) == {"auc", "logloss", "auc_entire", "calib_entire"}
         assert ref.observed["entire"] == {"ctr": len(data.test), "cvr": len(data.test)}
+        # the entire-space AUC on every resample of the impressions, the member's as its fit's
+        assert set(ref.entire_draws) == {"ctr", "cvr"} and len(ref.entire_draws["cvr"]) == 200
+        for task, values in ref.entire_draws.items():
+            assert p.entire_draws[task] == pytest.approx(values, abs=1e-4)

@@ -1,6 +1,7 @@
 """studies/funnel.toml made tiny, end to end: the entire-space metrics stored by final runs and shown in their own
 leaderboard section."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,12 @@ SPEC = Path(__file__).resolve().parents[1] / "studies" / "funnel.toml"
 
 
 def tiny_spec(tmp_path: Path) -> Path:
-    """The shipped spec with fewer rows, trials, epochs, seeds and only its first two datasets (at a click rate tiny
-    data can validate on); nothing else changed."""
+    """The shipped spec with fewer rows, trials, epochs, seeds, one replicate and only its first two datasets (at a
+    click rate tiny data can validate on); nothing else changed."""
     text = SPEC.read_text()
     third = text.index("[[datasets]]", text.index('label = "rho0.8-ctr0.05"'))
     text = text[:third] + text[text.index("[search.all]"):]
-    for old, new in (('name = "funnel"', 'name = "tiny-funnel"'), ("seeds = 3", "seeds = 2"),
+    for old, new in (('name = "funnel"', 'name = "tiny-funnel"'), ("seeds = 3", "seeds = 2"), ("replicates = 3", ""),
                      ("trials = 10", "trials = 2"), ("max_epochs = 15", "max_epochs = 2"),
                      ("n_samples = 20000", "n_samples = 1500"), ("click_rate = 0.05", "click_rate = 0.4")):
         assert old in text
@@ -47,7 +48,19 @@ def test_tiny_funnel_study_end_to_end(tmp_path, monkeypatch):
     assert markdown.count("Entire impression space, task cvr") == 2
     assert "| architecture   | AUC, observed rows" in markdown and "nan" not in markdown
     # the section's cells are the runs' own scores (2 seeds), not the test-set resamples stored beside them
-    assert "| 2   |" in markdown.split("Entire impression space, task cvr")[1].split("AUC, observed rows: the")[0]
+    table = markdown.split("Entire impression space, task cvr")[1].split("AUC, observed rows: the")[0]
+    assert "| 2   |" in table
+    # each run's entire-space AUC on 200 resamples of every test impression, the same resamples for every unit
+    # (seeded from the outcomes): each model decided against single-task, with the test-set error in it
+    resampled = store.read(tmp_path / "runs" / "tiny-funnel").filter(
+        (pl.col("stage") == "final") & pl.col("draw").is_not_null() & (pl.col("metric") == "auc_entire"))
+    per_run = resampled.group_by("dataset", "architecture", "target", "task", "seed").len()
+    assert set(per_run["len"]) == {200} and per_run.height == 2 * (5 * 2 + 2) * 2  # ctr and cvr of each unit
+    assert resampled["value"].is_finite().all() and set(resampled["observed"]) == {300}
+    assert "0 (baseline)" in table and "gain vs single-task, every impression" in table
+    decided = [line for line in table.splitlines() if line.startswith("| esmm")][0]
+    assert re.search(r"[+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\] (better|worse|equivalent|inconclusive)", decided)
+    assert "none stored for these runs" not in markdown
 
 
 TABLE_SPEC = """
@@ -108,3 +121,34 @@ def test_funnel_architectures_on_a_table_with_observed_if_predict_what_they_stor
         stored = rows.filter((pl.col("architecture") == arch) & (pl.col("seed") == 1) & (pl.col("task") == "conversion")
                              & (pl.col("metric") == "logloss"))["value"].item()
         assert torch.nn.functional.binary_cross_entropy(p, y).item() == pytest.approx(stored, rel=1e-4), arch
+
+
+def entire_rows(arch: str, target: str, values: list[float]) -> list[dict]:
+    """Hand-made final test rows of one unit on task cvr: per seed its auc_entire and 50 resampled ones (the same
+    resample offsets for every unit, as the common random numbers give)."""
+    offsets = np.random.default_rng(0).normal(0, 0.003, 50)
+    out = []
+    for seed, v in enumerate(values, 1):
+        base = {"dataset": "f", "architecture": arch, "target": target, "stage": "final", "split": "test",
+                "task": "cvr", "kind": "binary", "metric": "auc_entire", "seed": seed, "replicate": 1}
+        out.append({**base, "value": v, "draw": None})
+        out += [{**base, "value": v + o, "draw": b} for b, o in enumerate(offsets, 1)]
+    return out
+
+
+def test_entire_space_decisions_of_a_hand_made_frame():
+    """A model 0.03 above single-task on every seed is decided better, one within 0.0002 equivalent (δ 0.001 auc),
+    one whose seeds straddle the baseline inconclusive; the single-task unit's other task is not its own."""
+    from bench.results.funnel import entire_decisions
+    from bench.spec.decision import DecisionSpec
+
+    rows = (entire_rows("single_task", "cvr", [0.7000, 0.7002, 0.6998, 0.7000])
+            + entire_rows("esmm", "mean", [0.730, 0.731, 0.729, 0.730])
+            + entire_rows("mmoe", "mean", [0.7001, 0.7003, 0.6999, 0.7001])
+            + entire_rows("aitm", "mean", [0.65, 0.75, 0.68, 0.72]))
+    frame = pl.DataFrame(rows, schema={k: store.SCHEMA[k] for k in rows[0]})
+    decided = entire_decisions(frame, "f", DecisionSpec())
+    assert decided[("esmm", "cvr")].startswith("+0.0300 [") and decided[("esmm", "cvr")].endswith(" better")
+    assert decided[("mmoe", "cvr")].endswith(" equivalent")
+    assert decided[("aitm", "cvr")].endswith(" inconclusive")
+    assert ("single_task", "cvr") not in decided

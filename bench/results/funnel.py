@@ -1,6 +1,9 @@
 """The leaderboard's entire-space section: on data whose truth is known (``synthetic-funnel``), each architecture's
 CVR over every test impression beside its usual score on the clicked rows (the sample selection bias question no
-real log can answer: ``bench.spec.metrics.ENTIRE``, stored by final runs)."""
+real log can answer: ``bench.spec.metrics.ENTIRE``, stored by final runs), and each architecture's entire-space AUC
+decided against the single-task baseline's as a gain is (``bench.results.decisions``: the same δ, t test and Holm
+family per task; the test-set variance from the runs' resamples of every impression, metric ``auc_entire`` with
+``draw`` set, common to every model)."""
 
 from __future__ import annotations
 
@@ -9,13 +12,17 @@ import math
 import polars as pl
 from tabulate import tabulate
 
+from bench.spec.decision import DecisionSpec
 from bench.spec.metrics import ENTIRE
 
-from .comparisons import BASELINE
+from . import bootstrap as bs
+from . import decisions as dc
+from .comparisons import BASELINE, margin, runs_of
 from .markdown import DASH, escape, interval
 from .statistics import mean_ci
 
 COLUMNS = {"auc": "AUC, observed rows", "auc_entire": "AUC, every impression", "calib_entire": "mean abs(p^ - p)"}
+ENTIRE_GAIN = "gain vs single-task, every impression"
 
 
 def entire_cells(rows: pl.DataFrame, label: str) -> pl.DataFrame:
@@ -38,13 +45,47 @@ def cell(s) -> str:
     return interval(s.mean, lo, hi)
 
 
-def entire_space_section(rows: pl.DataFrame, label: str) -> list[str]:
+def entire_decisions(rows: pl.DataFrame, label: str, decision: DecisionSpec) -> dict[tuple[str, str], str]:
+    """(architecture, task) -> "gain [lo, hi] decision" of its entire-space AUC against the single-task
+    baseline's: d = mean_a - mean_base, the decision's t interval, Holm over the task's architectures. Units are
+    replicates (paired where the dataset's draws are) or seeds; the test-set term where every run stored its
+    resamples (rows stored before them: seeds only, as the page's note says)."""
+    final = rows.filter((pl.col("stage") == "final") & (pl.col("split") == "test") & (pl.col("dataset") == label)
+                        & (pl.col("metric") == "auc_entire")
+                        & ((pl.col("architecture") != BASELINE) | (pl.col("target") == pl.col("task"))))
+    keys = ["architecture", "task", "replicate", "seed"]
+    final = final.with_columns(pl.col("replicate").fill_null(1))
+    draws = (final.filter(pl.col("draw").is_not_null()).sort("draw").group_by(keys).agg(draws=pl.col("value")))
+    cells = (final.filter(pl.col("draw").is_null() & pl.col("value").is_finite())
+             .join(draws, on=keys, how="left").sort(keys)
+             .group_by("architecture", "task", maintain_order=True)
+             .agg(values=pl.col("value"), replicates=pl.col("replicate"), draws=pl.col("draws")))
+    out: dict[tuple[str, str], str] = {}
+    for task in cells["task"].unique().sort().to_list():
+        by_arch = {c["architecture"]: runs_of(c) for c in cells.filter(pl.col("task") == task).iter_rows(named=True)}
+        base = by_arch.get(BASELINE)
+        if base is None or not base.n:
+            continue
+        delta = margin(decision, "auc", bs.estimate(base))
+        family = [(arch, dc.compare(runs, base, 1.0, delta, label in decision.paired))
+                  for arch, runs in sorted(by_arch.items()) if arch != BASELINE and runs.n]
+        labels = dc.decide([dc.tests(c) for _, c in family], decision.alpha)
+        for (arch, c), verdict in zip(family, labels):
+            lo, hi = (v if math.isfinite(v) else None for v in dc.interval(c))  # none when a spread is unknown
+            out[(arch, task)] = f"{interval(c.diff, lo, hi, signed=True)} {verdict}"
+    return out
+
+
+def entire_space_section(rows: pl.DataFrame, label: str, decision: DecisionSpec | None = None) -> list[str]:
     """Per task with a known truth, a table of each architecture's mean over seeds [95% t interval] of its AUC on
-    the observed rows, its AUC over every impression and its calibration against the true probability, best
-    entire-space AUC first; nothing on data without truth."""
+    the observed rows, its AUC over every impression and its calibration against the true probability, and its
+    entire-space AUC gain over single-task with its decision (``entire_decisions``), best entire-space AUC first;
+    nothing on data without truth."""
     cells = entire_cells(rows, label)
     if not cells.height:
         return []
+    decision = decision or DecisionSpec()
+    decided = entire_decisions(rows, label, decision)
     lines = []
     for task in sorted(cells["task"].unique().to_list()):
         part = cells.filter(pl.col("task") == task)
@@ -53,15 +94,27 @@ def entire_space_section(rows: pl.DataFrame, label: str) -> list[str]:
             by_metric = {m: part.filter((pl.col("architecture") == arch) & (pl.col("metric") == m))["value"].to_list()
                          for m in COLUMNS}
             stats = {m: mean_ci(v) if v else None for m, v in by_metric.items()}
-            table.append([escape(arch), *[cell(s) for s in stats.values()], max(len(v) for v in by_metric.values()),
-                          stats["auc_entire"]])
+            versus = "0 (baseline)" if arch == BASELINE else decided.get((arch, task), DASH)
+            table.append([escape(arch), *[cell(s) for s in stats.values()], versus,
+                          max(len(v) for v in by_metric.values()), stats["auc_entire"]])
         table.sort(key=lambda r: -(r[-1].mean if r[-1] is not None else float("-inf")))
         lines += [f"Entire impression space, task {escape(task)} (test split, final runs; mean over seeds [95% t "
                   "interval, clipped to [0, 1]], n seeds):", "",
-                  tabulate([r[:-1] for r in table], headers=["architecture", *COLUMNS.values(), "n"],
+                  tabulate([r[:-1] for r in table], headers=["architecture", *COLUMNS.values(), ENTIRE_GAIN, "n"],
                            tablefmt="github", disable_numparse=True), ""]
     lines += ["AUC, observed rows: the usual score, on the rows whose label the log records (for a conversion: the "
               "clicked impressions). AUC, every impression: against the outcome drawn for every test impression, the "
               "conversions unclicked impressions would have had included. mean abs(p^ - p): mean absolute difference "
-              "between the predicted and the true probability the label was drawn from (lower is better).", ""]
+              "between the predicted and the true probability the label was drawn from (lower is better). "
+              f"{ENTIRE_GAIN}: the difference of the AUCs over every impression, with the 95% t interval and the "
+              "decision of the same test as a gain's (δ, Holm over the task's architectures; the test-set variance "
+              f"from resamples of every impression{_test_error_note(rows, label)}).", ""]
     return lines
+
+
+def _test_error_note(rows: pl.DataFrame, label: str) -> str:
+    """What the entire-space decisions' variance holds, for the legend: rows stored before the entire-space
+    resamples have seeds (replicates) only."""
+    stored = rows.filter((pl.col("dataset") == label) & (pl.col("metric") == "auc_entire")
+                         & pl.col("draw").is_not_null()).height
+    return "" if stored else "; none stored for these runs, so the test-set error is not included"

@@ -61,7 +61,7 @@ def render(rows: pl.DataFrame, meta: dict[str, Any], plots: dict[str, list[tuple
         lines += overall_section(archs, meta, labels, plots.get("overall", []))
     for label in labels:
         lines += dataset_section(rows, meta, label, archs, cells, plots)
-        lines += entire_space_section(rows, label)  # data whose truth is known (synthetic-funnel)
+        lines += entire_space_section(rows, label, decision)  # data whose truth is known (synthetic-funnel)
         lines += curves.section(rows, curve_rows, label)  # replicates' selections, epochs trained and kept
     lines += scarcity_section(cells, meta, plots.get("scarcity", []))
     for caption, path in plots.get("", []):

@@ -76,9 +76,11 @@ def seed_scores(rows: pl.DataFrame, stage: str = "final") -> pl.DataFrame:
 
 
 def run_draws(rows: pl.DataFrame, stage: str = "final") -> pl.DataFrame:
-    """Per run, its primary test metric on the test resamples (``draw`` 1..B, in order): column ``draws``."""
+    """Per run, its primary test metric on the test resamples (``draw`` 1..B, in order): column ``draws`` (a
+    funnel's entire-space resamples, metric ``auc_entire``, are ``bench.results.funnel``'s)."""
     return (
         rows.filter((pl.col("stage") == stage) & (pl.col("split") == "test") & pl.col("draw").is_not_null())
+        .filter(pl.col("metric") == pl.col("kind").replace_strict(PRIMARY, default=None))
         .with_columns(pl.col("replicate").fill_null(1))
         .sort("draw")
         .group_by("dataset", "architecture", "task", "replicate", "seed")

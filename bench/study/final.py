@@ -353,6 +353,9 @@ def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg:
     draws = [{**base, **tracked, "split": "test", "task": task, "kind": kinds[task], "metric": PRIMARY[kinds[task]],
               "value": value, "draw": b, "observed": result.observed.get("test", {}).get(task)}
              for task, values in (result.test_draws or {}).items() for b, value in enumerate(values, 1)]
+    draws += [{**base, **tracked, "split": "test", "task": task, "kind": kinds[task], "metric": "auc_entire",
+               "value": value, "draw": b, "observed": result.observed.get("entire", {}).get(task)}
+              for task, values in (result.entire_draws or {}).items() for b, value in enumerate(values, 1)]
     return rows + draws + curve_rows(base, result.history)
 
 

@@ -90,6 +90,14 @@ def metric_draws(kind: str, logits: torch.Tensor, y: torch.Tensor, draws: int = 
     return out
 
 
+def entire_draws(logits: dict[str, torch.Tensor], outcome: dict[str, torch.Tensor],
+                 draws: int = DRAWS) -> dict[str, list[float]]:
+    """Per task whose truth is known (``outcome``: the label drawn for every test impression, counterfactual
+    conversions included): ``auc_entire`` on each of ``draws`` resamples of the impressions (stratified by outcome,
+    seeded from the outcomes: the same resamples for every model, as ``metric_draws``)."""
+    return {task: metric_draws("binary", logits[task].reshape(-1), y.reshape(-1), draws) for task, y in outcome.items()}
+
+
 def resampled_metrics(tasks, logits: dict[str, torch.Tensor], y: torch.Tensor,
                       draws: int = DRAWS) -> dict[str, list[float]]:
     """Per task (``tasks``: the data's, column k of ``y`` is task k's label): its primary metric

@@ -13,6 +13,7 @@ import torch
 from bench.datasets import MTLData
 
 from . import allocator
+from .bootstrap import entire_draws
 from .diagnostics import diagnose as diagnostics_of
 from .metrics import entire_space_metrics
 from .system import MTLDataModule, MTLSystem, make_system
@@ -41,6 +42,8 @@ class FitResult:
     observed: dict[str, dict[str, int]] = field(default_factory=dict)
     # the primary test metric per task on each test-set resample (bench.training.bootstrap), final runs only
     test_draws: dict[str, list[float]] | None = None
+    # on data whose truth is known: auc_entire per task on each resample of every test impression (``entire_draws``)
+    entire_draws: dict[str, list[float]] | None = None
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -104,12 +107,12 @@ def fit(
     start = time.perf_counter()
     trainer.fit(system, datamodule=dm)
     seconds = time.perf_counter() - start
-    test = state = diagnostics = draws = None
+    test = state = diagnostics = draws = entire = None
     if evaluate_test:
         if system.best_epoch is None:  # never evaluate test on weights with no finite validation epoch
             raise FloatingPointError("no finite validation epoch (diverged); the test split was not read")
         trainer.test(system, datamodule=dm, verbose=False)
-        test = with_truth(system.test_metrics, data, system, cfg.eval_batch_size)
+        test, entire = with_truth(system.test_metrics, data, system, cfg.eval_batch_size)
         draws = system.test_draws
         state = {k: v.detach().cpu().clone() for k, v in system.model.state_dict().items()}
         if diagnose:
@@ -130,6 +133,7 @@ def fit(
         diagnostics=diagnostics,
         observed=observed_counts(data, evaluate_test),
         test_draws=draws,
+        entire_draws=entire,
     )
 
 
@@ -144,17 +148,18 @@ def observed_counts(data: MTLData, evaluate_test: bool) -> dict[str, dict[str, i
 
 @torch.no_grad()
 def with_truth(test: dict[str, dict[str, float]], data: MTLData, system: MTLSystem,
-               chunk: int) -> dict[str, dict[str, float]]:
+               chunk: int) -> tuple[dict[str, dict[str, float]], dict[str, list[float]] | None]:
     """The test metrics plus, on data whose truth is known, each such task's entire-space metrics
-    (``entire_space_metrics``) from the model's predictions on every test impression."""
+    (``entire_space_metrics``) from the model's predictions on every test impression; and their resampled AUCs
+    (``entire_draws``; None without truth)."""
     truth = data.truth
     if truth is None:
-        return test
+        return test, None
     system.eval()
     x, cat = truth.x.to(system.device), truth.cat.to(system.device)
     chunks = [system(x[i : i + chunk], cat[i : i + chunk]) for i in range(0, len(x), chunk)]
     out = {k: dict(v) for k, v in test.items()}
-    for task in truth.prob:
-        logits = torch.cat([c[task] for c in chunks]).cpu()
-        out[task] = {**out.get(task, {}), **entire_space_metrics(logits, truth.prob[task], truth.outcome[task])}
-    return out
+    logits = {task: torch.cat([c[task] for c in chunks]).cpu() for task in truth.prob}
+    for task, z in logits.items():
+        out[task] = {**out.get(task, {}), **entire_space_metrics(z, truth.prob[task], truth.outcome[task])}
+    return out, entire_draws(logits, truth.outcome)

@@ -52,7 +52,7 @@ from bench.errors import UserError
 from bench.spec.config import TrainConfig
 
 from . import allocator
-from .bootstrap import resampled_metrics
+from .bootstrap import entire_draws, resampled_metrics
 from .devices import resolve_device
 from .diagnostics import diagnose as diagnostics_of
 from .draws import draw, feed_draws, probe
@@ -339,6 +339,8 @@ class Population:
         return {i: {"test_metrics": self._test_metrics(logits, truth, test, row),
                     "test_draws": resampled_metrics(self.tasks, {t.name: logits[t.name][row] for t in self.tasks},
                                                     test.y),
+                    "entire_draws": None if truth is None else entire_draws(
+                        {task: truth[task][row].cpu() for task in self.data.truth.outcome}, self.data.truth.outcome),
                     "state": states[i], "diagnostics": diagnostics.get(i)} for row, i in enumerate(ok)}
 
     def _test_metrics(self, logits: dict[str, torch.Tensor], truth: dict[str, torch.Tensor] | None, test: Split,
