@@ -123,14 +123,17 @@ def test_funnel_architectures_on_a_table_with_observed_if_predict_what_they_stor
         assert torch.nn.functional.binary_cross_entropy(p, y).item() == pytest.approx(stored, rel=1e-4), arch
 
 
-def entire_rows(arch: str, target: str, values: list[float]) -> list[dict]:
-    """Hand-made final test rows of one unit on task cvr: per seed its auc_entire and 50 resampled ones (the same
-    resample offsets for every unit, as the common random numbers give)."""
+def entire_rows(arch: str, target: str, values: list[float], task: str = "cvr", clicked: int = 100) -> list[dict]:
+    """Hand-made final test rows of one unit on ``task``: per seed its usual AUC (on ``clicked`` of 1,000 test
+    impressions), its auc_entire and 50 resampled ones (the same resample offsets for every unit, as the common
+    random numbers give)."""
     offsets = np.random.default_rng(0).normal(0, 0.003, 50)
     out = []
     for seed, v in enumerate(values, 1):
         base = {"dataset": "f", "architecture": arch, "target": target, "stage": "final", "split": "test",
-                "task": "cvr", "kind": "binary", "metric": "auc_entire", "seed": seed, "replicate": 1}
+                "task": task, "kind": "binary", "metric": "auc_entire", "seed": seed, "replicate": 1,
+                "observed": 1000}
+        out.append({**base, "metric": "auc", "value": v, "draw": None, "observed": clicked})
         out.append({**base, "value": v, "draw": None})
         out += [{**base, "value": v + o, "draw": b} for b, o in enumerate(offsets, 1)]
     return out
@@ -138,16 +141,21 @@ def entire_rows(arch: str, target: str, values: list[float]) -> list[dict]:
 
 def test_entire_space_decisions_of_a_hand_made_frame():
     """A model 0.03 above single-task on every seed is decided better, one within 0.0002 equivalent (δ 0.001 auc),
-    one whose seeds straddle the baseline inconclusive; the single-task unit's other task is not its own."""
+    one whose seeds straddle the baseline inconclusive; a task the log records on every impression is not decided
+    again."""
     from bench.results.funnel import entire_decisions
     from bench.spec.decision import DecisionSpec
 
     rows = (entire_rows("single_task", "cvr", [0.7000, 0.7002, 0.6998, 0.7000])
             + entire_rows("esmm", "mean", [0.730, 0.731, 0.729, 0.730])
             + entire_rows("mmoe", "mean", [0.7001, 0.7003, 0.6999, 0.7001])
-            + entire_rows("aitm", "mean", [0.65, 0.75, 0.68, 0.72]))
+            + entire_rows("aitm", "mean", [0.65, 0.75, 0.68, 0.72])
+            + entire_rows("single_task", "ctr", [0.70] * 4, "ctr", 1000)
+            + entire_rows("esmm", "mean", [0.80] * 4, "ctr", 1000))
     frame = pl.DataFrame(rows, schema={k: store.SCHEMA[k] for k in rows[0]})
     decided = entire_decisions(frame, "f", DecisionSpec())
+    # ctr, observed on every impression: its entire-space AUC is the usual one, decided in the dataset's table
+    assert ("esmm", "ctr") not in decided
     assert decided[("esmm", "cvr")].startswith("+0.0300 [") and decided[("esmm", "cvr")].endswith(" better")
     assert decided[("mmoe", "cvr")].endswith(" equivalent")
     assert decided[("aitm", "cvr")].endswith(" inconclusive")

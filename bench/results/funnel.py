@@ -61,7 +61,7 @@ def entire_decisions(rows: pl.DataFrame, label: str, decision: DecisionSpec) -> 
              .group_by("architecture", "task", maintain_order=True)
              .agg(values=pl.col("value"), replicates=pl.col("replicate"), draws=pl.col("draws")))
     out: dict[tuple[str, str], str] = {}
-    for task in cells["task"].unique().sort().to_list():
+    for task in sorted(set(cells["task"]) & partial_tasks(rows, label)):
         by_arch = {c["architecture"]: runs_of(c) for c in cells.filter(pl.col("task") == task).iter_rows(named=True)}
         base = by_arch.get(BASELINE)
         if base is None or not base.n:
@@ -76,6 +76,18 @@ def entire_decisions(rows: pl.DataFrame, label: str, decision: DecisionSpec) -> 
     return out
 
 
+def partial_tasks(rows: pl.DataFrame, label: str) -> set[str]:
+    """The tasks of dataset ``label`` whose test labels the log records on fewer rows than every impression (a
+    funnel's CVR): only there does the entire-space AUC differ from the usual one, which the dataset's table
+    already decides (deciding it again here, in another Holm family, could label one comparison twice)."""
+    test = rows.filter((pl.col("stage") == "final") & (pl.col("split") == "test") & (pl.col("dataset") == label)
+                       & pl.col("draw").is_null() & pl.col("metric").is_in(["auc", "auc_entire"]))
+    seen = test.group_by("task", "metric").agg(pl.col("observed").max())
+    by = {(t, m): o for t, m, o in seen.iter_rows()}
+    return {t for (t, m), o in by.items() if m == "auc" and o is not None
+            and by.get((t, "auc_entire")) is not None and o < by[(t, "auc_entire")]}
+
+
 def entire_space_section(rows: pl.DataFrame, label: str, decision: DecisionSpec | None = None) -> list[str]:
     """Per task with a known truth, a table of each architecture's mean over seeds [95% t interval] of its AUC on
     the observed rows, its AUC over every impression and its calibration against the true probability, and its
@@ -85,16 +97,17 @@ def entire_space_section(rows: pl.DataFrame, label: str, decision: DecisionSpec 
     if not cells.height:
         return []
     decision = decision or DecisionSpec()
-    decided = entire_decisions(rows, label, decision)
+    decided, partial = entire_decisions(rows, label, decision), partial_tasks(rows, label)
     lines = []
     for task in sorted(cells["task"].unique().to_list()):
         part = cells.filter(pl.col("task") == task)
+        decides = task in partial
         table = []
         for arch in part["architecture"].unique().to_list():
             by_metric = {m: part.filter((pl.col("architecture") == arch) & (pl.col("metric") == m))["value"].to_list()
                          for m in COLUMNS}
             stats = {m: mean_ci(v) if v else None for m, v in by_metric.items()}
-            versus = "0 (baseline)" if arch == BASELINE else decided.get((arch, task), DASH)
+            versus = ("0 (baseline)" if arch == BASELINE else decided.get((arch, task), DASH)) if decides else DASH
             table.append([escape(arch), *[cell(s) for s in stats.values()], versus,
                           max(len(v) for v in by_metric.values()), stats["auc_entire"]])
         table.sort(key=lambda r: -(r[-1].mean if r[-1] is not None else float("-inf")))
@@ -108,7 +121,9 @@ def entire_space_section(rows: pl.DataFrame, label: str, decision: DecisionSpec 
               "between the predicted and the true probability the label was drawn from (lower is better). "
               f"{ENTIRE_GAIN}: the difference of the AUCs over every impression, with the 95% t interval and the "
               "decision of the same test as a gain's (δ, Holm over the task's architectures; the test-set variance "
-              f"from resamples of every impression{_test_error_note(rows, label)}).", ""]
+              f"from resamples of every impression{_test_error_note(rows, label)}); only for a task the log records "
+              "on some impressions (a dash for one observed on every impression: its AUC is the usual one, decided "
+              "in the table above).", ""]
     return lines
 
 
