@@ -45,11 +45,13 @@ def cell(s) -> str:
     return interval(s.mean, lo, hi)
 
 
-def entire_decisions(rows: pl.DataFrame, label: str, decision: DecisionSpec) -> dict[tuple[str, str], str]:
+def entire_decisions(rows: pl.DataFrame, label: str, decision: DecisionSpec,
+                     tasks: set[str] | None = None) -> dict[tuple[str, str], str]:
     """(architecture, task) -> "gain [lo, hi] decision" of its entire-space AUC against the single-task
     baseline's: d = mean_a - mean_base, the decision's t interval, Holm over the task's architectures. Units are
     replicates (paired where the dataset's draws are) or seeds; the test-set term where every run stored its
-    resamples (rows stored before them: seeds only, as the page's note says)."""
+    resamples (rows stored before them: seeds only, as the page's note says). ``tasks``: those to decide,
+    ``partial_tasks`` when not given."""
     final = rows.filter((pl.col("stage") == "final") & (pl.col("split") == "test") & (pl.col("dataset") == label)
                         & (pl.col("metric") == "auc_entire")
                         & ((pl.col("architecture") != BASELINE) | (pl.col("target") == pl.col("task"))))
@@ -61,7 +63,7 @@ def entire_decisions(rows: pl.DataFrame, label: str, decision: DecisionSpec) -> 
              .group_by("architecture", "task", maintain_order=True)
              .agg(values=pl.col("value"), replicates=pl.col("replicate"), draws=pl.col("draws")))
     out: dict[tuple[str, str], str] = {}
-    for task in sorted(set(cells["task"]) & partial_tasks(rows, label)):
+    for task in sorted(set(cells["task"]) & (partial_tasks(rows, label) if tasks is None else tasks)):
         by_arch = {c["architecture"]: runs_of(c) for c in cells.filter(pl.col("task") == task).iter_rows(named=True)}
         base = by_arch.get(BASELINE)
         if base is None or not base.n:
@@ -97,7 +99,8 @@ def entire_space_section(rows: pl.DataFrame, label: str, decision: DecisionSpec 
     if not cells.height:
         return []
     decision = decision or DecisionSpec()
-    decided, partial = entire_decisions(rows, label, decision), partial_tasks(rows, label)
+    partial = partial_tasks(rows, label)
+    decided = entire_decisions(rows, label, decision, partial)
     lines = []
     for task in sorted(cells["task"].unique().to_list()):
         part = cells.filter(pl.col("task") == task)

@@ -350,12 +350,13 @@ def end_seed(hooks: Hooks, unit, result, seed: int, config: dict[str, Any], cfg:
     # then its primary test metric on each test-set resample (store column ``draw``): not given to the hooks, but
     # with the run's W&B columns as a tracker set them on its rows
     tracked = {k: rows[0][k] for k in ("wandb_run", "wandb_url") if rows and rows[0].get(k) is not None}
-    draws = [{**base, **tracked, "split": "test", "task": task, "kind": kinds[task], "metric": PRIMARY[kinds[task]],
-              "value": value, "draw": b, "observed": result.observed.get("test", {}).get(task)}
-             for task, values in (result.test_draws or {}).items() for b, value in enumerate(values, 1)]
-    draws += [{**base, **tracked, "split": "test", "task": task, "kind": kinds[task], "metric": "auc_entire",
-               "value": value, "draw": b, "observed": result.observed.get("entire", {}).get(task)}
-              for task, values in (result.entire_draws or {}).items() for b, value in enumerate(values, 1)]
+    # (and a funnel's auc_entire on each resample of every impression)
+    draws = [{**base, **tracked, "split": "test", "task": task, "kind": kinds[task],
+              "metric": metric or PRIMARY[kinds[task]], "value": value, "draw": b,
+              "observed": result.observed.get(over, {}).get(task)}
+             for per_task, metric, over in ((result.test_draws, None, "test"), (result.entire_draws, "auc_entire",
+                                                                                   "entire"))
+             for task, values in (per_task or {}).items() for b, value in enumerate(values, 1)]
     return rows + draws + curve_rows(base, result.history)
 
 
