@@ -1,8 +1,8 @@
 """The leaderboard's entire-space section: on data whose truth is known (``synthetic-funnel``), each architecture's
 CVR over every test impression beside its usual score on the clicked rows (the sample selection bias question no
 real log can answer: ``bench.spec.metrics.ENTIRE``, stored by final runs), and each architecture's entire-space AUC
-decided against the single-task baseline's as a gain is (``bench.results.decisions``: the same δ, t test and Holm
-family per task; the test-set variance from the runs' resamples of every impression, metric ``auc_entire`` with
+decided against the single-task baseline's as a gain is (``bench.results.tables.with_gains``: the same δ, t test
+and Holm correction; the test-set variance from the runs' resamples of every impression, metric ``auc_entire`` with
 ``draw`` set, common to every model)."""
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from tabulate import tabulate
 from bench.spec.decision import DecisionSpec
 from bench.spec.metrics import ENTIRE
 
-from . import bootstrap as bs
-from . import decisions as dc
-from .comparisons import BASELINE, margin, runs_of
+from .comparisons import BASELINE
 from .markdown import DASH, escape, interval
 from .statistics import mean_ci
+from .tables import task_summary, with_gains
 
 COLUMNS = {"auc": "AUC, observed rows", "auc_entire": "AUC, every impression", "calib_entire": "mean abs(p^ - p)"}
 ENTIRE_GAIN = "gain vs single-task, every impression"
@@ -48,34 +47,17 @@ def cell(s) -> str:
 def entire_decisions(rows: pl.DataFrame, label: str, decision: DecisionSpec,
                      tasks: set[str] | None = None) -> dict[tuple[str, str], str]:
     """(architecture, task) -> "gain [lo, hi] decision" of its entire-space AUC against the single-task
-    baseline's: d = mean_a - mean_base, the decision's t interval, Holm over the task's architectures. Units are
-    replicates (paired where the dataset's draws are) or seeds; the test-set term where every run stored its
-    resamples (rows stored before them: seeds only, as the page's note says). ``tasks``: those to decide,
-    ``partial_tasks`` when not given."""
-    final = rows.filter((pl.col("stage") == "final") & (pl.col("split") == "test") & (pl.col("dataset") == label)
-                        & (pl.col("metric") == "auc_entire")
-                        & ((pl.col("architecture") != BASELINE) | (pl.col("target") == pl.col("task"))))
-    keys = ["architecture", "task", "replicate", "seed"]
-    final = final.with_columns(pl.col("replicate").fill_null(1))
-    draws = (final.filter(pl.col("draw").is_not_null()).sort("draw").group_by(keys).agg(draws=pl.col("value")))
-    cells = (final.filter(pl.col("draw").is_null() & pl.col("value").is_finite())
-             .join(draws, on=keys, how="left").sort(keys)
-             .group_by("architecture", "task", maintain_order=True)
-             .agg(values=pl.col("value"), replicates=pl.col("replicate"), draws=pl.col("draws")))
-    out: dict[tuple[str, str], str] = {}
-    for task in sorted(set(cells["task"]) & (partial_tasks(rows, label) if tasks is None else tasks)):
-        by_arch = {c["architecture"]: runs_of(c) for c in cells.filter(pl.col("task") == task).iter_rows(named=True)}
-        base = by_arch.get(BASELINE)
-        if base is None or not base.n:
-            continue
-        delta = margin(decision, "auc", bs.estimate(base))
-        family = [(arch, dc.compare(runs, base, 1.0, delta, label in decision.paired))
-                  for arch, runs in sorted(by_arch.items()) if arch != BASELINE and runs.n]
-        labels = dc.decide([dc.tests(c) for _, c in family], decision.alpha)
-        for (arch, c), verdict in zip(family, labels):
-            lo, hi = (v if math.isfinite(v) else None for v in dc.interval(c))  # none when a spread is unknown
-            out[(arch, task)] = f"{interval(c.diff, lo, hi, signed=True)} {verdict}"
-    return out
+    baseline's, decided as the dataset's table decides a gain (``tables.with_gains``: d = mean_a - mean_base, the
+    decision's t interval with AUC's δ, Holm over the decided cells; replicates paired where the dataset's draws
+    are, the test-set term where every run stored its resamples; rows stored before them: seeds only, as the
+    page's note says). ``tasks``: those to decide, ``partial_tasks`` when not given."""
+    tasks = partial_tasks(rows, label) if tasks is None else tasks
+    cells = (task_summary(rows.filter(pl.col("dataset") == label), metric="auc_entire")
+             .filter(pl.col("task").is_in(sorted(tasks)))
+             .with_columns(metric=pl.lit("auc")))  # an AUC, judged with AUC's δ and orientation
+    gains = with_gains(cells, decision).filter(pl.col("gain").is_not_null())
+    return {(r["architecture"], r["task"]): f"{interval(r['gain'], r['gain_lo'], r['gain_hi'], signed=True)} "
+            f"{r['decision']}" for r in gains.iter_rows(named=True)}
 
 
 def partial_tasks(rows: pl.DataFrame, label: str) -> set[str]:
@@ -123,7 +105,8 @@ def entire_space_section(rows: pl.DataFrame, label: str, decision: DecisionSpec 
               "conversions unclicked impressions would have had included. mean abs(p^ - p): mean absolute difference "
               "between the predicted and the true probability the label was drawn from (lower is better). "
               f"{ENTIRE_GAIN}: the difference of the AUCs over every impression, with the 95% t interval and the "
-              "decision of the same test as a gain's (δ, Holm over the task's architectures; the test-set variance "
+              "decision of the same test as a gain's (δ, Holm over the dataset's entire-space comparisons; the "
+              "test-set variance "
               f"from resamples of every impression{_test_error_note(rows, label)}); only for a task the log records "
               "on some impressions (a dash for one observed on every impression: its AUC is the usual one, decided "
               "in the table above).", ""]

@@ -61,26 +61,30 @@ def _nan_to_null(value: float) -> float | None:
 
 
 # --- per seed and per cell -------------------------------------------------------------------------------
-def seed_scores(rows: pl.DataFrame, stage: str = "final") -> pl.DataFrame:
-    """The test primary metric of every run of ``stage``: one row per (dataset, architecture, task, replicate,
-    seed), non-finite values kept (they are counted as failed seeds, never averaged); ``replicate`` null (rows
-    stored before replicates) read as 1. The test-resample rows (``draw`` set) are not runs."""
+def _metric(metric: str | None) -> pl.Expr:
+    """The rows of ``metric``; without one, each task's primary metric (auc, mse or accuracy by task kind)."""
+    return pl.col("metric") == (pl.col("kind").replace_strict(PRIMARY, default=None) if metric is None else metric)
+
+
+def seed_scores(rows: pl.DataFrame, stage: str = "final", metric: str | None = None) -> pl.DataFrame:
+    """The test primary metric (or ``metric``) of every run of ``stage``: one row per (dataset, architecture, task,
+    replicate, seed), non-finite values kept (they are counted as failed seeds, never averaged); ``replicate`` null
+    (rows stored before replicates) read as 1. The test-resample rows (``draw`` set) are not runs."""
     return (
         rows.filter((pl.col("stage") == stage) & (pl.col("split") == "test") & pl.col("draw").is_null())
-        # keep each task's primary metric (auc, mse or accuracy by task kind)
-        .filter(pl.col("metric") == pl.col("kind").replace_strict(PRIMARY, default=None))
+        .filter(_metric(metric))
         .with_columns(pl.col("replicate").fill_null(1))
         .select("dataset", "architecture", "task", "kind", "metric", "replicate", "seed", "value")
         .sort("dataset", "architecture", "task", "replicate", "seed")
     )
 
 
-def run_draws(rows: pl.DataFrame, stage: str = "final") -> pl.DataFrame:
-    """Per run, its primary test metric on the test resamples (``draw`` 1..B, in order): column ``draws`` (a
-    funnel's entire-space resamples, metric ``auc_entire``, are ``bench.results.funnel``'s)."""
+def run_draws(rows: pl.DataFrame, stage: str = "final", metric: str | None = None) -> pl.DataFrame:
+    """Per run, its primary test metric (or ``metric``: a funnel's entire-space ``auc_entire``) on the test
+    resamples (``draw`` 1..B, in order): column ``draws``."""
     return (
         rows.filter((pl.col("stage") == stage) & (pl.col("split") == "test") & pl.col("draw").is_not_null())
-        .filter(pl.col("metric") == pl.col("kind").replace_strict(PRIMARY, default=None))
+        .filter(_metric(metric))
         .with_columns(pl.col("replicate").fill_null(1))
         .sort("draw")
         .group_by("dataset", "architecture", "task", "replicate", "seed")
@@ -99,15 +103,15 @@ def with_mean_ci(frame: pl.DataFrame, values: str) -> pl.DataFrame:
     )
 
 
-def task_summary(rows: pl.DataFrame) -> pl.DataFrame:
+def task_summary(rows: pl.DataFrame, metric: str | None = None) -> pl.DataFrame:
     """Per (dataset, architecture, task): n finite runs (and n_failed non-finite ones), replicates, the
     replicate-level mean and its 95% percentile bootstrap interval [lo, hi] (replicates, seeds within, and test
     resamples when stored: ``test_error``). ``values``, ``seeds``, ``replicates`` and ``draws`` hold the finite
-    runs in (replicate, seed) order for the comparisons."""
+    runs in (replicate, seed) order for the comparisons. Of each task's primary metric, or of ``metric``."""
     finite = pl.col("value").is_finite()
     cells = (
-        seed_scores(rows)
-        .join(run_draws(rows), on=["dataset", "architecture", "task", "replicate", "seed"], how="left")
+        seed_scores(rows, metric=metric)
+        .join(run_draws(rows, metric=metric), on=["dataset", "architecture", "task", "replicate", "seed"], how="left")
         .sort("dataset", "architecture", "task", "replicate", "seed")
         .group_by("dataset", "architecture", "task", "kind", "metric")
         .agg(
